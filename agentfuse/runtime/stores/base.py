@@ -1,0 +1,268 @@
+"""The ``Store`` protocol: a few coarse atomic operations that every backend implements.
+
+Every operation that decides (``gate``, ``settle``, ``halt``, ``resume``, ``open_run``) is ONE
+atomic unit in the backend (SQLite: one ``BEGIN IMMEDIATE`` transaction; Redis: one Lua script),
+so two workers can never pass a check with the same last cent. The decision rules themselves are
+pure functions in :mod:`agentfuse.runtime.decisions` and :mod:`agentfuse.runtime.breaker`; a
+backend reads the state they need, calls them (or mirrors them in Lua) and writes the effects.
+
+Money is integer micro-dollars everywhere (``*_micros``). Times are wall-clock seconds since the
+epoch (``now``), taken from the guard's injected clock. A backend that cannot be reached raises
+:class:`agentfuse.runtime.errors.StoreUnavailable`; it never leaks a driver exception.
+
+Semantics every backend must keep (the contract suite checks them):
+
+* Run rows hold *subtree* totals: a reservation or settlement of a run is added to the run and
+  every ancestor, so a cap check is one read per run in the chain, never a ledger sum.
+* Agent windows: per-(agent, day_key) and per-(agent, minute) buckets of spent + reserved; the
+  hourly cap sums the last 60 minute buckets (``minute - 59 .. minute``).
+* A reservation is settled at most once (``settle`` of an unknown or settled id is a no-op that
+  returns ``SettleResult(settled=False)``). Unsettled reservations stay counted forever.
+* A refused ``gate`` writes nothing except the durable halt named in ``GateResult.halt``.
+* ``open_run`` creates a run or returns the existing one unchanged (cap, start time, parent).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+AGENT_WIDE = ""
+"""``run_id`` of a halt that applies to every run of the agent."""
+
+
+class BreakerState(str, enum.Enum):
+    """The three states of a circuit breaker."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class Outcome(str, enum.Enum):
+    """How a guarded call ended, as far as the counters care."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    """Counts for the run's retries, the action's attempts and (if ``breaker_counts``) the breaker."""
+    NEUTRAL = "neutral"
+    """Cancelled, interrupted or refused deeper down: settle the money, count nothing."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+    """One run's durable row. Totals include every descendant run."""
+
+    run_id: str
+    agent: str
+    parent_id: str | None
+    cap_micros: int | None
+    started_at: float
+    spent_micros: int = 0
+    reserved_micros: int = 0
+    steps: int = 0
+    failures: int = 0
+    """Failed calls of this run (its own, not descendants'): the retry counter."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HaltRecord:
+    """A durable halt of one run, or of the whole agent when ``run_id == AGENT_WIDE``."""
+
+    agent: str
+    run_id: str
+    reason: str
+    source: str
+    """Who halted: ``operator``, ``kill_switch``, ``budget``, ``fail_fast``."""
+    created_at: float
+    figures: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class BreakerRecord:
+    """Durable breaker state for (agent, key)."""
+
+    state: BreakerState = BreakerState.CLOSED
+    consecutive_failures: int = 0
+    opened_at: float | None = None
+    probe_id: str | None = None
+    """The reservation holding the half-open probe, if any."""
+    probe_expires_at: float | None = None
+    """When the probe lease lapses, so a dead prober does not wedge the breaker."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BreakerSpec:
+    """Breaker settings of the policy, passed with each call."""
+
+    key: str = ""
+    failure_threshold: int = 5
+    cooldown_s: float = 300.0
+    probe_lease_s: float = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RateLimitSpec:
+    """At most ``max`` admissions of an action in ``window_s``, then none for ``cooldown_s``."""
+
+    action: str
+    max: int
+    window_s: float
+    cooldown_s: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RateLimitRecord:
+    """Durable rate-limit state of (agent, action): recent admission times and the cooldown."""
+
+    admissions: tuple[float, ...] = ()
+    cooldown_until: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class GateRequest:
+    """Everything one gate needs; caps are ``None`` when the policy sets none."""
+
+    reservation_id: str
+    agent: str
+    run_id: str
+    action: str
+    estimate_micros: int
+    now: float
+    day_key: str
+    """Calendar day in the policy's time zone, e.g. ``2026-11-23``."""
+    minute: int
+    """``int(now // 60)``: the bucket of the rolling hourly window."""
+    breaker: BreakerSpec = BreakerSpec()
+    rate_limit: RateLimitSpec | None = None
+    daily_cap_micros: int | None = None
+    hourly_cap_micros: int | None = None
+    max_steps: int | None = None
+    max_retries_total: int | None = None
+    timeout_s: float | None = None
+    max_attempts: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    """Why a gate refused. ``kind`` picks the exception class; ``reason`` is a stable word."""
+
+    kind: str
+    """One of ``halted``, ``circuit_open``, ``rate_limited``, ``budget``, ``max_steps``,
+    ``max_retries_total``, ``timeout``, ``max_attempts``."""
+    reason: str
+    """``halted``: the halt's reason; ``budget``: ``run_budget``, ``ancestor_budget``,
+    ``daily_budget``, ``hourly_budget``; otherwise equal to ``kind``."""
+    message: str
+    figures: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class GateResult:
+    """The outcome of one gate: a reservation, or a refusal (and maybe a new durable halt)."""
+
+    refusal: Refusal | None = None
+    halt: HaltRecord | None = None
+    """A durable halt written by this gate (budget halts), for events and alerts."""
+    probe: bool = False
+    """This call holds the half-open probe: its settlement decides the breaker."""
+    breaker_transition: BreakerState | None = None
+    rate_limit_tripped: bool = False
+    """This admission filled the window and started the cooldown."""
+    remaining_s: float | None = None
+    """Seconds left before the run's deadline, if it has one."""
+    usage_fraction: float = 0.0
+    """Highest fraction of any money cap in use after this reservation (for the degrade ladder)."""
+
+    @property
+    def allowed(self) -> bool:
+        return self.refusal is None
+
+
+@dataclasses.dataclass(frozen=True)
+class Settlement:
+    """The end of one guarded call."""
+
+    reservation_id: str
+    agent: str
+    run_id: str
+    action: str
+    cost_micros: int
+    now: float
+    outcome: Outcome
+    breaker_counts: bool = True
+    """Whether a failure counts for the breaker (policy ``breaker.count``/``ignore``)."""
+    breaker: BreakerSpec = BreakerSpec()
+    halt: HaltRecord | None = None
+    """A fail-fast halt to write durably in the same transaction."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SettleResult:
+    """What a settlement changed."""
+
+    settled: bool
+    breaker_state: BreakerState = BreakerState.CLOSED
+    breaker_transition: BreakerState | None = None
+    consecutive_failures: int = 0
+    action_failures: int = 0
+    run_failures: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentTotals:
+    """An agent's money in its current windows (spent + reserved)."""
+
+    day_micros: int
+    hour_micros: int
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Durable state of runs, agents, breakers, rate limits and halts."""
+
+    def open_run(
+        self,
+        run_id: str,
+        *,
+        agent: str,
+        parent_id: str | None,
+        cap_micros: int | None,
+        now: float,
+    ) -> RunInfo:
+        """Create the run (start time ``now``) or return it unchanged if it exists.
+
+        Raises ``KeyError`` if ``parent_id`` names no run.
+        """
+
+    def gate(self, request: GateRequest) -> GateResult:
+        """Check halts, breaker, rate limit, caps, steps, retries, deadline and attempts; reserve."""
+
+    def settle(self, settlement: Settlement) -> SettleResult:
+        """Replace the reservation by the cost; count failures; apply the breaker; write a halt."""
+
+    def halt(self, record: HaltRecord) -> None:
+        """Write (or overwrite) a durable halt."""
+
+    def resume(self, agent: str, run_id: str = AGENT_WIDE) -> int:
+        """Clear the halt of the run (or the agent-wide halt); returns how many were cleared."""
+
+    def get_run(self, run_id: str) -> RunInfo | None:
+        """The run's row, or ``None``."""
+
+    def halts(self, agent: str | None = None) -> list[HaltRecord]:
+        """Every durable halt (of one agent, if given)."""
+
+    def get_breaker(self, agent: str, key: str = "") -> BreakerRecord:
+        """The breaker's durable state (closed if never touched)."""
+
+    def agent_totals(self, agent: str, *, day_key: str, minute: int) -> AgentTotals:
+        """Spent + reserved of the agent on ``day_key`` and in the 60 minutes up to ``minute``."""
+
+    def unsettled(self, run_id: str | None = None) -> int:
+        """How many reservations are still open (stale ones are left by killed processes)."""
+
+    def close(self) -> None:
+        """Release connections."""

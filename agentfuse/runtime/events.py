@@ -1,0 +1,274 @@
+"""The structured event log: one JSON line per decision, written through stdlib ``logging``.
+
+Each line is ``{"ts", "agent", "run", "event", "reason", ...figures}`` with ``ts`` in ISO-8601
+UTC with milliseconds (``2026-01-31T23:59:59.123Z``). Values are made JSON-safe the same way
+everywhere: ``Decimal`` -> string (exact; ``"0.012"``, never a float that drifts), paths,
+dates and exceptions -> strings, sets/tuples -> lists, NaN/inf -> strings. Every string is
+passed through :func:`redact`, so a webhook URL or a Redis password never lands in the log.
+
+Rotation (policy ``events:``): the file is rotated when the next line would pass
+``max_bytes`` and, with ``rotate_when: midnight`` (or ``D``), also at the first write of a new
+UTC day (``H``: a new hour). Backups are numbered like ``RotatingFileHandler``'s
+(``events.jsonl.1`` is the newest, ``.N`` with N = ``backup_count`` the oldest; older ones are
+deleted), so size and day rotation share one naming scheme and one stdlib handler subclass; the
+day of each line is in its ``ts``. Files are created with mode 0600. Several processes may
+append to one file: a writer notices that another process rotated the file and reopens it, so
+no line is lost (a race may leave one extra small backup).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import json
+import logging
+import logging.handlers
+import math
+import os
+import re
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from pathlib import Path, PurePath
+from typing import Any, TextIO
+
+from agentfuse.runtime.policy import Policy
+
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+RESERVED_KEYS = frozenset({"ts", "agent", "run", "event", "reason"})
+ROTATION_PERIODS_S = {"midnight": 86_400, "d": 86_400, "h": 3_600}
+REDACTED = "***"
+
+_REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # scheme://user:password@host -> scheme://user:***@host (redis://:secret@..., https://a:b@...)
+    (re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)[^\s@]+@"), r"\1***@"),
+    (re.compile(r"(hooks\.slack\.com/(?:services|workflows|triggers)/)[^\s\"'<>]+"), r"\1***"),
+    (re.compile(r"((?:discord|discordapp)\.com/api/webhooks/)[^\s\"'<>]+"), r"\1***"),
+    (re.compile(r"(ntfy\.sh/)[^\s\"'<>?#]+"), r"\1***"),
+    (re.compile(r"(api\.telegram\.org/bot)[^\s/\"'<>]+"), r"\1***"),
+    (
+        re.compile(
+            r"(?i)\b((?:password|passwd|pwd|secret|token|access_token|refresh_token|api[_-]?key"
+            r"|auth|sig|signature|key)=)[^\s&;,\"'<>]+"
+        ),
+        r"\1***",
+    ),
+    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1***"),
+    (re.compile(r"\b(sk-(?:ant-|proj-)?)[A-Za-z0-9_-]{16,}"), r"\1***"),
+    (re.compile(r"\b(xox[abprs]-)[A-Za-z0-9-]+"), r"\1***"),
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with credentials removed: URL passwords, webhook tokens, ``password=``-style
+    pairs, bearer tokens and API keys. Cheap enough to run on every string of every event."""
+    if not text:
+        return text
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def redact_url(url: str) -> str:
+    """A webhook URL reduced to scheme and host: its path and query are the secret.
+
+    Used for the configured webhook, whose token cannot be recognised by pattern when it is a
+    self-hosted ntfy server or any other endpoint.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return redact(url)
+    if not parts.scheme or not host:
+        return redact(url)
+    hidden = "/" + REDACTED if (parts.path.strip("/") or parts.query) else ""
+    return f"{parts.scheme}://{host}{port}{hidden}"
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    """A JSON-native copy of ``value`` with every string redacted (see module docstring)."""
+    if isinstance(value, str):
+        return redact(value)
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return _json_safe(value.value, depth + 1)
+    if depth > 10:
+        return redact(str(value))
+    if isinstance(value, Mapping):
+        return {str(key): _json_safe(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item, depth + 1) for item in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((_json_safe(item, depth + 1) for item in value), key=str)
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, BaseException):
+        return redact(f"{type(value).__name__}: {value}")
+    if isinstance(value, (bytes, bytearray)):
+        return redact(bytes(value).decode("utf-8", "replace"))
+    if isinstance(value, PurePath):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _json_safe(dataclasses.asdict(value), depth + 1)
+    return redact(str(value))
+
+
+def format_ts(epoch_s: float) -> str:
+    """Epoch seconds -> ISO-8601 UTC with milliseconds and a ``Z``."""
+    moment = dt.datetime.fromtimestamp(epoch_s, dt.timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _JsonlFileHandler(logging.handlers.RotatingFileHandler):
+    """``RotatingFileHandler`` that also rotates when a new period (UTC day or hour) starts.
+
+    The period of a line is its record's ``created`` time, which :class:`EventLog` sets from
+    its injectable clock, so tests cross midnight without sleeping.
+    """
+
+    def __init__(self, path: Path, *, max_bytes: int, backup_count: int, period_s: int | None) -> None:
+        super().__init__(
+            path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8", delay=True
+        )
+        self._period_s = period_s
+        self._file_period: int | None = None
+        if period_s is not None:
+            try:
+                stat = os.stat(self.baseFilename)
+            except OSError:
+                stat = None
+            if stat is not None and stat.st_size > 0:
+                self._file_period = int(stat.st_mtime // period_s)
+
+    def _open(self) -> TextIO:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return os.fdopen(fd, "a", encoding="utf-8")
+
+    def _reopen_if_moved(self) -> None:
+        """Another process rotated (renamed) the file: write to the new one, not the backup."""
+        if self.stream is None:
+            return
+        try:
+            current = os.stat(self.baseFilename)
+            same = os.path.samestat(current, os.fstat(self.stream.fileno()))
+        except OSError:
+            same = False
+        if not same:
+            self.stream.close()
+            self.stream = None
+
+    def _period_of(self, record: logging.LogRecord) -> int | None:
+        return None if self._period_s is None else int(record.created // self._period_s)
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
+        self._reopen_if_moved()
+        period = self._period_of(record)
+        if period is not None and self._file_period is not None and period != self._file_period:
+            return True
+        return bool(super().shouldRollover(record))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        super().emit(record)
+        self._file_period = self._period_of(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """One line on stderr instead of a traceback: a full disk must not break the agent."""
+        error = sys.exc_info()[1]
+        sys.stderr.write(f"agentfuse: cannot write event log {self.baseFilename}: {error}\n")
+
+
+class EventLog:
+    """Structured JSONL events with rotation; ``path=None`` keeps events in memory only.
+
+    Each instance owns a private ``logging.Logger`` that is not registered globally, so two
+    logs never share handlers and the application's logging configuration is left alone.
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        backup_count: int = 5,
+        rotate_when: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        period_s = None
+        if rotate_when is not None:
+            period_s = ROTATION_PERIODS_S.get(rotate_when.lower())
+            if period_s is None:
+                raise ValueError(
+                    f"rotate_when must be one of midnight, D, H or None, got {rotate_when!r}"
+                )
+        self.path = None if path is None else Path(path)
+        self._clock = clock
+        self._logger: logging.Logger | None = None
+        self._handler: _JsonlFileHandler | None = None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handler = _JsonlFileHandler(
+                self.path, max_bytes=max(max_bytes, 0), backup_count=max(backup_count, 0),
+                period_s=period_s,
+            )
+            self._logger = logging.Logger(f"agentfuse.events:{self.path}", logging.INFO)
+            self._logger.propagate = False
+            self._logger.addHandler(self._handler)
+
+    @classmethod
+    def from_policy(cls, policy: Policy) -> EventLog:
+        """The event log a policy's ``events:`` section describes (path relative to the policy)."""
+        events = policy.events
+        path = None if events.path is None else policy.resolve_path(events.path)
+        return cls(
+            path,
+            max_bytes=events.max_bytes,
+            backup_count=events.backup_count,
+            rotate_when=events.rotate_when,
+        )
+
+    def emit(
+        self, event: str, *, agent: str, run: str | None, reason: str | None = None, **figures: Any
+    ) -> dict[str, Any]:
+        """Write one event line and return it as written (JSON-safe, redacted)."""
+        clashes = RESERVED_KEYS.intersection(figures)
+        if clashes:
+            raise TypeError(f"emit() figures may not be named {', '.join(sorted(clashes))}")
+        now = self._clock()
+        record: dict[str, Any] = {
+            "ts": format_ts(now),
+            "agent": agent,
+            "run": run,
+            "event": event,
+            "reason": None if reason is None else redact(reason),
+        }
+        record.update(_json_safe(figures))
+        if self._logger is not None:
+            line = json.dumps(record, separators=(",", ":"))
+            log_record = logging.LogRecord(self._logger.name, logging.INFO, "", 0, line, None, None)
+            log_record.created = now
+            self._logger.handle(log_record)
+        return record
+
+    def close(self) -> None:
+        """Flush and close the file; later emits still return their events, unwritten."""
+        if self._logger is not None and self._handler is not None:
+            self._logger.removeHandler(self._handler)
+            self._handler.close()
+        self._logger = None
+        self._handler = None
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

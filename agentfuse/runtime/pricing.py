@@ -1,0 +1,313 @@
+"""Token usage -> USD: usage extraction from provider responses and a price table.
+
+Money is exact: prices are ``Decimal`` USD per one million tokens, so a call's cost in integer
+micro-dollars is simply ``tokens * price`` summed and rounded up (never under-counted).
+
+Token conventions of :class:`Usage` (providers disagree; this is the one agentfuse uses):
+``input_tokens`` counts every prompt token, including those read from or written to a cache;
+``cached_input_tokens`` and ``cache_write_input_tokens`` are the parts of it billed at the
+cache-read price and at the cache-write price (1.25x input, Anthropic's 5-minute cache).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from decimal import ROUND_CEILING, Decimal
+from importlib import resources
+from typing import Any
+
+from agentfuse.runtime.policy import ModelPrice, to_micros
+
+CACHE_WRITE_MULTIPLIER = Decimal("1.25")
+"""Cache writes (Anthropic ``cache_creation_input_tokens``) cost 1.25x the input price."""
+
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 4
+"""Per-message overhead of chat formats (role and separators), as OpenAI documents it."""
+TOKENS_PER_INLINE_DATA = 1000
+"""A ``data:`` URL (an inline image or file) is counted as this many tokens, not by its length."""
+
+_SNAPSHOT_BOUNDARY = "-:@"
+_CLOUD_VENDOR_PREFIX = re.compile(
+    r"^(?:[a-z]{2,4}\.)?(?:anthropic|meta|mistral|amazon|cohere|ai21|google|openai)\."
+)
+_DOTTED_VERSION = re.compile(r"(?<=\d)\.(?=\d)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Usage:
+    """Tokens of one model call (see the module docstring for what each count includes)."""
+
+    model: str | None
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
+    reported_cost_usd: Decimal | None = None
+    """A cost the client library computed itself (LiteLLM's ``response_cost``), if any."""
+
+
+def _field(obj: Any, name: str) -> Any:
+    """``obj[name]`` for mappings, ``obj.name`` for SDK objects; None when absent."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _count(obj: Any, name: str) -> int:
+    """A token count from ``obj``; missing, None or non-numeric -> 0."""
+    value = _field(obj, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0
+    return max(int(value), 0)
+
+
+def _present(obj: Any, *names: str) -> bool:
+    return any(_field(obj, name) is not None for name in names)
+
+
+def _reported_cost(response: Any) -> Decimal | None:
+    hidden = _field(response, "_hidden_params")
+    cost = _field(hidden, "response_cost")
+    if isinstance(cost, bool) or not isinstance(cost, (int, float, str, Decimal)):
+        return None
+    try:
+        value = Decimal(str(cost))
+    except ArithmeticError:
+        return None
+    return value if value.is_finite() and value >= 0 else None
+
+
+def _model_name(response: Any) -> str | None:
+    model = _field(response, "model") or _field(response, "model_version")
+    return model if isinstance(model, str) and model else None
+
+
+def extract_usage(response: Any) -> Usage | None:
+    """Token usage of a provider response, or None when it carries none we recognise.
+
+    Understands OpenAI chat completions and Responses API objects, Anthropic messages, LiteLLM
+    ``ModelResponse`` (plus its ``_hidden_params["response_cost"]``), Gemini
+    ``usage_metadata``, and plain dicts shaped like any of them.
+    """
+    if isinstance(response, Usage):
+        return response
+    model = _model_name(response)
+    cost = _reported_cost(response)
+    usage = _field(response, "usage")
+    if usage is not None and _present(usage, "prompt_tokens", "completion_tokens"):
+        # OpenAI chat completions and LiteLLM: prompt_tokens includes the cached tokens.
+        return Usage(
+            model=model,
+            input_tokens=_count(usage, "prompt_tokens"),
+            output_tokens=_count(usage, "completion_tokens"),
+            cached_input_tokens=_count(_field(usage, "prompt_tokens_details"), "cached_tokens"),
+            cache_write_input_tokens=_count(usage, "cache_creation_input_tokens"),
+            reported_cost_usd=cost,
+        )
+    if usage is not None and _present(usage, "cache_read_input_tokens", "cache_creation_input_tokens"):
+        # Anthropic: input_tokens excludes cache reads and writes.
+        cache_read = _count(usage, "cache_read_input_tokens")
+        cache_write = _count(usage, "cache_creation_input_tokens")
+        return Usage(
+            model=model,
+            input_tokens=_count(usage, "input_tokens") + cache_read + cache_write,
+            output_tokens=_count(usage, "output_tokens"),
+            cached_input_tokens=cache_read,
+            cache_write_input_tokens=cache_write,
+            reported_cost_usd=cost,
+        )
+    if usage is not None and _present(usage, "input_tokens", "output_tokens"):
+        # OpenAI Responses API (and Anthropic without cache fields): input includes cached.
+        return Usage(
+            model=model,
+            input_tokens=_count(usage, "input_tokens"),
+            output_tokens=_count(usage, "output_tokens"),
+            cached_input_tokens=_count(_field(usage, "input_tokens_details"), "cached_tokens"),
+            reported_cost_usd=cost,
+        )
+    metadata = _field(response, "usage_metadata")
+    if metadata is not None and _present(metadata, "prompt_token_count", "candidates_token_count"):
+        # Gemini: thinking tokens are billed as output.
+        return Usage(
+            model=model,
+            input_tokens=_count(metadata, "prompt_token_count"),
+            output_tokens=_count(metadata, "candidates_token_count")
+            + _count(metadata, "thoughts_token_count"),
+            cached_input_tokens=_count(metadata, "cached_content_token_count"),
+            reported_cost_usd=cost,
+        )
+    if cost is not None:
+        return Usage(model=model, input_tokens=0, output_tokens=0, reported_cost_usd=cost)
+    return None
+
+
+def _name_candidates(model: str) -> list[str]:
+    """Spellings of ``model`` to look up: provider prefixes and cloud vendor prefixes removed.
+
+    ``openai/gpt-4o``, ``bedrock/us.anthropic.claude-3-5-sonnet-20241022-v2:0`` and
+    ``models/gemini-1.5-pro`` all reduce to the bare model id; OpenRouter's
+    ``claude-3.5-sonnet`` is also tried as ``claude-3-5-sonnet``.
+    """
+    name = model.strip().lower().rsplit("/", 1)[-1]
+    name = _CLOUD_VENDOR_PREFIX.sub("", name)
+    candidates = [name]
+    if name.startswith("claude") and "." in name:
+        candidates.append(_DOTTED_VERSION.sub("-", name))
+    return candidates
+
+
+def _matches(name: str, key: str) -> bool:
+    """``key`` is ``name`` or a prefix of it ending at a snapshot boundary (``-``, ``:``, ``@``)."""
+    return name == key or (name.startswith(key) and name[len(key)] in _SNAPSHOT_BOUNDARY)
+
+
+def _parse_price(model: str, entry: Any) -> ModelPrice:
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"price of {model!r} must be a mapping, got {type(entry).__name__}")
+    try:
+        cached = entry.get("cached_input")
+        return ModelPrice(
+            input=Decimal(str(entry["input"])),
+            output=Decimal(str(entry["output"])),
+            cached_input=None if cached is None else Decimal(str(cached)),
+        )
+    except (KeyError, ArithmeticError) as exc:
+        raise ValueError(f"price of {model!r} needs numeric input and output: {exc}") from exc
+
+
+class PriceTable:
+    """Prices per model id (USD per 1M tokens); look-ups match dated snapshots and prefixes."""
+
+    def __init__(
+        self,
+        prices: Mapping[str, ModelPrice],
+        *,
+        overridden: Iterable[str] = (),
+        as_of: str | None = None,
+    ) -> None:
+        self._prices = {key.strip().lower(): price for key, price in prices.items()}
+        self._keys_longest_first = sorted(self._prices, key=len, reverse=True)
+        self._overridden = frozenset(key.strip().lower() for key in overridden)
+        self._lookups: dict[str, str | None] = {}
+        self.as_of = as_of
+
+    @classmethod
+    def from_json(cls, text: str) -> PriceTable:
+        """A table from the JSON shape of the shipped ``prices.json``."""
+        data = json.loads(text)
+        models = data.get("models") if isinstance(data, Mapping) else None
+        if not isinstance(models, Mapping):
+            raise ValueError("price table needs a 'models' mapping")
+        prices = {model: _parse_price(model, entry) for model, entry in models.items()}
+        return cls(prices, as_of=data.get("as_of"))
+
+    @classmethod
+    def default(cls) -> PriceTable:
+        """The table shipped with agentfuse (``runtime/data/prices.json``; see its ``as_of``)."""
+        text = resources.files("agentfuse.runtime").joinpath("data/prices.json").read_text("utf-8")
+        return cls.from_json(text)
+
+    def with_overrides(self, pairs: Iterable[tuple[str, ModelPrice]]) -> PriceTable:
+        """A new table where the policy's ``pricing:`` entries replace or add models."""
+        overrides = {model.strip().lower(): price for model, price in pairs}
+        merged = {**self._prices, **overrides}
+        return PriceTable(merged, overridden=self._overridden | overrides.keys(), as_of=self.as_of)
+
+    def _key_for(self, model: str) -> str | None:
+        if model not in self._lookups:
+            found = [
+                key
+                for name in _name_candidates(model)
+                for key in self._keys_longest_first
+                if _matches(name, key)
+            ]
+            self._lookups[model] = max(found, key=len) if found else None
+        return self._lookups[model]
+
+    def price(self, model: str | None) -> ModelPrice | None:
+        """The price of ``model`` (longest matching id wins), or None for an unknown model."""
+        key = self._key_for(model) if model else None
+        return None if key is None else self._prices[key]
+
+    def cost_micros(self, usage: Usage) -> int | None:
+        """Exact cost of ``usage`` in micro-dollars (rounded up), or None when unknown.
+
+        A price from the policy's ``pricing:`` wins, then a cost the client reported
+        (LiteLLM), then the shipped table.
+        """
+        key = self._key_for(usage.model) if usage.model else None
+        if key is not None and (key in self._overridden or usage.reported_cost_usd is None):
+            return _micros(self._prices[key], usage)
+        if usage.reported_cost_usd is not None:
+            return to_micros(usage.reported_cost_usd)
+        return None
+
+    def estimate_micros(self, model: str | None, input_tokens: int, max_tokens: int | None) -> int | None:
+        """Worst-case cost of a call: every input token uncached, ``max_tokens`` of output.
+
+        None when the model is unknown or ``max_tokens`` is not given (the output is unbounded).
+        """
+        price = self.price(model)
+        if price is None or max_tokens is None:
+            return None
+        return _ceil(max(input_tokens, 0) * price.input + max(max_tokens, 0) * price.output)
+
+
+def _ceil(micros: Decimal) -> int:
+    return int(micros.to_integral_value(rounding=ROUND_CEILING))
+
+
+def _micros(price: ModelPrice, usage: Usage) -> int:
+    """tokens x (USD per 1M tokens) is already micro-dollars."""
+    cached = min(usage.cached_input_tokens, usage.input_tokens)
+    written = min(usage.cache_write_input_tokens, usage.input_tokens - cached)
+    uncached = usage.input_tokens - cached - written
+    cached_price = price.input if price.cached_input is None else price.cached_input
+    total = (
+        uncached * price.input
+        + cached * cached_price
+        + written * price.input * CACHE_WRITE_MULTIPLIER
+        + usage.output_tokens * price.output
+    )
+    return _ceil(total)
+
+
+def _chars(value: Any, depth: int = 0) -> tuple[int, int]:
+    """(characters, extra tokens) of the text inside messages, strings, dicts and lists."""
+    if isinstance(value, str):
+        if value.startswith("data:"):
+            return 0, TOKENS_PER_INLINE_DATA
+        return len(value), 0
+    if depth > 20 or value is None or isinstance(value, (bool, int, float)):
+        return 0, 0
+    if isinstance(value, (bytes, bytearray)):
+        return len(value), 0
+    if isinstance(value, Mapping):
+        parts = [_chars(item, depth + 1) for item in value.values()]
+        return sum(c for c, _ in parts), sum(t for _, t in parts) + TOKENS_PER_MESSAGE
+    if isinstance(value, (list, tuple)):
+        parts = [_chars(item, depth + 1) for item in value]
+        return sum(c for c, _ in parts), sum(t for _, t in parts)
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return _chars(dump(), depth + 1)
+    return len(str(value)), 0
+
+
+def estimate_input_tokens(messages_or_text: Any) -> int:
+    """A cheap upper-ish estimate of prompt tokens: characters / 4, rounded up.
+
+    English text averages about four characters per token with OpenAI's and Anthropic's
+    tokenizers. Each message (a mapping) adds 4 tokens of chat-format overhead; an inline
+    ``data:`` URL counts as 1000 tokens instead of its base64 length. No tokenizer is loaded
+    so this costs microseconds; pass ``estimate_usd`` when you need better.
+    """
+    chars, extra = _chars(messages_or_text)
+    return math.ceil(chars / CHARS_PER_TOKEN) + extra

@@ -7,8 +7,23 @@ The value types below are the contract between the loader and the guard. Money i
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import enum
+import os
+import re
+import stat
+import zoneinfo
+from collections.abc import Callable, Mapping
 from decimal import ROUND_CEILING, Decimal
+from functools import partial
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from agentfuse.runtime.errors import PolicyError, PolicyIssue
 
 MICROS_PER_USD = 1_000_000
 
@@ -156,3 +171,836 @@ class Policy:
         if action is None:
             return None
         return next((r for r in self.rate_limits if r.action == action), None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading: YAML nodes (never constructed objects) -> issues with file:line:col, or a Policy.
+# ---------------------------------------------------------------------------------------------
+
+MAX_POLICY_BYTES = 1024 * 1024
+"""Larger files are refused unread: a policy is a few KiB, and parsing is pure Python."""
+MAX_EXPANDED_NODES = 50_000
+"""Bound on nodes counted with every alias expanded: stops "billion laughs" in linear time."""
+MAX_NESTING = 32
+MAX_ISSUES = 100
+
+SECTION_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "": (
+            "version", "agent", "budget", "breaker", "fail_fast", "rate_limits", "kill_switch",
+            "degrade", "alerts", "events", "store", "store_durability", "store_unavailable",
+            "timezone", "pricing", "restart_guard",
+        ),
+        "budget": (
+            "run_usd", "daily_usd", "hourly_usd", "max_steps", "max_retries_total", "timeout_s",
+            "estimate_usd",
+        ),
+        "breaker": ("failure_threshold", "cooldown_s", "count", "ignore"),
+        "fail_fast": ("max_attempts", "halt_on"),
+        "rate_limits": ("action", "max", "window_s", "cooldown_s"),
+        "kill_switch": ("stop_file",),
+        "degrade": ("at", "model", "min_interval_s"),
+        "alerts": ("webhook", "format", "timeout_s", "dedupe_window_s"),
+        "events": ("path", "max_bytes", "backup_count", "rotate_when"),
+        "pricing": ("input", "output", "cached_input"),
+        "restart_guard": ("max_starts", "window_s", "cooldown_s", "action"),
+    }
+)
+"""Every key the loader accepts, per section ("" is the top level); the JSON Schema mirrors it."""
+
+REQUIRED_KEYS = ("version", "agent", "budget", "breaker", "fail_fast")
+BUDGET_CAPS = ("run_usd", "daily_usd", "hourly_usd", "max_steps", "max_retries_total", "timeout_s")
+
+_REQUIRED_EXAMPLES = MappingProxyType(
+    {
+        "version": "version: 1",
+        "agent": "agent: my-agent",
+        "budget": "budget: {run_usd: 5.0, daily_usd: 20.0}",
+        "breaker": "breaker: {failure_threshold: 5, cooldown_s: 300}",
+        "fail_fast": "fail_fast: {max_attempts: 3, halt_on: [PermissionError]}",
+    }
+)
+
+_Y = "tag:yaml.org,2002:"
+_STR, _INT, _FLOAT, _BOOL, _NULL = (_Y + "str", _Y + "int", _Y + "float", _Y + "bool", _Y + "null")
+_MAP, _SEQ, _MERGE = _Y + "map", _Y + "seq", _Y + "merge"
+_TEXT_TAGS = frozenset({_STR, _Y + "timestamp", _Y + "value"})
+"""Scalars read as their text: dates and ``=`` stay strings (no policy key wants a date)."""
+_SCALAR_TAGS = _TEXT_TAGS | {_INT, _FLOAT, _BOOL, _NULL}
+_ALLOWED_TAGS = _SCALAR_TAGS | {_MAP, _SEQ, _MERGE}
+
+_AGENT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+_CLASS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_DECIMAL_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?")
+_ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ROTATE_WHEN = ("S", "M", "H", "D", "MIDNIGHT", "W0", "W1", "W2", "W3", "W4", "W5", "W6")
+
+
+class _Invalid(enum.Enum):
+    """Marks a value that failed validation (its issue is already recorded)."""
+
+    INVALID = 0
+
+
+INVALID = _Invalid.INVALID
+
+
+class _LimitExceeded(yaml.YAMLError):
+    """The document is too deep, too large once aliases are expanded, or self-referential."""
+
+    def __init__(self, message: str, mark: yaml.Mark, fix: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.mark = mark
+        self.fix = fix
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A SafeLoader used only to compose nodes, bounding nesting and alias expansion.
+
+    Sizes are counted per node as the node completes (children first), so an alias bomb is
+    caught after composing its few real nodes, before anything walks the expanded tree.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._depth = 0
+        self._expanded_sizes: dict[int, int] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            if id(node) not in self._expanded_sizes:
+                raise _LimitExceeded(
+                    f"alias *{event.anchor} refers to a node that contains it",
+                    event.start_mark,
+                    "remove the alias; a policy cannot contain itself",
+                )
+            return node
+        self._depth += 1
+        if self._depth > MAX_NESTING:
+            raise _LimitExceeded(
+                f"values are nested more than {MAX_NESTING} levels deep",
+                event.start_mark,
+                "a policy needs 4 levels at most; flatten this value",
+            )
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        size = 1 + sum(self._expanded_sizes[id(child)] for child in _children(node))
+        if size > MAX_EXPANDED_NODES:
+            raise _LimitExceeded(
+                f"this value expands to more than {MAX_EXPANDED_NODES} nodes (aliases counted"
+                " each time they are used)",
+                event.start_mark,
+                "write the values out plainly; nested aliases that multiply are refused",
+            )
+        self._expanded_sizes[id(node)] = size
+        return node
+
+
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of a character index in ``text``."""
+    line_start = text.rfind("\n", 0, index) + 1
+    return text.count("\n", 0, index) + 1, index - line_start + 1
+
+
+def _shown(value: object) -> str:
+    """A value for a message: short, and never a URL (webhooks and store URLs carry secrets)."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value)
+    if "://" in text or "@" in text:
+        return "a URL or address (hidden)"
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def _kind(node: yaml.Node) -> str:
+    return "a mapping" if isinstance(node, yaml.MappingNode) else "a list"
+
+
+def _tag_shown(tag: str) -> str:
+    return "!!" + tag[len(_Y):] if tag.startswith(_Y) else tag
+
+
+class _Checker:
+    """Validates a composed document into a Policy, collecting every issue on the way."""
+
+    def __init__(self, path: str, environ: Mapping[str, str]) -> None:
+        self.path = path
+        self.environ = environ
+        self.issues: list[PolicyIssue] = []
+        self._constructor = yaml.constructor.SafeConstructor()
+        self._resolver = yaml.resolver.Resolver()
+
+    # -- recording ------------------------------------------------------------------------
+
+    def add(self, where: yaml.Node | yaml.Mark, message: str, fix: str) -> None:
+        mark = where.start_mark if isinstance(where, yaml.Node) else where
+        self.issues.append(PolicyIssue(self.path, mark.line + 1, mark.column + 1, message, fix))
+
+    def check_tags(self, root: yaml.Node) -> None:
+        """Report every non-standard tag; such nodes are then skipped, never constructed."""
+        seen: set[int] = set()
+        pending = [root]
+        while pending:
+            node = pending.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            if node.tag not in _ALLOWED_TAGS:
+                self.add(
+                    node,
+                    f"tag {_tag_shown(node.tag)} is not allowed: a policy holds plain values only",
+                    "remove the tag and write the value itself",
+                )
+            pending.extend(_children(node))
+
+    # -- scalars --------------------------------------------------------------------------
+
+    def _interpolate(self, node: yaml.ScalarNode, name: str) -> str | _Invalid:
+        """``${VAR}``, ``${VAR:-default}`` (default also when VAR is empty), ``$${`` -> ``${``."""
+        text, pieces, pos, ok = node.value, [], 0, True
+        for match in [*_ENV_REF.finditer(text), None]:
+            literal = text[pos:match.start()] if match else text[pos:]
+            if "${" in literal:
+                self.add(
+                    node,
+                    f"{name} has a malformed ${{...}} reference",
+                    "write ${NAME} or ${NAME:-default} (NAME: letters, digits, _), or $${ for"
+                    " a literal ${",
+                )
+                return INVALID
+            pieces.append(literal)
+            if match is None:
+                break
+            pos = match.end()
+            if match.group(0) == "$${":
+                pieces.append("${")
+                continue
+            variable, default = match.group(1), match.group(2)
+            value = self.environ.get(variable)
+            if value is None or (value == "" and default is not None):
+                value = default
+            if value is None:
+                self.add(
+                    node,
+                    f"{name} uses ${{{variable}}}, which is not set",
+                    f"set {variable} in the environment, or give a default: ${{{variable}:-value}}",
+                )
+                ok = False
+                continue
+            pieces.append(value)
+        return "".join(pieces) if ok else INVALID
+
+    def scalar(self, node: yaml.Node, name: str, expected: str, fix: str) -> tuple[Any, str] | _Invalid:
+        """(typed value, text) of a scalar, after interpolation; an issue for lists and mappings.
+
+        An interpolated value is typed by what it became (``${CAP}`` with CAP=5 is the int 5);
+        ``text`` lets string keys take it as written (an agent named by ``${NAME}`` = ``007``).
+        """
+        if not isinstance(node, yaml.ScalarNode):
+            if node.tag in _ALLOWED_TAGS:
+                self.add(node, f"{name} must be {expected}, got {_kind(node)}", fix)
+            return INVALID
+        if node.tag not in _SCALAR_TAGS:
+            return INVALID  # reported by check_tags
+        text, tag = node.value, node.tag
+        if tag == _STR and "${" in text:
+            interpolated = self._interpolate(node, name)
+            if interpolated is INVALID:
+                return INVALID
+            text = interpolated
+            tag = self._resolver.resolve(yaml.ScalarNode, text, (True, False))
+        if tag in _TEXT_TAGS:
+            return text, text
+        plain = yaml.ScalarNode(tag, text, node.start_mark, node.end_mark)
+        return self._constructor.yaml_constructors[tag](self._constructor, plain), text
+
+    def _number(
+        self, node: yaml.Node, name: str, *, integral: bool, minimum: float, inclusive: bool,
+        fix: str,
+    ) -> Decimal | _Invalid:
+        noun = "a whole number" if integral else "a number"
+        read = self.scalar(node, name, noun, fix)
+        if read is INVALID:
+            return INVALID
+        value, _ = read
+        number: Decimal | None = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = Decimal(str(value))
+        elif isinstance(value, str) and not integral and _DECIMAL_TEXT.fullmatch(value):
+            number = Decimal(value)
+        if number is None or not number.is_finite() or (integral and number != number.to_integral_value()):
+            self.add(node, f"{name} must be {noun}, got {_shown(value)}", fix)
+            return INVALID
+        if number < minimum or (number == minimum and not inclusive):
+            relation = "at least" if inclusive else "greater than"
+            self.add(node, f"{name} must be {relation} {minimum:g}, got {_shown(value)}", fix)
+            return INVALID
+        return number
+
+    def money(self, node: yaml.Node, name: str) -> Decimal | _Invalid:
+        return self._number(
+            node, name, integral=False, minimum=0, inclusive=False,
+            fix="write a number such as 10.0 (USD), or remove the line for no cap",
+        )
+
+    def price(self, node: yaml.Node, name: str) -> Decimal | _Invalid:
+        return self._number(
+            node, name, integral=False, minimum=0, inclusive=True,
+            fix="write USD per million tokens, such as 2.50",
+        )
+
+    def count(self, node: yaml.Node, name: str, *, minimum: int = 1) -> int | _Invalid:
+        number = self._number(
+            node, name, integral=True, minimum=minimum, inclusive=True,
+            fix=f"write a whole number such as {max(minimum, 1) * 100}",
+        )
+        return number if number is INVALID else int(number)
+
+    def seconds(self, node: yaml.Node, name: str, *, allow_zero: bool = False) -> float | _Invalid:
+        number = self._number(
+            node, name, integral=False, minimum=0, inclusive=allow_zero,
+            fix="write a number of seconds such as 300",
+        )
+        return number if number is INVALID else float(number)
+
+    def fraction(self, node: yaml.Node, name: str) -> float | _Invalid:
+        fix = "write a fraction of the budget above 0 and at most 1, such as 0.8"
+        number = self._number(node, name, integral=False, minimum=0, inclusive=False, fix=fix)
+        if number is INVALID:
+            return INVALID
+        if number > 1:
+            self.add(node, f"{name} must be at most 1, got {number}", fix)
+            return INVALID
+        return float(number)
+
+    def text(
+        self, node: yaml.Node, name: str, *, fix: str, pattern: re.Pattern[str] | None = None,
+        choices: tuple[str, ...] = (), nullable: bool = False, secret: bool = False,
+    ) -> str | None | _Invalid:
+        """A string key; ``choices`` match case-sensitively, ``secret`` values are never shown."""
+        read = self.scalar(node, name, "a string", fix)
+        if read is INVALID:
+            return INVALID
+        value, text = read
+        if value is None and nullable:
+            return None
+        if not isinstance(value, str):
+            if node.value != text:  # interpolated: take what the variable held, as text
+                value = text
+            else:
+                self.add(node, f"{name} must be a string, got {_shown(value)}", fix)
+                return INVALID
+        shown = "the value (hidden)" if secret else _shown(value)
+        if choices and value not in choices:
+            self.add(node, f"{name} must be one of {', '.join(choices)}; got {shown}", fix)
+            return INVALID
+        if pattern is not None and not pattern.fullmatch(value):
+            self.add(node, f"{name} is not valid: {shown}", fix)
+            return INVALID
+        if not value and not nullable:
+            self.add(node, f"{name} must not be empty", fix)
+            return INVALID
+        return value or None
+
+    def class_names(self, node: yaml.Node, name: str) -> tuple[str, ...] | _Invalid:
+        """Exception class names, bare or dotted; one name or a list of them."""
+        fix = "list exception class names, such as [PermissionError, openai.AuthenticationError]"
+        items = node.value if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ else [node]
+        names = [
+            self.text(item, f"{name}[{i}]" if item is not node else name, fix=fix, pattern=_CLASS_NAME)
+            for i, item in enumerate(items)
+        ]
+        return INVALID if INVALID in names else tuple(str(n) for n in names)
+
+    # -- mappings and lists ---------------------------------------------------------------
+
+    def mapping(self, node: yaml.Node, name: str, fix: str) -> dict[str, tuple[yaml.Node, yaml.Node]] | _Invalid:
+        """Key -> (key node, value node); duplicates reported at both places, merges applied."""
+        if not isinstance(node, yaml.MappingNode) or node.tag != _MAP:
+            if node.tag in _ALLOWED_TAGS:
+                got = _kind(node) if isinstance(node, yaml.SequenceNode) else self._scalar_shown(node)
+                where = name or "the policy"
+                self.add(node, f"{where} must be a mapping of keys to values, got {got}", fix)
+            return INVALID
+        items: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        merged: list[tuple[yaml.Node, yaml.Node]] = []
+        for key, value in node.value:
+            if key.tag == _MERGE:
+                merged.extend(self._merge_sources(value, name, fix))
+                continue
+            if not isinstance(key, yaml.ScalarNode) or key.tag not in _SCALAR_TAGS:
+                if key.tag in _ALLOWED_TAGS:
+                    self.add(key, f"a key in {name or 'the policy'} is {_kind(key)}", "keys are plain names")
+                continue
+            if key.value in items:
+                first = items[key.value][0]
+                full = _dotted(name, key.value)
+                self.add(key, f"duplicate key {full} (first at line {first.start_mark.line + 1})",
+                         "keep one of them")
+                self.add(first, f"key {full} is repeated at line {key.start_mark.line + 1}",
+                         "keep one of them")
+                continue
+            items[key.value] = (key, value)
+        for key, value in merged:
+            items.setdefault(key.value, (key, value))
+        return items
+
+    def _merge_sources(self, node: yaml.Node, name: str, fix: str) -> list[tuple[yaml.Node, yaml.Node]]:
+        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        pairs: list[tuple[yaml.Node, yaml.Node]] = []
+        for source in sources:
+            items = self.mapping(source, f"{_dotted(name, '<<')}", fix)
+            if items is not INVALID:
+                pairs.extend(pair for pair in items.values() if pair[0].value not in {k.value for k, _ in pairs})
+        return pairs
+
+    def _scalar_shown(self, node: yaml.Node) -> str:
+        if node.tag in _TEXT_TAGS:
+            return _shown(node.value)
+        read = self.scalar(node, "", "", "")
+        return _shown(read[0]) if read is not INVALID else "an invalid value"
+
+    def section(
+        self, node: yaml.Node, name: str, fields: Mapping[str, Callable[[yaml.Node, str], Any]],
+        *, required: tuple[str, ...] = (), example: str,
+    ) -> tuple[dict[str, Any], set[str]] | _Invalid:
+        """Parse a mapping by its field table; returns (valid values, keys present)."""
+        items = self.mapping(node, name, f"write it as a mapping, such as {example}")
+        if items is INVALID:
+            return INVALID
+        values: dict[str, Any] = {}
+        for key, (key_node, value_node) in items.items():
+            full = _dotted(name, key)
+            parse = fields.get(key)
+            if parse is None:
+                self.unknown_key(key_node, key, name, tuple(fields))
+                continue
+            value = parse(value_node, full)
+            if value is not INVALID:
+                values[key] = value
+        for key in required:
+            if key not in items:
+                where = f"{name} needs" if name else "the policy needs"
+                self.add(node, f"{where} {_dotted(name, key)}",
+                         f"add it, such as {_REQUIRED_EXAMPLES.get(key, f'{key}: ...')}")
+        return values, set(items)
+
+    def unknown_key(self, key_node: yaml.Node, key: str, section: str, allowed: tuple[str, ...]) -> None:
+        full = _dotted(section, key)
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        close = close or [k for k in allowed if k.lower() == key.lower()]
+        homes = [s for s, keys in SECTION_KEYS.items() if key in keys and s != _section_kind(section)]
+        if close:
+            fix = f"did you mean {_dotted(section, close[0])}?"
+        elif homes:
+            fix = f"it belongs in {homes[0] or 'the top level'}: write {_dotted(homes[0], key)}"
+        else:
+            fix = f"use one of: {', '.join(allowed)}"
+        self.add(key_node, f"unknown key {full}", fix)
+
+    def items_list(
+        self, node: yaml.Node, name: str, parse_item: Callable[[yaml.Node, str], Any], example: str,
+    ) -> list[tuple[yaml.Node, Any]] | _Invalid:
+        """A YAML list parsed item by item; returns (item node, value) for the valid items."""
+        if not isinstance(node, yaml.SequenceNode) or node.tag != _SEQ:
+            if node.tag in _ALLOWED_TAGS:
+                got = _kind(node) if isinstance(node, yaml.MappingNode) else self._scalar_shown(node)
+                self.add(node, f"{name} must be a list, got {got}", f"write a list, such as {example}")
+            return INVALID
+        parsed = [(item, parse_item(item, f"{name}[{i}]")) for i, item in enumerate(node.value)]
+        return [(item, value) for item, value in parsed if value is not INVALID]
+
+    # -- sections -------------------------------------------------------------------------
+
+    def policy(self, root: yaml.Node, source: Path) -> Policy | None:
+        fields: dict[str, Callable[[yaml.Node, str], Any]] = {
+            "version": self.version,
+            "agent": partial(
+                self.text, pattern=_AGENT_NAME,
+                fix="use letters, digits, '_', '.' and '-' only, such as agent: \"publisher\"",
+            ),
+            "budget": self.budget,
+            "breaker": self.breaker,
+            "fail_fast": self.fail_fast,
+            "rate_limits": self.rate_limits,
+            "kill_switch": self.kill_switch,
+            "degrade": self.degrade,
+            "alerts": self.alerts,
+            "events": self.events,
+            "store": self.store,
+            "store_durability": partial(
+                self.text, choices=("normal", "full"),
+                fix="write normal (survives a process kill) or full (also a power loss)",
+            ),
+            "store_unavailable": partial(
+                self.text, choices=("deny", "allow"),
+                fix="write deny (refuse calls when the store is down) or allow (fail open)",
+            ),
+            "timezone": self.timezone,
+            "pricing": self.pricing,
+            "restart_guard": self.restart_guard,
+        }
+        parsed = self.section(root, "", fields, required=REQUIRED_KEYS, example="version: 1")
+        if parsed is INVALID:
+            return None
+        values, _ = parsed
+        if self.issues:
+            return None
+        return Policy(**values, source=source)
+
+    def version(self, node: yaml.Node, name: str) -> int | _Invalid:
+        read = self.scalar(node, name, "1", "write version: 1")
+        if read is INVALID:
+            return INVALID
+        if read[0] != 1 or isinstance(read[0], bool):
+            self.add(node, f"version {_shown(read[0])} is not supported (this agentfuse reads 1)",
+                     "write version: 1")
+            return INVALID
+        return 1
+
+    def budget(self, node: yaml.Node, name: str) -> Budget | _Invalid:
+        fields = {
+            "run_usd": self.money, "daily_usd": self.money, "hourly_usd": self.money,
+            "max_steps": self.count, "max_retries_total": self.count, "timeout_s": self.seconds,
+            "estimate_usd": self.money,
+        }
+        parsed = self.section(node, name, fields, example="{run_usd: 5.0, daily_usd: 20.0}")
+        if parsed is INVALID:
+            return INVALID
+        values, present = parsed
+        if not present & set(BUDGET_CAPS):
+            self.add(node, "budget sets no cap, so nothing would stop the spending",
+                     f"set at least one of {', '.join(BUDGET_CAPS)}, such as run_usd: 5.0")
+            return INVALID
+        return Budget(**values)
+
+    def breaker(self, node: yaml.Node, name: str) -> Breaker | _Invalid:
+        fields = {
+            "failure_threshold": self.count, "cooldown_s": self.seconds,
+            "count": self.class_names, "ignore": self.class_names,
+        }
+        parsed = self.section(node, name, fields, example="{failure_threshold: 5, cooldown_s: 300}")
+        return parsed if parsed is INVALID else Breaker(**parsed[0])
+
+    def fail_fast(self, node: yaml.Node, name: str) -> FailFast | _Invalid:
+        fields = {"max_attempts": self.count, "halt_on": self.class_names}
+        parsed = self.section(node, name, fields, example="{max_attempts: 3, halt_on: [PermissionError]}")
+        return parsed if parsed is INVALID else FailFast(**parsed[0])
+
+    def rate_limits(self, node: yaml.Node, name: str) -> tuple[RateLimit, ...] | _Invalid:
+        example = "{action: login, max: 2, window_s: 900, cooldown_s: 1800}"
+        fields = {
+            "action": partial(self.text, fix="name the action, such as action: login"),
+            "max": self.count, "window_s": self.seconds,
+            "cooldown_s": partial(self.seconds, allow_zero=True),
+        }
+
+        def parse_item(item: yaml.Node, item_name: str) -> RateLimit | _Invalid:
+            parsed = self.section(item, item_name, fields, required=("action", "max", "window_s"),
+                                  example=example)
+            if parsed is INVALID or not {"action", "max", "window_s"} <= set(parsed[0]):
+                return INVALID
+            return RateLimit(**parsed[0])
+
+        limits = self.items_list(node, name, parse_item, f"[{example}]")
+        if limits is INVALID:
+            return INVALID
+        first_line: dict[str, int] = {}
+        for item, limit in limits:
+            if limit.action in first_line:
+                self.add(item, f"{name} has a second limit for action {limit.action!r} (first at"
+                         f" line {first_line[limit.action]})", "merge them into one entry")
+            first_line.setdefault(limit.action, item.start_mark.line + 1)
+        return tuple(limit for _, limit in limits)
+
+    def kill_switch(self, node: yaml.Node, name: str) -> KillSwitch | _Invalid:
+        fields = {"stop_file": partial(self.text, fix="name a file, such as stop_file: STOP")}
+        parsed = self.section(node, name, fields, example="{stop_file: STOP}")
+        return parsed if parsed is INVALID else KillSwitch(**parsed[0])
+
+    def degrade(self, node: yaml.Node, name: str) -> tuple[DegradeStep, ...] | _Invalid:
+        example = "{at: 0.8, model: gpt-4o-mini}"
+        fields = {
+            "at": self.fraction,
+            "model": partial(self.text, fix="name a model, such as model: gpt-4o-mini"),
+            "min_interval_s": self.seconds,
+        }
+
+        def parse_item(item: yaml.Node, item_name: str) -> DegradeStep | _Invalid:
+            parsed = self.section(item, item_name, fields, required=("at",), example=example)
+            if parsed is INVALID:
+                return INVALID
+            values, present = parsed
+            if not present & {"model", "min_interval_s"}:
+                self.add(item, f"{item_name} says neither which model to use nor how long to wait",
+                         "add model: <cheaper model> or min_interval_s: <seconds>")
+                return INVALID
+            return DegradeStep(**values) if "at" in values else INVALID
+
+        steps = self.items_list(node, name, parse_item, f"[{example}]")
+        return steps if steps is INVALID else tuple(step for _, step in steps)
+
+    def alerts(self, node: yaml.Node, name: str) -> Alerts | _Invalid:
+        fields = {
+            "webhook": self.webhook,
+            "format": partial(self.text, choices=("ntfy", "slack", "discord"),
+                              fix="write ntfy, slack or discord, or remove it to guess from the URL"),
+            "timeout_s": self.seconds,
+            "dedupe_window_s": partial(self.seconds, allow_zero=True),
+        }
+        parsed = self.section(node, name, fields, example="{webhook: ${ALERT_WEBHOOK}}")
+        return parsed if parsed is INVALID else Alerts(**parsed[0])
+
+    def webhook(self, node: yaml.Node, name: str) -> str | None | _Invalid:
+        fix = "write an http:// or https:// URL, such as ${ALERT_WEBHOOK} to keep it out of the file"
+        url = self.text(node, name, fix=fix, nullable=True, secret=True)
+        if url is INVALID or url is None:
+            return url
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self.add(node, f"{name} must be an http:// or https:// URL (value hidden)", fix)
+            return INVALID
+        return url
+
+    def events(self, node: yaml.Node, name: str) -> Events | _Invalid:
+        fields = {
+            "path": partial(self.text, nullable=True,
+                            fix="name a file, such as path: .agentfuse/events.jsonl, or null for none"),
+            "max_bytes": self.count,
+            "backup_count": partial(self.count, minimum=0),
+            "rotate_when": self.rotate_when,
+        }
+        parsed = self.section(node, name, fields, example="{path: .agentfuse/events.jsonl}")
+        return parsed if parsed is INVALID else Events(**parsed[0])
+
+    def rotate_when(self, node: yaml.Node, name: str) -> str | None | _Invalid:
+        fix = f"write one of {', '.join(w.lower() if w == 'MIDNIGHT' else w for w in _ROTATE_WHEN)}, or null"
+        value = self.text(node, name, fix=fix, nullable=True)
+        if value is INVALID or value is None:
+            return value
+        if value.upper() not in _ROTATE_WHEN:
+            self.add(node, f"{name} must be a rotation interval, got {_shown(value)}", fix)
+            return INVALID
+        return value
+
+    def store(self, node: yaml.Node, name: str) -> str | _Invalid:
+        fix = ("write sqlite:///relative/path.db, sqlite:////absolute/path.db or"
+               " redis://host:6379/0")
+        url = self.text(node, name, fix=fix, secret=True)
+        if url is INVALID or url is None:
+            return INVALID
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme == "sqlite":
+            good = url.startswith("sqlite:///") and len(url) > len("sqlite:///")
+            problem = "needs three slashes then a file path"
+        elif scheme in ("redis", "rediss"):
+            try:
+                good = bool(parts.hostname) and (parts.port is None or parts.port > 0)
+            except ValueError:
+                good = False
+            problem = "needs a host, such as redis://localhost:6379/0"
+        else:
+            good, problem = False, f"has scheme {scheme + '://' if scheme else 'none'}; only sqlite, redis and rediss are known"
+        if not good:
+            self.add(node, f"{name} {problem} (URL hidden)", fix)
+            return INVALID
+        return url
+
+    def timezone(self, node: yaml.Node, name: str) -> str | _Invalid:
+        fix = "write an IANA time zone name, such as Europe/Paris or UTC"
+        value = self.text(node, name, fix=fix)
+        if value is INVALID or value is None:
+            return INVALID
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            self.add(node, f"{name} {_shown(value)} is not a known time zone", fix)
+            return INVALID
+        return value
+
+    def pricing(self, node: yaml.Node, name: str) -> tuple[tuple[str, ModelPrice], ...] | _Invalid:
+        example = "{gpt-4o: {input: 2.50, output: 10.00, cached_input: 1.25}}"
+        models = self.mapping(node, name, f"write it as a mapping of model names, such as {example}")
+        if models is INVALID:
+            return INVALID
+        fields = {"input": self.price, "output": self.price, "cached_input": self.price}
+        prices = []
+        for model, (_, value) in models.items():
+            parsed = self.section(value, _dotted(name, model), fields, required=("input", "output"),
+                                  example="{input: 2.50, output: 10.00}")
+            if parsed is not INVALID and {"input", "output"} <= set(parsed[0]):
+                prices.append((model, ModelPrice(**parsed[0])))
+        return tuple(prices)
+
+    def restart_guard(self, node: yaml.Node, name: str) -> RestartGuard | _Invalid:
+        fields = {
+            "max_starts": self.count, "window_s": self.seconds, "cooldown_s": self.seconds,
+            "action": partial(self.text, choices=("refuse", "sleep"),
+                              fix="write refuse (exit at start) or sleep (wait out the cooldown)"),
+        }
+        parsed = self.section(node, name, fields, example="{max_starts: 4, window_s: 60}")
+        return parsed if parsed is INVALID else RestartGuard(**parsed[0])
+
+
+def _dotted(section: str, key: str) -> str:
+    return f"{section}.{key}" if section else key
+
+
+def _section_kind(section: str) -> str:
+    """``rate_limits[2]`` -> ``rate_limits``; ``pricing.gpt-4o`` -> ``pricing``."""
+    return section.split("[")[0].split(".")[0]
+
+
+# -- entry points ---------------------------------------------------------------------------
+
+
+def _file_issue(path: str, message: str, fix: str, line: int = 1, col: int = 1) -> list[PolicyIssue]:
+    return [PolicyIssue(path, line, col, message, fix)]
+
+
+def _decode(data: bytes | str, path: str) -> str | list[PolicyIssue]:
+    if len(data) > MAX_POLICY_BYTES:
+        return _file_issue(path, f"file is {len(data)} bytes; policies are limited to"
+                           f" {MAX_POLICY_BYTES} bytes", "a policy is a few KiB; check the file is the right one")
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        col = len(data[line_start:exc.start].decode("utf-8")) + 1
+        return _file_issue(path, f"byte 0x{data[exc.start]:02x} is not UTF-8",
+                           "save the file as UTF-8", line, col)
+
+
+def _compose(text: str, path: str) -> yaml.Node | None | list[PolicyIssue]:
+    """The document's root node (None if empty), or the parse issue."""
+    loader: _BoundedLoader | None = None
+    try:
+        loader = _BoundedLoader(text)
+        return loader.get_single_node()
+    except _LimitExceeded as exc:
+        return _file_issue(path, exc.message, exc.fix, exc.mark.line + 1, exc.mark.column + 1)
+    except yaml.reader.ReaderError as exc:
+        line, col = _line_col(text, exc.position)
+        return _file_issue(path, f"character #x{exc.character:04x} is not allowed in YAML",
+                           "remove it (control characters cannot appear in a policy)", line, col)
+    except yaml.MarkedYAMLError as exc:
+        return _syntax_issues(text, path, exc)
+    except yaml.YAMLError as exc:
+        return _file_issue(path, f"YAML error: {exc}", "check the file's syntax")
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _syntax_issues(text: str, path: str, exc: yaml.MarkedYAMLError) -> list[PolicyIssue]:
+    tabs = [
+        PolicyIssue(path, number, line.index("\t") + 1, "tab character in the indentation",
+                    "indent with spaces; YAML does not allow tabs there")
+        for number, line in enumerate(text.splitlines(), start=1)
+        if "\t" in line[: len(line) - len(line.lstrip(" \t"))] and line.strip()
+    ]
+    if tabs:
+        return tabs
+    mark = exc.problem_mark or exc.context_mark
+    what = " ".join(part for part in (exc.problem, exc.context) if part)
+    fix = "check the quotes, brackets and indentation around this line"
+    if exc.context and exc.context_mark and "flow" in exc.context:
+        opener = "{" if "mapping" in exc.context else "["
+        closer = "}" if opener == "{" else "]"
+        what = f"{exc.problem} (while reading the {opener} opened at line {exc.context_mark.line + 1})"
+        fix = f"close the {opener} opened at line {exc.context_mark.line + 1} with {closer}"
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    return _file_issue(path, f"YAML syntax error: {what}", fix, line, col)
+
+
+def _finish(issues: list[PolicyIssue]) -> list[PolicyIssue]:
+    """Sorted by place, without repeats (an alias reused reports once), capped."""
+    unique = sorted(set(issues), key=lambda i: (i.line, i.col, i.message))
+    if len(unique) <= MAX_ISSUES:
+        return unique
+    last = unique[MAX_ISSUES - 1]
+    return [*unique[: MAX_ISSUES - 1],
+            PolicyIssue(last.path, last.line, last.col,
+                        f"{len(unique) - MAX_ISSUES + 1} more problems not shown", "fix the ones above first")]
+
+
+def _check_text(data: bytes | str, path: str, environ: Mapping[str, str] | None) -> tuple[list[PolicyIssue], Policy | None]:
+    text = _decode(data, path)
+    if isinstance(text, list):
+        return text, None
+    root = _compose(text, path)
+    if isinstance(root, list):
+        return root, None
+    if root is None:
+        return _file_issue(path, "policy file is empty",
+                           "run `agentfuse init` to write a starter policy"), None
+    checker = _Checker(path, os.environ if environ is None else environ)
+    checker.check_tags(root)
+    policy = checker.policy(root, Path(path).resolve())
+    return _finish(checker.issues), policy
+
+
+def _read(path: str) -> bytes | list[PolicyIssue]:
+    try:
+        status = os.stat(path)
+        if stat.S_ISDIR(status.st_mode):
+            return _file_issue(path, "is a directory, not a policy file", "name a policy.yaml file")
+        if not stat.S_ISREG(status.st_mode):
+            return _file_issue(path, "is not a regular file", "name a policy.yaml file")
+        if status.st_size > MAX_POLICY_BYTES:
+            return _file_issue(path, f"file is {status.st_size} bytes; policies are limited to"
+                               f" {MAX_POLICY_BYTES} bytes", "a policy is a few KiB; check the file is the right one")
+        with open(path, "rb") as stream:
+            return stream.read(MAX_POLICY_BYTES + 1)
+    except FileNotFoundError:
+        return _file_issue(path, "file not found", f"create it with `agentfuse init --path {path}`")
+    except OSError as exc:
+        return _file_issue(path, f"cannot be read: {exc.strerror or exc}", "check the path and its permissions")
+
+
+def policy_issues(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> list[PolicyIssue]:
+    """Every problem in the policy file at ``path``; empty when it is valid."""
+    shown = os.fspath(path)
+    data = _read(shown)
+    return data if isinstance(data, list) else _check_text(data, shown, environ)[0]
+
+
+def load_policy_text(
+    text_or_bytes: str | bytes, path: str | os.PathLike[str] = "<policy>", *,
+    environ: Mapping[str, str] | None = None,
+) -> Policy:
+    """Validate policy text; ``path`` names it in messages and becomes ``Policy.source``."""
+    issues, policy = _check_text(text_or_bytes, os.fspath(path), environ)
+    if issues or policy is None:
+        raise PolicyError(issues)
+    return policy
+
+
+def load_policy(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> Policy:
+    """Read and validate a policy file; raises PolicyError listing every problem."""
+    shown = os.fspath(path)
+    data = _read(shown)
+    if isinstance(data, list):
+        raise PolicyError(data)
+    return load_policy_text(data, shown, environ=environ)

@@ -1,7 +1,638 @@
-"""Rules AF401 (not written yet)."""
+"""Rule AF401: destructive shell commands executed from Python."""
 
 from __future__ import annotations
 
-from agentfuse.lint_rules.base import Rule
+import dataclasses
+import re
+import shlex
+from collections.abc import Callable, Sequence
 
-RULES: tuple[type[Rule], ...] = ()
+import libcst as cst
+
+from agentfuse.lint_rules.base import FileContext, Rule
+
+OPAQUE = "\ue000"
+"""Stands in a token for text the linter cannot know (an f-string field, a variable)."""
+
+_MAX_DEPTH = 4
+"""How many name-to-literal hops a command may take (``a = b`` chains; stops cycles)."""
+
+_FIX_TEXT = (
+    "move it into a reviewed wrapper script where a separate guard sees it, "
+    "or suppress with `# noqa: AF401` and a reason"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Api:
+    """How one executing API takes its command.
+
+    ``kind``: ``command`` (one string or argv sequence), ``exec_l`` (program, then argv
+    spread out), ``exec_v`` (program, argv sequence), ``spawn_l`` / ``spawn_v`` (the same
+    after a mode argument), ``variadic`` (every positional argument is one argv word),
+    ``pexpect`` (a command string plus an optional ``args`` list).
+    """
+
+    kind: str
+    keyword: str = ""
+
+
+def _table() -> dict[str, _Api]:
+    """Fully qualified executing API -> how it takes its command."""
+    table: dict[str, _Api] = {}
+    for name in ("run", "call", "check_call", "check_output", "Popen"):
+        table[f"subprocess.{name}"] = _Api("command", "args")
+    for module in ("subprocess", "commands"):
+        for name in ("getoutput", "getstatusoutput"):
+            table[f"{module}.{name}"] = _Api("command", "cmd")
+    table["os.system"] = _Api("command", "command")
+    table["os.popen"] = _Api("command", "cmd")
+    for suffix in ("", "e", "p", "pe"):
+        table[f"os.execl{suffix}"] = _Api("exec_l")
+        table[f"os.execv{suffix}"] = _Api("exec_v")
+        table[f"os.spawnl{suffix}"] = _Api("spawn_l")
+        table[f"os.spawnv{suffix}"] = _Api("spawn_v")
+    table["os.posix_spawn"] = _Api("exec_v")
+    table["os.posix_spawnp"] = _Api("exec_v")
+    for module in ("asyncio", "asyncio.subprocess"):
+        table[f"{module}.create_subprocess_shell"] = _Api("command", "cmd")
+        table[f"{module}.create_subprocess_exec"] = _Api("variadic")
+    for name in ("spawn", "spawnu"):
+        table[f"pexpect.{name}"] = _Api("pexpect", "command")
+    for name in ("run", "runu"):
+        table[f"pexpect.{name}"] = _Api("command", "command")
+    table["pexpect.popen_spawn.PopenSpawn"] = _Api("command", "cmd")
+    for name in ("anyio.run_process", "anyio.open_process", "trio.run_process", "trio.lowlevel.open_process"):
+        table[name] = _Api("command", "command")
+    table["pty.spawn"] = _Api("command", "argv")
+    return table
+
+
+_APIS = _table()
+
+# --- reading the command out of the Python expression ------------------------------------
+
+
+@dataclasses.dataclass
+class _Scope:
+    """Names bound in one module, class or function body (flow-insensitive)."""
+
+    parent: _Scope | None
+    is_class: bool = False
+    bindings: dict[str, list[cst.BaseExpression]] = dataclasses.field(default_factory=dict)
+
+    def lookup(self, name: str) -> list[cst.BaseExpression] | None:
+        """Every value bound to ``name`` where Python would look it up; None if never bound."""
+        scope: _Scope | None = self
+        first = True
+        while scope is not None:
+            if (first or not scope.is_class) and name in scope.bindings:
+                return scope.bindings[name]
+            scope = scope.parent
+            first = False
+        return None
+
+
+class _Reader:
+    """Turns command expressions into shell tokens, resolving names through one scope."""
+
+    def __init__(self, scope: _Scope, qualify: Callable[[cst.BaseExpression], str | None]) -> None:
+        self.scope = scope
+        self.qualify = qualify
+
+    def alternatives(self, expr: cst.BaseExpression, depth: int = 0) -> list[cst.BaseExpression]:
+        """``expr`` itself, or every literal a name was assigned (``cmd = "..."`` ... ``run(cmd)``)."""
+        if not isinstance(expr, cst.Name) or depth > _MAX_DEPTH:
+            return [expr]
+        values = self.scope.lookup(expr.value) or []
+        return [alt for value in values for alt in self.alternatives(value, depth + 1)]
+
+    def _single(self, expr: cst.BaseExpression, depth: int) -> cst.BaseExpression | None:
+        """The one value a name was bound to, when there is exactly one."""
+        values = self.scope.lookup(expr.value) if isinstance(expr, cst.Name) else None
+        if values is None or len(values) != 1 or depth > _MAX_DEPTH:
+            return None
+        return values[0]
+
+    def text(self, expr: cst.BaseExpression, depth: int = 0) -> str | None:
+        """The string ``expr`` builds, with OPAQUE for unknown parts; None if not a string."""
+        if isinstance(expr, cst.SimpleString):
+            try:
+                value = expr.evaluated_value
+            except (SyntaxError, ValueError):
+                return None
+            return value.decode("latin-1") if isinstance(value, bytes) else value
+        if isinstance(expr, cst.ConcatenatedString):
+            left, right = self.text(expr.left, depth), self.text(expr.right, depth)
+            return (left or OPAQUE) + (right or OPAQUE)
+        if isinstance(expr, cst.FormattedString):
+            return "".join(
+                part.value.replace("{{", "{").replace("}}", "}")
+                if isinstance(part, cst.FormattedStringText)
+                else OPAQUE
+                for part in expr.parts
+            )
+        if isinstance(expr, cst.BinaryOperation):
+            if isinstance(expr.operator, cst.Add):
+                left, right = self.text(expr.left, depth), self.text(expr.right, depth)
+                if left is None and right is None:
+                    return None
+                return (left or OPAQUE) + (right or OPAQUE)
+            if isinstance(expr.operator, cst.Modulo):
+                return self.text(expr.left, depth)
+            return None
+        if isinstance(expr, cst.Call):
+            return self._call_text(expr, depth)
+        if isinstance(expr, cst.Name):
+            value = self._single(expr, depth)
+            return None if value is None else self.text(value, depth + 1)
+        return None
+
+    def _call_text(self, call: cst.Call, depth: int) -> str | None:
+        """``"...".format(x)``, ``" ".join([...])`` and ``shlex.join([...])``."""
+        func = call.func
+        if self.qualify(func) == "shlex.join" and call.args:
+            words = self.words(call.args[0].value, depth)
+            return None if words is None else " ".join(words)
+        if not isinstance(func, cst.Attribute):
+            return None
+        if func.attr.value == "format":
+            return self.text(func.value, depth)
+        if func.attr.value == "join" and call.args:
+            separator = self.text(func.value, depth)
+            words = self.words(call.args[0].value, depth)
+            if separator is not None and words is not None:
+                return separator.join(words)
+        return None
+
+    def words(self, expr: cst.BaseExpression, depth: int = 0) -> list[str] | None:
+        """The argv a list/tuple expression builds; None if ``expr`` is not a sequence."""
+        if isinstance(expr, (cst.List, cst.Tuple)):
+            result: list[str] = []
+            for element in expr.elements:
+                if isinstance(element, cst.StarredElement):
+                    result.extend(self.words(element.value, depth) or [OPAQUE])
+                else:
+                    text = self.text(element.value, depth)
+                    result.append(OPAQUE if text is None else text)
+            return result
+        if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Add):
+            left, right = self.words(expr.left, depth), self.words(expr.right, depth)
+            if left is None and right is None:
+                return None
+            return (left or [OPAQUE]) + (right or [OPAQUE])
+        if isinstance(expr, cst.Call):
+            func = expr.func
+            if self.qualify(func) == "shlex.split" and expr.args:
+                text = self.text(expr.args[0].value, depth)
+                return [OPAQUE] if text is None else shell_words(text)
+            if isinstance(func, cst.Attribute) and func.attr.value == "split" and not expr.args:
+                text = self.text(func.value, depth)
+                return None if text is None else text.split()
+            return None
+        if isinstance(expr, cst.Name):
+            value = self._single(expr, depth)
+            return None if value is None else self.words(value, depth + 1)
+        return None
+
+    def tokens(self, expr: cst.BaseExpression, *, shell_list: bool = False) -> list[str] | None:
+        """Shell tokens of a command given as a string or as an argv sequence."""
+        argv = self.words(expr)
+        if argv is not None:
+            if shell_list and argv:
+                return shell_words(argv[0]) + argv[1:]
+            return argv
+        text = self.text(expr)
+        return None if text is None else shell_words(text)
+
+
+def shell_words(text: str) -> list[str]:
+    """Split a shell command line roughly as sh would: words, with ``;``/``&&``/``|`` apart.
+
+    Newlines separate commands; a word starting with ``#`` comments out the rest of its line.
+    """
+    lexer = shlex.shlex(text.replace("\n", " \n; "), posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ""
+    try:
+        raw = list(lexer)
+    except ValueError:
+        raw = text.replace("\n", " ; ").split()
+    words: list[str] = []
+    in_comment = False
+    for word in raw:
+        if in_comment:
+            in_comment = word != ";"
+            if not in_comment:
+                words.append(word)
+            continue
+        if word.startswith("#"):
+            in_comment = True
+            continue
+        words.append(word)
+    return words
+
+
+# --- recognising destructive commands ----------------------------------------------------
+
+_SEPARATOR = re.compile(r"[();<>|&]+|!|\{|\}|if|then|do|else|elif|while|until")
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+_SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "ash"})
+_WRAPPERS: dict[str, tuple[frozenset[str], int]] = {
+    "sudo": (frozenset({"-u", "-g", "-p", "-C", "-D", "-r", "-t", "-U", "-h"}), 0),
+    "doas": (frozenset({"-u", "-C"}), 0),
+    "env": (frozenset({"-u", "-C", "-S"}), 0),
+    "nohup": (frozenset(), 0),
+    "exec": (frozenset({"-a"}), 0),
+    "time": (frozenset(), 0),
+    "command": (frozenset(), 0),
+    "builtin": (frozenset(), 0),
+    "nice": (frozenset({"-n"}), 0),
+    "ionice": (frozenset({"-c", "-n", "-p"}), 0),
+    "timeout": (frozenset({"-s", "-k", "--signal", "--kill-after"}), 1),
+    "xargs": (frozenset({"-I", "-n", "-P", "-L", "-d", "-E", "-s", "-a"}), 0),
+    "stdbuf": (frozenset(), 0),
+    "setsid": (frozenset(), 0),
+}
+_SAFE_DEVICES = frozenset({"null", "zero", "stdout", "stderr", "tty", "random", "urandom"})
+_OPEN_MODES = frozenset({"777", "0777", "a+rwx", "ugo+rwx", "a=rwx", "ugo=rwx"})
+_ALWAYS = frozenset({"killall", "killall5", "shutdown", "reboot", "poweroff", "halt", "mke2fs"})
+
+
+@dataclasses.dataclass
+class _Options:
+    """The options before ``--``: short letters (``-rf`` -> r, f) and long names."""
+
+    short: dict[str, str] = dataclasses.field(default_factory=dict)
+    long: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, args: Sequence[str]) -> _Options:
+        options = cls()
+        for word in args:
+            if word == "--":
+                break
+            if OPAQUE in word or not word.startswith("-") or word == "-":
+                continue
+            if word.startswith("--"):
+                options.long.setdefault(word.split("=", 1)[0], word)
+            else:
+                for letter in word[1:]:
+                    options.short.setdefault(letter, word)
+        return options
+
+    def spelled(self, *names: str) -> str | None:
+        """How the first present option among ``names`` (``"r"``, ``"--force"``) was written."""
+        for name in names:
+            found = self.long.get(name) if name.startswith("--") else self.short.get(name)
+            if found is not None:
+                return found
+        return None
+
+
+def _joined(command: str, *flags: str | None) -> str:
+    """``rm -rf`` from the command and the distinct flag words that made it destructive."""
+    seen: list[str] = []
+    for flag in flags:
+        if flag is not None and flag not in seen:
+            seen.append(flag)
+    return " ".join([command, *seen])
+
+
+def _rm(args: Sequence[str]) -> str | None:
+    options = _Options.parse(args)
+    recursive = options.spelled("r", "R", "--recursive")
+    force = options.spelled("f", "--force")
+    return _joined("rm", recursive, force) if recursive and force else None
+
+
+def _is_kill_signal(signal: str) -> bool:
+    return signal.upper().removeprefix("SIG") in {"9", "KILL"}
+
+
+def _kill_with(name: str, valued: frozenset[str]) -> Callable[[Sequence[str]], str | None]:
+    """A detector for ``name`` that flags SIGKILL however it is spelled."""
+
+    def detect(args: Sequence[str]) -> str | None:
+        for index, word in enumerate(args):
+            if word in valued and index + 1 < len(args):
+                if _is_kill_signal(args[index + 1]):
+                    return f"{name} {word} {args[index + 1]}"
+            elif word.startswith("--signal="):
+                if _is_kill_signal(word.split("=", 1)[1]):
+                    return f"{name} {word}"
+            elif word.startswith("-") and not word.startswith("--") and _is_kill_signal(word[1:]):
+                return f"{name} {word}"
+        return None
+
+    return detect
+
+
+_GIT_VALUED_GLOBALS = frozenset({"-C", "-c", "--git-dir", "--work-tree", "--namespace", "--exec-path"})
+
+
+def _git(args: Sequence[str]) -> str | None:
+    index = 0
+    while index < len(args) and args[index].startswith("-"):
+        index += 2 if args[index] in _GIT_VALUED_GLOBALS else 1
+    if index >= len(args):
+        return None
+    sub, rest = args[index], args[index + 1 :]
+    options = _Options.parse(rest)
+    if options.spelled("n", "--dry-run"):
+        return None
+    if sub == "push":
+        force = options.spelled("f", "--force")
+        if force:
+            return f"git push {force}"
+        plus = next((w for w in rest if w.startswith("+") and len(w) > 1 and OPAQUE not in w), None)
+        return f"git push {plus}" if plus else None
+    if sub == "reset" and "--hard" in options.long:
+        return "git reset --hard"
+    if sub == "clean":
+        force = options.spelled("f", "--force")
+        if force:
+            return _joined("git clean", force, options.spelled("d"), options.spelled("x", "X"))
+    return None
+
+
+def _dd(args: Sequence[str]) -> str | None:
+    for word in args:
+        if word.startswith("of=/dev/") and OPAQUE not in word:
+            if word.removeprefix("of=/dev/") not in _SAFE_DEVICES and not word.startswith("of=/dev/fd/"):
+                return f"dd {word}"
+    return None
+
+
+def _chmod(args: Sequence[str]) -> str | None:
+    options = _Options.parse(args)
+    recursive = options.spelled("R", "--recursive")
+    mode = next((w for w in args if w in _OPEN_MODES), None)
+    return _joined("chmod", recursive, mode) if recursive and mode else None
+
+
+def _systemctl(args: Sequence[str]) -> str | None:
+    action = next((w for w in args if not w.startswith("-")), None)
+    return f"systemctl {action}" if action in {"reboot", "poweroff", "halt", "kexec"} else None
+
+
+_DETECTORS: dict[str, Callable[[Sequence[str]], str | None]] = {
+    "rm": _rm,
+    "kill": _kill_with("kill", frozenset({"-s", "-n", "--signal"})),
+    "pkill": _kill_with("pkill", frozenset({"--signal"})),
+    "git": _git,
+    "dd": _dd,
+    "chmod": _chmod,
+    "systemctl": _systemctl,
+}
+
+
+def _command_start(segment: Sequence[str]) -> int:
+    """Index of the real command word, past ``VAR=x`` and wrappers such as sudo or xargs."""
+    index = 0
+    while index < len(segment):
+        word = segment[index]
+        if _ASSIGNMENT.match(word):
+            index += 1
+            continue
+        wrapper = _WRAPPERS.get(word.rsplit("/", 1)[-1])
+        if wrapper is None:
+            return index
+        valued, positionals = wrapper
+        index += 1
+        while index < len(segment) and segment[index].startswith("-"):
+            index += 2 if segment[index] in valued else 1
+        index += positionals
+    return index
+
+
+def _segment_label(segment: Sequence[str], depth: int) -> str | None:
+    """The destructive command one simple command runs, or None."""
+    start = _command_start(segment)
+    if start >= len(segment) or OPAQUE in segment[start]:
+        return None
+    name, args = segment[start].rsplit("/", 1)[-1], segment[start + 1 :]
+    if name in _ALWAYS or name.startswith("mkfs"):
+        return name
+    if name in _SHELLS:
+        for index, word in enumerate(args[:-1]):
+            if re.fullmatch(r"-[a-z]*c[a-z]*", word):
+                return destructive_command(shell_words(args[index + 1]), depth + 1)
+        return None
+    if name == "find":
+        for index, word in enumerate(args):
+            if word in {"-exec", "-execdir", "-ok", "-okdir"}:
+                return _segment_label(args[index + 1 :], depth)
+        return None
+    detector = _DETECTORS.get(name)
+    return detector(args) if detector else None
+
+
+def destructive_command(tokens: Sequence[str], depth: int = 0) -> str | None:
+    """The first destructive command in a token list (``"rm -rf"``), or None."""
+    if depth > _MAX_DEPTH:
+        return None
+    segment: list[str] = []
+    for word in [*tokens, ";"]:
+        if _SEPARATOR.fullmatch(word):
+            label = _segment_label(segment, depth) if segment else None
+            if label:
+                return label
+            segment = []
+        else:
+            segment.append(word)
+    return None
+
+
+# --- the rule ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _PendingCall:
+    call: cst.Call
+    api: str
+    scope: _Scope
+
+
+def _positional(call: cst.Call) -> list[cst.BaseExpression] | None:
+    """Plain positional argument values; None when a ``*splat`` hides how many there are."""
+    values: list[cst.BaseExpression] = []
+    for arg in call.args:
+        if arg.star == "*":
+            return None
+        if arg.keyword is None and arg.star == "":
+            values.append(arg.value)
+    return values
+
+
+def _keyword(call: cst.Call, name: str) -> cst.BaseExpression | None:
+    return next((a.value for a in call.args if a.keyword is not None and a.keyword.value == name), None)
+
+
+class DestructiveShellCommand(Rule):
+    """A destructive command run from agent code, where no human reviews it first.
+
+    An unattended agent that can reach ``rm -rf``, ``git push --force`` or ``kill -9``
+    through ``subprocess`` will eventually run it on the wrong path or the wrong process.
+    Such commands belong in a reviewed wrapper script that a separate guard can see.
+
+    Heuristic: a call is checked when its callee resolves through the module's imports to
+    an executing API (``subprocess.run/call/check_call/check_output/Popen/getoutput/
+    getstatusoutput``, ``os.system/popen/exec*/spawn*/posix_spawn*``,
+    ``asyncio.create_subprocess_shell/exec``, ``pexpect.spawn/run``, ``anyio``/``trio``
+    ``run_process``, ``pty.spawn``). Its command is read from string literals, f-strings
+    (fields unknown), ``+`` concatenation, ``%``/``.format`` templates, ``" ".join`` and
+    ``shlex.join``/``shlex.split``, lists and tuples, and names bound to such a value
+    anywhere in the same function (or module, for module-level code), then split like a
+    shell line: ``;``/``&&``/``|``, ``sudo``/``env``/``xargs``/``timeout`` prefixes,
+    ``sh -c "..."`` and ``find -exec`` are followed. Flagged: ``rm`` with recursive and
+    force (``-rf``, ``-fr``, ``-Rf``, ``-r -f``, ``--recursive --force``); ``kill`` with
+    SIGKILL (``-9``, ``-KILL``, ``-SIGKILL``, ``-s KILL``, ``--signal=KILL``), ``pkill``
+    with SIGKILL, ``killall``; ``git push --force``/``-f``/``+refspec``, ``git reset
+    --hard``, ``git clean -f...`` (unless ``-n``); ``mkfs*``, ``dd of=/dev/<disk>``,
+    ``chmod -R 777``, ``shutdown``/``reboot``/``poweroff``/``halt``/``systemctl reboot``.
+    ``git push --force-with-lease`` is not flagged: it refuses to overwrite remote commits
+    the pusher has not seen, which is exactly the safe alternative this rule recommends.
+    Text in comments, docstrings, log/print/help strings and constants that never reach
+    an executing call is never read.
+
+    Known misses: commands built by ``list.append``/``+=``, passed in from another
+    function or module, held in attributes (``self.cmd``), or run through wrappers of
+    other libraries (fabric/invoke ``c.run``, paramiko ``exec_command``, the ``sh``
+    package); ``ssh host "rm -rf ..."``. Known noise: bindings are flow-insensitive, so a
+    name assigned a destructive literal on any path counts.
+    """
+
+    code = "AF401"
+    message = f"destructive shell command executed from Python; {_FIX_TEXT}"
+    triggers = (
+        r"\brm\b",
+        r"kill",
+        r"\bgit\b",
+        r"\bmkfs|\bmke2fs\b",
+        r"\bdd\b",
+        r"\bchmod\b",
+        r"\bshutdown\b|\breboot\b|\bpoweroff\b|\bhalt\b",
+    )
+
+    VALID = (
+        # The command only appears in a comment, a docstring, a log and a help string.
+        'import logging\nimport subprocess\n\ndef clean(path):\n    """Like rm -rf, but safe."""\n'
+        '    # rm -rf would be faster\n    logging.getLogger(__name__).info("not running rm -rf %s", path)\n'
+        '    subprocess.run(["rm", "-r", path])\n',
+        'import argparse\nparser = argparse.ArgumentParser()\n'
+        'parser.add_argument("--purge", help="runs git reset --hard first")\n',
+        # A constant that never reaches an executing call.
+        'import subprocess\nDANGER = "rm -rf /"\nsubprocess.run(["ls", "-la"])\nprint(DANGER)\n',
+        # Safe alternatives and look-alikes.
+        'import subprocess\nsubprocess.run(["git", "push", "--force-with-lease", "origin", "main"])\n',
+        'import subprocess\nsubprocess.run("grep -r \'kill -9\' logs/", shell=True)\n',
+        'import os\nos.system("dd if=/dev/sda of=/dev/null bs=1M count=1")\n',
+        'import subprocess\nsubprocess.run(["git", "clean", "-ndx"])\n',
+        'import shutil\nshutil.rmtree("build")\n',
+        'import os, signal\nos.kill(1234, signal.SIGKILL)\n',
+        # Not the subprocess module: a local object with a run() method.
+        'class Runner:\n    def run(self, cmd):\n        return cmd\n\nRunner().run("rm -rf /")\n',
+        # A parameter shadows the module-level constant.
+        'import subprocess\nCMD = "rm -rf /"\n\ndef run(CMD):\n    subprocess.run(CMD, shell=True)\n',
+    )
+    INVALID = (
+        'import subprocess\nsubprocess.run(["rm", "-rf", "/tmp/work"])  # expect: AF401\n',
+        'import subprocess as sp\nsp.call("rm -fr build", shell=True)  # expect: AF401\n',
+        'from os import system as run_it\nrun_it("rm -Rf ~/.cache")  # expect: AF401\n',
+        'import asyncio\n\nasync def stop(pid):\n'
+        '    await asyncio.create_subprocess_shell(f"kill -9 {pid}")  # expect: AF401\n',
+        'import subprocess\n\ndef publish():\n    cmd = ("git", "push", "--force")\n'
+        '    subprocess.check_call(cmd)  # expect: AF401\n',
+        'import subprocess, shlex\nsubprocess.run(shlex.split("git reset --hard HEAD~1"))  # expect: AF401\n',
+        'import os\n\ndef wipe(path):\n    os.system("rm -r -f " + path)  # expect: AF401\n',
+        'import pexpect\npexpect.spawn("sudo killall python")  # expect: AF401\n',
+    )
+
+    def __init__(self, context: FileContext) -> None:
+        super().__init__(context)
+        self._scopes: list[_Scope] = []
+        self._pending: list[_PendingCall] = []
+
+    def visit_Module(self, node: cst.Module) -> None:
+        self._scopes.append(_Scope(parent=None))
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self._scopes.append(_Scope(parent=self._scopes[-1], is_class=True))
+
+    def leave_ClassDef(self, original_node: cst.ClassDef) -> None:
+        self._scopes.pop()
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self._scopes.append(_Scope(parent=self._scopes[-1]))
+
+    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+        self._scopes.pop()
+
+    def visit_Param(self, node: cst.Param) -> None:
+        self._scopes[-1].bindings.setdefault(node.name.value, [])
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        for target in node.targets:
+            if isinstance(target.target, cst.Name):
+                self._scopes[-1].bindings.setdefault(target.target.value, []).append(node.value)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if isinstance(node.target, cst.Name) and node.value is not None:
+            self._scopes[-1].bindings.setdefault(node.target.value, []).append(node.value)
+
+    def visit_Call(self, node: cst.Call) -> None:
+        api = self.context.imports.resolve(node.func)
+        if api in _APIS:
+            self._pending.append(_PendingCall(node, api, self._scopes[-1]))
+
+    def leave_Module(self, original_node: cst.Module) -> None:
+        for pending in self._pending:
+            label = self._label(pending)
+            if label:
+                self.report(pending.call, f"`{label}` executed via {pending.api}(): {_FIX_TEXT}")
+
+    def _label(self, pending: _PendingCall) -> str | None:
+        reader = _Reader(pending.scope, self.context.imports.resolve)
+        api = _APIS[pending.api]
+        call = pending.call
+        positional = _positional(call)
+        if positional is None:
+            return None
+        if api.kind in {"command", "pexpect"}:
+            command = positional[0] if positional else _keyword(call, api.keyword)
+            if command is None:
+                return None
+            shell_value = _keyword(call, "shell")
+            shell_list = isinstance(shell_value, cst.Name) and shell_value.value == "True"
+            extra: list[str] = []
+            if api.kind == "pexpect":
+                args = positional[1] if len(positional) > 1 else _keyword(call, "args")
+                extra = (reader.words(args) or [OPAQUE]) if args is not None else []
+            for alternative in reader.alternatives(command):
+                tokens = reader.tokens(alternative, shell_list=shell_list)
+                label = destructive_command(tokens + extra) if tokens is not None else None
+                if label:
+                    return label
+            return None
+        return destructive_command(self._exec_tokens(reader, api.kind, positional))
+
+    @staticmethod
+    def _exec_tokens(reader: _Reader, kind: str, positional: list[cst.BaseExpression]) -> list[str]:
+        """``[program, *argv[1:]]`` for the exec/spawn families, which take argv[0] apart."""
+        if kind == "variadic":
+            return [reader.text(value) or OPAQUE for value in positional]
+        offset = 1 if kind.startswith("spawn") else 0
+        if len(positional) <= offset:
+            return []
+        program = reader.text(positional[offset]) or OPAQUE
+        if kind.endswith("_l"):
+            argv = [reader.text(value) or OPAQUE for value in positional[offset + 1 :]]
+        elif len(positional) > offset + 1:
+            argv = reader.words(positional[offset + 1]) or [OPAQUE, OPAQUE]
+        else:
+            argv = []
+        return [program, *argv[1:]]
+
+
+RULES: tuple[type[Rule], ...] = (DestructiveShellCommand,)

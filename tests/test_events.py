@@ -1,0 +1,293 @@
+"""The JSONL event log: line shape, redaction, rotation by size and by day, isolation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import stat
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from agentfuse.runtime.events import EventLog, redact, redact_url
+from agentfuse.runtime.policy import Breaker, Budget, Events, FailFast, Policy
+
+
+class FakeClock:
+    """Epoch seconds that only move when the test says so."""
+
+    def __init__(self, start: dt.datetime) -> None:
+        self.now = start.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def utc(*args: int) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=dt.timezone.utc)
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+
+
+def all_lines_oldest_first(path: Path) -> list[dict]:
+    """Every line of a rotated log: backups ``.N`` (oldest) to ``.1``, then the live file."""
+    backups = sorted(path.parent.glob(path.name + ".*"), key=lambda p: -int(p.suffix[1:]))
+    return [line for file in [*backups, path] if file.exists() for line in read_lines(file)]
+
+
+def test_emit_writes_one_json_line_and_returns_it(tmp_path: Path) -> None:
+    clock = FakeClock(utc(2026, 3, 1, 12, 30, 5, 123456))
+    log = EventLog(tmp_path / "events.jsonl", clock=clock)
+    returned = log.emit("step_settled", agent="publisher", run="r1", reason=None,
+                        cost_usd=Decimal("0.0125"), steps=3)
+    log.close()
+    assert read_lines(tmp_path / "events.jsonl") == [returned]
+    assert returned == {"ts": "2026-03-01T12:30:05.123Z", "agent": "publisher", "run": "r1",
+                        "event": "step_settled", "reason": None, "cost_usd": "0.0125", "steps": 3}
+    assert list(returned)[:5] == ["ts", "agent", "run", "event", "reason"]
+
+
+def test_values_are_made_json_safe_consistently(tmp_path: Path) -> None:
+    log = EventLog(None)
+    event = log.emit("x", agent="a", run=None, money=[Decimal("1.10"), Decimal("0")],
+                     where=tmp_path, error=PermissionError("no"), ratio=float("nan"),
+                     tags={"b", "a"}, pair=(1, 2), when=utc(2026, 1, 2))
+    assert event["money"] == ["1.10", "0"]
+    assert event["where"] == str(tmp_path)
+    assert event["error"] == "PermissionError: no"
+    assert event["ratio"] == "nan"
+    assert event["tags"] == ["a", "b"]
+    assert event["pair"] == [1, 2]
+    assert event["when"] == "2026-01-02T00:00:00+00:00"
+    json.dumps(event, allow_nan=False)
+
+
+def test_no_path_means_no_file_but_events_are_returned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    log = EventLog(None)
+    assert log.emit("halt", agent="a", run="r", reason="budget")["reason"] == "budget"
+    log.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_file_is_private_and_its_folder_is_created(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "events.jsonl"
+    log = EventLog(path)
+    log.emit("x", agent="a", run=None)
+    log.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_figures_may_not_shadow_the_fixed_fields() -> None:
+    with pytest.raises(TypeError, match="ts"):
+        EventLog(None).emit("x", agent="a", run=None, ts="yesterday")
+
+
+def test_logs_are_private_loggers_that_touch_no_global_logging(tmp_path: Path) -> None:
+    seen: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    root_handler = Collect()
+    logging.getLogger().addHandler(root_handler)
+    registered_before = set(logging.Logger.manager.loggerDict)
+    try:
+        first = EventLog(tmp_path / "a.jsonl")
+        second = EventLog(tmp_path / "b.jsonl")
+        first.emit("only_in_a", agent="a", run=None)
+        second.emit("only_in_b", agent="b", run=None)
+        first.close()
+        second.close()
+    finally:
+        logging.getLogger().removeHandler(root_handler)
+    assert seen == []
+    assert set(logging.Logger.manager.loggerDict) == registered_before
+    assert [e["event"] for e in read_lines(tmp_path / "a.jsonl")] == ["only_in_a"]
+    assert [e["event"] for e in read_lines(tmp_path / "b.jsonl")] == ["only_in_b"]
+
+
+def test_an_unwritable_log_never_raises_into_the_agent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "events.jsonl"
+    path.mkdir()  # a directory where the file should be
+    log = EventLog(path)
+    assert log.emit("x", agent="a", run=None)["event"] == "x"
+    log.close()
+    err = capsys.readouterr().err
+    assert "cannot write event log" in err and "Traceback" not in err
+
+
+def test_size_rotation_keeps_every_line_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, max_bytes=300, backup_count=50)
+    for i in range(40):
+        log.emit("step", agent="a", run="r", i=i)
+    log.close()
+    backups = list(tmp_path.glob("events.jsonl.*"))
+    assert len(backups) >= 5
+    assert all(p.stat().st_size <= 300 for p in [*backups, path])
+    assert [e["i"] for e in all_lines_oldest_first(path)] == list(range(40))
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in backups)
+
+
+def test_size_rotation_deletes_backups_beyond_backup_count(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, max_bytes=200, backup_count=2)
+    for i in range(40):
+        log.emit("step", agent="a", run="r", i=i)
+    log.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "events.jsonl", "events.jsonl.1", "events.jsonl.2"]
+    kept = [e["i"] for e in all_lines_oldest_first(path)]
+    assert kept == list(range(40 - len(kept), 40))
+
+
+def test_day_rotation_starts_a_new_file_at_utc_midnight(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    clock = FakeClock(utc(2026, 5, 1, 23, 59, 59))
+    log = EventLog(path, rotate_when="midnight", clock=clock)
+    log.emit("late", agent="a", run=None)
+    clock.advance(0.5)
+    log.emit("later_same_day", agent="a", run=None)
+    clock.advance(1.0)
+    log.emit("next_day", agent="a", run=None)
+    log.close()
+    assert [e["event"] for e in read_lines(path.with_name("events.jsonl.1"))] == [
+        "late", "later_same_day"]
+    assert [(e["event"], e["ts"]) for e in read_lines(path)] == [
+        ("next_day", "2026-05-02T00:00:00.500Z")]
+
+
+def test_day_rotation_and_size_rotation_together(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    clock = FakeClock(utc(2026, 5, 1, 8))
+    log = EventLog(path, max_bytes=250, backup_count=50, rotate_when="D", clock=clock)
+    for i in range(10):
+        log.emit("day1", agent="a", run=None, i=i)
+    clock.advance(86_400)
+    log.emit("day2", agent="a", run=None, i=10)
+    log.close()
+    assert [e["event"] for e in read_lines(path)] == ["day2"]
+    assert [e["i"] for e in all_lines_oldest_first(path)] == list(range(11))
+    assert len(list(tmp_path.glob("events.jsonl.*"))) >= 3
+
+
+def test_a_log_reopened_on_a_later_day_rotates_yesterdays_file(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    yesterday = utc(2026, 5, 1, 12)
+    first = EventLog(path, rotate_when="midnight", clock=FakeClock(yesterday))
+    first.emit("before_restart", agent="a", run=None)
+    first.close()
+    os.utime(path, (yesterday.timestamp(), yesterday.timestamp()))
+    second = EventLog(path, rotate_when="midnight", clock=FakeClock(utc(2026, 5, 2, 9)))
+    second.emit("after_restart", agent="a", run=None)
+    second.close()
+    assert [e["event"] for e in read_lines(path.with_name("events.jsonl.1"))] == ["before_restart"]
+    assert [e["event"] for e in read_lines(path)] == ["after_restart"]
+
+
+def test_unknown_rotate_when_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="rotate_when must be one of midnight, D, H"):
+        EventLog(tmp_path / "e.jsonl", rotate_when="weekly")
+
+
+def test_a_second_writer_follows_the_file_after_the_first_rotates_it(tmp_path: Path) -> None:
+    """Two processes appending to one log: after one rotates, the other writes the new file."""
+    path = tmp_path / "events.jsonl"
+    rotating = EventLog(path, max_bytes=400, backup_count=50)
+    other = EventLog(path, max_bytes=0)
+    other.emit("other_first", agent="b", run=None)
+    for i in range(12):
+        rotating.emit("filler", agent="a", run=None, i=i)
+    assert path.with_name("events.jsonl.1").exists()
+    other.emit("other_after_rotation", agent="b", run=None)
+    rotating.close()
+    other.close()
+    assert "other_after_rotation" in [e["event"] for e in read_lines(path)]
+    events = [e["event"] for e in all_lines_oldest_first(path)]
+    assert events.count("filler") == 12 and events.count("other_first") == 1
+
+
+@pytest.mark.parametrize(
+    "text, secret, kept",
+    [
+        ("https://hooks.slack.com/services/T0001/B0002/XXXXsecretXXXX", "XXXXsecretXXXX",
+         "hooks.slack.com"),
+        ("https://discord.com/api/webhooks/123456/tok-en_SECRET", "tok-en_SECRET", "discord.com"),
+        ("https://discordapp.com/api/webhooks/123456/tokenSECRET", "tokenSECRET", "discordapp.com"),
+        ("https://ntfy.sh/my-private-topic-8f3k", "my-private-topic-8f3k", "ntfy.sh"),
+        ("redis://:hunter2@cache.internal:6379/0", "hunter2", "cache.internal:6379"),
+        ("rediss://default:s3cr3t!@redis.example.com:6380", "s3cr3t!", "redis.example.com"),
+        ("store at https://bob:pa55word@example.com/x failed", "pa55word", "bob"),
+        ("connect password=hunter2 host=db", "hunter2", "host=db"),
+        ("GET /v1?api_key=AIzaSyD-abcdef&x=1", "AIzaSyD-abcdef", "x=1"),
+        ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload", "eyJhbGciOiJIUzI1NiJ9", "Bearer"),
+        ("key sk-proj-abcdefghijklmnopqrstuvwx in env", "abcdefghijklmnopqrstuvwx", "in env"),
+        ("https://api.telegram.org/bot123:ABCdef/sendMessage", "123:ABCdef", "sendMessage"),
+    ],
+)
+def test_redact_removes_credentials_and_keeps_the_rest(text: str, secret: str, kept: str) -> None:
+    cleaned = redact(text)
+    assert secret not in cleaned
+    assert kept in cleaned
+    assert "***" in cleaned
+
+
+@pytest.mark.parametrize(
+    "text", ["budget of run r1 exceeded: $5.01 > $5.00", "https://example.com/docs/page",
+             "redis://localhost:6379/0", ""]
+)
+def test_redact_leaves_ordinary_text_alone(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_redact_url_keeps_only_scheme_and_host() -> None:
+    assert redact_url("https://ntfy.example.org/alerts-x7Q") == "https://ntfy.example.org/***"
+    assert redact_url("http://u:p@127.0.0.1:8080/t?auth=1") == "http://127.0.0.1:8080/***"
+    assert redact_url("https://example.org") == "https://example.org"
+    assert "hunter2" not in redact_url("not a url password=hunter2")
+
+
+def test_emit_redacts_every_string_figure_and_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path)
+    log.emit("store_error", agent="a", run="r", reason="cannot reach redis://:hunter2@h:6379",
+             store="redis://:hunter2@h:6379/0",
+             nested={"hooks": ["https://hooks.slack.com/services/T1/B2/SeCrEt"]},
+             error=ConnectionError("redis://user:hunter2@h refused"))
+    log.close()
+    text = path.read_text("utf-8")
+    assert "hunter2" not in text and "SeCrEt" not in text
+    event = read_lines(path)[0]
+    assert event["store"] == "redis://:***@h:6379/0"
+    assert event["nested"]["hooks"] == ["https://hooks.slack.com/services/***"]
+
+
+def test_from_policy_resolves_the_path_next_to_the_policy(tmp_path: Path) -> None:
+    policy = Policy(agent="a", budget=Budget(), breaker=Breaker(), fail_fast=FailFast(),
+                    events=Events(path="logs/ev.jsonl", max_bytes=1234, backup_count=2,
+                                  rotate_when="midnight"),
+                    source=tmp_path / "policy.yaml")
+    log = EventLog.from_policy(policy)
+    log.emit("x", agent="a", run=None)
+    log.close()
+    assert log.path == tmp_path / "logs" / "ev.jsonl"
+    assert read_lines(tmp_path / "logs" / "ev.jsonl")[0]["event"] == "x"
+
+
+def test_from_policy_without_a_path_writes_nothing(tmp_path: Path) -> None:
+    policy = Policy(agent="a", budget=Budget(), breaker=Breaker(), fail_fast=FailFast(),
+                    events=Events(path=None), source=tmp_path / "policy.yaml")
+    log = EventLog.from_policy(policy)
+    assert log.path is None
+    log.emit("x", agent="a", run=None)
+    assert list(tmp_path.iterdir()) == []

@@ -1,7 +1,941 @@
-"""Rules AF201-AF204 (not written yet)."""
+"""Rules AF201-AF204: retries that have no ceiling.
+
+An unattended agent that retries a failing (and billed) call forever is the most common way
+to burn money overnight. These rules find retry helpers configured without a limit
+(tenacity, backoff, retrying, stamina, urllib3, google-api-core, the retry package, LLM
+clients with an absurd ``max_retries``) and hand-rolled ``while True`` retry loops.
+
+Every rule here collects what it needs during the shared traversal and decides in
+``leave_Module``, when the file's import table and its simple assignments are complete, so an
+import or a ``STOP = ...`` written below its use still counts.
+"""
 
 from __future__ import annotations
 
-from agentfuse.lint_rules.base import Rule
+import math
+from collections.abc import Collection, Iterator, Mapping
+from typing import Any, ClassVar
 
-RULES: tuple[type[Rule], ...] = ()
+import libcst as cst
+
+from agentfuse.lint_rules.base import Fix, Rule, dotted_name
+
+DEFAULT_FIX_MAX_ATTEMPTS = 5
+DEFAULT_MAX_CLIENT_RETRIES = 10
+
+_TENACITY_RETRIERS = frozenset(
+    {
+        "tenacity.retry",
+        "tenacity.Retrying",
+        "tenacity.AsyncRetrying",
+        "tenacity.TornadoRetrying",
+        "tenacity.asyncio.AsyncRetrying",
+        "tenacity._asyncio.AsyncRetrying",
+        "tenacity.tornadoweb.TornadoRetrying",
+    }
+)
+_TENACITY_NEVER = frozenset({"tenacity.stop_never", "tenacity.stop.stop_never"})
+_TENACITY_STOP_ANY = frozenset({"tenacity.stop_any", "tenacity.stop.stop_any"})
+_TENACITY_STOP_ALL = frozenset({"tenacity.stop_all", "tenacity.stop.stop_all"})
+_TENACITY_STOP_AFTER_ATTEMPT = frozenset({"tenacity.stop_after_attempt", "tenacity.stop.stop_after_attempt"})
+
+_BACKOFF_DECORATORS = frozenset(
+    {
+        "backoff.on_exception",
+        "backoff.on_predicate",
+        "backoff._decorator.on_exception",
+        "backoff._decorator.on_predicate",
+    }
+)
+
+_RETRYING_NAMES = frozenset({"retrying.retry", "retrying.Retrying"})
+_RETRY_PACKAGE_DECORATORS = frozenset({"retry.retry", "retry.api.retry"})
+_RETRY_PACKAGE_CALLS = frozenset({"retry.retry_call", "retry.api.retry_call"})
+_STAMINA_NAMES = frozenset(
+    {"stamina.retry", "stamina.retry_context", "stamina.RetryingCaller", "stamina.AsyncRetryingCaller"}
+)
+_URLLIB3_RETRY = frozenset(
+    {
+        "urllib3.Retry",
+        "urllib3.util.Retry",
+        "urllib3.util.retry.Retry",
+        "requests.adapters.Retry",
+        "requests.packages.urllib3.Retry",
+        "requests.packages.urllib3.util.Retry",
+        "requests.packages.urllib3.util.retry.Retry",
+        "botocore.vendored.requests.packages.urllib3.util.retry.Retry",
+    }
+)
+_GOOGLE_RETRY_CLASSES = frozenset({"Retry", "AsyncRetry", "StreamingRetry", "AsyncStreamingRetry"})
+_LLM_CLIENTS = frozenset(
+    {
+        "openai.OpenAI",
+        "openai.AsyncOpenAI",
+        "openai.AzureOpenAI",
+        "openai.AsyncAzureOpenAI",
+        "openai.Client",
+        "openai.AsyncClient",
+        "anthropic.Anthropic",
+        "anthropic.AsyncAnthropic",
+        "anthropic.Client",
+        "anthropic.AsyncClient",
+        "anthropic.AnthropicBedrock",
+        "anthropic.AsyncAnthropicBedrock",
+        "anthropic.AnthropicVertex",
+        "anthropic.AsyncAnthropicVertex",
+        "langchain_openai.ChatOpenAI",
+        "langchain_openai.AzureChatOpenAI",
+        "langchain_anthropic.ChatAnthropic",
+    }
+)
+_INFINITE_CONSTANTS = frozenset({"math.inf", "sys.maxsize", "numpy.inf"})
+
+_LLM_MODULES = (
+    "openai",
+    "anthropic",
+    "litellm",
+    "google.genai",
+    "google.generativeai",
+    "mistralai",
+    "cohere",
+    "groq",
+    "together",
+    "ollama",
+    "langchain_openai",
+    "langchain_anthropic",
+    "langchain_google_genai",
+    "langchain_community.chat_models",
+    "langchain.chat_models",
+)
+_LLM_VERBS = frozenset(
+    {
+        "create",
+        "parse",
+        "stream",
+        "completion",
+        "acompletion",
+        "text_completion",
+        "generate_content",
+        "generate_content_async",
+        "generate_content_stream",
+        "complete",
+        "chat",
+        "generate",
+        "invoke",
+        "ainvoke",
+    }
+)
+_TIME_FUNCTIONS = frozenset(
+    {"time", "monotonic", "perf_counter", "time_ns", "monotonic_ns", "perf_counter_ns", "now", "utcnow"}
+)
+_EXIT_FUNCTIONS = frozenset({"sys.exit", "os._exit", "os.abort"})
+_EXIT_BUILTINS = frozenset({"exit", "quit"})
+
+
+def positive_int_option(options: Mapping[str, Any], key: str, default: int) -> int:
+    """``options[key]`` when it is a positive integer, else ``default``.
+
+    The config loader reports a malformed value; a rule must still run, so it falls back.
+    """
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return default
+    return value
+
+
+def _last_segment(node: cst.BaseExpression) -> str | None:
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        return node.attr.value
+    return None
+
+
+def _has_splat(call: cst.Call) -> bool:
+    return any(arg.star for arg in call.args)
+
+
+def _argument(call: cst.Call, keyword: str, position: int | None = None) -> cst.Arg | None:
+    """The argument bound to ``keyword`` (by name, or by ``position`` among positionals)."""
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == keyword:
+            return arg
+    if position is not None:
+        positional = [arg for arg in call.args if arg.keyword is None and not arg.star]
+        if position < len(positional):
+            return positional[position]
+    return None
+
+
+def _keyword_arg(keyword: str, value: cst.BaseExpression) -> cst.Arg:
+    return cst.Arg(
+        keyword=cst.Name(keyword),
+        value=value,
+        equal=cst.AssignEqual(
+            whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")
+        ),
+    )
+
+
+def with_keyword(call: cst.Call, keyword: str, value: cst.BaseExpression) -> cst.Call:
+    """``call`` with ``keyword=value`` set: the old value replaced, or the argument appended.
+
+    Appending keeps the call's layout: on one line it adds ``, kw=value``; in a call laid out
+    one argument per line it adds a line in the same style, trailing comma and comments kept.
+    """
+    args = list(call.args)
+    for index, arg in enumerate(args):
+        if arg.keyword is not None and arg.keyword.value == keyword:
+            args[index] = arg.with_changes(value=value)
+            return call.with_changes(args=args)
+    new_arg = _keyword_arg(keyword, value)
+    if not args:
+        return call.with_changes(args=[new_arg])
+    last = args[-1]
+    comma = last.comma
+    if isinstance(comma, cst.Comma) and isinstance(comma.whitespace_after, cst.ParenthesizedWhitespace):
+        closing = comma.whitespace_after
+        item_indent = _item_indent(call, closing)
+        args[-1] = last.with_changes(comma=comma.with_changes(whitespace_after=closing.with_changes(last_line=item_indent)))
+        new_arg = new_arg.with_changes(
+            comma=cst.Comma(
+                whitespace_after=cst.ParenthesizedWhitespace(
+                    first_line=cst.TrailingWhitespace(), indent=closing.indent, last_line=closing.last_line
+                )
+            )
+        )
+    elif isinstance(comma, cst.Comma):
+        new_arg = new_arg.with_changes(whitespace_after_arg=last.whitespace_after_arg)
+        args[-1] = last.with_changes(whitespace_after_arg=cst.SimpleWhitespace(""))
+    else:
+        new_arg = new_arg.with_changes(whitespace_after_arg=last.whitespace_after_arg)
+        args[-1] = last.with_changes(
+            comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")),
+            whitespace_after_arg=cst.SimpleWhitespace(""),
+        )
+    args.append(new_arg)
+    return call.with_changes(args=args)
+
+
+def _item_indent(call: cst.Call, closing: cst.ParenthesizedWhitespace) -> cst.SimpleWhitespace:
+    """The indentation of the arguments of a one-per-line call."""
+    opening = call.whitespace_before_args
+    if isinstance(opening, cst.ParenthesizedWhitespace):
+        return opening.last_line
+    return cst.SimpleWhitespace(closing.last_line.value + "    ")
+
+
+def _walk(node: cst.CSTNode) -> Iterator[tuple[cst.CSTNode, int]]:
+    """Nodes below ``node`` with their loop depth, not entering functions, classes or lambdas."""
+    stack: list[tuple[cst.CSTNode, int]] = [(child, 0) for child in reversed(node.children)]
+    while stack:
+        current, depth = stack.pop()
+        yield current, depth
+        if isinstance(current, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+            continue
+        inner = depth + 1 if isinstance(current, (cst.For, cst.While)) else depth
+        stack.extend((child, inner) for child in reversed(current.children))
+
+
+class _RetryRule(Rule):
+    """Shared collection for the retry rules: candidate calls, bare decorators, assignments.
+
+    ``candidates`` holds the last name segments a rule cares about, so collecting costs a set
+    lookup or two per call; resolution through the import table waits for ``leave_Module``.
+    """
+
+    candidates: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, context: Any) -> None:
+        super().__init__(context)
+        self.calls: list[cst.Call] = []
+        self.bare_decorators: list[cst.Decorator] = []
+        self.bindings: dict[str, list[cst.BaseExpression]] = {}
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if self._may_matter(node.func):
+            self.calls.append(node)
+
+    def visit_Decorator(self, node: cst.Decorator) -> None:
+        if self._may_matter(node.decorator):
+            self.bare_decorators.append(node)
+
+    def _may_matter(self, func: cst.BaseExpression) -> bool:
+        """A cheap filter: a candidate name, or a name imported under an alias (seen so far)."""
+        if _last_segment(func) in self.candidates:
+            return True
+        return isinstance(func, cst.Name) and func.value in self.context.imports.aliases
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        for target in node.targets:
+            self._bind(target.target, node.value)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if node.value is not None:
+            self._bind(node.target, node.value)
+
+    def _bind(self, target: cst.BaseExpression, value: cst.BaseExpression) -> None:
+        name = dotted_name(target)
+        if name is not None:
+            self.bindings.setdefault(name, []).append(value)
+
+    def leave_Module(self, original_node: cst.Module) -> None:
+        for decorator in self.bare_decorators:
+            self.check_bare_decorator(decorator)
+        for call in self.calls:
+            self.check_call(call)
+
+    def check_call(self, call: cst.Call) -> None:
+        """Report ``call`` if it is a retry helper with no ceiling."""
+
+    def check_bare_decorator(self, decorator: cst.Decorator) -> None:
+        """Report a decorator used without a call (``@retry``) if that means no ceiling."""
+
+    def lookup(self, node: cst.BaseExpression, known: Collection[str]) -> str | None:
+        """The qualified name of ``node`` if it is one of ``known`` (star imports included)."""
+        imports = self.context.imports
+        resolved = imports.resolve(node)
+        if resolved in known:
+            return resolved
+        name = dotted_name(node)
+        if resolved is None and name is not None:
+            for module in imports.star_modules:
+                if f"{module}.{name}" in known:
+                    return f"{module}.{name}"
+        return None
+
+    def values_of(self, expr: cst.BaseExpression, seen: frozenset[str] = frozenset()) -> list[cst.BaseExpression] | None:
+        """What a local Name/attribute held in ``expr`` may be bound to, if visible here."""
+        name = dotted_name(expr)
+        if name is None or name in seen or name not in self.bindings:
+            return None
+        if self.context.imports.resolve(expr) is not None and "." not in name:
+            return None
+        return self.bindings[name]
+
+    def is_none(self, expr: cst.BaseExpression, seen: frozenset[str] = frozenset()) -> bool:
+        """True for ``None`` or a name whose every visible binding is ``None``."""
+        if isinstance(expr, cst.Name) and expr.value == "None":
+            return True
+        values = self.values_of(expr, seen)
+        if not values:
+            return False
+        inner = seen | {dotted_name(expr) or ""}
+        return all(self.is_none(value, inner) for value in values)
+
+    def number(self, expr: cst.BaseExpression, seen: frozenset[str] = frozenset()) -> float | None:
+        """The value of a numeric literal (``-1``, ``10**6``, ``float("inf")``, ``math.inf``)."""
+        if isinstance(expr, cst.Integer | cst.Float):
+            return float(expr.evaluated_value)
+        if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus):
+            inner = self.number(expr.expression, seen)
+            return None if inner is None else -inner
+        if isinstance(expr, cst.BinaryOperation):
+            return self._binary_number(expr, seen)
+        if isinstance(expr, cst.Call) and dotted_name(expr.func) == "float" and len(expr.args) == 1:
+            literal = expr.args[0].value
+            if isinstance(literal, cst.SimpleString) and literal.evaluated_value.strip().lower().lstrip("+") in {
+                "inf",
+                "infinity",
+            }:
+                return math.inf
+            return None
+        if self.context.imports.resolve(expr) in _INFINITE_CONSTANTS:
+            return math.inf
+        values = self.values_of(expr, seen)
+        if values is not None and len(values) == 1:
+            return self.number(values[0], seen | {dotted_name(expr) or ""})
+        return None
+
+    def _binary_number(self, expr: cst.BinaryOperation, seen: frozenset[str]) -> float | None:
+        left = self.number(expr.left, seen)
+        right = self.number(expr.right, seen)
+        if left is None or right is None:
+            return None
+        if isinstance(expr.operator, cst.Power):
+            return math.inf if right * math.log10(max(abs(left), 1.0)) > 300 else left**right
+        if isinstance(expr.operator, cst.Multiply):
+            return left * right
+        if isinstance(expr.operator, cst.Add):
+            return left + right
+        if isinstance(expr.operator, cst.Subtract):
+            return left - right
+        return None
+
+
+class UnboundedTenacityRetry(_RetryRule):
+    """tenacity retries forever unless it is given a ``stop``.
+
+    tenacity's default stop is ``stop_never``: ``@retry``, ``@retry(wait=...)``,
+    ``Retrying(...)`` and ``AsyncRetrying(...)`` without ``stop=`` retry a failing (and billed)
+    call until someone notices. ``stop=stop_never`` (directly, through a variable bound to it in
+    this module, or combined with ``&``) is as bad. A ``stop`` held in a variable or built by a
+    call counts as a ceiling; ``**kwargs`` splats are not flagged, since the stop may be inside.
+    ``fn.retry_with(stop=stop_never)`` is flagged; ``retry_with`` without ``stop`` inherits the
+    original's stop and is not. Known misses: a stop passed in from another module or a function
+    parameter default of ``stop_never``. The fix adds ``stop=stop_after_attempt(N)`` (N from
+    ``fix-max-attempts``, default 5) or replaces the ``stop_never``.
+    """
+
+    code = "AF201"
+    message = (
+        "tenacity retry has no stop (or stop_never), so it retries forever; "
+        "add stop=stop_after_attempt(5) or stop_after_delay(...)"
+    )
+    triggers = (r"\btenacity\b",)
+    candidates = frozenset({"retry", "Retrying", "AsyncRetrying", "TornadoRetrying", "retry_with"})
+    VALID = (
+        "from tenacity import retry, stop_after_attempt\n"
+        "@retry(stop=stop_after_attempt(3))\n"
+        "def fetch(): ...\n",
+        "from tenacity import Retrying, stop_after_attempt, stop_after_delay\n"
+        "STOP = stop_after_attempt(5) | stop_after_delay(30)\n"
+        "for attempt in Retrying(stop=STOP):\n"
+        "    with attempt:\n"
+        "        call()\n",
+        "import tenacity\n"
+        "def build(**options):\n"
+        "    return tenacity.Retrying(**options)\n",
+        "from retrying import retry\n"
+        "@retry(stop_max_attempt_number=3)\n"
+        "def fetch(): ...\n",
+    )
+    INVALID = (
+        "from tenacity import retry\n"
+        "@retry  # expect: AF201\n"
+        "def fetch(): ...\n",
+        "import tenacity as t\n"
+        "@t.retry(wait=t.wait_fixed(2))  # expect: AF201\n"
+        "async def fetch(): ...\n",
+        "from tenacity import AsyncRetrying, stop_never\n"
+        "async def run():\n"
+        "    async for attempt in AsyncRetrying(stop=stop_never):  # expect: AF201\n"
+        "        with attempt:\n"
+        "            await call()\n",
+        "from tenacity import retry, stop_never\n"
+        "FOREVER = stop_never\n"
+        "fetch = retry(reraise=True, stop=FOREVER)(download)  # expect: AF201\n",
+    )
+
+    def check_bare_decorator(self, decorator: cst.Decorator) -> None:
+        if self.lookup(decorator.decorator, {"tenacity.retry"}) is None:
+            return
+        call = cst.Call(func=decorator.decorator, args=[self._stop_arg(decorator.decorator)])
+        self.report(decorator, fix=Fix(decorator, decorator.with_changes(decorator=call), self._imports(decorator.decorator)))
+
+    def check_call(self, call: cst.Call) -> None:
+        if _has_splat(call):
+            return
+        name = self.lookup(call.func, _TENACITY_RETRIERS)
+        if name is None:
+            self._check_retry_with(call)
+            return
+        positional = [arg for arg in call.args if arg.keyword is None]
+        if name == "tenacity.retry" and len(positional) == 1 and len(call.args) == 1:
+            wrapped = call.with_changes(func=cst.Call(func=call.func, args=[self._stop_arg(call.func)]))
+            self.report(call, fix=Fix(call, wrapped, self._imports(call.func)))
+            return
+        stop = _argument(call, "stop", 1)
+        if stop is not None and not self._is_never(stop.value):
+            return
+        self.report(call, fix=self._stop_fix(call, stop))
+
+    def _check_retry_with(self, call: cst.Call) -> None:
+        if not isinstance(call.func, cst.Attribute) or call.func.attr.value != "retry_with":
+            return
+        if not self.context.imports.imports_module("tenacity"):
+            return
+        stop = _argument(call, "stop")
+        if stop is not None and self._is_never(stop.value):
+            self.report(call, fix=self._stop_fix(call, stop))
+
+    def _stop_fix(self, call: cst.Call, stop: cst.Arg | None) -> Fix:
+        value = self._stop_arg(call.func).value
+        if stop is not None and stop.keyword is None:
+            args = [arg.with_changes(value=value) if arg is stop else arg for arg in call.args]
+            replacement = call.with_changes(args=args)
+        else:
+            replacement = with_keyword(call, "stop", value)
+        return Fix(call, replacement, self._imports(call.func))
+
+    def _is_never(self, expr: cst.BaseExpression, seen: frozenset[str] = frozenset()) -> bool:
+        if self.lookup(expr, _TENACITY_NEVER) is not None or self.is_none(expr, seen):
+            return True
+        if isinstance(expr, cst.BinaryOperation):
+            left, right = self._is_never(expr.left, seen), self._is_never(expr.right, seen)
+            if isinstance(expr.operator, cst.BitOr):
+                return left and right
+            if isinstance(expr.operator, cst.BitAnd):
+                return left or right
+            return False
+        if isinstance(expr, cst.Call) and expr.args and not _has_splat(expr):
+            parts = [self._is_never(arg.value, seen) for arg in expr.args]
+            if self.lookup(expr.func, _TENACITY_STOP_ANY):
+                return all(parts)
+            if self.lookup(expr.func, _TENACITY_STOP_ALL):
+                return any(parts)
+            return False
+        values = self.values_of(expr, seen)
+        if not values:
+            return False
+        inner = seen | {dotted_name(expr) or ""}
+        return all(self._is_never(value, inner) for value in values)
+
+    def _max_attempts(self) -> int:
+        return positive_int_option(self.context.options, "fix-max-attempts", DEFAULT_FIX_MAX_ATTEMPTS)
+
+    def _stop_function(self, callee: cst.BaseExpression) -> cst.BaseExpression:
+        """How this module can name ``stop_after_attempt``: existing alias, module alias, or bare."""
+        aliases = self.context.imports.aliases
+        for local, target in aliases.items():
+            if target in _TENACITY_STOP_AFTER_ATTEMPT:
+                return cst.Name(local)
+        root = (dotted_name(callee) or "").partition(".")[0]
+        if "." in (dotted_name(callee) or "") and aliases.get(root) == "tenacity":
+            return cst.Attribute(value=cst.Name(root), attr=cst.Name("stop_after_attempt"))
+        module_aliases = [local for local, target in aliases.items() if target == "tenacity"]
+        from_imports = [target for target in aliases.values() if target.startswith("tenacity.")]
+        if module_aliases and not from_imports:
+            return cst.Attribute(value=cst.Name(module_aliases[0]), attr=cst.Name("stop_after_attempt"))
+        return cst.Name("stop_after_attempt")
+
+    def _stop_arg(self, callee: cst.BaseExpression) -> cst.Arg:
+        function = self._stop_function(callee)
+        value = cst.Call(func=function, args=[cst.Arg(cst.Integer(str(self._max_attempts())))])
+        return _keyword_arg("stop", value)
+
+    def _imports(self, callee: cst.BaseExpression) -> tuple[tuple[str, str | None], ...]:
+        if isinstance(self._stop_function(callee), cst.Name) and not any(
+            target in _TENACITY_STOP_AFTER_ATTEMPT for target in self.context.imports.aliases.values()
+        ):
+            return (("tenacity", "stop_after_attempt"),)
+        return ()
+
+
+class UnboundedBackoff(_RetryRule):
+    """backoff retries forever unless it is given ``max_tries`` or ``max_time``.
+
+    ``backoff.on_exception`` and ``backoff.on_predicate`` default to no limit at all. A limit
+    given as ``None`` is no limit; ``max_tries`` of zero or less is none either (backoff stops
+    when the try count *equals* it, which never happens). A callable or a variable counts as a
+    ceiling (its value is read at run time). ``**kwargs`` splats are not flagged. The fix adds
+    ``max_tries=N`` (N from ``fix-max-attempts``, default 5).
+    """
+
+    code = "AF202"
+    message = (
+        "backoff retry has neither max_tries nor max_time, so it retries forever; "
+        "add max_tries=5 (or max_time=...)"
+    )
+    triggers = (r"\bbackoff\b",)
+    candidates = frozenset({"on_exception", "on_predicate"})
+    VALID = (
+        "import backoff\n"
+        "@backoff.on_exception(backoff.expo, TimeoutError, max_tries=5)\n"
+        "def fetch(): ...\n",
+        "import backoff\n"
+        "@backoff.on_predicate(backoff.constant, max_time=lambda: settings.deadline)\n"
+        "def poll(): ...\n",
+        "import backoff\n"
+        "def build(**limits):\n"
+        "    return backoff.on_exception(backoff.expo, OSError, **limits)\n",
+    )
+    INVALID = (
+        "import backoff\n"
+        "@backoff.on_exception(backoff.expo, TimeoutError)  # expect: AF202\n"
+        "def fetch(): ...\n",
+        "from backoff import on_predicate as poll_until, fibo\n"
+        "@poll_until(fibo, max_tries=None)  # expect: AF202\n"
+        "async def poll(): ...\n",
+    )
+
+    def check_call(self, call: cst.Call) -> None:
+        if _has_splat(call) or self.lookup(call.func, _BACKOFF_DECORATORS) is None:
+            return
+        max_tries = _argument(call, "max_tries")
+        max_time = _argument(call, "max_time")
+        if max_time is not None and not self.is_none(max_time.value):
+            return
+        if max_tries is not None and not self.is_none(max_tries.value):
+            tries = self.number(max_tries.value)
+            if tries is None or tries > 0:
+                return
+        attempts = positive_int_option(self.context.options, "fix-max-attempts", DEFAULT_FIX_MAX_ATTEMPTS)
+        replacement = with_keyword(call, "max_tries", cst.Integer(str(attempts)))
+        self.report(call, fix=Fix(call, replacement))
+
+
+class UnboundedRetryHelper(_RetryRule):
+    """Other retry helpers configured with no ceiling.
+
+    - retrying: ``@retry`` bare, or without ``stop_max_attempt_number``, ``stop_max_delay``,
+      ``stop_func`` or a ``stop=`` other than ``"never_stop"`` (its default never stops).
+    - the ``retry`` package: ``@retry(...)``/``retry_call(...)`` without ``tries`` (default
+      ``-1``: forever) or with a negative ``tries``.
+    - stamina: ``retry``, ``retry_context``, ``RetryingCaller`` with both ``attempts=None`` and
+      ``timeout=None`` (its defaults, 10 attempts and 45 s, are ceilings).
+    - urllib3 ``Retry(total=None)`` unless both ``connect`` and ``read`` are bounded: with no
+      total, only the per-kind counts stop it, and a missing kind retries forever. This covers
+      requests' ``HTTPAdapter(max_retries=Retry(...))``; an integer ``max_retries`` is a ceiling.
+    - google-api-core ``Retry``/``AsyncRetry`` with ``timeout=None`` and no ``deadline``.
+    - an OpenAI, Anthropic or LangChain chat client (or ``.with_options``) built with a
+      ``max_retries`` above ``max-client-retries`` (default 10), ``float("inf")`` or
+      ``sys.maxsize``: the SDK retries with backoff, so a huge count is a retry with no ceiling.
+
+    Helpers with a built-in ceiling (aiohttp-retry, httpx transports, LangChain ``with_retry``)
+    are not flagged. Known misses: settings passed through ``**kwargs`` or from other modules.
+    """
+
+    code = "AF203"
+    message = "retry helper has no ceiling, so it can retry forever; give it a maximum number of attempts or a deadline"
+    triggers = (
+        r"\bretrying\b",
+        r"\bstamina\b",
+        r"\bRetry\b",
+        r"max_retries",
+        r"(?:from|import)\s+retry\b",
+        r"api_core",
+    )
+    candidates = frozenset(
+        {"retry", "Retrying", "retry_call", "retry_context", "RetryingCaller", "AsyncRetryingCaller", "with_options"}
+        | _GOOGLE_RETRY_CLASSES
+        | {name.rpartition(".")[2] for name in _LLM_CLIENTS}
+    )
+    VALID = (
+        "from retrying import retry\n"
+        "@retry(stop_max_attempt_number=3, wait_fixed=2000)\n"
+        "def fetch(): ...\n",
+        "from urllib3.util.retry import Retry\n"
+        "session_retries = Retry(total=5, backoff_factor=0.5)\n",
+        "import stamina\n"
+        "@stamina.retry(on=TimeoutError, attempts=None)\n"
+        "def fetch(): ...\n",
+        "from openai import OpenAI\n"
+        "client = OpenAI(max_retries=5)\n",
+    )
+    INVALID = (
+        "from retrying import retry\n"
+        "@retry(wait_exponential_multiplier=1000)  # expect: AF203\n"
+        "def fetch(): ...\n",
+        "import stamina\n"
+        "@stamina.retry(on=TimeoutError, attempts=None, timeout=None)  # expect: AF203\n"
+        "async def fetch(): ...\n",
+        "from requests.adapters import HTTPAdapter\n"
+        "from urllib3 import Retry\n"
+        "adapter = HTTPAdapter(max_retries=Retry(total=None, connect=5))  # expect: AF203\n",
+        "from anthropic import Anthropic\n"
+        "client = Anthropic(max_retries=1000)  # expect: AF203\n",
+    )
+
+    def check_bare_decorator(self, decorator: cst.Decorator) -> None:
+        if self.lookup(decorator.decorator, {"retrying.retry"}) is not None:
+            self.report(decorator, self._retrying_message)
+
+    _retrying_message = (
+        "retrying's retry has no stop, so it retries forever; "
+        "add stop_max_attempt_number=5 or stop_max_delay=..."
+    )
+
+    def check_call(self, call: cst.Call) -> None:
+        if _has_splat(call):
+            return
+        message: str | None = None
+        if self.lookup(call.func, _RETRYING_NAMES):
+            message = self._check_retrying(call)
+        elif self.lookup(call.func, _RETRY_PACKAGE_DECORATORS):
+            message = self._check_retry_package(call, 1)
+        elif self.lookup(call.func, _RETRY_PACKAGE_CALLS):
+            message = self._check_retry_package(call, 4)
+        elif self.lookup(call.func, _STAMINA_NAMES):
+            message = self._check_stamina(call)
+        elif self.lookup(call.func, _URLLIB3_RETRY):
+            message = self._check_urllib3(call)
+        elif self._is_google_retry(call.func):
+            message = self._check_google(call)
+        elif self.lookup(call.func, _LLM_CLIENTS) or self._is_client_with_options(call.func):
+            message = self._check_client(call)
+        if message is not None:
+            self.report(call, message)
+
+    def _bounded(self, call: cst.Call, keyword: str, position: int | None = None) -> bool:
+        arg = _argument(call, keyword, position)
+        return arg is not None and not self.is_none(arg.value)
+
+    def _check_retrying(self, call: cst.Call) -> str | None:
+        positional = [arg for arg in call.args if arg.keyword is None]
+        if len(call.args) == 1 and positional and not isinstance(positional[0].value, cst.SimpleString):
+            return self._retrying_message
+        stop = _argument(call, "stop", 0)
+        if stop is not None and not self.is_none(stop.value):
+            value = stop.value
+            if not (isinstance(value, cst.SimpleString) and value.evaluated_value == "never_stop"):
+                return None
+        for keyword, position in (("stop_max_attempt_number", 2), ("stop_max_delay", 3), ("stop_func", None)):
+            if self._bounded(call, keyword, position):
+                return None
+        return self._retrying_message
+
+    def _check_retry_package(self, call: cst.Call, position: int) -> str | None:
+        tries = _argument(call, "tries", position)
+        if tries is not None:
+            count = self.number(tries.value)
+            if count is None or count >= 0:
+                return None
+        return "retry's tries defaults to -1 (forever); pass tries=5 (or another limit)"
+
+    def _check_stamina(self, call: cst.Call) -> str | None:
+        attempts, timeout = _argument(call, "attempts"), _argument(call, "timeout")
+        if attempts is None or timeout is None:
+            return None
+        if self.is_none(attempts.value) and self.is_none(timeout.value):
+            return "stamina retry with attempts=None and timeout=None retries forever; set attempts or timeout"
+        return None
+
+    def _check_urllib3(self, call: cst.Call) -> str | None:
+        total = _argument(call, "total", 0)
+        if total is None or not self.is_none(total.value):
+            return None
+        if self._bounded(call, "connect", 1) and self._bounded(call, "read", 2):
+            return None
+        return (
+            "urllib3 Retry(total=None) without connect and read limits retries forever; "
+            "set total=5 (or bound connect and read)"
+        )
+
+    def _is_google_retry(self, func: cst.BaseExpression) -> bool:
+        resolved = self.context.imports.resolve(func) or ""
+        module, _, name = resolved.rpartition(".")
+        return module.startswith("google.api_core.retry") and name in _GOOGLE_RETRY_CLASSES
+
+    def _check_google(self, call: cst.Call) -> str | None:
+        timeout = _argument(call, "timeout", 4)
+        if timeout is None or not self.is_none(timeout.value) or self._bounded(call, "deadline"):
+            return None
+        return "google.api_core Retry(timeout=None) retries forever; set timeout=120 (seconds) or another limit"
+
+    def _is_client_with_options(self, func: cst.BaseExpression) -> bool:
+        imports = self.context.imports
+        return (
+            isinstance(func, cst.Attribute)
+            and func.attr.value == "with_options"
+            and (imports.imports_module("openai") or imports.imports_module("anthropic"))
+        )
+
+    def _check_client(self, call: cst.Call) -> str | None:
+        retries = _argument(call, "max_retries")
+        if retries is None:
+            return None
+        count = self.number(retries.value)
+        limit = positive_int_option(self.context.options, "max-client-retries", DEFAULT_MAX_CLIENT_RETRIES)
+        if count is None or count <= limit:
+            return None
+        return (
+            f"LLM client max_retries above {limit} is a retry with no real ceiling, every attempt billed; "
+            "use a small max_retries (2-5) and let the guard's breaker handle outages"
+        )
+
+
+class UnboundedRetryLoop(_RetryRule):
+    """A hand-rolled ``while True`` retry loop that can spin forever.
+
+    Flags ``while True``/``while 1`` loops that try something, leave the loop on success
+    (``break``/``return`` in the ``try`` or its ``else``, or right after it) and, on failure,
+    catch the exception and loop again (``continue`` or falling through) with no ``raise``,
+    ``return``, ``break`` or ``sys.exit`` in that handler, and no counter or deadline check
+    anywhere in the loop: an ``if`` that tests a name incremented in the loop, a name assigned
+    from a clock, or a clock call, and then leaves the loop. Loops that never leave on success
+    (workers, pollers, servers) are not retry loops and are not flagged.
+
+    The message is stronger when the loop calls an LLM: a call resolved into a known LLM SDK
+    module (``litellm.completion``, ``openai.chat.completions.create``), or ending in a request
+    verb (``.create``, ``.completion``, ``.generate_content``...) on a receiver assigned from one
+    of those SDKs in this module (``client = OpenAI()``, ``self.client = Anthropic()``).
+    Known misses: a handler that calls a helper which raises after N failures is flagged; a
+    counter incremented by a helper is not seen.
+    """
+
+    code = "AF204"
+    message = (
+        "while True loop catches a failure and tries again with no counter, deadline or re-raise; "
+        "bound it (for attempt in range(5), a deadline check) and re-raise on the last failure"
+    )
+    llm_message = (
+        "while True loop retries an LLM call forever on failure, and every attempt is billed; "
+        "bound it (for attempt in range(5), a deadline check) and re-raise on the last failure"
+    )
+    triggers = (r"while\s+\(?\s*(?:True|1)\s*\)?\s*:",)
+    candidates = frozenset()
+    VALID = (
+        "attempts = 0\n"
+        "while True:\n"
+        "    try:\n"
+        "        result = fetch()\n"
+        "        break\n"
+        "    except TimeoutError:\n"
+        "        attempts += 1\n"
+        "        if attempts >= 5:\n"
+        "            raise\n",
+        "while True:\n"
+        "    try:\n"
+        "        job = queue.get()\n"
+        "        handle(job)\n"
+        "    except Exception:\n"
+        "        log.exception('job failed')\n",
+    )
+    INVALID = (
+        "import time\n"
+        "while True:  # expect: AF204\n"
+        "    try:\n"
+        "        result = fetch()\n"
+        "        break\n"
+        "    except TimeoutError:\n"
+        "        time.sleep(5)\n",
+        "from openai import OpenAI\n"
+        "client = OpenAI()\n"
+        "def ask(prompt):\n"
+        "    while 1:  # expect: AF204\n"
+        "        try:\n"
+        "            return client.chat.completions.create(model='gpt-4o', messages=prompt)\n"
+        "        except Exception:\n"
+        "            continue\n",
+    )
+
+    def __init__(self, context: Any) -> None:
+        super().__init__(context)
+        self.loops: list[cst.While] = []
+
+    def visit_While(self, node: cst.While) -> None:
+        test = node.test
+        if (isinstance(test, cst.Name) and test.value == "True") or (
+            isinstance(test, cst.Integer) and test.value == "1"
+        ):
+            self.loops.append(node)
+
+    def leave_Module(self, original_node: cst.Module) -> None:
+        for loop in self.loops:
+            if self._retries_forever(loop):
+                self.report(loop, self.llm_message if self._calls_llm(loop) else self.message)
+
+    def _retries_forever(self, loop: cst.While) -> bool:
+        top_level = list(loop.body.body) if isinstance(loop.body, cst.IndentedBlock) else []
+        endless = False
+        for node, depth in _walk(loop.body):
+            if depth or not isinstance(node, (cst.Try, cst.TryStar)):
+                continue
+            later = top_level[top_level.index(node) + 1 :] if node in top_level else []
+            exits_after = any(self._is_unconditional_exit(statement) for statement in later)
+            if not (exits_after or self._exits(node.body) or (node.orelse and self._exits(node.orelse))):
+                continue
+            for handler in node.handlers:
+                if self._exits(handler.body):
+                    continue
+                if exits_after and not _continues(handler.body):
+                    continue
+                endless = True
+        return endless and not self._has_guard(loop)
+
+    def _exits(self, node: cst.CSTNode) -> bool:
+        """True if ``node`` contains a raise, return, break (of this loop) or process exit."""
+        for child, depth in _walk(node):
+            if isinstance(child, (cst.Raise, cst.Return)) or (isinstance(child, cst.Break) and not depth):
+                return True
+            if isinstance(child, cst.Call) and self._is_exit_call(child):
+                return True
+        return False
+
+    def _is_unconditional_exit(self, statement: cst.CSTNode) -> bool:
+        if not isinstance(statement, cst.SimpleStatementLine):
+            return False
+        for small in statement.body:
+            if isinstance(small, (cst.Break, cst.Return, cst.Raise)):
+                return True
+            if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call) and self._is_exit_call(small.value):
+                return True
+        return False
+
+    def _is_exit_call(self, call: cst.Call) -> bool:
+        if isinstance(call.func, cst.Name) and call.func.value in _EXIT_BUILTINS:
+            return True
+        return self.context.imports.resolve(call.func) in _EXIT_FUNCTIONS
+
+    def _has_guard(self, loop: cst.While) -> bool:
+        """True if an ``if`` in the loop tests a counter, a deadline or a clock, then exits."""
+        counters = _counters(loop)
+        for node, _ in _walk(loop.body):
+            if isinstance(node, cst.If) and self._is_bound_test(node.test, counters) and self._exits(node.body):
+                return True
+        return False
+
+    def _is_bound_test(self, test: cst.BaseExpression, counters: set[str]) -> bool:
+        for node in [test, *(child for child, _ in _walk(test))]:
+            if isinstance(node, cst.Call) and _last_segment(node.func) in _TIME_FUNCTIONS:
+                return True
+            name = dotted_name(node) if isinstance(node, (cst.Name, cst.Attribute)) else None
+            if name is None:
+                continue
+            if name in counters:
+                return True
+            if any(self._is_bound_test(value, set()) for value in self.bindings.get(name, ())):
+                return True
+        return False
+
+    def _calls_llm(self, loop: cst.While) -> bool:
+        return any(isinstance(node, cst.Call) and self._is_llm_call(node) for node, _ in _walk(loop.body))
+
+    def _is_llm_call(self, call: cst.Call) -> bool:
+        if _last_segment(call.func) not in _LLM_VERBS:
+            return False
+        resolved = self.context.imports.resolve(call.func)
+        if resolved is not None:
+            return _is_llm_name(resolved)
+        receiver = call.func.value if isinstance(call.func, cst.Attribute) else None
+        while isinstance(receiver, cst.Attribute):
+            name = dotted_name(receiver)
+            if name is not None and self._is_llm_receiver(name):
+                return True
+            receiver = receiver.value
+        if isinstance(receiver, cst.Name):
+            return self._is_llm_receiver(receiver.value)
+        if isinstance(receiver, cst.Call):
+            return _is_llm_name(self.context.imports.resolve(receiver.func) or "")
+        return False
+
+    def _is_llm_receiver(self, name: str) -> bool:
+        for value in self.bindings.get(name, ()):
+            if isinstance(value, cst.Await):
+                value = value.expression
+            if isinstance(value, cst.Call) and _is_llm_name(self.context.imports.resolve(value.func) or ""):
+                return True
+        return False
+
+
+def _is_llm_name(qualified: str) -> bool:
+    return any(qualified == module or qualified.startswith(module + ".") for module in _LLM_MODULES)
+
+
+def _counters(loop: cst.While) -> set[str]:
+    """Names the loop increments or decrements: ``n += 1``, ``n -= 1``, ``n = n + 1``."""
+    names: set[str] = set()
+    for node, _ in _walk(loop.body):
+        if isinstance(node, cst.AugAssign) and isinstance(node.operator, (cst.AddAssign, cst.SubtractAssign)):
+            name = dotted_name(node.target)
+            if name is not None:
+                names.add(name)
+        elif isinstance(node, cst.Assign) and isinstance(node.value, cst.BinaryOperation):
+            operands = {dotted_name(node.value.left), dotted_name(node.value.right)}
+            names.update(
+                name for target in node.targets if (name := dotted_name(target.target)) is not None and name in operands
+            )
+    return names
+
+
+def _continues(body: cst.CSTNode) -> bool:
+    return any(isinstance(node, cst.Continue) and not depth for node, depth in _walk(body))
+
+
+RULES: tuple[type[Rule], ...] = (
+    UnboundedTenacityRetry,
+    UnboundedBackoff,
+    UnboundedRetryHelper,
+    UnboundedRetryLoop,
+)

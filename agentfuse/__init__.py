@@ -5,6 +5,8 @@ Public API only; everything else lives in private modules behind it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from agentfuse.runtime.errors import (
     AgentfuseError,
     AttemptsExhausted,
@@ -22,6 +24,9 @@ from agentfuse.runtime.errors import (
 )
 from agentfuse.runtime.policy import Policy
 
+if TYPE_CHECKING:
+    from agentfuse.runtime.guard import Guard, enforce
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -30,6 +35,7 @@ __all__ = [
     "BudgetExceeded",
     "CircuitOpen",
     "DeadlineExceeded",
+    "Guard",
     "Halted",
     "KillSwitchEngaged",
     "Policy",
@@ -40,4 +46,14 @@ __all__ = [
     "StepLimitExceeded",
     "StoreUnavailable",
     "__version__",
+    "enforce",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``enforce`` and ``Guard`` load the runtime on first use, so the linter stays light."""
+    if name in ("enforce", "Guard"):
+        from agentfuse.runtime import guard
+
+        return getattr(guard, name)
+    raise AttributeError(f"module 'agentfuse' has no attribute {name!r}")

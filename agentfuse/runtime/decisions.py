@@ -1,0 +1,240 @@
+"""The gate and rate-limit decisions as pure functions of (state, request).
+
+A backend gathers a :class:`GateSnapshot` inside its atomic operation, calls
+:func:`decide_gate`, and writes the returned effects in the same operation. Nothing here reads
+a clock, a file or a store, so every rule is testable with plain values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from agentfuse.runtime import breaker
+from agentfuse.runtime.policy import from_micros
+from agentfuse.runtime.stores.base import (
+    BreakerRecord,
+    GateRequest,
+    GateResult,
+    HaltRecord,
+    RateLimitRecord,
+    RateLimitSpec,
+    Refusal,
+    RunInfo,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class GateSnapshot:
+    """The state one gate reads: the run and its ancestors (run first), halts, windows."""
+
+    chain: Sequence[RunInfo]
+    halts: Sequence[HaltRecord]
+    breaker: BreakerRecord
+    rate: RateLimitRecord | None
+    day_micros: int
+    hour_micros: int
+    action_failures: int
+
+
+@dataclasses.dataclass(frozen=True)
+class GateDecision:
+    """A gate's result plus the state to write back (``None``: leave unchanged)."""
+
+    result: GateResult
+    breaker: BreakerRecord | None = None
+    rate: RateLimitRecord | None = None
+
+    @property
+    def reserve(self) -> bool:
+        return self.result.allowed
+
+
+@dataclasses.dataclass(frozen=True)
+class RateAdmission:
+    allowed: bool
+    record: RateLimitRecord
+    tripped: bool = False
+    retry_after_s: float = 0.0
+
+
+def admit_rate(record: RateLimitRecord, spec: RateLimitSpec, now: float) -> RateAdmission:
+    """At most ``spec.max`` admissions in the sliding window, then a cooldown once it fills."""
+    if record.cooldown_until is not None and now < record.cooldown_until:
+        return RateAdmission(False, record, retry_after_s=record.cooldown_until - now)
+    recent = tuple(t for t in record.admissions if t > now - spec.window_s)
+    if len(recent) >= spec.max:
+        return RateAdmission(False, record, retry_after_s=recent[-spec.max] + spec.window_s - now)
+    admitted = (recent + (now,))[-spec.max :]
+    filled = len(admitted) >= spec.max
+    cooldown = now + spec.cooldown_s if filled and spec.cooldown_s > 0 else None
+    return RateAdmission(True, RateLimitRecord(admitted, cooldown), tripped=filled)
+
+
+def _usd(micros: int) -> str:
+    """Micro-dollars as a readable USD figure: ``0.25``, ``1.00``, ``0.012345``."""
+    amount = from_micros(micros)
+    cents = amount.quantize(Decimal("0.01"))
+    return f"{cents:.2f}" if amount == cents else f"{amount.normalize():f}"
+
+
+def _refuse(
+    request: GateRequest,
+    kind: str,
+    message: str,
+    *,
+    reason: str | None = None,
+    halt: bool = False,
+    **figures: Any,
+) -> GateDecision:
+    refusal = Refusal(kind=kind, reason=reason or kind, message=message, figures=figures)
+    record = None
+    if halt:
+        record = HaltRecord(
+            agent=request.agent,
+            run_id=request.run_id,
+            reason=refusal.reason,
+            source="budget",
+            created_at=request.now,
+            figures=figures,
+        )
+    return GateDecision(GateResult(refusal=refusal, halt=record))
+
+
+def decide_gate(snapshot: GateSnapshot, request: GateRequest) -> GateDecision:
+    """Every gate in order; the first that refuses decides. Budget refusals halt the run."""
+    run = snapshot.chain[0]
+    if snapshot.halts:
+        halt = snapshot.halts[0]
+        scope = "agent" if halt.run_id == "" else f"run {halt.run_id}"
+        return _refuse(
+            request,
+            "halted",
+            f"{scope} of agent {halt.agent!r} is halted ({halt.reason}, by {halt.source});"
+            " clear it with `agentfuse resume`",
+            reason=halt.reason,
+            halted_run=halt.run_id,
+            source=halt.source,
+            **dict(halt.figures),
+        )
+    admission = breaker.admit(snapshot.breaker, request.breaker, request.now, request.reservation_id)
+    if not admission.allowed:
+        return _refuse(
+            request,
+            "circuit_open",
+            f"circuit breaker of agent {request.agent!r} is {snapshot.breaker.state.value};"
+            f" next probe in {admission.retry_after_s:.1f}s",
+            state=snapshot.breaker.state.value,
+            consecutive_failures=snapshot.breaker.consecutive_failures,
+            retry_after_s=admission.retry_after_s,
+        )
+    rate: RateAdmission | None = None
+    if request.rate_limit is not None:
+        rate = admit_rate(snapshot.rate or RateLimitRecord(), request.rate_limit, request.now)
+        if not rate.allowed:
+            spec = request.rate_limit
+            return _refuse(
+                request,
+                "rate_limited",
+                f"action {spec.action!r} is rate-limited ({spec.max} per {spec.window_s:g}s,"
+                f" cooldown {spec.cooldown_s:g}s); retry in {rate.retry_after_s:.1f}s",
+                action=spec.action,
+                max=spec.max,
+                window_s=spec.window_s,
+                retry_after_s=rate.retry_after_s,
+            )
+    estimate = request.estimate_micros
+    fractions = [0.0]
+    for depth, scope in enumerate(snapshot.chain):
+        if scope.cap_micros is None:
+            continue
+        used = scope.spent_micros + scope.reserved_micros
+        if used + estimate > scope.cap_micros:
+            which = "run_budget" if depth == 0 else "ancestor_budget"
+            return _refuse(
+                request,
+                "budget",
+                f"run {scope.run_id} would exceed its cap: spent+reserved ${_usd(used)}"
+                f" + estimate ${_usd(estimate)} > cap ${_usd(scope.cap_micros)}",
+                reason=which,
+                halt=True,
+                capped_run=scope.run_id,
+                used_usd=_usd(used),
+                estimate_usd=_usd(estimate),
+                cap_usd=_usd(scope.cap_micros),
+            )
+        fractions.append((used + estimate) / scope.cap_micros if scope.cap_micros else 1.0)
+    for window, used, cap in (
+        ("daily", snapshot.day_micros, request.daily_cap_micros),
+        ("hourly", snapshot.hour_micros, request.hourly_cap_micros),
+    ):
+        if cap is None:
+            continue
+        if used + estimate > cap:
+            return _refuse(
+                request,
+                "budget",
+                f"agent {request.agent!r} would exceed its {window} cap: spent+reserved"
+                f" ${_usd(used)} + estimate ${_usd(estimate)} > cap ${_usd(cap)}",
+                reason=f"{window}_budget",
+                used_usd=_usd(used),
+                estimate_usd=_usd(estimate),
+                cap_usd=_usd(cap),
+            )
+        fractions.append((used + estimate) / cap if cap else 1.0)
+    if request.max_steps is not None and run.steps >= request.max_steps:
+        return _refuse(
+            request,
+            "max_steps",
+            f"run {run.run_id} has made {run.steps} steps (max_steps {request.max_steps})",
+            halt=True,
+            steps=run.steps,
+            max_steps=request.max_steps,
+        )
+    if request.max_retries_total is not None and run.failures > request.max_retries_total:
+        return _refuse(
+            request,
+            "max_retries_total",
+            f"run {run.run_id} has failed {run.failures} times"
+            f" (max_retries_total {request.max_retries_total})",
+            halt=True,
+            failures=run.failures,
+            max_retries_total=request.max_retries_total,
+        )
+    remaining = None
+    if request.timeout_s is not None:
+        elapsed = request.now - run.started_at
+        remaining = request.timeout_s - elapsed
+        if remaining <= 0:
+            return _refuse(
+                request,
+                "timeout",
+                f"run {run.run_id} started {elapsed:.1f}s ago (timeout_s {request.timeout_s:g})",
+                halt=True,
+                elapsed_s=elapsed,
+                timeout_s=request.timeout_s,
+            )
+    if request.max_attempts is not None and snapshot.action_failures >= request.max_attempts:
+        return _refuse(
+            request,
+            "max_attempts",
+            f"action {request.action!r} of run {run.run_id} failed {snapshot.action_failures}"
+            f" times (fail_fast.max_attempts {request.max_attempts})",
+            action=request.action,
+            failures=snapshot.action_failures,
+            max_attempts=request.max_attempts,
+        )
+    result = GateResult(
+        probe=admission.probe,
+        breaker_transition=admission.transition,
+        rate_limit_tripped=bool(rate and rate.tripped),
+        remaining_s=remaining,
+        usage_fraction=max(fractions),
+    )
+    return GateDecision(
+        result,
+        breaker=admission.record if admission.record != snapshot.breaker else None,
+        rate=rate.record if rate is not None else None,
+    )

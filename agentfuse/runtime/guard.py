@@ -1,0 +1,721 @@
+"""``enforce()`` and ``Guard``: the gate before every model call and the settlement after it.
+
+The decisions live in the store's one atomic operation (:mod:`agentfuse.runtime.decisions`);
+this module is the thin shell around them: it builds the request, turns a refusal into the
+matching :class:`~agentfuse.Halted` exception, settles the call, and reports every decision as
+an event (and an alert for halts, cap hits, breaker trips and rate-limit trips). Sync and async
+steps share one ``_begin``/``_finish`` pair; only the deadline handling differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import functools
+import inspect
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar, cast
+from zoneinfo import ZoneInfo
+
+from agentfuse.runtime import errors
+from agentfuse.runtime.clock import Clock, system_clock
+from agentfuse.runtime.policy import Policy, to_micros
+from agentfuse.runtime.stores import DEFAULT_STORE_URL, open_store
+from agentfuse.runtime.stores.base import (
+    AGENT_WIDE,
+    BreakerSpec,
+    BreakerState,
+    GateRequest,
+    GateResult,
+    HaltRecord,
+    Outcome,
+    RateLimitSpec,
+    Settlement,
+    SettleResult,
+    Store,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+REFUSALS: Mapping[str, type[errors.Halted]] = {
+    "halted": errors.RunHalted,
+    "circuit_open": errors.CircuitOpen,
+    "rate_limited": errors.RateLimited,
+    "budget": errors.BudgetExceeded,
+    "max_steps": errors.StepLimitExceeded,
+    "max_retries_total": errors.RetryLimitExceeded,
+    "timeout": errors.DeadlineExceeded,
+    "max_attempts": errors.AttemptsExhausted,
+}
+"""Refusal kind (from the store) -> the exception raised to the agent."""
+
+
+def exception_matches(exc_type: type[BaseException], names: Iterable[str]) -> str | None:
+    """The first of ``names`` naming a class in ``exc_type``'s MRO, or None.
+
+    A name is bare (``PermissionError``) or dotted (``openai.AuthenticationError``); a dotted
+    name also matches a class re-exported from a private submodule (``openai._exceptions``).
+    """
+    wanted = tuple(names)
+    if not wanted:
+        return None
+    for cls in exc_type.__mro__:
+        module = cls.__module__
+        for name in wanted:
+            prefix, _, bare = name.rpartition(".")
+            if bare not in (cls.__name__, cls.__qualname__):
+                continue
+            if not prefix or prefix == module or module.startswith(prefix + "."):
+                return name
+            if module == "builtins" and prefix == "builtins":
+                return name
+    return None
+
+
+def _new_reservation_id() -> str:
+    """Time-ordered, so the ledger's primary key grows at its end (cheap inserts)."""
+    return f"{time.time_ns():016x}{secrets.token_hex(4)}"
+
+
+class Step:
+    """One guarded call: a context manager (sync or async) or, unentered, a decorator.
+
+    Inside the block: ``step.remaining_s`` (seconds to the run's deadline, for the client's
+    ``timeout=``), ``step.model`` / ``step.min_interval_s`` (the degrade ladder), and
+    ``step.record(response)`` or ``step.record(cost_usd=...)``.
+    """
+
+    def __init__(
+        self,
+        guard: Guard,
+        *,
+        estimate_usd: float | str | None = None,
+        action: str | None = None,
+        model: str | None = None,
+        input_tokens: int | None = None,
+        max_tokens: int | None = None,
+    ) -> None:
+        self.guard = guard
+        self.estimate_usd = estimate_usd
+        self.action = action
+        self.model = model
+        self.input_tokens = input_tokens
+        self.max_tokens = max_tokens
+        self.min_interval_s: float | None = None
+        self.reservation_id: str | None = None
+        self.estimate_micros = 0
+        self.cost_micros: int | None = None
+        self.result: GateResult | None = None
+        self._deadline: float | None = None
+        self._deadline_hit = False
+
+    # -- the call's figures ---------------------------------------------------------------------
+
+    @property
+    def remaining_s(self) -> float | None:
+        """Seconds left before the run's ``timeout_s`` (never negative), or None without one."""
+        if self._deadline is None:
+            return None
+        return max(0.0, self._deadline - self.guard.clock())
+
+    def record(self, response: Any = None, *, cost_usd: float | str | None = None) -> int | None:
+        """Record the call's real cost, from a provider response or given; returns micro-dollars.
+
+        With neither a known price nor ``cost_usd`` the estimate is settled and an event says so.
+        """
+        if cost_usd is not None:
+            self.cost_micros = to_micros(cost_usd)
+            return self.cost_micros
+        self.cost_micros = self.guard._cost_of(response, self)
+        return self.cost_micros
+
+    # -- sync and async context manager ---------------------------------------------------------
+
+    def __enter__(self) -> Step:
+        self.guard._begin(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.guard._finish(self, exc)
+
+    async def __aenter__(self) -> Step:
+        self.guard._begin(self)
+        remaining = self.remaining_s
+        if remaining is not None:
+            task = asyncio.current_task()
+            if task is not None:
+                loop = asyncio.get_running_loop()
+                self._timer = loop.call_at(loop.time() + remaining, self._cancel_at_deadline, task)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        timer: asyncio.TimerHandle | None = getattr(self, "_timer", None)
+        if timer is not None:
+            timer.cancel()
+        if self._deadline_hit and isinstance(exc, asyncio.CancelledError):
+            task = asyncio.current_task()
+            if task is not None and hasattr(task, "uncancel"):
+                task.uncancel()
+            deadline = self.guard._deadline_error(self)
+            self.guard._finish(self, deadline)
+            raise deadline from exc
+        self.guard._finish(self, exc)
+
+    def _cancel_at_deadline(self, task: asyncio.Task[Any]) -> None:
+        self._deadline_hit = True
+        task.cancel()
+
+    # -- decorator ------------------------------------------------------------------------------
+
+    def __call__(self, fn: F) -> F:
+        """``@guard.step(...)``: every call of ``fn`` is one fresh step with these settings."""
+        return self.guard._wrap(fn, self._settings())
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "estimate_usd": self.estimate_usd,
+            "action": self.action,
+            "model": self.model,
+            "input_tokens": self.input_tokens,
+            "max_tokens": self.max_tokens,
+        }
+
+
+class Guard:
+    """Enforces one policy for one run; build it with :func:`enforce`."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        store: Store,
+        run_id: str,
+        *,
+        clock: Clock = system_clock,
+        events: Any = None,
+        alerter: Any = None,
+        owns_store: bool = False,
+    ) -> None:
+        self.policy = policy
+        self.store = store
+        self.run_id = run_id
+        self.clock = clock
+        self.events = events
+        self.alerter = alerter
+        self.agent = policy.agent
+        self._owns_store = owns_store
+        self._zone = ZoneInfo(policy.timezone)
+        self._stop_file = (
+            policy.resolve_path(policy.kill_switch.stop_file) if policy.kill_switch.stop_file else None
+        )
+        self._breaker = BreakerSpec(
+            key="",
+            failure_threshold=policy.breaker.failure_threshold,
+            cooldown_s=policy.breaker.cooldown_s,
+            probe_lease_s=max(policy.breaker.cooldown_s, 1.0),
+        )
+        budget = policy.budget
+        self._daily_cap = to_micros(budget.daily_usd) if budget.daily_usd is not None else None
+        self._hourly_cap = to_micros(budget.hourly_usd) if budget.hourly_usd is not None else None
+        self._default_estimate = to_micros(budget.estimate_usd) if budget.estimate_usd is not None else 0
+        self._rate_limits = {
+            limit.action: RateLimitSpec(limit.action, limit.max, limit.window_s, limit.cooldown_s)
+            for limit in policy.rate_limits
+        }
+        self._degrade = sorted(policy.degrade, key=lambda step: step.at)
+        self._prices: Any = None
+
+    def __repr__(self) -> str:
+        return f"Guard(agent={self.agent!r}, run_id={self.run_id!r}, store={self.store!r})"
+
+    # -- public API -----------------------------------------------------------------------------
+
+    def step(
+        self,
+        estimate_usd: float | str | None = None,
+        action: str | None = None,
+        *,
+        model: str | None = None,
+        input_tokens: int | None = None,
+        max_tokens: int | None = None,
+    ) -> Step:
+        """A guarded step: ``with guard.step(...) as step``, ``async with``, or a decorator."""
+        return Step(
+            self,
+            estimate_usd=estimate_usd,
+            action=action,
+            model=model,
+            input_tokens=input_tokens,
+            max_tokens=max_tokens,
+        )
+
+    def __call__(self, fn: F) -> F:
+        """``@guard``: every call of ``fn`` is a step whose action is ``fn.__qualname__``."""
+        return self._wrap(fn, {})
+
+    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Call ``fn(*args, **kwargs)`` as one step (action: its qualified name)."""
+        with self.step(action=_action_of(fn)):
+            return fn(*args, **kwargs)
+
+    def child(self, run_usd: float | str | None = None, run_id: str | None = None) -> Guard:
+        """A sub-run whose spend also counts against this run and every ancestor."""
+        return _open_guard(
+            self.policy,
+            self.store,
+            run_id=run_id,
+            parent_id=self.run_id,
+            cap_micros=to_micros(run_usd) if run_usd is not None else None,
+            clock=self.clock,
+            events=self.events,
+            alerter=self.alerter,
+            owns_store=False,
+        )
+
+    def halt(self, reason: str, *, scope_agent: bool = False) -> HaltRecord:
+        """Halt this run (or the whole agent) durably, as an operator would."""
+        record = HaltRecord(
+            agent=self.agent,
+            run_id=AGENT_WIDE if scope_agent else self.run_id,
+            reason=reason,
+            source="operator",
+            created_at=self.clock(),
+        )
+        self.store.halt(record)
+        self._emit("halt", reason=reason, source="operator", halted_run=record.run_id)
+        return record
+
+    def close(self) -> None:
+        """Close the store if this guard opened it, and flush events and alerts."""
+        if self._owns_store:
+            self.store.close()
+            if self.alerter is not None:
+                self.alerter.close()
+            if self.events is not None:
+                self.events.close()
+
+    def __enter__(self) -> Guard:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the gate -------------------------------------------------------------------------------
+
+    def _begin(self, step: Step) -> None:
+        if step.reservation_id is not None:
+            raise RuntimeError("a step can be entered once; call guard.step(...) for each call")
+        now = self.clock()
+        self._check_kill_switch(now, step)
+        step.action = step.action or "call"
+        step.estimate_micros = self._estimate(step)
+        step.reservation_id = _new_reservation_id()
+        local = datetime.datetime.fromtimestamp(now, self._zone)
+        request = GateRequest(
+            reservation_id=step.reservation_id,
+            agent=self.agent,
+            run_id=self.run_id,
+            action=step.action,
+            estimate_micros=step.estimate_micros,
+            now=now,
+            day_key=local.date().isoformat(),
+            minute=int(now // 60),
+            breaker=self._breaker,
+            rate_limit=self._rate_limits.get(step.action),
+            daily_cap_micros=self._daily_cap,
+            hourly_cap_micros=self._hourly_cap,
+            max_steps=self.policy.budget.max_steps,
+            max_retries_total=self.policy.budget.max_retries_total,
+            timeout_s=self.policy.budget.timeout_s,
+            max_attempts=self.policy.fail_fast.max_attempts,
+        )
+        try:
+            result = self.store.gate(request)
+        except errors.StoreUnavailable as exc:
+            self._on_store_unavailable(step, exc)
+            return
+        step.result = result
+        if result.refusal is not None:
+            self._refuse(step, result)
+        if result.remaining_s is not None:
+            step._deadline = now + result.remaining_s
+        self._apply_degrade(step, result.usage_fraction)
+        figures: dict[str, Any] = {"action": step.action, "estimate_micros": step.estimate_micros}
+        if result.probe:
+            figures["probe"] = True
+        self._emit("allowed", **figures)
+        if result.breaker_transition is BreakerState.HALF_OPEN:
+            self._emit("breaker_half_open", action=step.action)
+        if result.rate_limit_tripped:
+            spec = request.rate_limit
+            self._emit("rate_limit_tripped", reason="rate_limited", action=step.action)
+            if spec is not None:
+                self._alert(
+                    "rate_limit",
+                    f"{self.agent}: rate limit of {spec.action!r} reached",
+                    f"{spec.max} calls of {spec.action!r} in {spec.window_s:g}s;"
+                    f" refused for the next {spec.cooldown_s:g}s",
+                    dedupe_key=f"rate_limit:{spec.action}",
+                )
+
+    def _check_kill_switch(self, now: float, step: Step) -> None:
+        if self._stop_file is None or not os.path.exists(self._stop_file):
+            return
+        existing = [h for h in self.store.halts(self.agent) if h.run_id == AGENT_WIDE]
+        if not existing:
+            record = HaltRecord(
+                agent=self.agent,
+                run_id=AGENT_WIDE,
+                reason="kill_switch",
+                source="kill_switch",
+                created_at=now,
+                figures={"stop_file": str(self._stop_file)},
+            )
+            self.store.halt(record)
+            self._emit("halt", reason="kill_switch", source="kill_switch", stop_file=str(self._stop_file))
+            self._alert(
+                "halt",
+                f"{self.agent}: kill switch engaged",
+                f"STOP file {self._stop_file} exists; every run of {self.agent} is halted"
+                " until `agentfuse resume`",
+                dedupe_key="kill_switch",
+            )
+        self._emit("refused", reason="kill_switch", action=step.action, stop_file=str(self._stop_file))
+        raise errors.KillSwitchEngaged(
+            f"kill switch engaged: {self._stop_file} exists",
+            agent=self.agent,
+            run_id=self.run_id,
+            figures={"stop_file": str(self._stop_file)},
+        )
+
+    def _refuse(self, step: Step, result: GateResult) -> None:
+        refusal = result.refusal
+        assert refusal is not None
+        figures = dict(refusal.figures)
+        self._emit("refused", reason=refusal.reason, action=step.action, **figures)
+        if result.halt is not None:
+            self._emit("halt", reason=refusal.reason, source=result.halt.source, **figures)
+            self._alert(
+                "halt" if refusal.kind != "budget" else "cap_hit",
+                f"{self.agent}: run halted ({refusal.reason})",
+                refusal.message,
+                dedupe_key=f"halt:{self.run_id}:{refusal.reason}",
+            )
+        elif refusal.kind == "budget":
+            self._alert(
+                "cap_hit",
+                f"{self.agent}: {refusal.reason.replace('_', ' ')} reached",
+                refusal.message,
+                dedupe_key=f"cap:{refusal.reason}",
+            )
+        elif refusal.kind == "max_attempts":
+            self._alert(
+                "max_attempts",
+                f"{self.agent}: {step.action!r} refused after repeated failures",
+                refusal.message,
+                dedupe_key=f"max_attempts:{self.run_id}:{step.action}",
+            )
+        raise REFUSALS[refusal.kind](
+            refusal.message,
+            reason=refusal.reason,
+            agent=self.agent,
+            run_id=self.run_id,
+            figures=figures,
+        )
+
+    def _on_store_unavailable(self, step: Step, exc: errors.StoreUnavailable) -> None:
+        self._emit("store_unavailable", reason="store_unavailable", action=step.action, error=str(exc))
+        self._alert("store_unavailable", f"{self.agent}: store unavailable", str(exc), dedupe_key="store")
+        if self.policy.store_unavailable != "allow":
+            raise errors.StoreUnavailable(
+                f"{exc} (failing closed; policy store_unavailable: allow fails open)",
+                agent=self.agent,
+                run_id=self.run_id,
+            ) from None
+        step.result = None  # fail open: the call runs unguarded and nothing is settled
+
+    def _estimate(self, step: Step) -> int:
+        if step.estimate_usd is not None:
+            return to_micros(step.estimate_usd)
+        if step.model is not None and step.max_tokens is not None:
+            estimate = self._price_table().estimate_micros(step.model, step.input_tokens or 0, step.max_tokens)
+            if estimate is not None:
+                return int(estimate)
+        return self._default_estimate
+
+    def _apply_degrade(self, step: Step, fraction: float) -> None:
+        for rung in self._degrade:
+            if fraction < rung.at:
+                break
+            if rung.model is not None:
+                step.model = rung.model
+            if rung.min_interval_s is not None:
+                step.min_interval_s = rung.min_interval_s
+
+    # -- the settlement -------------------------------------------------------------------------
+
+    def _finish(self, step: Step, exc: BaseException | None) -> None:
+        if step.result is None or step.reservation_id is None:
+            return  # refused (nothing reserved) or failed open
+        halt = None
+        counts = False
+        if exc is None:
+            outcome = Outcome.SUCCESS
+        elif isinstance(exc, errors.Halted) or not isinstance(exc, Exception):
+            outcome = Outcome.NEUTRAL  # a refusal deeper down, a cancellation, an interrupt
+        else:
+            outcome = Outcome.FAILURE
+            counts = self._breaker_counts(type(exc))
+            matched = exception_matches(type(exc), self.policy.fail_fast.halt_on)
+            if matched is not None:
+                halt = HaltRecord(
+                    agent=self.agent,
+                    run_id=self.run_id,
+                    reason="fail_fast",
+                    source="fail_fast",
+                    created_at=self.clock(),
+                    figures={"exception": _dotted(type(exc)), "halt_on": matched, "action": step.action},
+                )
+        cost = step.cost_micros if step.cost_micros is not None else step.estimate_micros
+        settlement = Settlement(
+            reservation_id=step.reservation_id,
+            agent=self.agent,
+            run_id=self.run_id,
+            action=step.action or "call",
+            cost_micros=cost,
+            now=self.clock(),
+            outcome=outcome,
+            breaker_counts=counts,
+            breaker=self._breaker,
+            halt=halt,
+        )
+        try:
+            settled = self.store.settle(settlement)
+        except errors.StoreUnavailable as exc_store:
+            # The reservation stays counted, so spend is not under-counted; the agent goes on.
+            self._emit("settle_failed", reason="store_unavailable", action=step.action, error=str(exc_store))
+            return
+        self._report_settlement(step, settlement, settled, exc)
+
+    def _report_settlement(
+        self, step: Step, settlement: Settlement, settled: SettleResult, exc: BaseException | None
+    ) -> None:
+        figures = {"action": step.action, "cost_micros": settlement.cost_micros}
+        if settlement.outcome is Outcome.FAILURE and exc is not None:
+            self._emit(
+                "failure",
+                reason=_dotted(type(exc)),
+                run_failures=settled.run_failures,
+                action_failures=settled.action_failures,
+                **figures,
+            )
+        else:
+            self._emit("settled", outcome=settlement.outcome.value, **figures)
+        if settled.breaker_transition is BreakerState.OPEN:
+            self._emit(
+                "breaker_open", reason="circuit_open", consecutive_failures=settled.consecutive_failures
+            )
+            self._alert(
+                "breaker_open",
+                f"{self.agent}: circuit breaker open",
+                f"{settled.consecutive_failures} consecutive failures; calls refused for"
+                f" {self._breaker.cooldown_s:g}s, then one probe decides",
+                dedupe_key="breaker_open",
+            )
+        elif settled.breaker_transition is BreakerState.CLOSED:
+            self._emit("breaker_closed", reason="probe_succeeded")
+        if settlement.halt is not None:
+            self._emit("halt", reason="fail_fast", source="fail_fast", **dict(settlement.halt.figures))
+            self._alert(
+                "halt",
+                f"{self.agent}: run halted (fail_fast)",
+                f"{settlement.halt.figures.get('exception')} matched fail_fast.halt_on; run"
+                f" {self.run_id} is halted until `agentfuse resume`",
+                dedupe_key=f"halt:{self.run_id}:fail_fast",
+            )
+        max_attempts = self.policy.fail_fast.max_attempts
+        if max_attempts is not None and settled.action_failures == max_attempts:
+            self._alert(
+                "max_attempts",
+                f"{self.agent}: {step.action!r} failed {max_attempts} times",
+                f"fail_fast.max_attempts reached for {step.action!r} in run {self.run_id};"
+                " further attempts are refused",
+                dedupe_key=f"max_attempts:{self.run_id}:{step.action}",
+            )
+
+    def _breaker_counts(self, exc_type: type[BaseException]) -> bool:
+        config = self.policy.breaker
+        if exception_matches(exc_type, config.ignore) is not None:
+            return False
+        if config.count:
+            return exception_matches(exc_type, config.count) is not None
+        return True
+
+    def _deadline_error(self, step: Step) -> errors.DeadlineExceeded:
+        timeout = self.policy.budget.timeout_s
+        return errors.DeadlineExceeded(
+            f"run {self.run_id} reached its deadline (timeout_s {timeout:g}); the call was cancelled",
+            agent=self.agent,
+            run_id=self.run_id,
+            figures={"timeout_s": timeout, "action": step.action},
+        )
+
+    # -- cost -----------------------------------------------------------------------------------
+
+    def _price_table(self) -> Any:
+        if self._prices is None:
+            from agentfuse.runtime.pricing import PriceTable
+
+            self._prices = PriceTable.default().with_overrides(self.policy.pricing)
+        return self._prices
+
+    def _cost_of(self, response: Any, step: Step) -> int | None:
+        from agentfuse.runtime.pricing import extract_usage
+
+        usage = extract_usage(response)
+        if usage is None:
+            self._emit("cost_unknown", reason="no_usage", action=step.action)
+            return None
+        cost = self._price_table().cost_micros(usage)
+        if cost is None:
+            self._emit("cost_unknown", reason="unknown_model", action=step.action, model=usage.model)
+            return None
+        return int(cost)
+
+    # -- decorators -----------------------------------------------------------------------------
+
+    def _wrap(self, fn: F, settings: Mapping[str, Any]) -> F:
+        options = dict(settings)
+        options["action"] = options.get("action") or _action_of(fn)
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def guarded_async(*args: Any, **kwargs: Any) -> Any:
+                async with self.step(**options):
+                    return await fn(*args, **kwargs)
+
+            return cast(F, guarded_async)
+
+        @functools.wraps(fn)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            with self.step(**options):
+                return fn(*args, **kwargs)
+
+        return cast(F, guarded)
+
+    # -- events and alerts ----------------------------------------------------------------------
+
+    def _emit(self, event: str, *, reason: str | None = None, **figures: Any) -> None:
+        if self.events is not None:
+            self.events.emit(event, agent=self.agent, run=self.run_id, reason=reason, **figures)
+
+    def _alert(self, kind: str, title: str, body: str, *, dedupe_key: str | None = None) -> None:
+        if self.alerter is not None:
+            self.alerter.send(kind, title, body, dedupe_key=f"{self.agent}:{dedupe_key or kind}")
+
+
+def _action_of(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def _dotted(cls: type) -> str:
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _open_guard(
+    policy: Policy,
+    store: Store,
+    *,
+    run_id: str | None,
+    parent_id: str | None,
+    cap_micros: int | None,
+    clock: Clock,
+    events: Any,
+    alerter: Any,
+    owns_store: bool,
+) -> Guard:
+    run_id = run_id or uuid.uuid4().hex
+    try:
+        store.open_run(run_id, agent=policy.agent, parent_id=parent_id, cap_micros=cap_micros, now=clock())
+    except KeyError:
+        raise ValueError(f"parent run {parent_id!r} does not exist in {store!r}") from None
+    return Guard(
+        policy, store, run_id, clock=clock, events=events, alerter=alerter, owns_store=owns_store
+    )
+
+
+def _observers(policy: Policy) -> tuple[Any, Any]:
+    """The policy's event log and alerter (both optional modules, built from the policy)."""
+    try:
+        from agentfuse.runtime.events import EventLog
+    except ImportError:
+        return None, None
+    events = EventLog.from_policy(policy)
+    try:
+        from agentfuse.runtime.alerts import Alerter
+    except ImportError:
+        return events, None
+    return events, Alerter.from_policy(policy, events)
+
+
+def enforce(
+    policy: Policy | str | os.PathLike[str],
+    run_id: str | None = None,
+    parent: Guard | str | None = None,
+    store: Store | str | None = None,
+    *,
+    clock: Clock | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Guard:
+    """Guard one run of the agent described by ``policy`` (a path or a :class:`Policy`).
+
+    ``run_id`` resumes that run (its spend, counters and start time); ``parent`` (a Guard or a
+    run id) makes this a child run; ``store`` is a URL or a Store (default: the policy's
+    ``store:``, else ``sqlite:///.agentfuse/state.db`` relative to the current directory).
+    """
+    if not isinstance(policy, Policy):
+        from agentfuse.runtime.policy import load_policy  # type: ignore[attr-defined]
+
+        policy = load_policy(Path(policy), environ=environ)
+    owns_store = not isinstance(store, Store) and not (store is None and isinstance(parent, Guard))
+    if isinstance(store, Store):
+        resolved: Store = store
+    elif store is None and isinstance(parent, Guard):
+        resolved = parent.store
+    else:
+        url = store or policy.store or DEFAULT_STORE_URL
+        try:
+            resolved = open_store(str(url), durability=policy.store_durability)
+        except ValueError as exc:
+            raise errors.PolicyError(
+                [errors.PolicyIssue(str(policy.source or "<policy>"), 1, 1, f"store: {exc}")]
+            ) from None
+    parent_id = parent.run_id if isinstance(parent, Guard) else parent
+    budget = policy.budget
+    events, alerter = _observers(policy)
+    return _open_guard(
+        policy,
+        resolved,
+        run_id=run_id,
+        parent_id=parent_id,
+        cap_micros=to_micros(budget.run_usd) if budget.run_usd is not None else None,
+        clock=clock or system_clock,
+        events=events,
+        alerter=alerter,
+        owns_store=owns_store,
+    )

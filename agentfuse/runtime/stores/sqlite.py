@@ -1,0 +1,527 @@
+"""The default store: one SQLite file, safe across threads and processes on one host.
+
+Every deciding operation is one ``BEGIN IMMEDIATE`` transaction. Running totals live on the run
+rows (subtree totals) and in per-(agent, day) and per-(agent, minute) buckets, so a gate costs the
+same with ten ledger entries or ten million. WAL mode with ``synchronous=NORMAL`` (default)
+survives a killed process but may lose the last transactions on power loss; ``durability="full"``
+(``synchronous=FULL``) survives power loss at about four times the commit cost.
+
+Stale reservations (left by a process killed between gate and settle) stay counted as spend;
+``unsettled()`` counts them so an operator can reconcile them explicitly, never silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from agentfuse.runtime import breaker as breaker_rules
+from agentfuse.runtime.decisions import GateSnapshot, decide_gate
+from agentfuse.runtime.errors import StoreUnavailable
+from agentfuse.runtime.stores.base import (
+    AGENT_WIDE,
+    AgentTotals,
+    BreakerRecord,
+    BreakerState,
+    GateRequest,
+    GateResult,
+    HaltRecord,
+    Outcome,
+    RateLimitRecord,
+    RunInfo,
+    Settlement,
+    SettleResult,
+)
+
+BUSY_TIMEOUT_S = 30.0
+HOUR_MINUTES = 60
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        parent_id TEXT REFERENCES runs(run_id),
+        cap_micros INTEGER,
+        started_at REAL NOT NULL,
+        spent_micros INTEGER NOT NULL DEFAULT 0,
+        reserved_micros INTEGER NOT NULL DEFAULT 0,
+        steps INTEGER NOT NULL DEFAULT 0,
+        failures INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE ledger (
+        reservation_id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        action TEXT NOT NULL,
+        estimate_micros INTEGER NOT NULL,
+        cost_micros INTEGER,
+        day_key TEXT NOT NULL,
+        minute INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        settled_at REAL,
+        outcome TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX ledger_unsettled ON ledger(run_id) WHERE settled_at IS NULL;
+    CREATE TABLE agent_days (
+        agent TEXT NOT NULL, day_key TEXT NOT NULL,
+        spent_micros INTEGER NOT NULL DEFAULT 0, reserved_micros INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (agent, day_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE agent_minutes (
+        agent TEXT NOT NULL, minute INTEGER NOT NULL,
+        spent_micros INTEGER NOT NULL DEFAULT 0, reserved_micros INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (agent, minute)
+    ) WITHOUT ROWID;
+    CREATE TABLE action_failures (
+        run_id TEXT NOT NULL, action TEXT NOT NULL, failures INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (run_id, action)
+    ) WITHOUT ROWID;
+    CREATE TABLE breakers (
+        agent TEXT NOT NULL, key TEXT NOT NULL,
+        state TEXT NOT NULL, consecutive_failures INTEGER NOT NULL,
+        opened_at REAL, probe_id TEXT, probe_expires_at REAL,
+        PRIMARY KEY (agent, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE rate_limits (
+        agent TEXT NOT NULL, action TEXT NOT NULL,
+        admissions TEXT NOT NULL, cooldown_until REAL,
+        PRIMARY KEY (agent, action)
+    ) WITHOUT ROWID;
+    CREATE TABLE halts (
+        run_id TEXT NOT NULL, agent TEXT NOT NULL,
+        reason TEXT NOT NULL, source TEXT NOT NULL, created_at REAL NOT NULL, figures TEXT NOT NULL,
+        PRIMARY KEY (run_id, agent)
+    ) WITHOUT ROWID;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_RUN_COLUMNS = (
+    "run_id, agent, parent_id, cap_micros, started_at, spent_micros, reserved_micros, steps, failures"
+)
+
+
+def path_from_url(url: str) -> Path:
+    """``sqlite:///rel.db`` -> ``rel.db``; ``sqlite:////abs.db`` -> ``/abs.db`` (SQLAlchemy)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "sqlite" or parts.netloc:
+        raise ValueError(f"not a SQLite URL: {url!r}; use sqlite:///relative.db or sqlite:////abs.db")
+    path = unquote(parts.path)
+    if not path.startswith("/") or len(path) < 2:
+        raise ValueError(f"SQLite URL {url!r} names no file; use sqlite:///relative.db")
+    return Path(path[1:])
+
+
+class SQLiteStore:
+    """:class:`~agentfuse.runtime.stores.base.Store` on one SQLite file (one connection per thread)."""
+
+    def __init__(self, path: Path | str, *, durability: str = "normal") -> None:
+        self.path = Path(path)
+        self.durability = durability
+        self._local = threading.local()
+        self._create_file()
+        with self._transaction() as db:
+            self._migrate(db)
+
+    @classmethod
+    def from_url(cls, url: str, *, durability: str = "normal") -> SQLiteStore:
+        return cls(path_from_url(url), durability=durability)
+
+    def _create_file(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(fd)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create the store file {self.path}: {exc.strerror}") from None
+
+    def _connection(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                db = sqlite3.connect(
+                    self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=True
+                )
+                db.execute("PRAGMA journal_mode=WAL")
+                sync = "FULL" if self.durability == "full" else "NORMAL"
+                db.execute(f"PRAGMA synchronous={sync}")
+                db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"cannot open the store {self.path}: {exc}") from None
+            self._local.db = db
+        return db
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._connection()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"store {self.path} is unavailable: {exc}") from None
+        try:
+            yield db
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise StoreUnavailable(f"store {self.path} could not commit: {exc}") from None
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        try:
+            yield self._connection()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"store {self.path} could not be read: {exc}") from None
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = db.execute("SELECT version FROM schema_version").fetchone()
+        current = row[0] if row else 0
+        if current > SCHEMA_VERSION:
+            raise StoreUnavailable(
+                f"store {self.path} has schema version {current}, newer than this agentfuse"
+                f" ({SCHEMA_VERSION}); upgrade agentfuse"
+            )
+        for script in MIGRATIONS[current:]:
+            for statement in script.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        if row is None:
+            db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+        elif current != SCHEMA_VERSION:
+            db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def open_run(
+        self,
+        run_id: str,
+        *,
+        agent: str,
+        parent_id: str | None,
+        cap_micros: int | None,
+        now: float,
+    ) -> RunInfo:
+        with self._transaction() as db:
+            existing = _fetch_run(db, run_id)
+            if existing is not None:
+                return existing
+            if parent_id is not None and _fetch_run(db, parent_id) is None:
+                raise KeyError(parent_id)
+            db.execute(
+                "INSERT INTO runs (run_id, agent, parent_id, cap_micros, started_at) VALUES (?,?,?,?,?)",
+                (run_id, agent, parent_id, cap_micros, now),
+            )
+            return RunInfo(run_id, agent, parent_id, cap_micros, now)
+
+    def get_run(self, run_id: str) -> RunInfo | None:
+        with self._reading() as db:
+            return _fetch_run(db, run_id)
+
+    # -- gate and settle ----------------------------------------------------------------------
+
+    def gate(self, request: GateRequest) -> GateResult:
+        with self._transaction() as db:
+            chain = _chain(db, request.run_id)
+            snapshot = GateSnapshot(
+                chain=chain,
+                halts=_halts_for(db, request.agent, [run.run_id for run in chain]),
+                breaker=_fetch_breaker(db, request.agent, request.breaker.key),
+                rate=_fetch_rate(db, request.agent, request.rate_limit.action)
+                if request.rate_limit
+                else None,
+                day_micros=_day_used(db, request.agent, request.day_key),
+                hour_micros=_hour_used(db, request.agent, request.minute),
+                action_failures=_action_failures(db, request.run_id, request.action)
+                if request.max_attempts is not None
+                else 0,
+            )
+            decision = decide_gate(snapshot, request)
+            if decision.result.halt is not None:
+                _write_halt(db, decision.result.halt)
+            if not decision.reserve:
+                return decision.result
+            if decision.breaker is not None:
+                _write_breaker(db, request.agent, request.breaker.key, decision.breaker)
+            if decision.rate is not None and request.rate_limit is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO rate_limits VALUES (?,?,?,?)",
+                    (
+                        request.agent,
+                        request.rate_limit.action,
+                        json.dumps(decision.rate.admissions),
+                        decision.rate.cooldown_until,
+                    ),
+                )
+            estimate = request.estimate_micros
+            db.execute(
+                "INSERT INTO ledger (reservation_id, run_id, agent, action, estimate_micros,"
+                " day_key, minute, created_at) VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    request.reservation_id,
+                    request.run_id,
+                    request.agent,
+                    request.action,
+                    estimate,
+                    request.day_key,
+                    request.minute,
+                    request.now,
+                ),
+            )
+            _add_to_chain(db, chain, reserved=estimate, spent=0)
+            db.execute("UPDATE runs SET steps = steps + 1 WHERE run_id = ?", (request.run_id,))
+            _add_to_windows(db, request.agent, request.day_key, request.minute, reserved=estimate, spent=0)
+            return decision.result
+
+    def settle(self, settlement: Settlement) -> SettleResult:
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT estimate_micros, day_key, minute FROM ledger"
+                " WHERE reservation_id = ? AND settled_at IS NULL",
+                (settlement.reservation_id,),
+            ).fetchone()
+            if row is None:
+                return SettleResult(settled=False)
+            estimate, day_key, minute = row
+            cost = settlement.cost_micros
+            db.execute(
+                "UPDATE ledger SET cost_micros = ?, settled_at = ?, outcome = ? WHERE reservation_id = ?",
+                (cost, settlement.now, settlement.outcome.value, settlement.reservation_id),
+            )
+            _add_to_chain(db, _chain(db, settlement.run_id), reserved=-estimate, spent=cost)
+            _add_to_windows(db, settlement.agent, day_key, minute, reserved=-estimate, spent=cost)
+            action_failures = run_failures = 0
+            if settlement.outcome is Outcome.FAILURE:
+                db.execute(
+                    "UPDATE runs SET failures = failures + 1 WHERE run_id = ?", (settlement.run_id,)
+                )
+                db.execute(
+                    "INSERT INTO action_failures VALUES (?,?,1) ON CONFLICT (run_id, action)"
+                    " DO UPDATE SET failures = failures + 1",
+                    (settlement.run_id, settlement.action),
+                )
+                action_failures = _action_failures(db, settlement.run_id, settlement.action)
+                run_failures = db.execute(
+                    "SELECT failures FROM runs WHERE run_id = ?", (settlement.run_id,)
+                ).fetchone()[0]
+            current = _fetch_breaker(db, settlement.agent, settlement.breaker.key)
+            record, transition = breaker_rules.after_call(
+                current,
+                settlement.breaker,
+                settlement.now,
+                settlement.reservation_id,
+                settlement.outcome,
+                settlement.breaker_counts,
+            )
+            if record != current:
+                _write_breaker(db, settlement.agent, settlement.breaker.key, record)
+            if settlement.halt is not None:
+                _write_halt(db, settlement.halt)
+            return SettleResult(
+                settled=True,
+                breaker_state=record.state,
+                breaker_transition=transition,
+                consecutive_failures=record.consecutive_failures,
+                action_failures=action_failures,
+                run_failures=run_failures,
+            )
+
+    # -- halts --------------------------------------------------------------------------------
+
+    def halt(self, record: HaltRecord) -> None:
+        with self._transaction() as db:
+            _write_halt(db, record)
+
+    def resume(self, agent: str, run_id: str = AGENT_WIDE) -> int:
+        with self._transaction() as db:
+            cursor = db.execute("DELETE FROM halts WHERE agent = ? AND run_id = ?", (agent, run_id))
+            return cursor.rowcount
+
+    def halts(self, agent: str | None = None) -> list[HaltRecord]:
+        with self._reading() as db:
+            sql = "SELECT agent, run_id, reason, source, created_at, figures FROM halts"
+            rows = (
+                db.execute(sql + " WHERE agent = ? ORDER BY created_at", (agent,))
+                if agent is not None
+                else db.execute(sql + " ORDER BY created_at")
+            )
+            return [_halt_from_row(row) for row in rows]
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def get_breaker(self, agent: str, key: str = "") -> BreakerRecord:
+        with self._reading() as db:
+            return _fetch_breaker(db, agent, key)
+
+    def agent_totals(self, agent: str, *, day_key: str, minute: int) -> AgentTotals:
+        with self._reading() as db:
+            return AgentTotals(_day_used(db, agent, day_key), _hour_used(db, agent, minute))
+
+    def unsettled(self, run_id: str | None = None) -> int:
+        with self._reading() as db:
+            if run_id is None:
+                row = db.execute("SELECT COUNT(*) FROM ledger WHERE settled_at IS NULL").fetchone()
+            else:
+                row = db.execute(
+                    "SELECT COUNT(*) FROM ledger WHERE run_id = ? AND settled_at IS NULL", (run_id,)
+                ).fetchone()
+            return int(row[0])
+
+    def close(self) -> None:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r}, durability={self.durability!r})"
+
+
+def _fetch_run(db: sqlite3.Connection, run_id: str) -> RunInfo | None:
+    row = db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    return RunInfo(*row) if row else None
+
+
+def _chain(db: sqlite3.Connection, run_id: str) -> list[RunInfo]:
+    """The run, then its parent, grandparent, ... (the store guarantees parents exist)."""
+    chain: list[RunInfo] = []
+    next_id: str | None = run_id
+    while next_id is not None:
+        run = _fetch_run(db, next_id)
+        if run is None:
+            if not chain:
+                raise KeyError(run_id)
+            break
+        chain.append(run)
+        next_id = run.parent_id
+    return chain
+
+
+def _add_to_chain(db: sqlite3.Connection, chain: Sequence[RunInfo], *, reserved: int, spent: int) -> None:
+    ids = [run.run_id for run in chain]
+    marks = ",".join("?" * len(ids))
+    db.execute(
+        "UPDATE runs SET reserved_micros = reserved_micros + ?, spent_micros = spent_micros + ?"
+        f" WHERE run_id IN ({marks})",
+        (reserved, spent, *ids),
+    )
+
+
+def _add_to_windows(
+    db: sqlite3.Connection, agent: str, day_key: str, minute: int, *, reserved: int, spent: int
+) -> None:
+    db.execute(
+        "INSERT INTO agent_days VALUES (?,?,?,?) ON CONFLICT (agent, day_key) DO UPDATE SET"
+        " spent_micros = spent_micros + excluded.spent_micros,"
+        " reserved_micros = reserved_micros + excluded.reserved_micros",
+        (agent, day_key, spent, reserved),
+    )
+    db.execute(
+        "INSERT INTO agent_minutes VALUES (?,?,?,?) ON CONFLICT (agent, minute) DO UPDATE SET"
+        " spent_micros = spent_micros + excluded.spent_micros,"
+        " reserved_micros = reserved_micros + excluded.reserved_micros",
+        (agent, minute, spent, reserved),
+    )
+
+
+def _day_used(db: sqlite3.Connection, agent: str, day_key: str) -> int:
+    row = db.execute(
+        "SELECT spent_micros + reserved_micros FROM agent_days WHERE agent = ? AND day_key = ?",
+        (agent, day_key),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _hour_used(db: sqlite3.Connection, agent: str, minute: int) -> int:
+    row = db.execute(
+        "SELECT COALESCE(SUM(spent_micros + reserved_micros), 0) FROM agent_minutes"
+        " WHERE agent = ? AND minute > ? AND minute <= ?",
+        (agent, minute - HOUR_MINUTES, minute),
+    ).fetchone()
+    return int(row[0])
+
+
+def _action_failures(db: sqlite3.Connection, run_id: str, action: str) -> int:
+    row = db.execute(
+        "SELECT failures FROM action_failures WHERE run_id = ? AND action = ?", (run_id, action)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _fetch_breaker(db: sqlite3.Connection, agent: str, key: str) -> BreakerRecord:
+    row = db.execute(
+        "SELECT state, consecutive_failures, opened_at, probe_id, probe_expires_at FROM breakers"
+        " WHERE agent = ? AND key = ?",
+        (agent, key),
+    ).fetchone()
+    if row is None:
+        return BreakerRecord()
+    return BreakerRecord(BreakerState(row[0]), *row[1:])
+
+
+def _write_breaker(db: sqlite3.Connection, agent: str, key: str, record: BreakerRecord) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO breakers VALUES (?,?,?,?,?,?,?)",
+        (
+            agent,
+            key,
+            record.state.value,
+            record.consecutive_failures,
+            record.opened_at,
+            record.probe_id,
+            record.probe_expires_at,
+        ),
+    )
+
+
+def _fetch_rate(db: sqlite3.Connection, agent: str, action: str) -> RateLimitRecord:
+    row = db.execute(
+        "SELECT admissions, cooldown_until FROM rate_limits WHERE agent = ? AND action = ?",
+        (agent, action),
+    ).fetchone()
+    if row is None:
+        return RateLimitRecord()
+    return RateLimitRecord(tuple(float(t) for t in json.loads(row[0])), row[1])
+
+
+def _halts_for(db: sqlite3.Connection, agent: str, run_ids: Sequence[str]) -> list[HaltRecord]:
+    marks = ",".join("?" * len(run_ids))
+    rows = db.execute(
+        "SELECT agent, run_id, reason, source, created_at, figures FROM halts"
+        f" WHERE (run_id = '' AND agent = ?) OR run_id IN ({marks})",
+        (agent, *run_ids),
+    ).fetchall()
+    return [_halt_from_row(row) for row in rows]
+
+
+def _write_halt(db: sqlite3.Connection, record: HaltRecord) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO halts (run_id, agent, reason, source, created_at, figures)"
+        " VALUES (?,?,?,?,?,?)",
+        (
+            record.run_id,
+            record.agent,
+            record.reason,
+            record.source,
+            record.created_at,
+            json.dumps(dict(record.figures), default=str),
+        ),
+    )
+
+
+def _halt_from_row(row: Sequence[Any]) -> HaltRecord:
+    agent, run_id, reason, source, created_at, figures = row
+    return HaltRecord(agent, run_id, reason, source, created_at, json.loads(figures))

@@ -1,7 +1,174 @@
-"""Rules AF101 (not written yet)."""
+"""Rule AF101: an LLM request that no agentfuse guard sees."""
 
 from __future__ import annotations
 
+from agentfuse.lint_rules._llm_analysis import LlmAnalysisRule, ModuleAnalysis
 from agentfuse.lint_rules.base import Rule
 
-RULES: tuple[type[Rule], ...] = ()
+GUARD_FIX = "wrap it in `with guard.step():` or decorate its function with `@guard`"
+
+LLM_TRIGGERS: tuple[str, ...] = (
+    r"\b(?:openai|anthropic|litellm|genai|generativeai|vertexai|mistralai|cohere|groq|together)\b",
+    r"\b(?:cerebras|huggingface_hub|instructor|boto3|aioboto3|bedrock|ollama|langchain\w*|llama_index)\b",
+    r"\bfrom agents\b|\bimport agents\b|\bRunner\.run",
+    r"\bclaude\b|\bcodex\b|\bollama run\b|[\"'\[]llm\b",
+)
+"""Words a file must contain to be worth parsing for LLM requests (the engine's pre-filter)."""
+
+
+class UnguardedLlmCall(LlmAnalysisRule):
+    """An LLM request outside any agentfuse guard is invisible to the budget, the breaker and
+    the kill switch: one runaway loop around it can spend without limit.
+
+    Heuristic: requests come from the catalogue of provider APIs (openai and Azure, anthropic,
+    litellm, google-genai and google.generativeai/vertexai, mistral, cohere, groq, together,
+    cerebras, huggingface_hub, instructor, boto3 bedrock-runtime, ollama, LangChain and
+    LlamaIndex models, the OpenAI Agents SDK's ``Runner``, and subprocesses running the
+    ``claude``, ``llm``, ``codex`` or ``ollama run`` CLIs). Receivers are followed through
+    assignments, ``self.x = ...`` in any method, annotations, aliases and call chains. A call
+    is guarded when it is lexically inside a function decorated with a guard, a ``with`` /
+    ``async with`` on a guard or its ``step()``/``child()``, or a function or lambda handed to
+    ``guard.call``; a function whose every call site in the module is guarded is guarded too.
+    A guard is anything bound to ``agentfuse.enforce(...)`` or annotated ``agentfuse.Guard``.
+
+    Options (``[tool.agentfuse]``): ``llm-apis`` adds request APIs (``"mylib.ask"`` for a
+    function, ``"mylib.Client().chat.send"`` for a method of an object built by
+    ``mylib.Client``); ``guard-names`` adds names (or dotted names like ``"app.guard"``) that
+    count as guards, for guards built in another module.
+
+    Known misses: clients built by a helper function in another module or returned by a
+    factory function; requests made through ``functools.partial`` or ``getattr``; a guarded
+    function also passed elsewhere as a callback (only call sites are counted); guards built in
+    another module unless named in ``guard-names``.
+    """
+
+    code = "AF101"
+    message = f"an LLM request is not inside an agentfuse guard; {GUARD_FIX}"
+    triggers = LLM_TRIGGERS
+
+    VALID = (
+        # guarded by a decorator bound to enforce()
+        """
+from openai import OpenAI
+import agentfuse
+
+guard = agentfuse.enforce("policy.yaml")
+client = OpenAI()
+
+@guard
+def ask(prompt):
+    return client.chat.completions.create(model="gpt-4o", messages=[])
+""",
+        # a with-block on the guard's step, async client
+        """
+from anthropic import AsyncAnthropic
+from agentfuse import enforce
+
+guard = enforce("policy.yaml")
+
+class Agent:
+    def __init__(self):
+        self.client = AsyncAnthropic()
+
+    async def run(self):
+        async with guard.step(action="think"):
+            return await self.client.messages.create(model="claude", max_tokens=10, messages=[])
+""",
+        # count_tokens is not a request, registry.create() is not a client
+        """
+import anthropic
+
+client = anthropic.Anthropic()
+client.messages.count_tokens(model="claude", messages=[])
+registry.create()
+""",
+        # an unrelated class's messages.create, and API names in strings and docstrings
+        """
+class Mailbox:
+    def __init__(self, store):
+        self.messages = store
+
+    def post(self):
+        "Unlike client.chat.completions.create(), this posts a message."
+        return self.messages.create(text="openai.ChatCompletion.create")
+""",
+        # a helper whose every call site is guarded
+        """
+import litellm
+from agentfuse import enforce
+
+guard = enforce("policy.yaml")
+
+def complete(prompt):
+    return litellm.completion(model="gpt-4o", messages=[])
+
+def main():
+    with guard.step():
+        complete("hi")
+""",
+        # a lambda handed to guard.call
+        """
+import ollama
+from agentfuse import enforce
+
+guard = enforce("policy.yaml")
+guard.call(lambda: ollama.chat(model="llama3", messages=[]))
+""",
+    )
+    INVALID = (
+        """
+from openai import OpenAI
+
+client = OpenAI()
+client.chat.completions.create(model="gpt-4o", messages=[])  # expect: AF101
+""",
+        """
+from openai import OpenAI as O
+
+def ask():
+    return O().responses.create(model="gpt-4o", input="hi")  # expect: AF101
+""",
+        """
+import anthropic
+
+class Agent:
+    async def run(self):
+        return await self.client.messages.create(model="claude", max_tokens=1, messages=[])  # expect: AF101
+
+    def __init__(self):
+        self.client = anthropic.AsyncAnthropic()
+""",
+        """
+import litellm
+
+def main():
+    litellm.completion(model="gpt-4o", messages=[])  # expect: AF101
+""",
+        """
+import subprocess
+
+subprocess.run(["claude", "-p", "summarise the repo"])  # expect: AF101
+""",
+        """
+from agents import Agent, Runner
+
+result = Runner.run_sync(Agent(name="a"), "hello")  # expect: AF101
+""",
+        # a guard that is created but not used around this call
+        """
+from langchain_openai import ChatOpenAI
+from agentfuse import enforce
+
+guard = enforce("policy.yaml")
+llm = ChatOpenAI(model="gpt-4o")
+llm.invoke("hi")  # expect: AF101
+""",
+    )
+
+    def check(self, analysis: ModuleAnalysis) -> None:
+        for call in analysis.llm_calls:
+            if not call.guarded:
+                self.report(call.node, f"{call.api} is not inside an agentfuse guard; {GUARD_FIX}")
+
+
+RULES: tuple[type[Rule], ...] = (UnguardedLlmCall,)

@@ -1,0 +1,507 @@
+"""The catalogue of LLM request APIs, kept as data: one table per provider.
+
+A :class:`ClientTable` says how a client object is built (``constructors``, qualified names
+as resolved through the module's imports) and which dotted paths called on it send a
+request (``methods``). Module-level request functions (``litellm.completion``) are listed in
+``functions``. AF101-AF103 read these tables; nothing here is a regular expression run per
+node: lookups are dict/set lookups on resolved names.
+
+Extra APIs come from ``[tool.agentfuse] llm-apis`` (see :func:`tables_with_options`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+WRAPPER_SEGMENTS = frozenset({"with_raw_response", "with_streaming_response"})
+"""Path segments that wrap a request method without changing it (openai, anthropic)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientTable:
+    """One kind of client object of one provider, and the request methods called on it."""
+
+    provider: str
+    modules: tuple[str, ...]
+    """Import roots of the provider: a module importing one of them may use the client."""
+    constructors: frozenset[str] = frozenset()
+    """Qualified names whose call (or use as an annotation) gives such a client."""
+    methods: frozenset[str] = frozenset()
+    """Dotted paths, relative to the client, that send a request."""
+    functions: frozenset[str] = frozenset()
+    """Qualified module-level functions that send a request."""
+    module_is_client: bool = False
+    """The provider module itself works as a default client (``openai.chat.completions...``)."""
+    passthrough: frozenset[str] = frozenset()
+    """Methods returning a client of the same kind (``with_options``, ``bind_tools``)."""
+    factories: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Dotted paths returning a client of another table (``chats.create`` -> a chat)."""
+    distinctive: frozenset[str] = frozenset()
+    """Paths specific enough to flag on a receiver that cannot be resolved, when the module
+    imports the provider (``chat.completions.create`` on a client passed in un-annotated)."""
+    constructor_modules: tuple[str, ...] = ()
+    """Module prefixes whose classes build such clients when their names match
+    ``constructor_prefixes`` or ``constructor_names`` (LangChain, LlamaIndex)."""
+    constructor_prefixes: tuple[str, ...] = ()
+    constructor_names: frozenset[str] = frozenset()
+    service: str | None = None
+    """boto3: the client is ``<anything>.client("<service>")``."""
+
+    def builds_client(self, qualified: str) -> bool:
+        """True if calling ``qualified`` returns one of these clients."""
+        if qualified in self.constructors:
+            return True
+        if not self.constructor_modules:
+            return False
+        module, _, name = qualified.rpartition(".")
+        if not any(module == m or module.startswith(m + ".") for m in self.constructor_modules):
+            return False
+        return name in self.constructor_names or name.startswith(self.constructor_prefixes)
+
+    def api_name(self, path: str) -> str:
+        return f"{self.provider} {path}"
+
+
+def _paths(*groups: Iterable[str]) -> frozenset[str]:
+    return frozenset(path for group in groups for path in group)
+
+
+OPENAI_METHODS = _paths(
+    ("chat.completions.create", "chat.completions.parse", "chat.completions.stream"),
+    ("beta.chat.completions.parse", "beta.chat.completions.stream"),
+    ("responses.create", "responses.parse", "responses.stream"),
+    ("completions.create", "embeddings.create"),
+    ("images.generate", "images.edit", "images.create_variation"),
+    ("audio.transcriptions.create", "audio.translations.create", "audio.speech.create"),
+    ("beta.threads.runs.create", "beta.threads.runs.create_and_poll", "beta.threads.runs.stream"),
+    ("beta.threads.create_and_run", "beta.threads.create_and_run_poll"),
+)
+OPENAI_DISTINCTIVE = frozenset(path for path in OPENAI_METHODS if path.count(".") >= 2)
+CLIENT_PASSTHROUGH = frozenset({"with_options", "copy"})
+
+OPENAI = ClientTable(
+    provider="openai",
+    modules=("openai",),
+    constructors=frozenset(
+        f"openai.{name}"
+        for name in ("OpenAI", "AsyncOpenAI", "AzureOpenAI", "AsyncAzureOpenAI", "Client", "AsyncClient")
+    ),
+    methods=OPENAI_METHODS,
+    functions=frozenset(
+        f"openai.{name}"
+        for name in (
+            "ChatCompletion.create",
+            "ChatCompletion.acreate",
+            "Completion.create",
+            "Completion.acreate",
+            "Embedding.create",
+            "Embedding.acreate",
+            "Image.create",
+        )
+    ),
+    module_is_client=True,
+    passthrough=CLIENT_PASSTHROUGH,
+    distinctive=OPENAI_DISTINCTIVE,
+)
+
+ANTHROPIC = ClientTable(
+    provider="anthropic",
+    modules=("anthropic",),
+    constructors=frozenset(
+        f"anthropic.{name}"
+        for name in (
+            "Anthropic",
+            "AsyncAnthropic",
+            "AnthropicBedrock",
+            "AsyncAnthropicBedrock",
+            "AnthropicVertex",
+            "AsyncAnthropicVertex",
+            "Client",
+            "AsyncClient",
+        )
+    ),
+    methods=frozenset(
+        {
+            "messages.create",
+            "messages.stream",
+            "messages.parse",
+            "messages.batches.create",
+            "beta.messages.create",
+            "beta.messages.stream",
+            "beta.messages.parse",
+            "beta.messages.tool_runner",
+            "beta.messages.batches.create",
+            "completions.create",
+        }
+    ),
+    passthrough=CLIENT_PASSTHROUGH,
+    distinctive=frozenset({"beta.messages.create", "beta.messages.stream", "beta.messages.parse"}),
+)
+
+LITELLM_CALLS = (
+    "completion",
+    "acompletion",
+    "text_completion",
+    "atext_completion",
+    "embedding",
+    "aembedding",
+    "image_generation",
+    "aimage_generation",
+    "responses",
+    "aresponses",
+)
+LITELLM = ClientTable(
+    provider="litellm",
+    modules=("litellm",),
+    constructors=frozenset({"litellm.Router"}),
+    methods=frozenset(LITELLM_CALLS),
+    functions=frozenset(f"litellm.{name}" for name in (*LITELLM_CALLS, "batch_completion", "transcription")),
+)
+
+GOOGLE_GENAI_CHAT = ClientTable(
+    provider="google-genai",
+    modules=("google.genai",),
+    methods=frozenset({"send_message", "send_message_stream"}),
+)
+GOOGLE_GENAI = ClientTable(
+    provider="google-genai",
+    modules=("google.genai",),
+    constructors=frozenset({"google.genai.Client"}),
+    methods=frozenset(
+        prefix + name
+        for prefix in ("models.", "aio.models.")
+        for name in ("generate_content", "generate_content_stream", "generate_images", "embed_content")
+    ),
+    factories={"chats.create": "google-genai-chat", "aio.chats.create": "google-genai-chat"},
+    distinctive=frozenset(
+        {
+            "models.generate_content",
+            "models.generate_content_stream",
+            "aio.models.generate_content",
+            "aio.models.generate_content_stream",
+        }
+    ),
+)
+
+GENERATIVE_MODEL_METHODS = frozenset({"generate_content", "generate_content_async"})
+GOOGLE_GENERATIVEAI_CHAT = ClientTable(
+    provider="google.generativeai",
+    modules=("google.generativeai", "vertexai"),
+    methods=frozenset({"send_message", "send_message_async"}),
+)
+GOOGLE_GENERATIVEAI = ClientTable(
+    provider="google.generativeai",
+    modules=("google.generativeai", "vertexai"),
+    constructors=frozenset(
+        {
+            "google.generativeai.GenerativeModel",
+            "google.generativeai.generative_models.GenerativeModel",
+            "vertexai.generative_models.GenerativeModel",
+            "vertexai.preview.generative_models.GenerativeModel",
+        }
+    ),
+    methods=GENERATIVE_MODEL_METHODS,
+    functions=frozenset({"google.generativeai.generate_text", "google.generativeai.chat"}),
+    factories={"start_chat": "google.generativeai-chat"},
+    distinctive=GENERATIVE_MODEL_METHODS,
+)
+
+MISTRAL = ClientTable(
+    provider="mistral",
+    modules=("mistralai",),
+    constructors=frozenset(
+        {"mistralai.Mistral", "mistralai.client.MistralClient", "mistralai.async_client.MistralAsyncClient"}
+    ),
+    methods=frozenset(
+        {
+            "chat.complete",
+            "chat.complete_async",
+            "chat.stream",
+            "chat.stream_async",
+            "chat.parse",
+            "fim.complete",
+            "agents.complete",
+            "embeddings.create",
+            "chat",
+            "chat_stream",
+        }
+    ),
+)
+
+COHERE = ClientTable(
+    provider="cohere",
+    modules=("cohere",),
+    constructors=frozenset(
+        f"cohere.{name}" for name in ("Client", "AsyncClient", "ClientV2", "AsyncClientV2")
+    ),
+    methods=frozenset({"chat", "chat_stream", "generate", "generate_stream", "embed", "rerank"}),
+)
+
+
+def _openai_shaped(provider: str, module: str, *names: str) -> ClientTable:
+    """A provider whose SDK copies OpenAI's client shape (Groq, Together, Cerebras)."""
+    return ClientTable(
+        provider=provider,
+        modules=(module,),
+        constructors=frozenset(f"{module}.{name}" for name in names),
+        methods=OPENAI_METHODS,
+        passthrough=CLIENT_PASSTHROUGH,
+        distinctive=OPENAI_DISTINCTIVE,
+    )
+
+
+GROQ = _openai_shaped("groq", "groq", "Groq", "AsyncGroq")
+TOGETHER = _openai_shaped("together", "together", "Together", "AsyncTogether")
+CEREBRAS = _openai_shaped("cerebras", "cerebras.cloud.sdk", "Cerebras", "AsyncCerebras")
+
+HUGGINGFACE = ClientTable(
+    provider="huggingface_hub",
+    modules=("huggingface_hub",),
+    constructors=frozenset({"huggingface_hub.InferenceClient", "huggingface_hub.AsyncInferenceClient"}),
+    methods=frozenset({"chat_completion", "text_generation", "chat.completions.create"}),
+)
+
+INSTRUCTOR = ClientTable(
+    provider="instructor",
+    modules=("instructor",),
+    constructors=frozenset(
+        f"instructor.{name}"
+        for name in ("from_openai", "from_anthropic", "from_litellm", "from_provider", "patch")
+    ),
+    methods=_paths(
+        OPENAI_METHODS,
+        ("messages.create", "create", "create_with_completion", "create_partial", "create_iterable"),
+        ("chat.completions.create_with_completion", "chat.completions.create_partial"),
+    ),
+)
+
+BEDROCK_METHODS = frozenset({"invoke_model", "invoke_model_with_response_stream", "converse", "converse_stream"})
+BEDROCK = ClientTable(
+    provider="bedrock-runtime",
+    modules=("boto3", "aioboto3", "botocore"),
+    methods=BEDROCK_METHODS,
+    distinctive=BEDROCK_METHODS,
+    service="bedrock-runtime",
+)
+BEDROCK_AGENT = ClientTable(
+    provider="bedrock-agent-runtime",
+    modules=("boto3", "aioboto3", "botocore"),
+    methods=frozenset({"invoke_agent", "retrieve_and_generate", "retrieve_and_generate_stream"}),
+    service="bedrock-agent-runtime",
+)
+
+OLLAMA_CALLS = ("chat", "generate", "embed", "embeddings")
+OLLAMA = ClientTable(
+    provider="ollama",
+    modules=("ollama",),
+    constructors=frozenset({"ollama.Client", "ollama.AsyncClient"}),
+    methods=frozenset(OLLAMA_CALLS),
+    functions=frozenset(f"ollama.{name}" for name in OLLAMA_CALLS),
+)
+
+LANGCHAIN = ClientTable(
+    provider="langchain",
+    modules=("langchain",),
+    methods=frozenset(
+        {
+            "invoke",
+            "ainvoke",
+            "stream",
+            "astream",
+            "astream_events",
+            "batch",
+            "abatch",
+            "predict",
+            "apredict",
+            "predict_messages",
+            "generate",
+            "agenerate",
+        }
+    ),
+    passthrough=frozenset(
+        {"with_structured_output", "bind_tools", "bind", "with_retry", "with_fallbacks", "with_config"}
+    ),
+    constructor_modules=(
+        "langchain",
+        "langchain_openai",
+        "langchain_anthropic",
+        "langchain_community",
+        "langchain_google_genai",
+        "langchain_google_vertexai",
+        "langchain_aws",
+        "langchain_ollama",
+        "langchain_mistralai",
+        "langchain_groq",
+        "langchain_together",
+        "langchain_cohere",
+        "langchain_fireworks",
+        "langchain_huggingface",
+        "langchain_deepseek",
+        "langchain_xai",
+    ),
+    constructor_prefixes=("Chat", "AzureChat"),
+    constructor_names=frozenset(
+        {
+            "init_chat_model",
+            "OpenAI",
+            "AzureOpenAI",
+            "Ollama",
+            "OllamaLLM",
+            "Anthropic",
+            "VertexAI",
+            "GoogleGenerativeAI",
+            "HuggingFaceEndpoint",
+            "Bedrock",
+            "BedrockLLM",
+            "Together",
+            "Fireworks",
+            "Cohere",
+            "LlamaCpp",
+        }
+    ),
+)
+
+LLAMA_INDEX = ClientTable(
+    provider="llama_index",
+    modules=("llama_index",),
+    methods=frozenset(
+        {"complete", "acomplete", "chat", "achat", "stream_complete", "stream_chat", "astream_chat", "predict"}
+    ),
+    constructor_modules=("llama_index.llms",),
+    constructor_prefixes=("",),
+)
+
+OPENAI_AGENTS = ClientTable(
+    provider="openai-agents",
+    modules=("agents",),
+    functions=frozenset({"agents.Runner.run", "agents.Runner.run_sync", "agents.Runner.run_streamed"}),
+)
+
+TABLES: tuple[ClientTable, ...] = (
+    OPENAI,
+    ANTHROPIC,
+    LITELLM,
+    GOOGLE_GENAI,
+    GOOGLE_GENAI_CHAT,
+    GOOGLE_GENERATIVEAI,
+    GOOGLE_GENERATIVEAI_CHAT,
+    MISTRAL,
+    COHERE,
+    GROQ,
+    TOGETHER,
+    CEREBRAS,
+    HUGGINGFACE,
+    INSTRUCTOR,
+    BEDROCK,
+    BEDROCK_AGENT,
+    OLLAMA,
+    LANGCHAIN,
+    LLAMA_INDEX,
+    OPENAI_AGENTS,
+)
+TABLE_NAMES: Mapping[str, ClientTable] = {
+    "google-genai-chat": GOOGLE_GENAI_CHAT,
+    "google.generativeai-chat": GOOGLE_GENERATIVEAI_CHAT,
+}
+
+SUBPROCESS_FUNCTIONS = frozenset(
+    {
+        "subprocess.run",
+        "subprocess.call",
+        "subprocess.check_call",
+        "subprocess.check_output",
+        "subprocess.Popen",
+        "subprocess.getoutput",
+        "subprocess.getstatusoutput",
+        "os.system",
+        "os.popen",
+        "asyncio.create_subprocess_exec",
+        "asyncio.create_subprocess_shell",
+        "pexpect.spawn",
+        "pexpect.run",
+    }
+)
+"""Functions that start a process; their command is checked against :data:`LLM_CLIS`."""
+ARGV_FUNCTIONS = frozenset({"asyncio.create_subprocess_exec"})
+"""Functions taking the command as separate positional arguments."""
+LLM_CLIS: Mapping[str, str | None] = {"claude": None, "llm": None, "codex": None, "ollama": "run"}
+"""CLI name -> the sub-command that makes it send a prompt (None: any sub-command)."""
+CLI_INFO_FLAGS = frozenset({"--version", "-v", "-V", "--help", "-h", "help"})
+"""A CLI run with only these asks for information and sends no prompt."""
+
+ENFORCE_NAMES = frozenset({"enforce"})
+GUARD_CLASS_NAMES = frozenset({"Guard"})
+GUARD_SCOPE_METHODS = frozenset({"step", "child"})
+"""Methods of a guard that return something usable as a guard (decorator or context)."""
+GUARD_CALL_METHODS = frozenset({"call", "acall"})
+"""Methods of a guard that run the callable handed to them under the guard."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Catalogue:
+    """All tables plus the indexes built from them, for one file check."""
+
+    tables: tuple[ClientTable, ...]
+    functions: Mapping[str, tuple[ClientTable, str]]
+    """Qualified function name -> (table, API path shown in messages)."""
+    call_names: frozenset[str]
+    """Last segment of every request method/function: the cheap per-call pre-check."""
+    by_name: Mapping[str, ClientTable]
+
+    @classmethod
+    def build(cls, tables: Sequence[ClientTable], named: Mapping[str, ClientTable]) -> Catalogue:
+        functions: dict[str, tuple[ClientTable, str]] = {}
+        names: set[str] = {qualified.rpartition(".")[2] for qualified in SUBPROCESS_FUNCTIONS}
+        names.update(ENFORCE_NAMES | GUARD_CALL_METHODS)
+        for table in tables:
+            for qualified in table.functions:
+                module = next((m for m in table.modules if qualified.startswith(m + ".")), "")
+                functions[qualified] = (table, qualified[len(module) + 1 :] if module else qualified)
+            if table.module_is_client:
+                for module in table.modules:
+                    for path in table.methods:
+                        functions.setdefault(f"{module}.{path}", (table, path))
+            names.update(path.rpartition(".")[2] for path in table.methods | table.functions)
+        return cls(tuple(tables), functions, frozenset(names), dict(named))
+
+
+def tables_with_options(options: Mapping[str, Any]) -> Catalogue:
+    """The catalogue, extended by ``[tool.agentfuse] llm-apis``.
+
+    Each entry is a dotted name: ``mylib.ask`` (a request function) or
+    ``mylib.Client().chat.send`` (calling ``chat.send`` on an object built by
+    ``mylib.Client(...)``).
+    """
+    extra: list[ClientTable] = []
+    for entry in string_list(options.get("llm-apis")):
+        constructor, marker, path = entry.partition("().")
+        if marker and constructor and path:
+            extra.append(
+                ClientTable(
+                    provider=constructor.partition(".")[0],
+                    modules=(constructor.partition(".")[0],),
+                    constructors=frozenset({constructor}),
+                    methods=frozenset({path}),
+                )
+            )
+        elif "." in entry:
+            extra.append(
+                ClientTable(provider=entry.partition(".")[0], modules=(), functions=frozenset({entry}))
+            )
+    return Catalogue.build((*TABLES, *extra), TABLE_NAMES)
+
+
+def string_list(value: Any) -> list[str]:
+    """An option that may be one string or a list of strings, as a list (others ignored)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [item for item in value if isinstance(item, str)]
+    return []
+
+
+def llm_module_roots() -> frozenset[str]:
+    """Import roots of every provider SDK (for rules that only need a cheap hint)."""
+    return frozenset(module for table in TABLES for module in table.modules)

@@ -177,9 +177,9 @@ class Policy:
 # Loading: YAML nodes (never constructed objects) -> issues with file:line:col, or a Policy.
 # ---------------------------------------------------------------------------------------------
 
-MAX_POLICY_BYTES = 1024 * 1024
+MAX_POLICY_BYTES = 256 * 1024
 """Larger files are refused unread: a policy is a few KiB, and parsing is pure Python."""
-MAX_EXPANDED_NODES = 50_000
+MAX_EXPANDED_NODES = 10_000
 """Bound on nodes counted with every alias expanded: stops "billion laughs" in linear time."""
 MAX_NESTING = 32
 MAX_ISSUES = 100
@@ -187,12 +187,30 @@ MAX_ISSUES = 100
 SECTION_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "": (
-            "version", "agent", "budget", "breaker", "fail_fast", "rate_limits", "kill_switch",
-            "degrade", "alerts", "events", "store", "store_durability", "store_unavailable",
-            "timezone", "pricing", "restart_guard",
+            "version",
+            "agent",
+            "budget",
+            "breaker",
+            "fail_fast",
+            "rate_limits",
+            "kill_switch",
+            "degrade",
+            "alerts",
+            "events",
+            "store",
+            "store_durability",
+            "store_unavailable",
+            "timezone",
+            "pricing",
+            "restart_guard",
         ),
         "budget": (
-            "run_usd", "daily_usd", "hourly_usd", "max_steps", "max_retries_total", "timeout_s",
+            "run_usd",
+            "daily_usd",
+            "hourly_usd",
+            "max_steps",
+            "max_retries_total",
+            "timeout_s",
             "estimate_usd",
         ),
         "breaker": ("failure_threshold", "cooldown_s", "count", "ignore"),
@@ -229,7 +247,7 @@ _TEXT_TAGS = frozenset({_STR, _Y + "timestamp", _Y + "value"})
 _SCALAR_TAGS = _TEXT_TAGS | {_INT, _FLOAT, _BOOL, _NULL}
 _ALLOWED_TAGS = _SCALAR_TAGS | {_MAP, _SEQ, _MERGE}
 
-_AGENT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+AGENT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _CLASS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _DECIMAL_TEXT = re.compile(r"[0-9]+(\.[0-9]+)?")
 _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -274,6 +292,7 @@ class _BoundedLoader(yaml.SafeLoader):
         super().__init__(text)
         self._depth = 0
         self._expanded_sizes: dict[int, int] = {}
+        self._expanded_total = 0
 
     def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
         event = self.peek_event()
@@ -285,7 +304,9 @@ class _BoundedLoader(yaml.SafeLoader):
                     event.start_mark,
                     "remove the alias; a policy cannot contain itself",
                 )
+            self._count(self._expanded_sizes[id(node)], event.start_mark)
             return node
+        self._count(1, event.start_mark)
         self._depth += 1
         if self._depth > MAX_NESTING:
             raise _LimitExceeded(
@@ -297,16 +318,21 @@ class _BoundedLoader(yaml.SafeLoader):
             node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
-        size = 1 + sum(self._expanded_sizes[id(child)] for child in _children(node))
-        if size > MAX_EXPANDED_NODES:
+        self._expanded_sizes[id(node)] = 1 + sum(
+            self._expanded_sizes[id(child)] for child in _children(node)
+        )
+        return node
+
+    def _count(self, nodes: int, mark: yaml.Mark) -> None:
+        """Add to the document's size with aliases expanded; refuse past the bound."""
+        self._expanded_total += nodes
+        if self._expanded_total > MAX_EXPANDED_NODES:
             raise _LimitExceeded(
-                f"this value expands to more than {MAX_EXPANDED_NODES} nodes (aliases counted"
-                " each time they are used)",
-                event.start_mark,
+                f"the policy has more than {MAX_EXPANDED_NODES} values, counting an alias"
+                " each time it is used",
+                mark,
                 "write the values out plainly; nested aliases that multiply are refused",
             )
-        self._expanded_sizes[id(node)] = size
-        return node
 
 
 def _line_col(text: str, index: int) -> tuple[int, int]:
@@ -334,7 +360,7 @@ def _kind(node: yaml.Node) -> str:
 
 
 def _tag_shown(tag: str) -> str:
-    return "!!" + tag[len(_Y):] if tag.startswith(_Y) else tag
+    return tag.replace(_Y, "!!", 1) if tag.startswith(_Y) else tag
 
 
 class _Checker:
@@ -376,7 +402,8 @@ class _Checker:
         """``${VAR}``, ``${VAR:-default}`` (default also when VAR is empty), ``$${`` -> ``${``."""
         text, pieces, pos, ok = node.value, [], 0, True
         for match in [*_ENV_REF.finditer(text), None]:
-            literal = text[pos:match.start()] if match else text[pos:]
+            end = match.start() if match else len(text)
+            literal = text[pos:end]
             if "${" in literal:
                 self.add(
                     node,
@@ -407,7 +434,9 @@ class _Checker:
             pieces.append(value)
         return "".join(pieces) if ok else INVALID
 
-    def scalar(self, node: yaml.Node, name: str, expected: str, fix: str) -> tuple[Any, str] | _Invalid:
+    def scalar(
+        self, node: yaml.Node, name: str, expected: str, fix: str
+    ) -> tuple[Any, str] | _Invalid:
         """(typed value, text) of a scalar, after interpolation; an issue for lists and mappings.
 
         An interpolated value is typed by what it became (``${CAP}`` with CAP=5 is the int 5);
@@ -432,7 +461,13 @@ class _Checker:
         return self._constructor.yaml_constructors[tag](self._constructor, plain), text
 
     def _number(
-        self, node: yaml.Node, name: str, *, integral: bool, minimum: float, inclusive: bool,
+        self,
+        node: yaml.Node,
+        name: str,
+        *,
+        integral: bool,
+        minimum: float,
+        inclusive: bool,
         fix: str,
     ) -> Decimal | _Invalid:
         noun = "a whole number" if integral else "a number"
@@ -445,7 +480,11 @@ class _Checker:
             number = Decimal(str(value))
         elif isinstance(value, str) and not integral and _DECIMAL_TEXT.fullmatch(value):
             number = Decimal(value)
-        if number is None or not number.is_finite() or (integral and number != number.to_integral_value()):
+        if (
+            number is None
+            or not number.is_finite()
+            or (integral and number != number.to_integral_value())
+        ):
             self.add(node, f"{name} must be {noun}, got {_shown(value)}", fix)
             return INVALID
         if number < minimum or (number == minimum and not inclusive):
@@ -456,26 +495,42 @@ class _Checker:
 
     def money(self, node: yaml.Node, name: str) -> Decimal | _Invalid:
         return self._number(
-            node, name, integral=False, minimum=0, inclusive=False,
+            node,
+            name,
+            integral=False,
+            minimum=0,
+            inclusive=False,
             fix="write a number such as 10.0 (USD), or remove the line for no cap",
         )
 
     def price(self, node: yaml.Node, name: str) -> Decimal | _Invalid:
         return self._number(
-            node, name, integral=False, minimum=0, inclusive=True,
+            node,
+            name,
+            integral=False,
+            minimum=0,
+            inclusive=True,
             fix="write USD per million tokens, such as 2.50",
         )
 
     def count(self, node: yaml.Node, name: str, *, minimum: int = 1) -> int | _Invalid:
         number = self._number(
-            node, name, integral=True, minimum=minimum, inclusive=True,
+            node,
+            name,
+            integral=True,
+            minimum=minimum,
+            inclusive=True,
             fix=f"write a whole number such as {max(minimum, 1) * 100}",
         )
         return number if number is INVALID else int(number)
 
     def seconds(self, node: yaml.Node, name: str, *, allow_zero: bool = False) -> float | _Invalid:
         number = self._number(
-            node, name, integral=False, minimum=0, inclusive=allow_zero,
+            node,
+            name,
+            integral=False,
+            minimum=0,
+            inclusive=allow_zero,
             fix="write a number of seconds such as 300",
         )
         return number if number is INVALID else float(number)
@@ -491,8 +546,15 @@ class _Checker:
         return float(number)
 
     def text(
-        self, node: yaml.Node, name: str, *, fix: str, pattern: re.Pattern[str] | None = None,
-        choices: tuple[str, ...] = (), nullable: bool = False, secret: bool = False,
+        self,
+        node: yaml.Node,
+        name: str,
+        *,
+        fix: str,
+        pattern: re.Pattern[str] | None = None,
+        choices: tuple[str, ...] = (),
+        nullable: bool = False,
+        secret: bool = False,
     ) -> str | None | _Invalid:
         """A string key; ``choices`` match case-sensitively, ``secret`` values are never shown."""
         read = self.scalar(node, name, "a string", fix)
@@ -524,18 +586,24 @@ class _Checker:
         fix = "list exception class names, such as [PermissionError, openai.AuthenticationError]"
         items = node.value if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ else [node]
         names = [
-            self.text(item, f"{name}[{i}]" if item is not node else name, fix=fix, pattern=_CLASS_NAME)
+            self.text(
+                item, f"{name}[{i}]" if item is not node else name, fix=fix, pattern=_CLASS_NAME
+            )
             for i, item in enumerate(items)
         ]
         return INVALID if INVALID in names else tuple(str(n) for n in names)
 
     # -- mappings and lists ---------------------------------------------------------------
 
-    def mapping(self, node: yaml.Node, name: str, fix: str) -> dict[str, tuple[yaml.Node, yaml.Node]] | _Invalid:
+    def mapping(
+        self, node: yaml.Node, name: str, fix: str
+    ) -> dict[str, tuple[yaml.Node, yaml.Node]] | _Invalid:
         """Key -> (key node, value node); duplicates reported at both places, merges applied."""
         if not isinstance(node, yaml.MappingNode) or node.tag != _MAP:
             if node.tag in _ALLOWED_TAGS:
-                got = _kind(node) if isinstance(node, yaml.SequenceNode) else self._scalar_shown(node)
+                got = (
+                    _kind(node) if isinstance(node, yaml.SequenceNode) else self._scalar_shown(node)
+                )
                 where = name or "the policy"
                 self.add(node, f"{where} must be a mapping of keys to values, got {got}", fix)
             return INVALID
@@ -547,28 +615,44 @@ class _Checker:
                 continue
             if not isinstance(key, yaml.ScalarNode) or key.tag not in _SCALAR_TAGS:
                 if key.tag in _ALLOWED_TAGS:
-                    self.add(key, f"a key in {name or 'the policy'} is {_kind(key)}", "keys are plain names")
+                    self.add(
+                        key,
+                        f"a key in {name or 'the policy'} is {_kind(key)}",
+                        "keys are plain names",
+                    )
                 continue
             if key.value in items:
                 first = items[key.value][0]
                 full = _dotted(name, key.value)
-                self.add(key, f"duplicate key {full} (first at line {first.start_mark.line + 1})",
-                         "keep one of them")
-                self.add(first, f"key {full} is repeated at line {key.start_mark.line + 1}",
-                         "keep one of them")
+                self.add(
+                    key,
+                    f"duplicate key {full} (first at line {first.start_mark.line + 1})",
+                    "keep one of them",
+                )
+                self.add(
+                    first,
+                    f"key {full} is repeated at line {key.start_mark.line + 1}",
+                    "keep one of them",
+                )
                 continue
             items[key.value] = (key, value)
         for key, value in merged:
             items.setdefault(key.value, (key, value))
         return items
 
-    def _merge_sources(self, node: yaml.Node, name: str, fix: str) -> list[tuple[yaml.Node, yaml.Node]]:
+    def _merge_sources(
+        self, node: yaml.Node, name: str, fix: str
+    ) -> list[tuple[yaml.Node, yaml.Node]]:
         sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
         pairs: list[tuple[yaml.Node, yaml.Node]] = []
         for source in sources:
             items = self.mapping(source, f"{_dotted(name, '<<')}", fix)
             if items is not INVALID:
-                pairs.extend(pair for pair in items.values() if pair[0].value not in {k.value for k, _ in pairs})
+                pairs.extend(
+                    pair
+                    for pair in items.values()
+                    if pair[0].value not in {k.value for k, _ in pairs}
+                )
         return pairs
 
     def _scalar_shown(self, node: yaml.Node) -> str:
@@ -578,8 +662,13 @@ class _Checker:
         return _shown(read[0]) if read is not INVALID else "an invalid value"
 
     def section(
-        self, node: yaml.Node, name: str, fields: Mapping[str, Callable[[yaml.Node, str], Any]],
-        *, required: tuple[str, ...] = (), example: str,
+        self,
+        node: yaml.Node,
+        name: str,
+        fields: Mapping[str, Callable[[yaml.Node, str], Any]],
+        *,
+        required: tuple[str, ...] = (),
+        example: str,
     ) -> tuple[dict[str, Any], set[str]] | _Invalid:
         """Parse a mapping by its field table; returns (valid values, keys present)."""
         items = self.mapping(node, name, f"write it as a mapping, such as {example}")
@@ -598,15 +687,22 @@ class _Checker:
         for key in required:
             if key not in items:
                 where = f"{name} needs" if name else "the policy needs"
-                self.add(node, f"{where} {_dotted(name, key)}",
-                         f"add it, such as {_REQUIRED_EXAMPLES.get(key, f'{key}: ...')}")
+                self.add(
+                    node,
+                    f"{where} {_dotted(name, key)}",
+                    f"add it, such as {_REQUIRED_EXAMPLES.get(key, f'{key}: ...')}",
+                )
         return values, set(items)
 
-    def unknown_key(self, key_node: yaml.Node, key: str, section: str, allowed: tuple[str, ...]) -> None:
+    def unknown_key(
+        self, key_node: yaml.Node, key: str, section: str, allowed: tuple[str, ...]
+    ) -> None:
         full = _dotted(section, key)
         close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
         close = close or [k for k in allowed if k.lower() == key.lower()]
-        homes = [s for s, keys in SECTION_KEYS.items() if key in keys and s != _section_kind(section)]
+        homes = [
+            s for s, keys in SECTION_KEYS.items() if key in keys and s != _section_kind(section)
+        ]
         if close:
             fix = f"did you mean {_dotted(section, close[0])}?"
         elif homes:
@@ -616,13 +712,21 @@ class _Checker:
         self.add(key_node, f"unknown key {full}", fix)
 
     def items_list(
-        self, node: yaml.Node, name: str, parse_item: Callable[[yaml.Node, str], Any], example: str,
+        self,
+        node: yaml.Node,
+        name: str,
+        parse_item: Callable[[yaml.Node, str], Any],
+        example: str,
     ) -> list[tuple[yaml.Node, Any]] | _Invalid:
         """A YAML list parsed item by item; returns (item node, value) for the valid items."""
         if not isinstance(node, yaml.SequenceNode) or node.tag != _SEQ:
             if node.tag in _ALLOWED_TAGS:
-                got = _kind(node) if isinstance(node, yaml.MappingNode) else self._scalar_shown(node)
-                self.add(node, f"{name} must be a list, got {got}", f"write a list, such as {example}")
+                got = (
+                    _kind(node) if isinstance(node, yaml.MappingNode) else self._scalar_shown(node)
+                )
+                self.add(
+                    node, f"{name} must be a list, got {got}", f"write a list, such as {example}"
+                )
             return INVALID
         parsed = [(item, parse_item(item, f"{name}[{i}]")) for i, item in enumerate(node.value)]
         return [(item, value) for item, value in parsed if value is not INVALID]
@@ -633,7 +737,8 @@ class _Checker:
         fields: dict[str, Callable[[yaml.Node, str], Any]] = {
             "version": self.version,
             "agent": partial(
-                self.text, pattern=_AGENT_NAME,
+                self.text,
+                pattern=AGENT_NAME,
                 fix="use letters, digits, '_', '.' and '-' only, such as agent: \"publisher\"",
             ),
             "budget": self.budget,
@@ -646,11 +751,13 @@ class _Checker:
             "events": self.events,
             "store": self.store,
             "store_durability": partial(
-                self.text, choices=("normal", "full"),
+                self.text,
+                choices=("normal", "full"),
                 fix="write normal (survives a process kill) or full (also a power loss)",
             ),
             "store_unavailable": partial(
-                self.text, choices=("deny", "allow"),
+                self.text,
+                choices=("deny", "allow"),
                 fix="write deny (refuse calls when the store is down) or allow (fail open)",
             ),
             "timezone": self.timezone,
@@ -670,15 +777,22 @@ class _Checker:
         if read is INVALID:
             return INVALID
         if read[0] != 1 or isinstance(read[0], bool):
-            self.add(node, f"version {_shown(read[0])} is not supported (this agentfuse reads 1)",
-                     "write version: 1")
+            self.add(
+                node,
+                f"version {_shown(read[0])} is not supported (this agentfuse reads 1)",
+                "write version: 1",
+            )
             return INVALID
         return 1
 
     def budget(self, node: yaml.Node, name: str) -> Budget | _Invalid:
         fields = {
-            "run_usd": self.money, "daily_usd": self.money, "hourly_usd": self.money,
-            "max_steps": self.count, "max_retries_total": self.count, "timeout_s": self.seconds,
+            "run_usd": self.money,
+            "daily_usd": self.money,
+            "hourly_usd": self.money,
+            "max_steps": self.count,
+            "max_retries_total": self.count,
+            "timeout_s": self.seconds,
             "estimate_usd": self.money,
         }
         parsed = self.section(node, name, fields, example="{run_usd: 5.0, daily_usd: 20.0}")
@@ -686,35 +800,44 @@ class _Checker:
             return INVALID
         values, present = parsed
         if not present & set(BUDGET_CAPS):
-            self.add(node, "budget sets no cap, so nothing would stop the spending",
-                     f"set at least one of {', '.join(BUDGET_CAPS)}, such as run_usd: 5.0")
+            self.add(
+                node,
+                "budget sets no cap, so nothing would stop the spending",
+                f"set at least one of {', '.join(BUDGET_CAPS)}, such as run_usd: 5.0",
+            )
             return INVALID
         return Budget(**values)
 
     def breaker(self, node: yaml.Node, name: str) -> Breaker | _Invalid:
         fields = {
-            "failure_threshold": self.count, "cooldown_s": self.seconds,
-            "count": self.class_names, "ignore": self.class_names,
+            "failure_threshold": self.count,
+            "cooldown_s": self.seconds,
+            "count": self.class_names,
+            "ignore": self.class_names,
         }
         parsed = self.section(node, name, fields, example="{failure_threshold: 5, cooldown_s: 300}")
         return parsed if parsed is INVALID else Breaker(**parsed[0])
 
     def fail_fast(self, node: yaml.Node, name: str) -> FailFast | _Invalid:
         fields = {"max_attempts": self.count, "halt_on": self.class_names}
-        parsed = self.section(node, name, fields, example="{max_attempts: 3, halt_on: [PermissionError]}")
+        parsed = self.section(
+            node, name, fields, example="{max_attempts: 3, halt_on: [PermissionError]}"
+        )
         return parsed if parsed is INVALID else FailFast(**parsed[0])
 
     def rate_limits(self, node: yaml.Node, name: str) -> tuple[RateLimit, ...] | _Invalid:
         example = "{action: login, max: 2, window_s: 900, cooldown_s: 1800}"
         fields = {
             "action": partial(self.text, fix="name the action, such as action: login"),
-            "max": self.count, "window_s": self.seconds,
+            "max": self.count,
+            "window_s": self.seconds,
             "cooldown_s": partial(self.seconds, allow_zero=True),
         }
 
         def parse_item(item: yaml.Node, item_name: str) -> RateLimit | _Invalid:
-            parsed = self.section(item, item_name, fields, required=("action", "max", "window_s"),
-                                  example=example)
+            parsed = self.section(
+                item, item_name, fields, required=("action", "max", "window_s"), example=example
+            )
             if parsed is INVALID or not {"action", "max", "window_s"} <= set(parsed[0]):
                 return INVALID
             return RateLimit(**parsed[0])
@@ -725,8 +848,12 @@ class _Checker:
         first_line: dict[str, int] = {}
         for item, limit in limits:
             if limit.action in first_line:
-                self.add(item, f"{name} has a second limit for action {limit.action!r} (first at"
-                         f" line {first_line[limit.action]})", "merge them into one entry")
+                self.add(
+                    item,
+                    f"{name} has a second limit for action {limit.action!r} (first at"
+                    f" line {first_line[limit.action]})",
+                    "merge them into one entry",
+                )
             first_line.setdefault(limit.action, item.start_mark.line + 1)
         return tuple(limit for _, limit in limits)
 
@@ -749,8 +876,11 @@ class _Checker:
                 return INVALID
             values, present = parsed
             if not present & {"model", "min_interval_s"}:
-                self.add(item, f"{item_name} says neither which model to use nor how long to wait",
-                         "add model: <cheaper model> or min_interval_s: <seconds>")
+                self.add(
+                    item,
+                    f"{item_name} says neither which model to use nor how long to wait",
+                    "add model: <cheaper model> or min_interval_s: <seconds>",
+                )
                 return INVALID
             return DegradeStep(**values) if "at" in values else INVALID
 
@@ -760,8 +890,11 @@ class _Checker:
     def alerts(self, node: yaml.Node, name: str) -> Alerts | _Invalid:
         fields = {
             "webhook": self.webhook,
-            "format": partial(self.text, choices=("ntfy", "slack", "discord"),
-                              fix="write ntfy, slack or discord, or remove it to guess from the URL"),
+            "format": partial(
+                self.text,
+                choices=("ntfy", "slack", "discord"),
+                fix="write ntfy, slack or discord, or remove it to guess from the URL",
+            ),
             "timeout_s": self.seconds,
             "dedupe_window_s": partial(self.seconds, allow_zero=True),
         }
@@ -769,7 +902,9 @@ class _Checker:
         return parsed if parsed is INVALID else Alerts(**parsed[0])
 
     def webhook(self, node: yaml.Node, name: str) -> str | None | _Invalid:
-        fix = "write an http:// or https:// URL, such as ${ALERT_WEBHOOK} to keep it out of the file"
+        fix = (
+            "write an http:// or https:// URL, such as ${ALERT_WEBHOOK} to keep it out of the file"
+        )
         url = self.text(node, name, fix=fix, nullable=True, secret=True)
         if url is INVALID or url is None:
             return url
@@ -781,8 +916,11 @@ class _Checker:
 
     def events(self, node: yaml.Node, name: str) -> Events | _Invalid:
         fields = {
-            "path": partial(self.text, nullable=True,
-                            fix="name a file, such as path: .agentfuse/events.jsonl, or null for none"),
+            "path": partial(
+                self.text,
+                nullable=True,
+                fix="name a file, such as path: .agentfuse/events.jsonl, or null for none",
+            ),
             "max_bytes": self.count,
             "backup_count": partial(self.count, minimum=0),
             "rotate_when": self.rotate_when,
@@ -791,7 +929,7 @@ class _Checker:
         return parsed if parsed is INVALID else Events(**parsed[0])
 
     def rotate_when(self, node: yaml.Node, name: str) -> str | None | _Invalid:
-        fix = f"write one of {', '.join(w.lower() if w == 'MIDNIGHT' else w for w in _ROTATE_WHEN)}, or null"
+        fix = "write one of S, M, H, D, midnight, W0 (Monday) ... W6, or null"
         value = self.text(node, name, fix=fix, nullable=True)
         if value is INVALID or value is None:
             return value
@@ -801,8 +939,10 @@ class _Checker:
         return value
 
     def store(self, node: yaml.Node, name: str) -> str | _Invalid:
-        fix = ("write sqlite:///relative/path.db, sqlite:////absolute/path.db or"
-               " redis://host:6379/0")
+        fix = (
+            "write sqlite:///relative/path.db, sqlite:////absolute/path.db or"
+            " redis://host:6379/0"
+        )
         url = self.text(node, name, fix=fix, secret=True)
         if url is INVALID or url is None:
             return INVALID
@@ -818,7 +958,10 @@ class _Checker:
                 good = False
             problem = "needs a host, such as redis://localhost:6379/0"
         else:
-            good, problem = False, f"has scheme {scheme + '://' if scheme else 'none'}; only sqlite, redis and rediss are known"
+            good, problem = (
+                False,
+                f"has scheme {scheme or 'none'}; only sqlite, redis and rediss are known",
+            )
         if not good:
             self.add(node, f"{name} {problem} (URL hidden)", fix)
             return INVALID
@@ -838,23 +981,35 @@ class _Checker:
 
     def pricing(self, node: yaml.Node, name: str) -> tuple[tuple[str, ModelPrice], ...] | _Invalid:
         example = "{gpt-4o: {input: 2.50, output: 10.00, cached_input: 1.25}}"
-        models = self.mapping(node, name, f"write it as a mapping of model names, such as {example}")
+        models = self.mapping(
+            node, name, f"write it as a mapping of model names, such as {example}"
+        )
         if models is INVALID:
             return INVALID
         fields = {"input": self.price, "output": self.price, "cached_input": self.price}
         prices = []
         for model, (_, value) in models.items():
-            parsed = self.section(value, _dotted(name, model), fields, required=("input", "output"),
-                                  example="{input: 2.50, output: 10.00}")
+            parsed = self.section(
+                value,
+                _dotted(name, model),
+                fields,
+                required=("input", "output"),
+                example="{input: 2.50, output: 10.00}",
+            )
             if parsed is not INVALID and {"input", "output"} <= set(parsed[0]):
                 prices.append((model, ModelPrice(**parsed[0])))
         return tuple(prices)
 
     def restart_guard(self, node: yaml.Node, name: str) -> RestartGuard | _Invalid:
         fields = {
-            "max_starts": self.count, "window_s": self.seconds, "cooldown_s": self.seconds,
-            "action": partial(self.text, choices=("refuse", "sleep"),
-                              fix="write refuse (exit at start) or sleep (wait out the cooldown)"),
+            "max_starts": self.count,
+            "window_s": self.seconds,
+            "cooldown_s": self.seconds,
+            "action": partial(
+                self.text,
+                choices=("refuse", "sleep"),
+                fix="write refuse (exit at start) or sleep (wait out the cooldown)",
+            ),
         }
         parsed = self.section(node, name, fields, example="{max_starts: 4, window_s: 60}")
         return parsed if parsed is INVALID else RestartGuard(**parsed[0])
@@ -872,24 +1027,30 @@ def _section_kind(section: str) -> str:
 # -- entry points ---------------------------------------------------------------------------
 
 
-def _file_issue(path: str, message: str, fix: str, line: int = 1, col: int = 1) -> list[PolicyIssue]:
+def _file_issue(
+    path: str, message: str, fix: str, line: int = 1, col: int = 1
+) -> list[PolicyIssue]:
     return [PolicyIssue(path, line, col, message, fix)]
 
 
 def _decode(data: bytes | str, path: str) -> str | list[PolicyIssue]:
     if len(data) > MAX_POLICY_BYTES:
-        return _file_issue(path, f"file is {len(data)} bytes; policies are limited to"
-                           f" {MAX_POLICY_BYTES} bytes", "a policy is a few KiB; check the file is the right one")
+        return _file_issue(
+            path,
+            f"file is larger than {MAX_POLICY_BYTES // 1024} KiB, the limit for a policy",
+            "a policy is a few KiB; check that this is the right file",
+        )
     if isinstance(data, str):
         return data
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        line_start = data.rfind(b"\n", 0, exc.start) + 1
-        col = len(data[line_start:exc.start].decode("utf-8")) + 1
-        return _file_issue(path, f"byte 0x{data[exc.start]:02x} is not UTF-8",
-                           "save the file as UTF-8", line, col)
+        bad = exc.start
+        line_start = data.rfind(b"\n", 0, bad) + 1
+        line, col = data.count(b"\n", 0, bad) + 1, len(data[line_start:bad].decode("utf-8")) + 1
+        return _file_issue(
+            path, f"byte 0x{data[bad]:02x} is not UTF-8", "save it as UTF-8", line, col
+        )
 
 
 def _compose(text: str, path: str) -> yaml.Node | None | list[PolicyIssue]:
@@ -902,8 +1063,13 @@ def _compose(text: str, path: str) -> yaml.Node | None | list[PolicyIssue]:
         return _file_issue(path, exc.message, exc.fix, exc.mark.line + 1, exc.mark.column + 1)
     except yaml.reader.ReaderError as exc:
         line, col = _line_col(text, exc.position)
-        return _file_issue(path, f"character #x{exc.character:04x} is not allowed in YAML",
-                           "remove it (control characters cannot appear in a policy)", line, col)
+        return _file_issue(
+            path,
+            f"character #x{exc.character:04x} is not allowed in YAML",
+            "remove it (control characters cannot appear in a policy)",
+            line,
+            col,
+        )
     except yaml.MarkedYAMLError as exc:
         return _syntax_issues(text, path, exc)
     except yaml.YAMLError as exc:
@@ -915,20 +1081,29 @@ def _compose(text: str, path: str) -> yaml.Node | None | list[PolicyIssue]:
 
 def _syntax_issues(text: str, path: str, exc: yaml.MarkedYAMLError) -> list[PolicyIssue]:
     tabs = [
-        PolicyIssue(path, number, line.index("\t") + 1, "tab character in the indentation",
-                    "indent with spaces; YAML does not allow tabs there")
+        PolicyIssue(
+            path,
+            number,
+            line.index("\t") + 1,
+            "tab character in the indentation",
+            "indent with spaces; YAML does not allow tabs there",
+        )
         for number, line in enumerate(text.splitlines(), start=1)
         if "\t" in line[: len(line) - len(line.lstrip(" \t"))] and line.strip()
     ]
     if tabs:
         return tabs
     mark = exc.problem_mark or exc.context_mark
-    what = " ".join(part for part in (exc.problem, exc.context) if part)
+    what = ", ".join(part for part in (exc.context, exc.problem) if part)
     fix = "check the quotes, brackets and indentation around this line"
+    if exc.problem and "another document" in exc.problem:
+        fix = "a policy is one YAML document: remove the second ---"
     if exc.context and exc.context_mark and "flow" in exc.context:
         opener = "{" if "mapping" in exc.context else "["
         closer = "}" if opener == "{" else "]"
-        what = f"{exc.problem} (while reading the {opener} opened at line {exc.context_mark.line + 1})"
+        what = (
+            f"{exc.problem} (while reading the {opener} opened at line {exc.context_mark.line + 1})"
+        )
         fix = f"close the {opener} opened at line {exc.context_mark.line + 1} with {closer}"
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     return _file_issue(path, f"YAML syntax error: {what}", fix, line, col)
@@ -940,12 +1115,21 @@ def _finish(issues: list[PolicyIssue]) -> list[PolicyIssue]:
     if len(unique) <= MAX_ISSUES:
         return unique
     last = unique[MAX_ISSUES - 1]
-    return [*unique[: MAX_ISSUES - 1],
-            PolicyIssue(last.path, last.line, last.col,
-                        f"{len(unique) - MAX_ISSUES + 1} more problems not shown", "fix the ones above first")]
+    return [
+        *unique[: MAX_ISSUES - 1],
+        PolicyIssue(
+            last.path,
+            last.line,
+            last.col,
+            f"{len(unique) - MAX_ISSUES + 1} more problems not shown",
+            "fix the ones above first",
+        ),
+    ]
 
 
-def _check_text(data: bytes | str, path: str, environ: Mapping[str, str] | None) -> tuple[list[PolicyIssue], Policy | None]:
+def _check_text(
+    data: bytes | str, path: str, environ: Mapping[str, str] | None
+) -> tuple[list[PolicyIssue], Policy | None]:
     text = _decode(data, path)
     if isinstance(text, list):
         return text, None
@@ -953,8 +1137,12 @@ def _check_text(data: bytes | str, path: str, environ: Mapping[str, str] | None)
     if isinstance(root, list):
         return root, None
     if root is None:
-        return _file_issue(path, "policy file is empty",
-                           "run `agentfuse init` to write a starter policy"), None
+        return (
+            _file_issue(
+                path, "policy file is empty", "run `agentfuse init` to write a starter policy"
+            ),
+            None,
+        )
     checker = _Checker(path, os.environ if environ is None else environ)
     checker.check_tags(root)
     policy = checker.policy(root, Path(path).resolve())
@@ -968,18 +1156,19 @@ def _read(path: str) -> bytes | list[PolicyIssue]:
             return _file_issue(path, "is a directory, not a policy file", "name a policy.yaml file")
         if not stat.S_ISREG(status.st_mode):
             return _file_issue(path, "is not a regular file", "name a policy.yaml file")
-        if status.st_size > MAX_POLICY_BYTES:
-            return _file_issue(path, f"file is {status.st_size} bytes; policies are limited to"
-                               f" {MAX_POLICY_BYTES} bytes", "a policy is a few KiB; check the file is the right one")
         with open(path, "rb") as stream:
-            return stream.read(MAX_POLICY_BYTES + 1)
+            return stream.read(MAX_POLICY_BYTES + 1)  # one byte over: _decode reports the size
     except FileNotFoundError:
         return _file_issue(path, "file not found", f"create it with `agentfuse init --path {path}`")
     except OSError as exc:
-        return _file_issue(path, f"cannot be read: {exc.strerror or exc}", "check the path and its permissions")
+        return _file_issue(
+            path, f"cannot be read: {exc.strerror or exc}", "check the path and its permissions"
+        )
 
 
-def policy_issues(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> list[PolicyIssue]:
+def policy_issues(
+    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+) -> list[PolicyIssue]:
     """Every problem in the policy file at ``path``; empty when it is valid."""
     shown = os.fspath(path)
     data = _read(shown)
@@ -987,7 +1176,9 @@ def policy_issues(path: str | os.PathLike[str], *, environ: Mapping[str, str] | 
 
 
 def load_policy_text(
-    text_or_bytes: str | bytes, path: str | os.PathLike[str] = "<policy>", *,
+    text_or_bytes: str | bytes,
+    path: str | os.PathLike[str] = "<policy>",
+    *,
     environ: Mapping[str, str] | None = None,
 ) -> Policy:
     """Validate policy text; ``path`` names it in messages and becomes ``Policy.source``."""
@@ -997,7 +1188,9 @@ def load_policy_text(
     return policy
 
 
-def load_policy(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> Policy:
+def load_policy(
+    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+) -> Policy:
     """Read and validate a policy file; raises PolicyError listing every problem."""
     shown = os.fspath(path)
     data = _read(shown)

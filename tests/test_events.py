@@ -70,7 +70,9 @@ def test_values_are_made_json_safe_consistently(tmp_path: Path) -> None:
     json.dumps(event, allow_nan=False)
 
 
-def test_no_path_means_no_file_but_events_are_returned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_path_means_no_file_but_events_are_returned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     log = EventLog(None)
     assert log.emit("halt", agent="a", run="r", reason="budget")["reason"] == "budget"
@@ -116,7 +118,9 @@ def test_logs_are_private_loggers_that_touch_no_global_logging(tmp_path: Path) -
     assert [e["event"] for e in read_lines(tmp_path / "b.jsonl")] == ["only_in_b"]
 
 
-def test_an_unwritable_log_never_raises_into_the_agent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unwritable_log_never_raises_into_the_agent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "events.jsonl"
     path.mkdir()  # a directory where the file should be
     log = EventLog(path)

@@ -406,10 +406,10 @@ class Guard:
     def _refuse(self, step: Step, result: GateResult) -> None:
         refusal = result.refusal
         assert refusal is not None
-        figures = dict(refusal.figures)
-        self._emit("refused", reason=refusal.reason, action=step.action, **figures)
+        figures = {"action": step.action, **refusal.figures}
+        self._emit("refused", reason=refusal.reason, **figures)
         if result.halt is not None:
-            self._emit("halt", reason=refusal.reason, source=result.halt.source, **figures)
+            self._emit("halt", reason=refusal.reason, **{"source": result.halt.source, **figures})
             self._alert(
                 "halt" if refusal.kind != "budget" else "cap_hit",
                 f"{self.agent}: run halted ({refusal.reason})",
@@ -540,7 +540,7 @@ class Guard:
         elif settled.breaker_transition is BreakerState.CLOSED:
             self._emit("breaker_closed", reason="probe_succeeded")
         if settlement.halt is not None:
-            self._emit("halt", reason="fail_fast", source="fail_fast", **dict(settlement.halt.figures))
+            self._emit("halt", reason="fail_fast", **{"source": "fail_fast", **settlement.halt.figures})
             self._alert(
                 "halt",
                 f"{self.agent}: run halted (fail_fast)",

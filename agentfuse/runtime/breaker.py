@@ -38,15 +38,16 @@ def admit(record: BreakerRecord, spec: BreakerSpec, now: float, reservation_id: 
     if record.state is BreakerState.CLOSED:
         return BreakerAdmission(True, record)
     if record.state is BreakerState.OPEN:
-        reopen_at = (record.opened_at or now) + spec.cooldown_s
+        opened_at = record.opened_at if record.opened_at is not None else now
+        reopen_at = opened_at + spec.cooldown_s
         if now < reopen_at:
             return BreakerAdmission(False, record, retry_after_s=reopen_at - now)
         probe = _take_probe(record, spec, now, reservation_id)
         return BreakerAdmission(True, probe, probe=True, transition=BreakerState.HALF_OPEN)
-    lease_free = record.probe_id is None or (record.probe_expires_at or 0.0) <= now
+    lease_free = record.probe_id is None or record.probe_expires_at is None or record.probe_expires_at <= now
     if lease_free:
         return BreakerAdmission(True, _take_probe(record, spec, now, reservation_id), probe=True)
-    return BreakerAdmission(False, record, retry_after_s=(record.probe_expires_at or now) - now)
+    return BreakerAdmission(False, record, retry_after_s=record.probe_expires_at - now)
 
 
 def after_call(

@@ -1,0 +1,143 @@
+"""The SQLite store itself: file, pragmas, schema, URLs, idempotent settlement, threads."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from agentfuse.runtime.errors import StoreUnavailable
+from agentfuse.runtime.stores import StoreURLError, open_store
+from agentfuse.runtime.stores.base import GateRequest, Outcome, Settlement, Store
+from agentfuse.runtime.stores.sqlite import SCHEMA_VERSION, SQLiteStore, path_from_url
+
+NOW = 1_800_000_000.0
+
+
+def request(run_id: str, rid: str, estimate: int = 10_000, **caps: int) -> GateRequest:
+    return GateRequest(
+        reservation_id=rid,
+        agent="a",
+        run_id=run_id,
+        action="call",
+        estimate_micros=estimate,
+        now=NOW,
+        day_key="2027-01-15",
+        minute=int(NOW // 60),
+        **caps,  # type: ignore[arg-type]
+    )
+
+
+def settlement(run_id: str, rid: str, cost: int, outcome: Outcome = Outcome.SUCCESS) -> Settlement:
+    return Settlement(rid, "a", run_id, "call", cost, NOW, outcome)
+
+
+def test_file_is_private_and_its_folder_is_created(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "deep" / "er" / "state.db")
+    store.open_run("r", agent="a", parent_id=None, cap_micros=None, now=NOW)
+    assert stat.S_IMODE((tmp_path / "deep" / "er" / "state.db").stat().st_mode) == 0o600
+    assert isinstance(store, Store)
+
+
+@pytest.mark.parametrize(("durability", "synchronous"), [("normal", 1), ("full", 2)])
+def test_wal_and_synchronous_follow_durability(tmp_path: Path, durability: str, synchronous: int) -> None:
+    store = SQLiteStore(tmp_path / "s.db", durability=durability)
+    db = store._connection()
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == synchronous
+    assert db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+
+
+def test_schema_version_is_recorded_and_a_newer_one_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    SQLiteStore(path).close()
+    SQLiteStore(path).close()  # reopening migrates nothing twice
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    with pytest.raises(StoreUnavailable, match="newer than this agentfuse"):
+        SQLiteStore(path)
+
+
+def test_urls_follow_the_sqlalchemy_convention(tmp_path: Path) -> None:
+    assert path_from_url("sqlite:///rel/state.db") == Path("rel/state.db")
+    assert path_from_url("sqlite:////abs/state.db") == Path("/abs/state.db")
+    assert isinstance(open_store(f"sqlite:///{tmp_path}/x.db"), SQLiteStore)
+    for bad in ("sqlite://", "sqlite://host/x.db", "mysql://x", "nonsense"):
+        with pytest.raises(StoreURLError if not bad.startswith("sqlite") else ValueError):
+            open_store(bad)
+    with pytest.raises(StoreURLError, match="durability"):
+        open_store(f"sqlite:///{tmp_path}/x.db", durability="maybe")
+
+
+def test_unwritable_location_is_a_clear_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreUnavailable, match="cannot create the store file"):
+        SQLiteStore(blocker / "state.db")
+
+
+def test_settle_is_idempotent_and_unsettled_reservations_stay_counted(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    store.open_run("r", agent="a", parent_id=None, cap_micros=30_000, now=NOW)
+    assert store.gate(request("r", "1")).allowed
+    assert store.gate(request("r", "2")).allowed
+    assert store.settle(settlement("r", "1", 7_000)).settled
+    assert not store.settle(settlement("r", "1", 7_000)).settled
+    assert not store.settle(settlement("r", "unknown", 7_000)).settled
+    run = store.get_run("r")
+    assert run is not None and (run.spent_micros, run.reserved_micros) == (7_000, 10_000)
+    assert store.unsettled("r") == 1 and store.unsettled() == 1
+    totals = store.agent_totals("a", day_key="2027-01-15", minute=int(NOW // 60))
+    assert totals.day_micros == totals.hour_micros == 17_000
+    assert store.gate(request("r", "3")).allowed
+    refused = store.gate(request("r", "4"))
+    assert refused.refusal is not None and refused.refusal.reason == "run_budget"
+
+
+def test_open_run_returns_the_existing_run_unchanged(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    first = store.open_run("r", agent="a", parent_id=None, cap_micros=5, now=NOW)
+    again = store.open_run("r", agent="a", parent_id=None, cap_micros=99, now=NOW + 100)
+    assert again == first
+    with pytest.raises(KeyError):
+        store.open_run("c", agent="a", parent_id="missing", cap_micros=None, now=NOW)
+
+
+def test_threads_sharing_one_store_never_overspend(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    store.open_run("r", agent="a", parent_id=None, cap_micros=1_000_000, now=NOW)
+    admitted: list[str] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        for i in range(40):
+            rid = f"{n}-{i}"
+            if store.gate(request("r", rid)).allowed:
+                store.settle(settlement("r", rid, 10_000))
+                with lock:
+                    admitted.append(rid)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    run = store.get_run("r")
+    assert len(admitted) == 100
+    assert run is not None and run.spent_micros == 1_000_000 and run.reserved_micros == 0 and run.steps == 100
+
+
+def test_failure_settlement_counts_run_and_action(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    store.open_run("r", agent="a", parent_id=None, cap_micros=None, now=NOW)
+    for rid in ("1", "2"):
+        store.gate(request("r", rid))
+        result = store.settle(settlement("r", rid, 10_000, Outcome.FAILURE))
+    assert (result.run_failures, result.action_failures, result.consecutive_failures) == (2, 2, 2)
+    store.gate(request("r", "3"))
+    neutral = store.settle(settlement("r", "3", 10_000, Outcome.NEUTRAL))
+    assert neutral.consecutive_failures == 2 and neutral.run_failures == 0

@@ -1,7 +1,394 @@
-"""Rules AF301 (not written yet)."""
+"""Rule AF301: Playwright ``evaluate`` calls given more arguments than the JS function gets."""
 
 from __future__ import annotations
 
-from agentfuse.lint_rules.base import Rule
+import re
+from collections.abc import Iterator
 
-RULES: tuple[type[Rule], ...] = ()
+import libcst as cst
+
+from agentfuse.lint_rules.base import FileContext, Fix, Rule, dotted_name
+
+_MAX_POSITIONAL = {
+    "evaluate": 2,
+    "evaluate_handle": 2,
+    "evaluate_all": 2,
+    "eval_on_selector": 3,
+    "eval_on_selector_all": 3,
+    "wait_for_function": 1,
+}
+"""Method -> most positional arguments Playwright's Python API accepts (``arg`` included).
+
+``wait_for_function(expression, *, arg=None, ...)`` takes ``arg`` by keyword only."""
+
+_PLAYWRIGHT_PACKAGES = (
+    "playwright",
+    "pytest_playwright",
+    "patchright",
+    "undetected_playwright",
+    "rebrowser_playwright",
+    "camoufox",
+    "playwright_stealth",
+)
+"""Playwright and the forks and wrappers that keep its API."""
+
+_OTHER_DRIVERS = ("pyppeteer", "nodriver", "zendriver", "pydoll")
+"""Browser drivers whose ``evaluate`` takes the JS function's arguments spread out."""
+
+_PLAYWRIGHT_TYPES = frozenset(
+    {"Page", "Frame", "Locator", "FrameLocator", "ElementHandle", "JSHandle", "Worker"}
+)
+_STRONG_NAME = re.compile(
+    r"page|frame|locator|^get_by_|query_selector|wait_for_selector|element_handle|js_?handle|^popup",
+    re.IGNORECASE,
+)
+"""A receiver chain naming one of these is a Playwright object (``page``, ``self.page``,
+``page.locator("x")``, ``new_page()``...)."""
+_WEAK_NAME = re.compile(r"handle|element|^el$|^elem|^elm$|worker|button|^btn", re.IGNORECASE)
+"""Plausible Playwright receivers, trusted only in a module that imports Playwright."""
+_JS_LOOKING = re.compile(r"=>|^\s*(?:async\s+)?function\b|\bdocument\.|\bwindow\.")
+
+_IDENTIFIER = re.compile(r"[A-Za-z_$][\w$]*")
+_ARROW = re.compile(r"^(?P<head>\s*(?:async\s*)?\()(?P<params>[^()]*)(?P<tail>\)\s*=>)")
+_FUNCTION = re.compile(
+    r"^(?P<head>\s*(?:async\s+)?function\s*\*?\s*(?:[A-Za-z_$][\w$]*)?\s*\()(?P<params>[^()]*)(?P<tail>\))"
+)
+_STRING_TOKEN = re.compile(
+    r"^(?P<prefix>[A-Za-z]*)(?P<quote>'''|\"\"\"|'|\")(?P<body>.*)(?P=quote)$", re.DOTALL
+)
+
+
+def _chain_names(node: cst.BaseExpression) -> Iterator[str]:
+    """Names along a receiver: ``(await page.locator("x")).first`` -> first, locator, page."""
+    while True:
+        if isinstance(node, cst.Attribute):
+            yield node.attr.value
+            node = node.value
+        elif isinstance(node, cst.Call):
+            node = node.func
+        elif isinstance(node, cst.Subscript):
+            node = node.value
+        elif isinstance(node, cst.Await):
+            node = node.expression
+        elif isinstance(node, cst.Name):
+            yield node.value
+            return
+        else:
+            return
+
+
+def _root_name(node: cst.BaseExpression) -> str | None:
+    """The variable a receiver chain starts from (``self`` in ``self.page.locator(x)``)."""
+    while isinstance(node, (cst.Attribute, cst.Call, cst.Subscript, cst.Await)):
+        if isinstance(node, cst.Call):
+            node = node.func
+        elif isinstance(node, cst.Await):
+            node = node.expression
+        else:
+            node = node.value
+    return node.value if isinstance(node, cst.Name) else None
+
+
+def _annotation_names(annotation: cst.BaseExpression) -> list[str]:
+    """Dotted names inside an annotation: ``Optional[Page]`` -> Optional, Page; ``"Page"`` -> Page."""
+    if isinstance(annotation, cst.SimpleString):
+        return _IDENTIFIER.findall(annotation.raw_value)
+    names: list[str] = []
+    stack: list[cst.CSTNode] = [annotation]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (cst.Name, cst.Attribute)):
+            name = dotted_name(node)
+            if name:
+                names.append(name)
+                continue
+        if isinstance(node, cst.SimpleString):
+            names.extend(_IDENTIFIER.findall(node.raw_value))
+            continue
+        stack.extend(node.children)
+    return names
+
+
+def _string_text(node: cst.BaseExpression) -> str | None:
+    """The literal text of a string expression (f-string fields dropped), else None."""
+    if isinstance(node, cst.SimpleString):
+        return node.raw_value
+    if isinstance(node, cst.ConcatenatedString):
+        left, right = _string_text(node.left), _string_text(node.right)
+        return (left or "") + (right or "")
+    if isinstance(node, cst.FormattedString):
+        return "".join(p.value for p in node.parts if isinstance(p, cst.FormattedStringText))
+    return None
+
+
+def _positional(call: cst.Call) -> list[cst.Arg] | None:
+    """The plain positional arguments; None when a ``*splat`` hides how many there are."""
+    if any(arg.star == "*" for arg in call.args):
+        return None
+    return [arg for arg in call.args if arg.keyword is None and arg.star == ""]
+
+
+class PlaywrightEvaluateArity(Rule):
+    """Playwright passes exactly one argument to the page function; extra ones are a crash.
+
+    ``page.evaluate("(a, b) => a + b", a, b)`` is how Puppeteer spells it, and how models
+    trained on Puppeteer code write it, but Playwright's Python API takes one ``arg`` after
+    the expression (``eval_on_selector``: after the selector and the expression), so the
+    call raises ``TypeError`` in the middle of an unattended run. Pass one list or dict and
+    destructure it in the JS function: ``page.evaluate("([a, b]) => a + b", [a, b])``.
+    ``wait_for_function`` takes its argument by keyword only (``arg=``), so any second
+    positional argument there is flagged too.
+
+    Heuristic: a call of ``evaluate``, ``evaluate_handle``, ``evaluate_all``,
+    ``wait_for_function``, ``eval_on_selector`` or ``eval_on_selector_all`` with too many
+    positional arguments is flagged when its receiver is a Playwright object: the receiver
+    chain names a page, frame or locator (``page``, ``self.page``, ``page.locator(...)``,
+    ``get_by_*``, ``query_selector``...), or the receiver name is annotated with or assigned
+    from one; or the expression is a JS-looking string (``=>``, ``function``, ``document.``);
+    or the module imports Playwright (or a fork such as patchright) and the expression is a
+    string or the receiver is named like an element handle or worker. Never flagged: a
+    receiver that resolves through the imports to another library (``numexpr.evaluate``),
+    a receiver annotated with a non-Playwright type, modules that use another browser
+    driver whose ``evaluate`` takes spread arguments (pyppeteer, nodriver, zendriver, pydoll)
+    and not Playwright, ``arg=`` keywords, ``*args`` splats. Keras ``model.evaluate(x, y,
+    batch)`` is not flagged: its receiver is not Playwright-like and ``x`` is not a string.
+    The ``$eval``/``$$eval`` spellings do not exist in Python.
+
+    Known misses: a Playwright object held under an unrelated name (``tab``, ``ctx``) in
+    a module that does not import Playwright, passed a non-string expression. Known
+    noise: another library's ``page.evaluate`` that takes spread arguments, in a module
+    importing none of the drivers above.
+    """
+
+    code = "AF301"
+    message = (
+        "evaluate() takes one argument after the expression; pass a list or dict and destructure it in JS"
+    )
+    triggers = (r"evaluate|wait_for_function|eval_on_selector",)
+
+    VALID = (
+        'from playwright.sync_api import Page\n\ndef total(page: Page, a: int, b: int) -> int:\n'
+        '    return page.evaluate("([a, b]) => a + b", [a, b])\n',
+        'async def title(page):\n    return await page.evaluate("() => document.title")\n',
+        'def wait(page, n):\n    page.wait_for_function("n => window.count >= n", arg=n, timeout=5000)\n',
+        'import keras\nmodel = keras.Sequential()\nloss = model.evaluate(x_test, y_test, 32)\n',
+        'import ast\nvalue = ast.literal_eval("[1, 2, 3]")\n',
+        'import numexpr as ne\nresult = ne.evaluate("a * b + c", local_vars, global_vars)\n',
+        'def names(page, selector):\n'
+        '    return page.eval_on_selector_all(selector, "(els, attr) => els.map(e => e[attr])", "id")\n',
+        'import pyppeteer\n\nasync def run(page):\n    await page.evaluate("(a, b) => a + b", 1, 2)\n',
+        'async def f(page, *args):\n    await page.evaluate("(a, b) => a + b", *args)\n',
+    )
+    INVALID = (
+        'from playwright.sync_api import Page\n\ndef total(page: Page, a: int, b: int) -> int:\n'
+        '    return page.evaluate("(a, b) => a + b", a, b)  # expect: AF301\n',
+        'async def click_at(page, x, y):\n'
+        '    await page.evaluate("function (x, y) { window.scrollTo(x, y) }", x, y)  # expect: AF301\n',
+        'from playwright.async_api import async_playwright\n\nasync def f(tab, sel, a, b):\n'
+        '    await tab.eval_on_selector(sel, "(el, a, b) => el.value = a + b", a, b)  # expect: AF301\n',
+        'def count(page, n):\n    page.wait_for_function("n => window.count >= n", n)  # expect: AF301\n',
+        'def text(page, x, y):\n    return page.locator("#out").evaluate("(e, x) => e.textContent + x", x, y)'
+        '  # expect: AF301\n',
+    )
+
+    def __init__(self, context: FileContext) -> None:
+        super().__init__(context)
+        self._candidates: list[tuple[cst.Call, list[cst.Arg]]] = []
+        self._annotations: dict[str, list[cst.BaseExpression]] = {}
+        self._assignments: dict[str, list[cst.BaseExpression]] = {}
+
+    def visit_Call(self, node: cst.Call) -> None:
+        func = node.func
+        if not isinstance(func, cst.Attribute):
+            return
+        limit = _MAX_POSITIONAL.get(func.attr.value)
+        if limit is None:
+            return
+        positional = _positional(node)
+        if positional is not None and len(positional) > limit:
+            self._candidates.append((node, positional))
+
+    def visit_Param(self, node: cst.Param) -> None:
+        if node.annotation is not None:
+            self._annotations.setdefault(node.name.value, []).append(node.annotation.annotation)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if isinstance(node.target, cst.Name):
+            self._annotations.setdefault(node.target.value, []).append(node.annotation.annotation)
+            if node.value is not None:
+                self._assignments.setdefault(node.target.value, []).append(node.value)
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        for target in node.targets:
+            if isinstance(target.target, cst.Name):
+                self._assignments.setdefault(target.target.value, []).append(node.value)
+
+    def leave_Module(self, original_node: cst.Module) -> None:
+        if not self._candidates:
+            return
+        imports = self.context.imports
+        uses_playwright = any(imports.imports_module(p) for p in _PLAYWRIGHT_PACKAGES)
+        if not uses_playwright and any(imports.imports_module(d) for d in _OTHER_DRIVERS):
+            return
+        for call, positional in self._candidates:
+            if self._is_playwright_call(call, positional, uses_playwright):
+                self.report(call, self._message(call, len(positional)), fix=self._fix(call, positional))
+
+    # --- deciding -------------------------------------------------------------------------
+
+    def _is_playwright_call(self, call: cst.Call, positional: list[cst.Arg], uses_playwright: bool) -> bool:
+        assert isinstance(call.func, cst.Attribute)
+        receiver = call.func.value
+        resolved = self.context.imports.resolve(receiver)
+        if resolved is not None and not self._is_playwright_name(resolved):
+            if not any(_STRONG_NAME.search(part) for part in resolved.split(".")):
+                return False
+        typed = self._annotated_type(receiver)
+        if typed is False:
+            return False
+        names = self._receiver_names(receiver)
+        expression = positional[1 if call.func.attr.value.startswith("eval_on_selector") else 0].value
+        if typed or any(_STRONG_NAME.search(name) for name in names) or self._looks_like_js(expression):
+            return True
+        if not uses_playwright:
+            return False
+        return self._is_string(expression) or any(_WEAK_NAME.search(name) for name in names)
+
+    @staticmethod
+    def _is_playwright_name(qualified: str) -> bool:
+        return qualified.split(".")[0] in _PLAYWRIGHT_PACKAGES
+
+    def _annotated_type(self, receiver: cst.BaseExpression) -> bool | None:
+        """True: annotated with a Playwright type; False: with another type; None: unknown."""
+        root = _root_name(receiver)
+        if root is None or not isinstance(receiver, cst.Name):
+            return None
+        annotations = self._annotations.get(root)
+        if not annotations:
+            return None
+        for annotation in annotations:
+            for name in _annotation_names(annotation):
+                qualified = self.context.imports.resolve_dotted(name) or name
+                if qualified.rsplit(".", 1)[-1] in _PLAYWRIGHT_TYPES:
+                    return True
+        return False
+
+    def _receiver_names(self, receiver: cst.BaseExpression) -> list[str]:
+        """Names along the receiver chain, plus those of what its root name was assigned."""
+        names = list(_chain_names(receiver))
+        root = _root_name(receiver)
+        for value in self._assignments.get(root, []) if root else []:
+            names.extend(_chain_names(value))
+        return names
+
+    def _resolved_string(self, node: cst.BaseExpression) -> str | None:
+        text = _string_text(node)
+        if text is None and isinstance(node, cst.Name):
+            values = self._assignments.get(node.value, [])
+            texts = [t for t in (_string_text(v) for v in values) if t is not None]
+            return texts[0] if texts else None
+        return text
+
+    def _is_string(self, node: cst.BaseExpression) -> bool:
+        return self._resolved_string(node) is not None
+
+    def _looks_like_js(self, node: cst.BaseExpression) -> bool:
+        text = self._resolved_string(node)
+        return text is not None and _JS_LOOKING.search(text) is not None
+
+    # --- reporting and fixing -------------------------------------------------------------
+
+    @staticmethod
+    def _message(call: cst.Call, count: int) -> str:
+        assert isinstance(call.func, cst.Attribute)
+        method = call.func.attr.value
+        if method == "wait_for_function":
+            return (
+                "wait_for_function() takes its argument by keyword only; pass arg=<value> "
+                "(one list or dict for several values, destructured in JS)"
+            )
+        selector = method.startswith("eval_on_selector")
+        before = "the selector and the expression" if selector else "the expression"
+        return (
+            f"{method}() takes one argument after {before}, got {count - _MAX_POSITIONAL[method] + 1}; "
+            "pass one list or dict and destructure it in JS"
+        )
+
+    def _fix(self, call: cst.Call, positional: list[cst.Arg]) -> Fix | None:
+        """``("(a, b) => ...", a, b)`` -> ``("([a, b]) => ...", [a, b])`` when it is safe."""
+        assert isinstance(call.func, cst.Attribute)
+        method = call.func.attr.value
+        selector = method.startswith("eval_on_selector")
+        keyword = method == "wait_for_function"
+        expression_arg = positional[1 if selector else 0]
+        extras = positional[2 if selector else 1 :]
+        new_expression = expression_arg
+        if len(extras) > 1:
+            rewritten = _wrap_parameters(expression_arg.value, keep=1 if selector else 0, count=len(extras))
+            if rewritten is None:
+                return None
+            new_expression = expression_arg.with_changes(value=rewritten)
+            value: cst.BaseExpression = cst.List(
+                [
+                    cst.Element(arg.value, comma=_list_comma(arg, last=index == len(extras) - 1))
+                    for index, arg in enumerate(extras)
+                ]
+            )
+        else:
+            value = extras[0].value
+        merged = extras[-1].with_changes(value=value)
+        if keyword:
+            merged = merged.with_changes(
+                keyword=cst.Name("arg"),
+                equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")),
+            )
+        args = list(call.args)
+        first, last = _index(args, extras[0]), _index(args, extras[-1])
+        args[_index(args, expression_arg)] = new_expression
+        new_args = args[:first] + [merged] + args[last + 1 :]
+        return Fix(node=call, replacement=call.with_changes(args=new_args))
+
+
+def _index(args: list[cst.Arg], arg: cst.Arg) -> int:
+    return next(i for i, candidate in enumerate(args) if candidate is arg)
+
+
+def _list_comma(arg: cst.Arg, *, last: bool) -> cst.Comma | cst.MaybeSentinel:
+    """Keep a multi-line argument's comma (and its comments) inside the new list."""
+    if last or not isinstance(arg.comma, cst.Comma):
+        return cst.MaybeSentinel.DEFAULT
+    if isinstance(arg.comma.whitespace_after, cst.ParenthesizedWhitespace):
+        return arg.comma
+    return cst.MaybeSentinel.DEFAULT
+
+
+def _wrap_parameters(node: cst.BaseExpression, *, keep: int, count: int) -> cst.SimpleString | None:
+    """The JS function string with its last ``count`` parameters wrapped as ``[a, b]``.
+
+    Only for a plain string literal holding an arrow function or ``function (...)`` whose
+    parameters are bare names, exactly ``keep + count`` of them.
+    """
+    if not isinstance(node, cst.SimpleString):
+        return None
+    token = _STRING_TOKEN.match(node.value)
+    if token is None:
+        return None
+    body = token.group("body")
+    match = _ARROW.match(body) or _FUNCTION.match(body)
+    if match is None:
+        return None
+    params = match.group("params")
+    listed = params.rstrip()
+    trailing = params[len(listed) :]
+    pieces = listed.removesuffix(",").split(",")
+    if len(pieces) != keep + count or not all(_IDENTIFIER.fullmatch(p.strip()) for p in pieces):
+        return None
+    wrapped = ",".join(pieces[keep:])
+    leading = wrapped[: len(wrapped) - len(wrapped.lstrip())]
+    new_params = ",".join([*pieces[:keep], f"{leading}[{wrapped.strip()}]"]) + trailing
+    new_body = body[: match.start("params")] + new_params + body[match.end("params") :]
+    quote = token.group("quote")
+    return node.with_changes(value=f"{token.group('prefix')}{quote}{new_body}{quote}")
+
+
+RULES: tuple[type[Rule], ...] = (PlaywrightEvaluateArity,)

@@ -314,6 +314,8 @@ class ModuleAnalysis:
         if isinstance(func, cst.Name):
             last = func.value
             self._name_calls.append((last, self._frame))
+            if last in self.imports.aliases and last not in self.catalogue.call_names:
+                self._candidates.append(Candidate(node, self.scope, self._frame))
         elif isinstance(func, cst.Attribute):
             last = func.attr.value
             if isinstance(func.value, cst.Name):
@@ -392,7 +394,7 @@ class ModuleAnalysis:
             current = current.parent
         return ()
 
-    def _bindings_of(self, expr: cst.BaseExpression, scope: Scope) -> Sequence[Binding]:
+    def bindings_of(self, expr: cst.BaseExpression, scope: Scope) -> Sequence[Binding]:
         """What a name, or a ``self.attr``, was bound to."""
         if isinstance(expr, cst.Name):
             return self._lookup(expr.value, scope)
@@ -439,7 +441,7 @@ class ModuleAnalysis:
         if isinstance(expr, cst.Attribute) and expr.attr.value in GUARD_SCOPE_METHODS:
             if self.is_guard(expr.value, scope, depth + 1):
                 return True
-        for binding in self._bindings_of(expr, scope):
+        for binding in self.bindings_of(expr, scope):
             if binding.annotation:
                 if any(self._is_guard_class(name) for name in self._annotation_names(binding.expr)):
                     return True
@@ -481,7 +483,7 @@ class ModuleAnalysis:
         """The API a candidate call sends a request to, or None if it is not an LLM request."""
         node, scope = candidate.node, candidate.scope
         qualified = self.imports.resolve(node.func)
-        if qualified is not None and not self._bindings_of(node.func, scope):
+        if qualified is not None and not self.bindings_of(node.func, scope):
             hit = self.catalogue.functions.get(_strip_wrappers(qualified))
             if hit is not None:
                 table, path = hit
@@ -496,7 +498,32 @@ class ModuleAnalysis:
             table, path = receiver
             full = _strip_wrappers(_join(path, func.attr.value))
             return table.api_name(full) if full in table.methods else None
-        return self._distinctive(func)
+        return None if self._bound_to_other(func.value, scope) else self._distinctive(func)
+
+    def _bound_to_other(self, expr: cst.BaseExpression, scope: Scope) -> bool:
+        """True if the receiver's root is known to be something else than a client.
+
+        Something else: built by an imported callable or a class of this module that is not
+        in the catalogue (``boto3.client("s3")``, ``Registry()``), annotated with another
+        imported type, or a literal.
+        """
+        while True:
+            bindings = self.bindings_of(expr, scope)
+            if bindings:
+                return all(self._is_other_value(binding) for binding in bindings)
+            if not isinstance(expr, cst.Attribute):
+                return False
+            expr = expr.value
+
+    def _is_other_value(self, binding: Binding) -> bool:
+        value = binding.expr
+        if binding.annotation:
+            return bool(self._annotation_names(value))
+        if isinstance(value, cst.Call):
+            return self.imports.resolve(value.func) is not None or dotted_name(value.func) in self._classes
+        return isinstance(
+            value, (cst.BaseString, cst.Integer, cst.Float, cst.Dict, cst.List, cst.Tuple, cst.Set, cst.Comparison)
+        )
 
     def _distinctive(self, func: cst.Attribute) -> str | None:
         """A request path specific enough to flag on an unresolved receiver."""
@@ -563,7 +590,7 @@ class ModuleAnalysis:
                 if found is not None and found[0].provider == "langchain":
                     return found[0], ""
             return None
-        bindings = self._bindings_of(expr, scope)
+        bindings = self.bindings_of(expr, scope)
         for binding in bindings:
             if binding.annotation:
                 found = next(filter(None, map(self._constructed, self._annotation_names(binding.expr))), None)
@@ -593,7 +620,7 @@ class ModuleAnalysis:
 
     def _call_receiver(self, call: cst.Call, scope: Scope, depth: int) -> Receiver | None:
         func = call.func
-        if not self._bindings_of(func, scope):
+        if not self.bindings_of(func, scope):
             found = self._constructed(self.imports.resolve(func))
             if found is not None:
                 return found
@@ -629,7 +656,7 @@ class ModuleAnalysis:
         if text is not None:
             return _split_command(text)
         if depth < 2:
-            for binding in self._bindings_of(expr, scope):
+            for binding in self.bindings_of(expr, scope):
                 if not binding.annotation and (words := self._argv(binding.expr, binding.scope, depth + 1)):
                     return words
         return []

@@ -15,6 +15,14 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+LLM_TRIGGERS: tuple[str, ...] = (
+    r"\b(?:openai|anthropic|litellm|genai|generativeai|vertexai|mistralai|cohere|groq|together)\b",
+    r"\b(?:cerebras|huggingface_hub|instructor|boto3|aioboto3|bedrock|ollama|langchain\w*|llama_index)\b",
+    r"\bfrom agents\b|\bimport agents\b|\bRunner\.run",
+    r"\bclaude\b|\bcodex\b|\bollama run\b|[\"'\[]llm\b",
+)
+"""Words a file must contain to be worth parsing for LLM requests (the engine's pre-filter)."""
+
 WRAPPER_SEGMENTS = frozenset({"with_raw_response", "with_streaming_response"})
 """Path segments that wrap a request method without changing it (openai, anthropic)."""
 

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 from agentfuse.lint_rules._llm_analysis import LlmAnalysisRule, ModuleAnalysis
+from agentfuse.lint_rules._llm_catalogue import LLM_TRIGGERS
 from agentfuse.lint_rules.base import Rule
 
 GUARD_FIX = "wrap it in `with guard.step():` or decorate its function with `@guard`"
 
-LLM_TRIGGERS: tuple[str, ...] = (
-    r"\b(?:openai|anthropic|litellm|genai|generativeai|vertexai|mistralai|cohere|groq|together)\b",
-    r"\b(?:cerebras|huggingface_hub|instructor|boto3|aioboto3|bedrock|ollama|langchain\w*|llama_index)\b",
-    r"\bfrom agents\b|\bimport agents\b|\bRunner\.run",
-    r"\bclaude\b|\bcodex\b|\bollama run\b|[\"'\[]llm\b",
-)
-"""Words a file must contain to be worth parsing for LLM requests (the engine's pre-filter)."""
 
 
 class UnguardedLlmCall(LlmAnalysisRule):

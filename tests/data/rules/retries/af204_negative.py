@@ -1,0 +1,217 @@
+# case: counter-and-raise-in-handler
+attempts = 0
+while True:
+    try:
+        result = fetch()
+        break
+    except TimeoutError:
+        attempts += 1
+        if attempts >= 5:
+            raise
+# case: counter-checked-at-loop-top
+attempts = 0
+while True:
+    attempts += 1
+    if attempts > 5:
+        raise RuntimeError("gave up")
+    try:
+        result = fetch()
+        break
+    except Exception:
+        continue
+# case: deadline-clock-call
+import time
+
+deadline = time.monotonic() + 60
+while True:
+    if time.monotonic() > deadline:
+        raise TimeoutError("gave up")
+    try:
+        result = fetch()
+        break
+    except Exception:
+        time.sleep(1)
+# case: deadline-through-name
+import time
+
+start = time.time()
+while True:
+    try:
+        return_value = fetch()
+        break
+    except Exception:
+        elapsed = time.time() - start
+        log(elapsed)
+    if elapsed > 60:
+        break
+# case: handler-reraises
+while True:
+    try:
+        result = fetch()
+        break
+    except Exception:
+        cleanup()
+        raise
+# case: handler-returns
+def fetch_or_none():
+    while True:
+        try:
+            return fetch()
+        except Exception:
+            return None
+# case: handler-breaks
+while True:
+    try:
+        result = fetch()
+        break
+    except Exception:
+        result = None
+        break
+# case: handler-exits-process
+import sys
+
+while True:
+    try:
+        result = fetch()
+        break
+    except Exception:
+        sys.exit(1)
+# case: worker-loop-never-leaves-on-success
+import logging
+
+while True:
+    try:
+        job = queue.get()
+        handle(job)
+    except Exception:
+        logging.exception("job failed")
+# case: queue-poller-with-sentinel
+import queue
+
+while True:
+    try:
+        item = inbox.get(timeout=1)
+    except queue.Empty:
+        continue
+    if item is None:
+        break
+    process(item)
+# case: bounded-for-loop
+for attempt in range(5):
+    try:
+        result = fetch()
+        break
+    except Exception:
+        continue
+# case: bounded-while-condition
+attempts = 0
+while attempts < 5:
+    try:
+        result = fetch()
+        break
+    except Exception:
+        attempts += 1
+# case: try-finally-catches-nothing
+while True:
+    try:
+        result = fetch()
+        break
+    finally:
+        cleanup()
+# case: loop-without-try
+while True:
+    line = read()
+    if not line:
+        break
+# case: handler-falls-through-to-break
+while True:
+    try:
+        result = fetch()
+    except Exception:
+        result = None
+    break
+# case: raise-from
+while True:
+    try:
+        result = fetch()
+        break
+    except OSError as error:
+        raise RuntimeError("fetch failed") from error
+# case: pattern-in-strings
+HELP = """
+while True:
+    try:
+        return fetch()
+    except Exception:
+        continue
+"""
+# case: retry-in-inner-for-loop
+while True:
+    for attempt in range(3):
+        try:
+            result = fetch()
+            break
+        except Exception:
+            continue
+    serve(result)
+# case: countdown-in-handler
+remaining = 3
+while True:
+    try:
+        result = fetch()
+        break
+    except Exception:
+        remaining -= 1
+        if not remaining:
+            raise
+# case: countdown-with-return
+def fetch_some():
+    remaining = 3
+    while True:
+        remaining = remaining - 1
+        if remaining < 0:
+            return None
+        try:
+            return fetch()
+        except Exception:
+            pass
+# case: datetime-deadline
+from datetime import datetime
+
+while True:
+    if datetime.now() > until:
+        break
+    try:
+        result = fetch()
+        break
+    except Exception:
+        pass
+# case: handler-os-exit
+import os
+
+while True:
+    try:
+        result = fetch()
+        break
+    except Exception:
+        os._exit(1)
+# case: event-loop-reraises-cancel
+import asyncio
+
+async def serve():
+    while True:
+        try:
+            await handle(await next_message())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("message failed")
+# case: while-true-in-nested-def-in-loop-body
+while True:
+    def attempt():
+        try:
+            return fetch()
+        except Exception:
+            return None
+    if attempt():
+        break

@@ -1,0 +1,208 @@
+# case: sleep-and-loop-again
+import time
+
+while True:  # expect: AF204
+    try:
+        result = fetch()
+        break
+    except TimeoutError:
+        time.sleep(5)
+# case: while-one
+while 1:  # expect: AF204
+    try:
+        result = fetch()
+        break
+    except Exception:
+        pass
+# case: return-in-try-continue-in-except
+def fetch_page(url):
+    while True:  # expect: AF204
+        try:
+            return get(url)
+        except ConnectionError:
+            continue
+# case: else-break
+while True:  # expect: AF204
+    try:
+        result = fetch()
+    except OSError:
+        pass
+    else:
+        break
+# case: llm-call-on-module-client
+from openai import OpenAI
+
+client = OpenAI()
+
+def ask(prompt):
+    while True:  # expect: AF204
+        try:
+            return client.chat.completions.create(model="gpt-4o", messages=prompt)
+        except Exception:
+            continue
+# case: llm-call-on-self-client-async
+import asyncio
+from anthropic import AsyncAnthropic
+
+class Writer:
+    def __init__(self):
+        self.client = AsyncAnthropic()
+
+    async def write(self, prompt):
+        while True:  # expect: AF204
+            try:
+                return await self.client.messages.create(model="claude", messages=prompt)
+            except Exception:
+                await asyncio.sleep(2)
+# case: litellm-module-function
+import litellm
+
+def ask(messages):
+    while True:  # expect: AF204
+        try:
+            response = litellm.completion(model="gpt-4o", messages=messages)
+            return response
+        except litellm.RateLimitError:
+            continue
+# case: continue-then-break-after-try
+import logging
+
+while True:  # expect: AF204
+    try:
+        payload = download()
+    except ValueError:
+        logging.exception("download failed")
+        continue
+    break
+# case: one-handler-reraises-another-continues
+while True:  # expect: AF204
+    try:
+        result = fetch()
+        break
+    except KeyboardInterrupt:
+        raise
+    except Exception:
+        continue
+# case: counter-never-checked
+attempts = 0
+while True:  # expect: AF204
+    try:
+        result = fetch()
+        break
+    except Exception:
+        attempts += 1
+# case: success-comparison-is-not-a-bound
+def poll(url):
+    while True:  # expect: AF204
+        try:
+            response = get(url)
+            if response.status_code == 200:
+                return response
+        except ConnectionError:
+            pass
+# case: method-in-class
+class Crawler:
+    def run(self):
+        while True:  # expect: AF204
+            try:
+                return self.session.get(self.url)
+            except OSError as error:
+                self.log(error)
+# case: nested-function
+def outer():
+    def inner():
+        while True:  # expect: AF204
+            try:
+                return fetch()
+            except Exception:
+                pass
+    return inner
+# case: parenthesised-true
+while (True):  # expect: AF204
+    try:
+        connect()
+        break
+    except ConnectionRefusedError:
+        pass
+# case: try-inside-with
+while True:  # expect: AF204
+    with lock:
+        try:
+            value = read()
+            break
+        except BlockingIOError:
+            pass
+# case: break-in-nested-loop-does-not-leave
+while True:  # expect: AF204
+    try:
+        return_value = fetch()
+        break
+    except Exception:
+        for hook in hooks:
+            hook()
+            break
+# case: raise-in-nested-function-does-not-leave
+while True:  # expect: AF204
+    try:
+        value = fetch()
+        break
+    except Exception:
+        def fail():
+            raise RuntimeError("gave up")
+        callbacks.append(fail)
+# case: print-and-conditional-return
+def load():
+    while True:  # expect: AF204
+        try:
+            data = read()
+            if data:
+                return data
+        except Exception as error:
+            print(error)
+# case: except-star
+while True:  # expect: AF204
+    try:
+        results = run_group()
+        break
+    except* TimeoutError:
+        pass
+# case: google-genai-model
+import google.generativeai as genai
+
+model = genai.GenerativeModel("gemini-pro")
+
+def ask(prompt):
+    while True:  # expect: AF204
+        try:
+            return model.generate_content(prompt)
+        except Exception:
+            continue
+# case: guard-without-exit
+attempts = 0
+while True:  # expect: AF204
+    attempts += 1
+    if attempts > 3:
+        log.warning("still failing")
+    try:
+        result = fetch()
+        break
+    except Exception:
+        pass
+# case: legacy-openai-module-call
+import openai
+
+def ask(messages):
+    while True:  # expect: AF204
+        try:
+            return openai.ChatCompletion.create(model="gpt-4", messages=messages)
+        except openai.error.RateLimitError:
+            continue
+# case: chained-client-construction
+import anthropic
+
+def ask(prompt):
+    while True:  # expect: AF204
+        try:
+            return anthropic.Anthropic().messages.create(messages=prompt)
+        except anthropic.APIError:
+            pass

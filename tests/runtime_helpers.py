@@ -184,17 +184,17 @@ def _wait_for(path: str | None) -> None:
 def worker_main(spec: Mapping[str, Any]) -> dict[str, Any]:
     """Spend against the store as the spec says; report what happened as a dict.
 
-    spec keys: store, policy (make_policy kwargs), run_id, calls_file, mode (``spend`` until
+    spec keys: store, policy (make_policy kwargs) or policy_file, run_id, calls_file, mode (``spend`` until
     refused, ``fail`` raising TransientError, ``once``), max_calls, estimate_usd, cost_usd,
     now (a fixed clock), go_file (wait before the first gate), release_file (hold inside the
     call until it exists).
     """
     from agentfuse import Halted, enforce
 
-    policy = make_policy(**spec.get("policy", {}))
+    policy: Policy | str = spec["policy_file"] if "policy_file" in spec else make_policy(**spec.get("policy", {}))
     fixed_now = spec.get("now")
     clock = (lambda: float(fixed_now)) if fixed_now is not None else None
-    guard = enforce(policy, run_id=spec.get("run_id"), store=spec["store"], clock=clock)
+    guard = enforce(policy, run_id=spec.get("run_id"), store=spec.get("store"), clock=clock)
     print(json.dumps({"run_id": guard.run_id, "started": True}), flush=True)
     calls_file = Path(spec["calls_file"]) if spec.get("calls_file") else None
     client = FakeClient(

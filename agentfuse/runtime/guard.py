@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from agentfuse.runtime import errors
 from agentfuse.runtime.clock import Clock, system_clock
-from agentfuse.runtime.policy import Policy, to_micros
+from agentfuse.runtime.policy import Policy, load_policy, to_micros
 from agentfuse.runtime.stores import DEFAULT_STORE_URL, open_store
 from agentfuse.runtime.stores.base import (
     AGENT_WIDE,
@@ -689,8 +689,6 @@ def enforce(
     ``store:``, else ``sqlite:///.agentfuse/state.db`` relative to the current directory).
     """
     if not isinstance(policy, Policy):
-        from agentfuse.runtime.policy import load_policy  # type: ignore[attr-defined]
-
         policy = load_policy(Path(policy), environ=environ)
     owns_store = not isinstance(store, Store) and not (store is None and isinstance(parent, Guard))
     if isinstance(store, Store):

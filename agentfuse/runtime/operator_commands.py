@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agentfuse.runtime.errors import PolicyError, StoreUnavailable
+from agentfuse.runtime.policy import load_policy
 from agentfuse.runtime.stores import DEFAULT_STORE_URL, AGENT_WIDE, Store, StoreURLError, open_store
 from agentfuse.runtime.stores.base import HaltRecord
 
@@ -60,8 +61,6 @@ def _fail(message: str, status: int = EXIT_USAGE) -> int:
 def _store_url(args: argparse.Namespace) -> str:
     if args.store:
         return str(args.store)
-    from agentfuse.runtime.policy import load_policy  # type: ignore[attr-defined]
-
     policy = load_policy(args.policy)
     if policy.agent != args.agent:
         print(

@@ -39,7 +39,7 @@ def load_cases(code: str, kind: str) -> list[tuple[str, str]]:
     cases = []
     for mark, following in zip(marks, [*marks[1:], None]):
         end = following.start() if following else len(text)
-        cases.append((mark.group("name"), text[mark.end() + 1 : end]))
+        cases.append((mark.group("name"), text[mark.end() + 1:end]))
     return cases
 
 
@@ -296,7 +296,8 @@ FIXES = [
     pytest.param(
         UnboundedBackoff,
         "import backoff\n\n@backoff.on_exception(\n    backoff.expo,\n    OSError,\n)\ndef f(): ...\n",
-        "import backoff\n\n@backoff.on_exception(\n    backoff.expo,\n    OSError,\n    max_tries=5,\n)\ndef f(): ...\n",
+        "import backoff\n\n"
+        "@backoff.on_exception(\n    backoff.expo,\n    OSError,\n    max_tries=5,\n)\ndef f(): ...\n",
         id="backoff-one-per-line",
     ),
 ]
@@ -327,7 +328,8 @@ def test_fix_rewrites_only_the_call(rule: type[Rule], before: str, after: str) -
 def test_fix_max_attempts_comes_from_options() -> None:
     options = {"fix-max-attempts": 3}
     tenacity_fixed = apply_fixes("from tenacity import retry\n@retry\ndef f(): ...\n", UnboundedTenacityRetry, options)
-    backoff_fixed = apply_fixes("import backoff\nd = backoff.on_exception(backoff.expo, OSError)\n", UnboundedBackoff, options)
+    backoff_source = "import backoff\nd = backoff.on_exception(backoff.expo, OSError)\n"
+    backoff_fixed = apply_fixes(backoff_source, UnboundedBackoff, options)
     assert "stop=stop_after_attempt(3)" in tenacity_fixed
     assert "max_tries=3)" in backoff_fixed
 

@@ -196,7 +196,8 @@ def with_keyword(call: cst.Call, keyword: str, value: cst.BaseExpression) -> cst
     if isinstance(comma, cst.Comma) and isinstance(comma.whitespace_after, cst.ParenthesizedWhitespace):
         closing = comma.whitespace_after
         item_indent = _item_indent(call, closing)
-        args[-1] = last.with_changes(comma=comma.with_changes(whitespace_after=closing.with_changes(last_line=item_indent)))
+        moved_down = comma.with_changes(whitespace_after=closing.with_changes(last_line=item_indent))
+        args[-1] = last.with_changes(comma=moved_down)
         new_arg = new_arg.with_changes(
             comma=cst.Comma(
                 whitespace_after=cst.ParenthesizedWhitespace(
@@ -262,6 +263,8 @@ class _RetryRule(Rule):
 
     def _may_matter(self, func: cst.BaseExpression) -> bool:
         """A cheap filter: a candidate name, or a name imported under an alias (seen so far)."""
+        if not self.candidates:
+            return False
         if _last_segment(func) in self.candidates:
             return True
         return isinstance(func, cst.Name) and func.value in self.context.imports.aliases
@@ -304,12 +307,14 @@ class _RetryRule(Rule):
                     return f"{module}.{name}"
         return None
 
-    def values_of(self, expr: cst.BaseExpression, seen: frozenset[str] = frozenset()) -> list[cst.BaseExpression] | None:
+    def values_of(
+        self, expr: cst.BaseExpression, seen: frozenset[str] = frozenset()
+    ) -> list[cst.BaseExpression] | None:
         """What a local Name/attribute held in ``expr`` may be bound to, if visible here."""
         name = dotted_name(expr)
         if name is None or name in seen or name not in self.bindings:
             return None
-        if self.context.imports.resolve(expr) is not None and "." not in name:
+        if self.context.imports.resolve(expr) is not None:
             return None
         return self.bindings[name]
 
@@ -421,7 +426,8 @@ class UnboundedTenacityRetry(_RetryRule):
         if self.lookup(decorator.decorator, {"tenacity.retry"}) is None:
             return
         call = cst.Call(func=decorator.decorator, args=[self._stop_arg(decorator.decorator)])
-        self.report(decorator, fix=Fix(decorator, decorator.with_changes(decorator=call), self._imports(decorator.decorator)))
+        replacement = decorator.with_changes(decorator=call)
+        self.report(decorator, fix=Fix(decorator, replacement, self._imports(decorator.decorator)))
 
     def check_call(self, call: cst.Call) -> None:
         if _has_splat(call):
@@ -822,7 +828,7 @@ class UnboundedRetryLoop(_RetryRule):
         for node, depth in _walk(loop.body):
             if depth or not isinstance(node, (cst.Try, cst.TryStar)):
                 continue
-            later = top_level[top_level.index(node) + 1 :] if node in top_level else []
+            later = top_level[top_level.index(node) + 1:] if node in top_level else []
             exits_after = any(self._is_unconditional_exit(statement) for statement in later)
             if not (exits_after or self._exits(node.body) or (node.orelse and self._exits(node.orelse))):
                 continue
@@ -866,16 +872,20 @@ class UnboundedRetryLoop(_RetryRule):
                 return True
         return False
 
-    def _is_bound_test(self, test: cst.BaseExpression, counters: set[str]) -> bool:
+    def _is_bound_test(
+        self, test: cst.BaseExpression, counters: set[str], seen: frozenset[str] = frozenset()
+    ) -> bool:
+        """True if ``test`` reads a counter, a clock, or a name assigned from a clock."""
         for node in [test, *(child for child, _ in _walk(test))]:
             if isinstance(node, cst.Call) and _last_segment(node.func) in _TIME_FUNCTIONS:
                 return True
             name = dotted_name(node) if isinstance(node, (cst.Name, cst.Attribute)) else None
-            if name is None:
+            if name is None or name in seen:
                 continue
             if name in counters:
                 return True
-            if any(self._is_bound_test(value, set()) for value in self.bindings.get(name, ())):
+            inner = seen | {name}
+            if any(self._is_bound_test(value, counters, inner) for value in self.bindings.get(name, ())):
                 return True
         return False
 

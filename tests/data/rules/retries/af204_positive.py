@@ -206,3 +206,14 @@ def ask(prompt):
             return anthropic.Anthropic().messages.create(messages=prompt)
         except anthropic.APIError:
             pass
+# case: self-referencing-names-in-a-test-terminate
+value = 0
+while True:  # expect: AF204
+    value = transform(value)
+    if value:
+        log(value)
+    try:
+        result = fetch()
+        break
+    except Exception:
+        pass

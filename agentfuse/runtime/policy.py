@@ -457,8 +457,8 @@ class _Checker:
             tag = self._resolver.resolve(yaml.ScalarNode, text, (True, False))
         if tag in _TEXT_TAGS:
             return text, text
-        plain = yaml.ScalarNode(tag, text, node.start_mark, node.end_mark)
-        return self._constructor.yaml_constructors[tag](self._constructor, plain), text
+        typed = yaml.ScalarNode(tag, text, node.start_mark, node.end_mark)
+        return self._construct(tag, typed), text
 
     def _number(
         self,
@@ -567,8 +567,14 @@ class _Checker:
             if node.value != text:  # interpolated: take what the variable held, as text
                 value = text
             else:
+                if value is not None and not choices:  # 007, 1.5 or yes meant as a name
+                    fix = f'put it in quotes: "{node.value}"'
                 self.add(node, f"{name} must be a string, got {_shown(value)}", fix)
                 return INVALID
+        if not value:
+            if not nullable:
+                self.add(node, f"{name} must not be empty", fix)
+            return None if nullable else INVALID
         shown = "the value (hidden)" if secret else _shown(value)
         if choices and value not in choices:
             self.add(node, f"{name} must be one of {', '.join(choices)}; got {shown}", fix)
@@ -576,10 +582,7 @@ class _Checker:
         if pattern is not None and not pattern.fullmatch(value):
             self.add(node, f"{name} is not valid: {shown}", fix)
             return INVALID
-        if not value and not nullable:
-            self.add(node, f"{name} must not be empty", fix)
-            return INVALID
-        return value or None
+        return value
 
     def class_names(self, node: yaml.Node, name: str) -> tuple[str, ...] | _Invalid:
         """Exception class names, bare or dotted; one name or a list of them."""
@@ -643,23 +646,26 @@ class _Checker:
     def _merge_sources(
         self, node: yaml.Node, name: str, fix: str
     ) -> list[tuple[yaml.Node, yaml.Node]]:
+        """The pairs a ``<<`` merge key brings in; with a list of mappings, the first wins."""
         sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
-        pairs: list[tuple[yaml.Node, yaml.Node]] = []
+        pairs: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         for source in sources:
-            items = self.mapping(source, f"{_dotted(name, '<<')}", fix)
+            items = self.mapping(source, _dotted(name, "<<"), fix)
             if items is not INVALID:
-                pairs.extend(
-                    pair
-                    for pair in items.values()
-                    if pair[0].value not in {k.value for k, _ in pairs}
-                )
-        return pairs
+                for key, pair in items.items():
+                    pairs.setdefault(key, pair)
+        return list(pairs.values())
 
     def _scalar_shown(self, node: yaml.Node) -> str:
+        """A scalar found where a list or mapping belongs, as written (not interpolated)."""
         if node.tag in _TEXT_TAGS:
             return _shown(node.value)
-        read = self.scalar(node, "", "", "")
-        return _shown(read[0]) if read is not INVALID else "an invalid value"
+        return _shown(self._construct(node.tag, node))
+
+    def _construct(self, tag: str, node: yaml.ScalarNode) -> Any:
+        """A plain scalar (int, float, bool, null) by the YAML 1.1 rules, e.g. ``1_000``."""
+        plain = yaml.ScalarNode(tag, node.value, node.start_mark, node.end_mark)
+        return self._constructor.yaml_constructors[tag](self._constructor, plain)
 
     def section(
         self,
@@ -764,7 +770,8 @@ class _Checker:
             "pricing": self.pricing,
             "restart_guard": self.restart_guard,
         }
-        parsed = self.section(root, "", fields, required=REQUIRED_KEYS, example="version: 1")
+        example = "the one `agentfuse init` writes (version: 1, agent: ..., budget: ...)"
+        parsed = self.section(root, "", fields, required=REQUIRED_KEYS, example=example)
         if parsed is INVALID:
             return None
         values, _ = parsed
@@ -949,7 +956,8 @@ class _Checker:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme == "sqlite":
-            good = url.startswith("sqlite:///") and len(url) > len("sqlite:///")
+            rest = url.partition(":")[2]
+            good = rest.startswith("///") and len(rest) > 3
             problem = "needs three slashes then a file path"
         elif scheme in ("redis", "rediss"):
             try:
@@ -1106,6 +1114,9 @@ def _syntax_issues(text: str, path: str, exc: yaml.MarkedYAMLError) -> list[Poli
         )
         fix = f"close the {opener} opened at line {exc.context_mark.line + 1} with {closer}"
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    lines = text.splitlines()
+    if mark and mark.line < len(lines) and "${" in lines[mark.line]:
+        fix = 'quote it: "${NAME}" (inside { } or [ ], a bare ${ starts a mapping)'
     return _file_issue(path, f"YAML syntax error: {what}", fix, line, col)
 
 

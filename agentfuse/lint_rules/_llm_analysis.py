@@ -328,7 +328,7 @@ class ModuleAnalysis:
             return
         if last in self.catalogue.call_names:
             self._candidates.append(Candidate(node, self.scope, self._frame))
-        if last in ENFORCE_NAMES:
+        if last in ENFORCE_NAMES or (isinstance(func, cst.Name) and last in self.imports.aliases):
             self._enforce_candidates.append(EnforceCall(node, self.scope))
 
     # -- deciding --------------------------------------------------------------------------

@@ -227,7 +227,7 @@ class MissingPolicy(LlmAnalysisRule):
     """
 
     code = "AF102"
-    message = "this module makes LLM requests with no policy; create one with `agentfuse init` and pass it to `enforce()`"
+    message = "this module makes LLM requests with no policy; create one with `agentfuse init`, pass it to `enforce()`"
     triggers = LLM_TRIGGERS + ENFORCE_TRIGGERS
 
     VALID = (

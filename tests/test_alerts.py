@@ -173,7 +173,9 @@ def test_discord_format_posts_content_json_without_mentions(server: WebhookServe
         ("https://example.org/hook", "Slack", "slack"),
     ],
 )
-def test_format_is_configured_or_guessed_from_the_url(url: str, configured: str | None, expected: str) -> None:
+def test_format_is_configured_or_guessed_from_the_url(
+    url: str, configured: str | None, expected: str
+) -> None:
     assert detect_format(url, configured) == expected
 
 

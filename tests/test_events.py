@@ -204,21 +204,41 @@ def test_unknown_rotate_when_is_a_clear_error(tmp_path: Path) -> None:
         EventLog(tmp_path / "e.jsonl", rotate_when="weekly")
 
 
-def test_a_second_writer_follows_the_file_after_the_first_rotates_it(tmp_path: Path) -> None:
-    """Two processes appending to one log: after one rotates, the other writes the new file."""
+def test_a_second_writer_follows_a_size_rotation_instead_of_rotating_again(tmp_path: Path) -> None:
+    """Two processes appending to one log: within a second of one rotating, the other follows."""
     path = tmp_path / "events.jsonl"
-    rotating = EventLog(path, max_bytes=400, backup_count=50)
-    other = EventLog(path, max_bytes=0)
+    clock = FakeClock(utc(2026, 5, 1, 8))
+    rotating = EventLog(path, max_bytes=400, backup_count=50, clock=clock)
+    other = EventLog(path, max_bytes=400, backup_count=50, clock=clock)
     other.emit("other_first", agent="b", run=None)
-    for i in range(12):
+    for i in range(6):
         rotating.emit("filler", agent="a", run=None, i=i)
     assert path.with_name("events.jsonl.1").exists()
+    clock.advance(1.0)
     other.emit("other_after_rotation", agent="b", run=None)
     rotating.close()
     other.close()
-    assert "other_after_rotation" in [e["event"] for e in read_lines(path)]
+    assert [e["event"] for e in read_lines(path)][-2:] == ["filler", "other_after_rotation"]
     events = [e["event"] for e in all_lines_oldest_first(path)]
-    assert events.count("filler") == 12 and events.count("other_first") == 1
+    assert events.count("filler") == 6 and events.count("other_first") == 1
+
+
+def test_two_writers_rotate_once_at_midnight(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    clock = FakeClock(utc(2026, 5, 1, 23, 59, 59))
+    first = EventLog(path, rotate_when="midnight", clock=clock)
+    second = EventLog(path, rotate_when="midnight", clock=clock)
+    first.emit("first_day1", agent="a", run=None)
+    second.emit("second_day1", agent="b", run=None)
+    clock.advance(2.0)
+    first.emit("first_day2", agent="a", run=None)
+    second.emit("second_day2", agent="b", run=None)
+    first.close()
+    second.close()
+    assert [e["event"] for e in read_lines(path.with_name("events.jsonl.1"))] == [
+        "first_day1", "second_day1"]
+    assert [e["event"] for e in read_lines(path)] == ["first_day2", "second_day2"]
+    assert not path.with_name("events.jsonl.2").exists()
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ Rotation (policy ``events:``): the file is rotated when the next line would pass
 ``max_bytes`` and, with ``rotate_when: midnight`` (or ``D``), also at the first write of a new
 UTC day (``H``: a new hour). Backups are numbered like ``RotatingFileHandler``'s
 (``events.jsonl.1`` is the newest, ``.N`` with N = ``backup_count`` the oldest; older ones are
-deleted), so size and day rotation share one naming scheme and one stdlib handler subclass; the
+deleted; ``backup_count: 0`` never rotates, as in the stdlib), so size and day rotation share one naming scheme and one stdlib handler subclass; the
 day of each line is in its ``ts``. Files are created with mode 0600. Several processes may
 append to one file: a writer notices that another process rotated the file and reopens it, so
 no line is lost (a race may leave one extra small backup).
@@ -27,6 +27,7 @@ import logging.handlers
 import math
 import os
 import re
+import stat
 import sys
 import time
 import urllib.parse
@@ -41,6 +42,7 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 RESERVED_KEYS = frozenset({"ts", "agent", "run", "event", "reason"})
 ROTATION_PERIODS_S = {"midnight": 86_400, "d": 86_400, "h": 3_600}
 REDACTED = "***"
+FOLLOW_ROTATION_EVERY_S = 1.0
 
 _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     # scheme://user:password@host -> scheme://user:***@host (redis://:secret@..., https://a:b@...)
@@ -62,10 +64,16 @@ _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+_MAYBE_SECRET = re.compile(
+    r"://|=|(?i:bearer|sk-|xox[abprs]-|ntfy\.sh|hooks\.slack|discord|telegram)"
+)
+"""Every pattern above needs one of these, so most strings skip the nine substitutions."""
+
+
 def redact(text: str) -> str:
     """``text`` with credentials removed: URL passwords, webhook tokens, ``password=``-style
     pairs, bearer tokens and API keys. Cheap enough to run on every string of every event."""
-    if not text:
+    if not _MAYBE_SECRET.search(text):
         return text
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
@@ -141,41 +149,78 @@ class _JsonlFileHandler(logging.handlers.RotatingFileHandler):
             path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8", delay=True
         )
         self._period_s = period_s
-        self._file_period: int | None = None
-        if period_s is not None:
-            try:
-                stat = os.stat(self.baseFilename)
-            except OSError:
-                stat = None
-            if stat is not None and stat.st_size > 0:
-                self._file_period = int(stat.st_mtime // period_s)
+        self._identity: tuple[int, int] | None = None
+        self._regular = True
+        self._checked_at = -math.inf
+        self._file_period = self._period_of_existing_file()
+
+    def _period_of_existing_file(self) -> int | None:
+        """The period of the last write to the file at our path (its mtime), if it has lines."""
+        if self._period_s is None:
+            return None
+        try:
+            existing = os.stat(self.baseFilename)
+        except OSError:
+            return None
+        return int(existing.st_mtime // self._period_s) if existing.st_size > 0 else None
 
     def _open(self) -> TextIO:
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        opened = os.fstat(fd)
+        self._identity = (opened.st_dev, opened.st_ino)
+        self._regular = stat.S_ISREG(opened.st_mode)
         return os.fdopen(fd, "a", encoding="utf-8")
 
-    def _reopen_if_moved(self) -> None:
-        """Another process rotated (renamed) the file: write to the new one, not the backup."""
-        if self.stream is None:
-            return
+    def _follow_rotation(self, record: logging.LogRecord) -> bool:
+        """If another process rotated our file away, continue in the file now at our path.
+
+        That file was created since our last check (a second at most), so it holds lines of
+        the record's period.
+        """
         try:
             current = os.stat(self.baseFilename)
-            same = os.path.samestat(current, os.fstat(self.stream.fileno()))
-        except OSError:
-            same = False
-        if not same:
-            self.stream.close()
-            self.stream = None
+        except FileNotFoundError:
+            current = None
+        if current is None or (current.st_dev, current.st_ino) != self._identity:
+            if self.stream is not None:
+                self.stream.close()
+            self.stream = self._open()
+            self._file_period = self._period_of(record)
+            return True
+        return False
 
     def _period_of(self, record: logging.LogRecord) -> int | None:
         return None if self._period_s is None else int(record.created // self._period_s)
 
-    def shouldRollover(self, record: logging.LogRecord) -> bool:
-        self._reopen_if_moved()
+    def _rotation_due(self, record: logging.LogRecord) -> bool:
+        """A non-empty regular file whose period is over, or where the line does not fit."""
+        if self.backupCount <= 0 or not self._regular or self.stream is None:
+            return False
+        size = self.stream.seek(0, os.SEEK_END)  # O_APPEND: includes other writers' lines
+        if size == 0:
+            return False
         period = self._period_of(record)
         if period is not None and self._file_period is not None and period != self._file_period:
             return True
-        return bool(super().shouldRollover(record))
+        line_bytes = len(record.getMessage()) + 1  # ASCII JSON: characters are bytes
+        return 0 < self.maxBytes < size + line_bytes
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
+        """Whether to rotate before writing ``record``.
+
+        Another process may have rotated the file: that is checked (one ``stat``) when a
+        rotation looks due and at least once per second of the record clock, so a writer
+        follows a rotation within a second without paying a ``stat`` for every line.
+        """
+        if self.stream is None:
+            self.stream = self._open()
+            self._checked_at = record.created
+        due = self._rotation_due(record)
+        if due or abs(record.created - self._checked_at) >= FOLLOW_ROTATION_EVERY_S:
+            self._checked_at = record.created
+            if self._follow_rotation(record):
+                due = self._rotation_due(record)
+        return due
 
     def emit(self, record: logging.LogRecord) -> None:
         super().emit(record)
@@ -212,6 +257,7 @@ class EventLog:
                 )
         self.path = None if path is None else Path(path)
         self._clock = clock
+        self._encode = json.JSONEncoder(separators=(",", ":")).encode
         self._logger: logging.Logger | None = None
         self._handler: _JsonlFileHandler | None = None
         if self.path is not None:
@@ -253,7 +299,7 @@ class EventLog:
         }
         record.update(_json_safe(figures))
         if self._logger is not None:
-            line = json.dumps(record, separators=(",", ":"))
+            line = self._encode(record)
             log_record = logging.LogRecord(self._logger.name, logging.INFO, "", 0, line, None, None)
             log_record.created = now
             self._logger.handle(log_record)

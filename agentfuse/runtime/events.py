@@ -8,12 +8,13 @@ passed through :func:`redact`, so a webhook URL or a Redis password never lands 
 
 Rotation (policy ``events:``): the file is rotated when the next line would pass
 ``max_bytes`` and, with ``rotate_when: midnight`` (or ``D``), also at the first write of a new
-UTC day (``H``: a new hour). Backups are numbered like ``RotatingFileHandler``'s
-(``events.jsonl.1`` is the newest, ``.N`` with N = ``backup_count`` the oldest; older ones are
-deleted; ``backup_count: 0`` never rotates, as in the stdlib), so size and day rotation share one naming scheme and one stdlib handler subclass; the
-day of each line is in its ``ts``. Files are created with mode 0600. Several processes may
-append to one file: a writer notices that another process rotated the file and reopens it, so
-no line is lost (a race may leave one extra small backup).
+UTC day (``H``: a new hour). Size and day rotation share one stdlib handler subclass and one
+naming scheme, ``RotatingFileHandler``'s: ``events.jsonl.1`` is the newest backup and
+``.N`` (N = ``backup_count``) the oldest; older ones are deleted, and ``backup_count: 0`` never
+rotates, as in the stdlib. The day of each line is in its ``ts``. Files are created with mode
+0600 and every line is flushed, so a killed process loses no event. Several processes may
+append to one file: a writer notices within a second that another one rotated the file and
+follows it, so no line is lost (a race may leave one extra small backup).
 """
 
 from __future__ import annotations

@@ -239,6 +239,8 @@ class Guard:
         }
         self._degrade = sorted(policy.degrade, key=lambda step: step.at)
         self._prices: Any = None
+        self._events_on = events is not None and getattr(events, "path", True) is not None
+        self._day: tuple[float, float, str] = (0.0, 0.0, "")
 
     def __repr__(self) -> str:
         return f"Guard(agent={self.agent!r}, run_id={self.run_id!r}, store={self.store!r})"
@@ -325,7 +327,6 @@ class Guard:
         step.action = step.action or "call"
         step.estimate_micros = self._estimate(step)
         step.reservation_id = _new_reservation_id()
-        local = datetime.datetime.fromtimestamp(now, self._zone)
         request = GateRequest(
             reservation_id=step.reservation_id,
             agent=self.agent,
@@ -333,7 +334,7 @@ class Guard:
             action=step.action,
             estimate_micros=step.estimate_micros,
             now=now,
-            day_key=local.date().isoformat(),
+            day_key=self._day_key(now),
             minute=int(now // 60),
             breaker=self._breaker,
             rate_limit=self._rate_limits.get(step.action),
@@ -372,6 +373,18 @@ class Guard:
                     f" refused for the next {spec.cooldown_s:g}s",
                     dedupe_key=f"rate_limit:{spec.action}",
                 )
+
+    def _day_key(self, now: float) -> str:
+        """The calendar day of ``now`` in the policy's time zone (cached until the day ends)."""
+        start, end, key = self._day
+        if start <= now < end:
+            return key
+        local = datetime.datetime.fromtimestamp(now, self._zone)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        next_midnight = (midnight + datetime.timedelta(days=1)).replace(tzinfo=None)
+        end = next_midnight.replace(tzinfo=self._zone).timestamp()
+        self._day = (midnight.timestamp(), end, local.date().isoformat())
+        return self._day[2]
 
     def _check_kill_switch(self, now: float, step: Step) -> None:
         if self._stop_file is None or not os.path.exists(self._stop_file):
@@ -621,7 +634,7 @@ class Guard:
     # -- events and alerts ----------------------------------------------------------------------
 
     def _emit(self, event: str, *, reason: str | None = None, **figures: Any) -> None:
-        if self.events is not None:
+        if self._events_on:
             self.events.emit(event, agent=self.agent, run=self.run_id, reason=reason, **figures)
 
     def _alert(self, kind: str, title: str, body: str, *, dedupe_key: str | None = None) -> None:

@@ -107,6 +107,25 @@ SCHEMA_VERSION = len(MIGRATIONS)
 _RUN_COLUMNS = (
     "run_id, agent, parent_id, cap_micros, started_at, spent_micros, reserved_micros, steps, failures"
 )
+_CHAIN_IDS = (
+    "WITH RECURSIVE chain(id) AS (SELECT ? UNION ALL SELECT runs.parent_id FROM runs"
+    " JOIN chain ON runs.run_id = chain.id WHERE runs.parent_id IS NOT NULL) SELECT id FROM chain"
+)
+"""The ids of a run and all its ancestors (one parameter: the run id)."""
+_BREAKER_COLUMNS = ", ".join(
+    f"(SELECT {column} FROM breakers WHERE agent = ? AND key = ?)"
+    for column in ("state", "consecutive_failures", "opened_at", "probe_id", "probe_expires_at")
+)
+"""A breaker row as five scalar sub-queries (parameters: agent, key, five times)."""
+_GATE_READS = (
+    "SELECT (SELECT COUNT(*) FROM halts WHERE (run_id = '' AND agent = ?) OR run_id IN ({marks})),"
+    " COALESCE((SELECT spent_micros + reserved_micros FROM agent_days WHERE agent = ? AND day_key = ?), 0),"
+    " (SELECT COALESCE(SUM(spent_micros + reserved_micros), 0) FROM agent_minutes"
+    "  WHERE agent = ? AND minute > ? AND minute <= ?),"
+    " COALESCE((SELECT failures FROM action_failures WHERE run_id = ? AND action = ?), 0), "
+    + _BREAKER_COLUMNS
+)
+"""Every scalar one gate reads, in one statement: halts, windows, attempts, breaker."""
 
 
 def path_from_url(url: str) -> Path:
@@ -236,18 +255,33 @@ class SQLiteStore:
     def gate(self, request: GateRequest) -> GateResult:
         with self._transaction() as db:
             chain = _chain(db, request.run_id)
+            ids = [run.run_id for run in chain]
+            marks = ",".join("?" * len(ids))
+            halt_count, day_used, hour_used, action_failures, *breaker_row = db.execute(
+                _GATE_READS.format(marks=marks),
+                (
+                    request.agent,
+                    *ids,
+                    request.agent,
+                    request.day_key,
+                    request.agent,
+                    request.minute - HOUR_MINUTES,
+                    request.minute,
+                    request.run_id,
+                    request.action,
+                    *(request.agent, request.breaker.key) * 5,
+                ),
+            ).fetchone()
             snapshot = GateSnapshot(
                 chain=chain,
-                halts=_halts_for(db, request.agent, [run.run_id for run in chain]),
-                breaker=_fetch_breaker(db, request.agent, request.breaker.key),
+                halts=_halts_for(db, request.agent, ids) if halt_count else (),
+                breaker=_breaker_from_row(breaker_row),
                 rate=_fetch_rate(db, request.agent, request.rate_limit.action)
                 if request.rate_limit
                 else None,
-                day_micros=_day_used(db, request.agent, request.day_key),
-                hour_micros=_hour_used(db, request.agent, request.minute),
-                action_failures=_action_failures(db, request.run_id, request.action)
-                if request.max_attempts is not None
-                else 0,
+                day_micros=day_used,
+                hour_micros=hour_used,
+                action_failures=action_failures,
             )
             decision = decide_gate(snapshot, request)
             if decision.result.halt is not None:
@@ -281,43 +315,49 @@ class SQLiteStore:
                     request.now,
                 ),
             )
-            _add_to_chain(db, chain, reserved=estimate, spent=0)
-            db.execute("UPDATE runs SET steps = steps + 1 WHERE run_id = ?", (request.run_id,))
+            db.execute(
+                "UPDATE runs SET reserved_micros = reserved_micros + ?, steps = steps + (run_id = ?)"
+                f" WHERE run_id IN ({marks})",
+                (estimate, request.run_id, *ids),
+            )
             _add_to_windows(db, request.agent, request.day_key, request.minute, reserved=estimate, spent=0)
             return decision.result
 
     def settle(self, settlement: Settlement) -> SettleResult:
+        failed = settlement.outcome is Outcome.FAILURE
         with self._transaction() as db:
             row = db.execute(
-                "SELECT estimate_micros, day_key, minute FROM ledger"
+                f"SELECT estimate_micros, day_key, minute, {_BREAKER_COLUMNS} FROM ledger"
                 " WHERE reservation_id = ? AND settled_at IS NULL",
-                (settlement.reservation_id,),
+                (*(settlement.agent, settlement.breaker.key) * 5, settlement.reservation_id),
             ).fetchone()
             if row is None:
                 return SettleResult(settled=False)
-            estimate, day_key, minute = row
+            estimate, day_key, minute, *breaker_row = row
             cost = settlement.cost_micros
             db.execute(
                 "UPDATE ledger SET cost_micros = ?, settled_at = ?, outcome = ? WHERE reservation_id = ?",
                 (cost, settlement.now, settlement.outcome.value, settlement.reservation_id),
             )
-            _add_to_chain(db, _chain(db, settlement.run_id), reserved=-estimate, spent=cost)
+            db.execute(
+                "UPDATE runs SET reserved_micros = reserved_micros - ?, spent_micros = spent_micros + ?,"
+                f" failures = failures + (run_id = ? AND ?) WHERE run_id IN ({_CHAIN_IDS})",
+                (estimate, cost, settlement.run_id, failed, settlement.run_id),
+            )
             _add_to_windows(db, settlement.agent, day_key, minute, reserved=-estimate, spent=cost)
             action_failures = run_failures = 0
-            if settlement.outcome is Outcome.FAILURE:
-                db.execute(
-                    "UPDATE runs SET failures = failures + 1 WHERE run_id = ?", (settlement.run_id,)
-                )
+            if failed:
                 db.execute(
                     "INSERT INTO action_failures VALUES (?,?,1) ON CONFLICT (run_id, action)"
                     " DO UPDATE SET failures = failures + 1",
                     (settlement.run_id, settlement.action),
                 )
-                action_failures = _action_failures(db, settlement.run_id, settlement.action)
-                run_failures = db.execute(
-                    "SELECT failures FROM runs WHERE run_id = ?", (settlement.run_id,)
-                ).fetchone()[0]
-            current = _fetch_breaker(db, settlement.agent, settlement.breaker.key)
+                action_failures, run_failures = db.execute(
+                    "SELECT (SELECT failures FROM action_failures WHERE run_id = ? AND action = ?),"
+                    " (SELECT failures FROM runs WHERE run_id = ?)",
+                    (settlement.run_id, settlement.action, settlement.run_id),
+                ).fetchone()
+            current = _breaker_from_row(breaker_row)
             record, transition = breaker_rules.after_call(
                 current,
                 settlement.breaker,
@@ -396,28 +436,17 @@ def _fetch_run(db: sqlite3.Connection, run_id: str) -> RunInfo | None:
 
 
 def _chain(db: sqlite3.Connection, run_id: str) -> list[RunInfo]:
-    """The run, then its parent, grandparent, ... (the store guarantees parents exist)."""
-    chain: list[RunInfo] = []
-    next_id: str | None = run_id
-    while next_id is not None:
-        run = _fetch_run(db, next_id)
-        if run is None:
-            if not chain:
-                raise KeyError(run_id)
-            break
-        chain.append(run)
-        next_id = run.parent_id
-    return chain
-
-
-def _add_to_chain(db: sqlite3.Connection, chain: Sequence[RunInfo], *, reserved: int, spent: int) -> None:
-    ids = [run.run_id for run in chain]
-    marks = ",".join("?" * len(ids))
-    db.execute(
-        "UPDATE runs SET reserved_micros = reserved_micros + ?, spent_micros = spent_micros + ?"
-        f" WHERE run_id IN ({marks})",
-        (reserved, spent, *ids),
-    )
+    """The run, then its parent, grandparent, ... in one query."""
+    rows = db.execute(
+        "WITH RECURSIVE chain(run_id, depth) AS (SELECT ?, 0 UNION ALL"
+        " SELECT runs.parent_id, chain.depth + 1 FROM runs JOIN chain USING (run_id)"
+        f" WHERE runs.parent_id IS NOT NULL) SELECT {_RUN_COLUMNS} FROM chain JOIN runs USING (run_id)"
+        " ORDER BY depth",
+        (run_id,),
+    ).fetchall()
+    if not rows:
+        raise KeyError(run_id)
+    return [RunInfo(*row) for row in rows]
 
 
 def _add_to_windows(
@@ -454,20 +483,17 @@ def _hour_used(db: sqlite3.Connection, agent: str, minute: int) -> int:
     return int(row[0])
 
 
-def _action_failures(db: sqlite3.Connection, run_id: str, action: str) -> int:
-    row = db.execute(
-        "SELECT failures FROM action_failures WHERE run_id = ? AND action = ?", (run_id, action)
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
 def _fetch_breaker(db: sqlite3.Connection, agent: str, key: str) -> BreakerRecord:
     row = db.execute(
         "SELECT state, consecutive_failures, opened_at, probe_id, probe_expires_at FROM breakers"
         " WHERE agent = ? AND key = ?",
         (agent, key),
     ).fetchone()
-    if row is None:
+    return _breaker_from_row(row)
+
+
+def _breaker_from_row(row: Sequence[Any] | None) -> BreakerRecord:
+    if row is None or row[0] is None:
         return BreakerRecord()
     return BreakerRecord(BreakerState(row[0]), *row[1:])
 

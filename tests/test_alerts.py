@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from agentfuse import BudgetExceeded, Guard, Halted, enforce
 from agentfuse.runtime.alerts import Alerter, AlertStats, detect_format
 from agentfuse.runtime.events import EventLog
-from agentfuse.runtime.policy import Alerts, Breaker, Budget, FailFast, Policy
+from agentfuse.runtime.policy import Alerts, Breaker, Budget, Events, FailFast, Policy
+from tests.runtime_helpers import FakeClient, make_policy, store_url
 
 RETURNS_AT_ONCE_S = 0.1
 """``send`` must return in well under this, whatever the webhook does."""
@@ -303,3 +305,68 @@ def test_from_policy_uses_the_policy_webhook_and_agent(server: WebhookServer, tm
     silent = Alerter.from_policy(
         Policy(agent="a", budget=Budget(), breaker=Breaker(), fail_fast=FailFast()), None)
     assert not silent.enabled
+
+
+# -- through the guard: the acceptance case ------------------------------------------------------
+
+
+def spend_until_refused(guard: Guard, client: FakeClient) -> tuple[Halted, list[float]]:
+    """Make $0.01 calls until the guard refuses; the wall time of every step."""
+    durations = []
+    for _ in range(1000):
+        started = time.perf_counter()
+        try:
+            with guard.step() as step:
+                client.chat.completions.create(messages=[{"role": "user", "content": "hi"}])
+                step.record(cost_usd="0.01")
+        except Halted as refusal:
+            durations.append(time.perf_counter() - started)
+            return refusal, durations
+        durations.append(time.perf_counter() - started)
+    raise AssertionError("never refused")
+
+
+@pytest.mark.parametrize("fmt", ["ntfy", "slack", "discord"])
+def test_a_budget_halt_reaches_the_webhook_in_each_format(
+    server: WebhookServer, tmp_path: Path, fmt: str
+) -> None:
+    policy = make_policy(
+        agent="publisher", budget={"run_usd": "0.05", "estimate_usd": "0.01"},
+        alerts=Alerts(webhook=server.url + "/hook-secret", format=fmt),
+        events=Events(path=str(tmp_path / "events.jsonl")),
+    )
+    guard = enforce(policy, store=store_url(tmp_path / "state.db"))
+    client = FakeClient()
+    refusal, _ = spend_until_refused(guard, client)
+    got = server.next()
+    guard.close()
+    assert isinstance(refusal, BudgetExceeded)
+    assert client.calls == 5
+    text = got.body.decode("utf-8")
+    if fmt == "ntfy":
+        assert "publisher" in got.headers["Title"]
+    else:
+        text = json.loads(text)["text" if fmt == "slack" else "content"]
+        assert "publisher" in text
+    assert guard.run_id in text  # the alert says which run stopped
+    sent = [e for e in events_of(tmp_path / "events.jsonl") if e["event"] == "alert_sent"]
+    assert len(sent) == 1 and "hook-secret" not in json.dumps(sent)
+
+
+def test_a_dead_webhook_neither_slows_nor_breaks_the_agent(silent_port: int, tmp_path: Path) -> None:
+    policy = make_policy(
+        agent="publisher", budget={"run_usd": "0.05", "estimate_usd": "0.01"},
+        alerts=Alerts(webhook=f"http://127.0.0.1:{silent_port}/topic", timeout_s=0.5),
+        events=Events(path=str(tmp_path / "events.jsonl")),
+    )
+    guard = enforce(policy, store=store_url(tmp_path / "state.db"))
+    client = FakeClient()
+    refusal, durations = spend_until_refused(guard, client)
+    with pytest.raises(Halted):
+        with guard.step():
+            client.chat.completions.create()
+    guard.close()
+    assert isinstance(refusal, Halted) and client.calls == 5
+    assert max(durations) < policy.alerts.timeout_s / 2
+    failed = [e for e in events_of(tmp_path / "events.jsonl") if e["event"] == "alert_failed"]
+    assert [e["reason"] for e in failed] == ["timeout"]

@@ -6,6 +6,8 @@ import email.header
 import json
 import queue
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ from agentfuse import BudgetExceeded, Guard, Halted, enforce
 from agentfuse.runtime.alerts import Alerter, AlertStats, detect_format
 from agentfuse.runtime.events import EventLog
 from agentfuse.runtime.policy import Alerts, Breaker, Budget, Events, FailFast, Policy
-from tests.runtime_helpers import FakeClient, make_policy, store_url
+from tests.runtime_helpers import REPO, FakeClient, make_policy, store_url
 
 RETURNS_AT_ONCE_S = 0.1
 """``send`` must return in well under this, whatever the webhook does."""
@@ -370,3 +372,17 @@ def test_a_dead_webhook_neither_slows_nor_breaks_the_agent(silent_port: int, tmp
     assert max(durations) < policy.alerts.timeout_s / 2
     failed = [e for e in events_of(tmp_path / "events.jsonl") if e["event"] == "alert_failed"]
     assert [e["reason"] for e in failed] == ["timeout"]
+
+
+def test_an_alert_sent_just_before_the_process_exits_still_arrives(server: WebhookServer) -> None:
+    script = (
+        "import sys\n"
+        "from agentfuse.runtime.alerts import Alerter\n"
+        "from agentfuse.runtime.policy import Alerts\n"
+        "Alerter(Alerts(webhook=sys.argv[1])).send('halt', 'halted', 'last words')\n"
+        "sys.exit(3)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, server.url + "/t"], cwd=REPO,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 3, done.stderr
+    assert server.next().body == b"last words"

@@ -3,8 +3,9 @@
 :meth:`Alerter.send` only checks the de-duplication window and puts the alert on a bounded
 queue; one daemon worker thread posts it with ``urllib`` and the policy's ``timeout_s``. A dead
 or slow webhook therefore costs the agent a queue put, never a network wait. A full queue drops
-the alert (counted in :attr:`Alerter.stats`); a failed post becomes an ``alert_failed`` event
-with the webhook reduced to scheme and host.
+the alert (counted in :attr:`Alerter.stats`). A failed post becomes an ``alert_failed`` event
+with the webhook reduced to scheme and host. Queued alerts are flushed at interpreter exit (for
+at most ``timeout_s``), so the alert of a halt that ends the process still goes out.
 
 Formats (``alerts.format``, else guessed from the URL):
 
@@ -17,6 +18,7 @@ Formats (``alerts.format``, else guessed from the URL):
 
 from __future__ import annotations
 
+import atexit
 import base64
 import dataclasses
 import json
@@ -218,11 +220,20 @@ class Alerter:
         self._last_sent[key] = now
 
     def _start_worker(self) -> None:
+        """Start the worker on the first alert, and flush at interpreter exit.
+
+        The typical alert is a halt, after which the agent often exits at once: without the
+        exit hook the daemon worker would die with the alert still queued.
+        """
         if self._worker is None:
             self._worker = threading.Thread(
                 target=self._run, name=f"agentfuse-alerts-{self._agent}", daemon=True
             )
             self._worker.start()
+            atexit.register(self._flush_at_exit)
+
+    def _flush_at_exit(self) -> None:
+        self.close(timeout=self.config.timeout_s)
 
     def _run(self) -> None:
         while True:
@@ -274,6 +285,7 @@ class Alerter:
             worker = self._worker
         if worker is None:
             return
+        atexit.unregister(self._flush_at_exit)
         deadline = time.monotonic() + max(timeout, 0.0)
         try:
             self._queue.put(None, timeout=max(timeout, 0.0))

@@ -55,6 +55,9 @@ REFUSALS: Mapping[str, type[errors.Halted]] = {
 }
 """Refusal kind (from the store) -> the exception raised to the agent."""
 
+_EVENT_FIELDS = frozenset({"ts", "agent", "run", "event", "reason"})
+"""Names an event's own fields take; a figure with one of them is renamed ``figure_<name>``."""
+
 
 def exception_matches(exc_type: type[BaseException], names: Iterable[str]) -> str | None:
     """The first of ``names`` naming a class in ``exc_type``'s MRO, or None.
@@ -635,11 +638,12 @@ class Guard:
 
     def _emit(self, event: str, *, reason: str | None = None, **figures: Any) -> None:
         if self._events_on:
-            self.events.emit(event, agent=self.agent, run=self.run_id, reason=reason, **figures)
+            safe = {(f"figure_{key}" if key in _EVENT_FIELDS else key): value for key, value in figures.items()}
+            self.events.emit(event, agent=self.agent, run=self.run_id, reason=reason, **safe)
 
     def _alert(self, kind: str, title: str, body: str, *, dedupe_key: str | None = None) -> None:
         if self.alerter is not None:
-            self.alerter.send(kind, title, body, dedupe_key=f"{self.agent}:{dedupe_key or kind}")
+            self.alerter.send(kind, title, body, dedupe_key=f"{self.agent}:{dedupe_key or kind}", run=self.run_id)
 
 
 def _action_of(fn: Callable[..., Any]) -> str:

@@ -107,11 +107,6 @@ SCHEMA_VERSION = len(MIGRATIONS)
 _RUN_COLUMNS = (
     "run_id, agent, parent_id, cap_micros, started_at, spent_micros, reserved_micros, steps, failures"
 )
-_CHAIN_IDS = (
-    "WITH RECURSIVE chain(id) AS (SELECT ? UNION ALL SELECT runs.parent_id FROM runs"
-    " JOIN chain ON runs.run_id = chain.id WHERE runs.parent_id IS NOT NULL) SELECT id FROM chain"
-)
-"""The ids of a run and all its ancestors (one parameter: the run id)."""
 _BREAKER_COLUMNS = ", ".join(
     f"(SELECT {column} FROM breakers WHERE agent = ? AND key = ?)"
     for column in ("state", "consecutive_failures", "opened_at", "probe_id", "probe_expires_at")
@@ -146,6 +141,8 @@ class SQLiteStore:
         self.path = Path(path)
         self.durability = durability
         self._local = threading.local()
+        self._lineage: dict[str, tuple[str, ...]] = {}
+        """run id -> it and its ancestors' ids; parents never change, so this cannot go stale."""
         self._create_file()
         with self._transaction() as db:
             self._migrate(db)
@@ -254,7 +251,7 @@ class SQLiteStore:
 
     def gate(self, request: GateRequest) -> GateResult:
         with self._transaction() as db:
-            chain = _chain(db, request.run_id)
+            chain = self._chain(db, request.run_id)
             ids = [run.run_id for run in chain]
             marks = ",".join("?" * len(ids))
             halt_count, day_used, hour_used, action_failures, *breaker_row = db.execute(
@@ -339,10 +336,13 @@ class SQLiteStore:
                 "UPDATE ledger SET cost_micros = ?, settled_at = ?, outcome = ? WHERE reservation_id = ?",
                 (cost, settlement.now, settlement.outcome.value, settlement.reservation_id),
             )
+            ids = self._lineage.get(settlement.run_id) or tuple(
+                run.run_id for run in self._chain(db, settlement.run_id)
+            )
             db.execute(
                 "UPDATE runs SET reserved_micros = reserved_micros - ?, spent_micros = spent_micros + ?,"
-                f" failures = failures + (run_id = ? AND ?) WHERE run_id IN ({_CHAIN_IDS})",
-                (estimate, cost, settlement.run_id, failed, settlement.run_id),
+                f" failures = failures + (run_id = ? AND ?) WHERE run_id IN ({','.join('?' * len(ids))})",
+                (estimate, cost, settlement.run_id, failed, *ids),
             )
             _add_to_windows(db, settlement.agent, day_key, minute, reserved=-estimate, spent=cost)
             action_failures = run_failures = 0
@@ -420,6 +420,22 @@ class SQLiteStore:
                 ).fetchone()
             return int(row[0])
 
+    def _chain(self, db: sqlite3.Connection, run_id: str) -> list[RunInfo]:
+        """The run and its ancestors' rows, run first (raises KeyError for an unknown run)."""
+        ids = self._lineage.get(run_id)
+        if ids is None:
+            chain = _lineage_rows(db, run_id)
+            self._lineage[run_id] = tuple(run.run_id for run in chain)
+            return chain
+        if len(ids) == 1:
+            row = db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", ids).fetchone()
+            return [RunInfo(*row)]
+        rows = db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id IN ({','.join('?' * len(ids))})", ids
+        ).fetchall()
+        by_id = {row[0]: RunInfo(*row) for row in rows}
+        return [by_id[run_id] for run_id in ids]
+
     def close(self) -> None:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is not None:
@@ -435,8 +451,8 @@ def _fetch_run(db: sqlite3.Connection, run_id: str) -> RunInfo | None:
     return RunInfo(*row) if row else None
 
 
-def _chain(db: sqlite3.Connection, run_id: str) -> list[RunInfo]:
-    """The run, then its parent, grandparent, ... in one query."""
+def _lineage_rows(db: sqlite3.Connection, run_id: str) -> list[RunInfo]:
+    """The run, then its parent, grandparent, ... in one recursive query."""
     rows = db.execute(
         "WITH RECURSIVE chain(run_id, depth) AS (SELECT ?, 0 UNION ALL"
         " SELECT runs.parent_id, chain.depth + 1 FROM runs JOIN chain USING (run_id)"

@@ -1,0 +1,200 @@
+"""What a guarded call costs with the SQLite store, and whether it stays flat as the ledger grows.
+
+    .venv/bin/python bench/guard_overhead.py                     # the numbers in bench/RESULTS.md
+    .venv/bin/python bench/guard_overhead.py --calls 2000 --ledger 0,100000 --processes 1,8
+
+Measures, per ledger size: p50/p99 microseconds added per guarded no-op call (``guard.call(noop)``
+minus a bare ``noop()``), and where they go (the gate transaction, the settle transaction, the
+rest of the guard). Then guarded calls per second with 1 and N processes on one store file.
+Every gate is active (run, daily and hourly caps, max_steps, retries, timeout, attempts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agentfuse.runtime.guard import Guard, enforce  # noqa: E402
+from agentfuse.runtime.policy import Budget, Breaker, Events, FailFast, Policy  # noqa: E402
+from agentfuse.runtime.stores.base import GateRequest, Outcome, Settlement  # noqa: E402
+from agentfuse.runtime.stores.sqlite import SQLiteStore  # noqa: E402
+
+BIG = Decimal("1000000000")
+
+
+def bench_policy(durability: str, events_path: str | None) -> Policy:
+    """Every gate on, caps high enough never to refuse."""
+    return Policy(
+        agent="bench",
+        budget=Budget(
+            run_usd=BIG,
+            daily_usd=BIG,
+            hourly_usd=BIG,
+            max_steps=10**12,
+            max_retries_total=10**9,
+            timeout_s=10**9,
+            estimate_usd=Decimal("0.000001"),
+        ),
+        breaker=Breaker(failure_threshold=5, cooldown_s=60),
+        fail_fast=FailFast(max_attempts=3),
+        events=Events(path=events_path),
+        store_durability=durability,
+    )
+
+
+def noop() -> None:
+    return None
+
+
+def timings_us(fn: Callable[[], object], n: int) -> list[float]:
+    samples = []
+    clock = time.perf_counter_ns
+    for _ in range(n):
+        start = clock()
+        fn()
+        samples.append((clock() - start) / 1000)
+    samples.sort()
+    return samples
+
+
+def pct(samples: list[float], q: float) -> float:
+    return samples[min(len(samples) - 1, int(len(samples) * q))]
+
+
+def grow_ledger(path: Path, rows: int) -> None:
+    """Append settled history rows (what months of calls leave behind) straight into the ledger."""
+    db = sqlite3.connect(path)
+    have = db.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+    base = time.time_ns() - 10**15
+    batch = []
+    for i in range(have, rows):
+        batch.append((f"{base + i:016x}00000000", "history", "bench", "call", 1, 1, "2020-01-01", 0, 0.0, 0.0, "success"))
+        if len(batch) == 50_000:
+            db.executemany("INSERT INTO ledger VALUES (?,?,?,?,?,?,?,?,?,?,?)", batch)
+            batch.clear()
+    db.executemany("INSERT INTO ledger VALUES (?,?,?,?,?,?,?,?,?,?,?)", batch)
+    db.commit()
+    db.close()
+
+
+def store_parts_us(store: SQLiteStore, run_id: str, n: int) -> tuple[float, float]:
+    """p50 of the bare gate and settle transactions."""
+    now = time.time()
+    ids = [f"{time.time_ns():016x}{i:08x}" for i in range(n)]
+
+    def request(rid: str) -> GateRequest:
+        return GateRequest(rid, "bench", run_id, "call", 1, now, "2030-01-01", int(now // 60))
+
+    gate = []
+    settle = []
+    for rid in ids:
+        start = time.perf_counter_ns()
+        store.gate(request(rid))
+        middle = time.perf_counter_ns()
+        store.settle(Settlement(rid, "bench", run_id, "call", 1, now, Outcome.SUCCESS))
+        gate.append((middle - start) / 1000)
+        settle.append((time.perf_counter_ns() - middle) / 1000)
+    return statistics.median(gate), statistics.median(settle)
+
+
+def overhead(args: argparse.Namespace, folder: Path) -> list[str]:
+    db_path = folder / "overhead.db"
+    events = str(folder / "events.jsonl") if args.events else None
+    guard = enforce(bench_policy(args.durability, events), store=f"sqlite:///{db_path}")
+    rows = [
+        "| ledger entries | bare call p50 (us) | guarded p50 (us) | overhead p50 (us) | overhead p99 (us)"
+        " | gate txn p50 (us) | settle txn p50 (us) | rest of the guard (us) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size in args.ledger:
+        grow_ledger(db_path, size)
+        timings_us(lambda: guard.call(noop), 300)  # warm the caches
+        bare = timings_us(noop, args.calls)
+        guarded = timings_us(lambda: guard.call(noop), args.calls)
+        bare_p50 = pct(bare, 0.5)
+        gate_p50, settle_p50 = store_parts_us(guard.store, guard.run_id, min(args.calls, 2000))
+        over_p50 = pct(guarded, 0.5) - bare_p50
+        rows.append(
+            f"| {size:,} | {bare_p50:.2f} | {pct(guarded, 0.5):.1f} | {over_p50:.1f}"
+            f" | {pct(guarded, 0.99) - bare_p50:.1f} | {gate_p50:.1f} | {settle_p50:.1f}"
+            f" | {over_p50 - gate_p50 - settle_p50:.1f} |"
+        )
+        print(rows[-1], flush=True)
+    guard.close()
+    return rows
+
+
+def _worker(url: str, durability: str, seconds: float, start_at: float, results: multiprocessing.Queue) -> None:
+    guard: Guard = enforce(bench_policy(durability, None), store=url)
+    while time.time() < start_at:
+        time.sleep(0.001)
+    calls = 0
+    end = start_at + seconds
+    while time.time() < end:
+        guard.call(noop)
+        calls += 1
+    guard.close()
+    results.put(calls)
+
+
+def throughput(args: argparse.Namespace, folder: Path) -> list[str]:
+    rows = ["| processes | guarded calls/s (all processes) | per process |", "|---:|---:|---:|"]
+    context = multiprocessing.get_context("spawn")
+    for count in args.processes:
+        url = f"sqlite:///{folder / f'throughput-{count}.db'}"
+        SQLiteStore.from_url(url).close()
+        results: multiprocessing.Queue = context.Queue()
+        start_at = time.time() + 2.0 + 0.2 * count
+        workers = [
+            context.Process(target=_worker, args=(url, args.durability, args.seconds, start_at, results))
+            for _ in range(count)
+        ]
+        for worker in workers:
+            worker.start()
+        total = sum(results.get(timeout=120) for _ in workers)
+        for worker in workers:
+            worker.join()
+        rate = total / args.seconds
+        rows.append(f"| {count} | {rate:,.0f} | {rate / count:,.0f} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=5000, help="measured calls per ledger size")
+    parser.add_argument(
+        "--ledger",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=[0, 100_000, 1_000_000],
+        help="ledger sizes to measure at (comma-separated, ascending)",
+    )
+    parser.add_argument(
+        "--processes", type=lambda text: [int(part) for part in text.split(",")], default=[1, 8]
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")
+    parser.add_argument("--durability", choices=("normal", "full"), default="normal")
+    parser.add_argument("--events", action="store_true", help="also write the JSONL event log")
+    args = parser.parse_args()
+    print(f"# guard overhead: python {sys.version.split()[0]}, sqlite {sqlite3.sqlite_version},"
+          f" {os.cpu_count()} cpus, durability={args.durability}, events={'on' if args.events else 'off'}")
+    with tempfile.TemporaryDirectory(prefix="agentfuse-bench-") as tmp:
+        folder = Path(tmp)
+        overhead(args, folder)
+        throughput(args, folder)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

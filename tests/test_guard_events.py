@@ -1,0 +1,116 @@
+"""The guard's events (one JSONL line per decision) and alerts (to a real local HTTP server)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentfuse import BudgetExceeded, CircuitOpen, enforce
+from agentfuse.runtime.clock import ManualClock
+from agentfuse.runtime.policy import Alerts, Events
+from tests.runtime_helpers import FakeClient, TransientError, make_policy, store_url
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]], threading.Event]]:
+    """A real HTTP server on 127.0.0.1 that records each POST (headers and body)."""
+    received: list[dict[str, Any]] = []
+    arrived = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append({"path": self.path, "headers": dict(self.headers), "body": body.decode()})
+            self.send_response(200)
+            self.end_headers()
+            arrived.set()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/agentfuse", received, arrived
+    server.shutdown()
+    server.server_close()
+
+
+def test_every_decision_is_one_event_line(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    policy = make_policy(
+        budget={"run_usd": "0.02", "estimate_usd": "0.01"},
+        events=Events(path=str(events)),
+    )
+    guard = enforce(policy, store=store_url(tmp_path / "s.db"))
+    client = FakeClient(failures=[TransientError("503")])
+    with pytest.raises(TransientError):
+        with guard.step(action="draft"):
+            client.chat.completions.create()
+    with guard.step(action="draft") as step:
+        step.record(cost_usd="0.01")
+    with pytest.raises(BudgetExceeded):
+        with guard.step(action="draft"):
+            pass
+    guard.close()
+    lines = read_events(events)
+    assert [(e["event"], e["reason"]) for e in lines] == [
+        ("allowed", None),
+        ("failure", "tests.runtime_helpers.TransientError"),
+        ("allowed", None),
+        ("settled", None),
+        ("refused", "run_budget"),
+        ("halt", "run_budget"),
+    ]
+    assert all(e["agent"] == "tester" and e["run"] == guard.run_id for e in lines)
+    assert lines[3]["cost_micros"] == 10_000 and lines[4]["cap_usd"] == "0.02"
+
+
+def test_breaker_open_sends_one_alert_and_later_refusals_do_not(
+    tmp_path: Path, webhook: tuple[str, list[dict[str, Any]], threading.Event]
+) -> None:
+    url, received, arrived = webhook
+    policy = make_policy(
+        breaker={"failure_threshold": 2, "cooldown_s": 60},
+        alerts=Alerts(webhook=url, format="ntfy", timeout_s=2),
+    )
+    guard = enforce(policy, store=store_url(tmp_path / "s.db"), clock=ManualClock())
+    client = FakeClient(failures=[TransientError()] * 2)
+    for _ in range(2):
+        with pytest.raises(TransientError):
+            with guard.step():
+                client.chat.completions.create()
+    for _ in range(3):
+        with pytest.raises(CircuitOpen):
+            with guard.step():
+                client.chat.completions.create()
+    assert arrived.wait(10)
+    guard.close()
+    assert len(received) == 1
+    assert "circuit breaker open" in received[0]["headers"]["Title"]
+    assert "2 consecutive failures" in received[0]["body"]
+    assert client.calls == 2
+
+
+def test_a_dead_webhook_does_not_break_the_agent(tmp_path: Path) -> None:
+    policy = make_policy(
+        budget={"run_usd": "0.01", "estimate_usd": "0.01"},
+        alerts=Alerts(webhook="http://127.0.0.1:9/nothing-listens", timeout_s=0.5),
+    )
+    guard = enforce(policy, store=store_url(tmp_path / "s.db"))
+    with guard.step():
+        pass
+    with pytest.raises(BudgetExceeded):
+        with guard.step():
+            pass
+    guard.close()

@@ -242,10 +242,10 @@ _REQUIRED_EXAMPLES = MappingProxyType(
 _Y = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _BOOL, _NULL = (_Y + "str", _Y + "int", _Y + "float", _Y + "bool", _Y + "null")
 _MAP, _SEQ, _MERGE = _Y + "map", _Y + "seq", _Y + "merge"
-_TEXT_TAGS = frozenset({_STR, _Y + "timestamp", _Y + "value"})
-"""Scalars read as their text: dates and ``=`` stay strings (no policy key wants a date)."""
+_TEXT_TAGS = frozenset({_STR, _Y + "timestamp", _Y + "value", _MERGE})
+"""Scalars read as their text: no policy key wants a date, and ``<<`` as a value is just text."""
 _SCALAR_TAGS = _TEXT_TAGS | {_INT, _FLOAT, _BOOL, _NULL}
-_ALLOWED_TAGS = _SCALAR_TAGS | {_MAP, _SEQ, _MERGE}
+_ALLOWED_TAGS = _SCALAR_TAGS | {_MAP, _SEQ}
 
 AGENT_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _CLASS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -356,7 +356,16 @@ def _shown(value: object) -> str:
 
 
 def _kind(node: yaml.Node) -> str:
-    return "a mapping" if isinstance(node, yaml.MappingNode) else "a list"
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    return "a list" if isinstance(node, yaml.SequenceNode) else "a single value"
+
+
+def _fits(node: yaml.Node) -> bool:
+    """Whether the node's tag is standard and suits its kind (``!!int {a: 1}`` does not)."""
+    if isinstance(node, yaml.ScalarNode):
+        return node.tag in _SCALAR_TAGS
+    return node.tag == (_MAP if isinstance(node, yaml.MappingNode) else _SEQ)
 
 
 def _tag_shown(tag: str) -> str:
@@ -393,6 +402,10 @@ class _Checker:
                     node,
                     f"tag {_tag_shown(node.tag)} is not allowed: a policy holds plain values only",
                     "remove the tag and write the value itself",
+                )
+            elif not _fits(node):
+                self.add(
+                    node, f"tag {_tag_shown(node.tag)} cannot mark {_kind(node)}", "remove the tag"
                 )
             pending.extend(_children(node))
 
@@ -442,12 +455,11 @@ class _Checker:
         An interpolated value is typed by what it became (``${CAP}`` with CAP=5 is the int 5);
         ``text`` lets string keys take it as written (an agent named by ``${NAME}`` = ``007``).
         """
-        if not isinstance(node, yaml.ScalarNode):
-            if node.tag in _ALLOWED_TAGS:
-                self.add(node, f"{name} must be {expected}, got {_kind(node)}", fix)
-            return INVALID
-        if node.tag not in _SCALAR_TAGS:
+        if not _fits(node):
             return INVALID  # reported by check_tags
+        if not isinstance(node, yaml.ScalarNode):
+            self.add(node, f"{name} must be {expected}, got {_kind(node)}", fix)
+            return INVALID
         text, tag = node.value, node.tag
         if tag == _STR and "${" in text:
             interpolated = self._interpolate(node, name)
@@ -457,8 +469,8 @@ class _Checker:
             tag = self._resolver.resolve(yaml.ScalarNode, text, (True, False))
         if tag in _TEXT_TAGS:
             return text, text
-        typed = yaml.ScalarNode(tag, text, node.start_mark, node.end_mark)
-        return self._construct(tag, typed), text
+        value = self._construct(yaml.ScalarNode(tag, text, node.start_mark, node.end_mark))
+        return INVALID if value is INVALID else (value, text)
 
     def _number(
         self,
@@ -602,13 +614,12 @@ class _Checker:
         self, node: yaml.Node, name: str, fix: str
     ) -> dict[str, tuple[yaml.Node, yaml.Node]] | _Invalid:
         """Key -> (key node, value node); duplicates reported at both places, merges applied."""
-        if not isinstance(node, yaml.MappingNode) or node.tag != _MAP:
-            if node.tag in _ALLOWED_TAGS:
-                got = (
-                    _kind(node) if isinstance(node, yaml.SequenceNode) else self._scalar_shown(node)
-                )
-                where = name or "the policy"
-                self.add(node, f"{where} must be a mapping of keys to values, got {got}", fix)
+        if not _fits(node):
+            return INVALID  # reported by check_tags
+        if not isinstance(node, yaml.MappingNode):
+            got = _kind(node) if isinstance(node, yaml.SequenceNode) else self._scalar_shown(node)
+            where = name or "the policy"
+            self.add(node, f"{where} must be a mapping of keys to values, got {got}", fix)
             return INVALID
         items: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         merged: list[tuple[yaml.Node, yaml.Node]] = []
@@ -616,13 +627,11 @@ class _Checker:
             if key.tag == _MERGE:
                 merged.extend(self._merge_sources(value, name, fix))
                 continue
-            if not isinstance(key, yaml.ScalarNode) or key.tag not in _SCALAR_TAGS:
-                if key.tag in _ALLOWED_TAGS:
-                    self.add(
-                        key,
-                        f"a key in {name or 'the policy'} is {_kind(key)}",
-                        "keys are plain names",
-                    )
+            if not _fits(key):
+                continue  # reported by check_tags
+            if not isinstance(key, yaml.ScalarNode):
+                where = name or "the policy"
+                self.add(key, f"a key in {where} is {_kind(key)}", "keys are plain names")
                 continue
             if key.value in items:
                 first = items[key.value][0]
@@ -660,12 +669,23 @@ class _Checker:
         """A scalar found where a list or mapping belongs, as written (not interpolated)."""
         if node.tag in _TEXT_TAGS:
             return _shown(node.value)
-        return _shown(self._construct(node.tag, node))
+        value = self._construct(node)
+        return "an invalid value" if value is INVALID else _shown(value)
 
-    def _construct(self, tag: str, node: yaml.ScalarNode) -> Any:
-        """A plain scalar (int, float, bool, null) by the YAML 1.1 rules, e.g. ``1_000``."""
-        plain = yaml.ScalarNode(tag, node.value, node.start_mark, node.end_mark)
-        return self._constructor.yaml_constructors[tag](self._constructor, plain)
+    def _construct(self, node: yaml.ScalarNode) -> Any:
+        """An int, float, bool or null by the YAML 1.1 rules (``1_000``, ``yes``, ``.inf``).
+
+        An explicit tag the text does not fit (``!!int ten``) is an issue, not an exception.
+        """
+        try:
+            return self._constructor.yaml_constructors[node.tag](self._constructor, node)
+        except (ValueError, KeyError):
+            self.add(
+                node,
+                f"{_shown(node.value)} is not a valid {_tag_shown(node.tag)}",
+                "remove the tag, or write a value that fits it",
+            )
+            return INVALID
 
     def section(
         self,
@@ -725,14 +745,11 @@ class _Checker:
         example: str,
     ) -> list[tuple[yaml.Node, Any]] | _Invalid:
         """A YAML list parsed item by item; returns (item node, value) for the valid items."""
-        if not isinstance(node, yaml.SequenceNode) or node.tag != _SEQ:
-            if node.tag in _ALLOWED_TAGS:
-                got = (
-                    _kind(node) if isinstance(node, yaml.MappingNode) else self._scalar_shown(node)
-                )
-                self.add(
-                    node, f"{name} must be a list, got {got}", f"write a list, such as {example}"
-                )
+        if not _fits(node):
+            return INVALID  # reported by check_tags
+        if not isinstance(node, yaml.SequenceNode):
+            got = _kind(node) if isinstance(node, yaml.MappingNode) else self._scalar_shown(node)
+            self.add(node, f"{name} must be a list, got {got}", f"write a list, such as {example}")
             return INVALID
         parsed = [(item, parse_item(item, f"{name}[{i}]")) for i, item in enumerate(node.value)]
         return [(item, value) for item, value in parsed if value is not INVALID]
@@ -915,8 +932,8 @@ class _Checker:
         url = self.text(node, name, fix=fix, nullable=True, secret=True)
         if url is INVALID or url is None:
             return url
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        scheme, host = _url_parts(url)
+        if scheme not in ("http", "https") or not host:
             self.add(node, f"{name} must be an http:// or https:// URL (value hidden)", fix)
             return INVALID
         return url
@@ -953,18 +970,13 @@ class _Checker:
         url = self.text(node, name, fix=fix, secret=True)
         if url is INVALID or url is None:
             return INVALID
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
+        scheme, host = _url_parts(url)
         if scheme == "sqlite":
-            rest = url.partition(":")[2]
-            good = rest.startswith("///") and len(rest) > 3
+            good = len(url) > len("sqlite:///") and url[6:10] == ":///"
             problem = "needs three slashes then a file path"
         elif scheme in ("redis", "rediss"):
-            try:
-                good = bool(parts.hostname) and (parts.port is None or parts.port > 0)
-            except ValueError:
-                good = False
-            problem = "needs a host, such as redis://localhost:6379/0"
+            good = bool(host)
+            problem = "needs a host and a valid port, such as redis://localhost:6379/0"
         else:
             good, problem = (
                 False,
@@ -1021,6 +1033,17 @@ class _Checker:
         }
         parsed = self.section(node, name, fields, example="{max_starts: 4, window_s: 60}")
         return parsed if parsed is INVALID else RestartGuard(**parsed[0])
+
+
+def _url_parts(url: str) -> tuple[str, str | None]:
+    """(lower-case scheme, host) of a URL; host is None when missing or malformed (bad port)."""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        return scheme, None
+    return scheme, parts.hostname if port_ok else None
 
 
 def _dotted(section: str, key: str) -> str:
@@ -1147,7 +1170,7 @@ def _check_text(
     root = _compose(text, path)
     if isinstance(root, list):
         return root, None
-    if root is None:
+    if root is None or (root.tag == _NULL and root.value == ""):  # no document, or `---` alone
         return (
             _file_issue(
                 path, "policy file is empty", "run `agentfuse init` to write a starter policy"

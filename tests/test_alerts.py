@@ -386,3 +386,4 @@ def test_an_alert_sent_just_before_the_process_exits_still_arrives(server: Webho
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 3, done.stderr
     assert server.next().body == b"last words"
+    assert done.stderr == ""

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agentfuse.runtime.events import EventLog, redact, redact_url
-from agentfuse.runtime.policy import Breaker, Budget, Events, FailFast, Policy
+from agentfuse.runtime.policy import Breaker, Budget, Events, FailFast, Policy, load_policy
 
 
 class FakeClock:
@@ -200,8 +200,33 @@ def test_a_log_reopened_on_a_later_day_rotates_yesterdays_file(tmp_path: Path) -
 
 
 def test_unknown_rotate_when_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="rotate_when must be one of midnight, D, H"):
+    with pytest.raises(ValueError, match="rotate_when must be one of S, M, H, D, midnight, W0"):
         EventLog(tmp_path / "e.jsonl", rotate_when="weekly")
+
+
+@pytest.mark.parametrize(
+    "rotate_when, last_of_old, first_of_new",
+    [
+        ("H", utc(2026, 5, 1, 13, 59, 59), utc(2026, 5, 1, 14)),
+        ("midnight", utc(2026, 5, 1, 23, 59, 59), utc(2026, 5, 2)),
+        ("W0", utc(2026, 5, 3, 23, 59, 59), utc(2026, 5, 4)),  # Sunday -> Monday
+        ("w4", utc(2026, 5, 7, 23, 59, 59), utc(2026, 5, 8)),  # Thursday -> Friday
+    ],
+)
+def test_every_policy_rotation_interval_rotates_at_its_utc_boundary(
+    tmp_path: Path, rotate_when: str, last_of_old: dt.datetime, first_of_new: dt.datetime
+) -> None:
+    path = tmp_path / "events.jsonl"
+    clock = FakeClock(last_of_old - dt.timedelta(minutes=50))
+    log = EventLog(path, rotate_when=rotate_when, clock=clock)
+    log.emit("old_a", agent="a", run=None)
+    clock.now = last_of_old.timestamp()
+    log.emit("old_b", agent="a", run=None)
+    clock.now = first_of_new.timestamp()
+    log.emit("new", agent="a", run=None)
+    log.close()
+    assert [e["event"] for e in read_lines(path.with_name("events.jsonl.1"))] == ["old_a", "old_b"]
+    assert [e["event"] for e in read_lines(path)] == ["new"]
 
 
 def test_a_second_writer_follows_a_size_rotation_instead_of_rotating_again(tmp_path: Path) -> None:
@@ -315,3 +340,22 @@ def test_from_policy_without_a_path_writes_nothing(tmp_path: Path) -> None:
     assert log.path is None
     log.emit("x", agent="a", run=None)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "rotate_when", ["S", "M", "H", "D", "midnight", "MIDNIGHT", "W0", "W3", "w6", "null"]
+)
+def test_every_interval_the_policy_loader_accepts_builds_an_event_log(
+    tmp_path: Path, rotate_when: str
+) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(
+        "version: 1\nagent: a\nbudget: {run_usd: 1.0}\nbreaker: {failure_threshold: 3}\n"
+        "fail_fast: {max_attempts: 1}\n"
+        f"events: {{path: logs/events.jsonl, max_bytes: 4096, backup_count: 3,"
+        f" rotate_when: {rotate_when}}}\n"
+    )
+    log = EventLog.from_policy(load_policy(policy_file, environ={}))
+    log.emit("x", agent="a", run=None)
+    log.close()
+    assert read_lines(tmp_path / "logs" / "events.jsonl")[0]["event"] == "x"

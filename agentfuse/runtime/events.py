@@ -8,7 +8,7 @@ passed through :func:`redact`, so a webhook URL or a Redis password never lands 
 
 Rotation (policy ``events:``): the file is rotated when the next line would pass
 ``max_bytes`` and, with ``rotate_when: midnight`` (or ``D``), also at the first write of a new
-UTC day (``H``: a new hour). Size and day rotation share one stdlib handler subclass and one
+UTC day (``H``: hour, ``W0``: week from Monday, ... see :data:`ROTATION_PERIODS`). Size and day rotation share one stdlib handler subclass and one
 naming scheme, ``RotatingFileHandler``'s: ``events.jsonl.1`` is the newest backup and
 ``.N`` (N = ``backup_count``) the oldest; older ones are deleted, and ``backup_count: 0`` never
 rotates, as in the stdlib. The day of each line is in its ``ts``. Files are created with mode
@@ -35,13 +35,42 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path, PurePath
+from types import MappingProxyType
 from typing import Any, TextIO
 
 from agentfuse.runtime.policy import Policy
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 RESERVED_KEYS = frozenset({"ts", "agent", "run", "event", "reason"})
-ROTATION_PERIODS_S = {"midnight": 86_400, "d": 86_400, "h": 3_600}
+_DAY_S = 86_400
+_EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday is 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class RotationPeriod:
+    """Calendar periods in UTC: index = floor((t + offset_s) / length_s)."""
+
+    length_s: int
+    offset_s: int = 0
+
+    def index(self, epoch_s: float) -> int:
+        return int((epoch_s + self.offset_s) // self.length_s)
+
+
+ROTATION_PERIODS: Mapping[str, RotationPeriod] = MappingProxyType({
+    "s": RotationPeriod(1),
+    "m": RotationPeriod(60),
+    "h": RotationPeriod(3_600),
+    "d": RotationPeriod(_DAY_S),
+    "midnight": RotationPeriod(_DAY_S),
+    **{
+        f"w{day}": RotationPeriod(7 * _DAY_S, (_EPOCH_WEEKDAY - day) * _DAY_S)
+        for day in range(7)
+    },
+})
+"""``rotate_when`` values, as ``TimedRotatingFileHandler`` names them; all aligned to UTC
+boundaries (``D`` is a calendar day like ``midnight``; ``W0``..``W6``: weeks from Monday..Sunday
+00:00)."""
 REDACTED = "***"
 FOLLOW_ROTATION_EVERY_S = 1.0
 
@@ -145,11 +174,13 @@ class _JsonlFileHandler(logging.handlers.RotatingFileHandler):
     its injectable clock, so tests cross midnight without sleeping.
     """
 
-    def __init__(self, path: Path, *, max_bytes: int, backup_count: int, period_s: int | None) -> None:
+    def __init__(
+        self, path: Path, *, max_bytes: int, backup_count: int, period: RotationPeriod | None
+    ) -> None:
         super().__init__(
             path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8", delay=True
         )
-        self._period_s = period_s
+        self._period = period
         self._identity: tuple[int, int] | None = None
         self._regular = True
         self._checked_at = -math.inf
@@ -157,13 +188,13 @@ class _JsonlFileHandler(logging.handlers.RotatingFileHandler):
 
     def _period_of_existing_file(self) -> int | None:
         """The period of the last write to the file at our path (its mtime), if it has lines."""
-        if self._period_s is None:
+        if self._period is None:
             return None
         try:
             existing = os.stat(self.baseFilename)
         except OSError:
             return None
-        return int(existing.st_mtime // self._period_s) if existing.st_size > 0 else None
+        return self._period.index(existing.st_mtime) if existing.st_size > 0 else None
 
     def _open(self) -> TextIO:
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -191,7 +222,7 @@ class _JsonlFileHandler(logging.handlers.RotatingFileHandler):
         return False
 
     def _period_of(self, record: logging.LogRecord) -> int | None:
-        return None if self._period_s is None else int(record.created // self._period_s)
+        return None if self._period is None else self._period.index(record.created)
 
     def _rotation_due(self, record: logging.LogRecord) -> bool:
         """A non-empty regular file whose period is over, or where the line does not fit."""
@@ -249,12 +280,13 @@ class EventLog:
         rotate_when: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        period_s = None
+        period = None
         if rotate_when is not None:
-            period_s = ROTATION_PERIODS_S.get(rotate_when.lower())
-            if period_s is None:
+            period = ROTATION_PERIODS.get(rotate_when.lower())
+            if period is None:
                 raise ValueError(
-                    f"rotate_when must be one of midnight, D, H or None, got {rotate_when!r}"
+                    "rotate_when must be one of S, M, H, D, midnight, W0..W6 or None,"
+                    f" got {rotate_when!r}"
                 )
         self.path = None if path is None else Path(path)
         self._clock = clock
@@ -265,7 +297,7 @@ class EventLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handler = _JsonlFileHandler(
                 self.path, max_bytes=max(max_bytes, 0), backup_count=max(backup_count, 0),
-                period_s=period_s,
+                period=period,
             )
             self._logger = logging.Logger(f"agentfuse.events:{self.path}", logging.INFO)
             self._logger.propagate = False

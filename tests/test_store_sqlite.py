@@ -141,3 +141,27 @@ def test_failure_settlement_counts_run_and_action(tmp_path: Path) -> None:
     store.gate(request("r", "3"))
     neutral = store.settle(settlement("r", "3", 10_000, Outcome.NEUTRAL))
     assert neutral.consecutive_failures == 2 and neutral.run_failures == 0
+
+
+def test_a_store_locked_past_its_busy_timeout_fails_closed(tmp_path: Path) -> None:
+    from agentfuse import StoreUnavailable as PublicStoreUnavailable
+    from agentfuse import enforce
+    from tests.runtime_helpers import FakeClient, make_policy
+
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path, busy_timeout_s=0.05)
+    guard = enforce(make_policy(), store=store)
+    open_guard = enforce(make_policy(store_unavailable="allow"), run_id=guard.run_id, store=store)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    client = FakeClient()
+    try:
+        with pytest.raises(PublicStoreUnavailable, match="failing closed"):
+            with guard.step():
+                client.chat.completions.create()
+        with open_guard.step():
+            client.chat.completions.create()
+    finally:
+        blocker.execute("ROLLBACK")
+    assert client.calls == 1  # only the fail-open policy let the call through
+    assert store.unsettled() == 0

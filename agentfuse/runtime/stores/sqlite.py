@@ -137,9 +137,12 @@ def path_from_url(url: str) -> Path:
 class SQLiteStore:
     """:class:`~agentfuse.runtime.stores.base.Store` on one SQLite file (one connection per thread)."""
 
-    def __init__(self, path: Path | str, *, durability: str = "normal") -> None:
+    def __init__(
+        self, path: Path | str, *, durability: str = "normal", busy_timeout_s: float = BUSY_TIMEOUT_S
+    ) -> None:
         self.path = Path(path)
         self.durability = durability
+        self.busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         self._lineage: dict[str, tuple[str, ...]] = {}
         """run id -> it and its ancestors' ids; parents never change, so this cannot go stale."""
@@ -164,12 +167,12 @@ class SQLiteStore:
         if db is None:
             try:
                 db = sqlite3.connect(
-                    self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=True
+                    self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=True
                 )
+                db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
                 db.execute("PRAGMA journal_mode=WAL")
                 sync = "FULL" if self.durability == "full" else "NORMAL"
                 db.execute(f"PRAGMA synchronous={sync}")
-                db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"cannot open the store {self.path}: {exc}") from None
             self._local.db = db
@@ -184,6 +187,10 @@ class SQLiteStore:
             raise StoreUnavailable(f"store {self.path} is unavailable: {exc}") from None
         try:
             yield db
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise StoreUnavailable(f"store {self.path} failed: {exc}") from None
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")

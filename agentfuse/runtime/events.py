@@ -6,15 +6,16 @@ everywhere: ``Decimal`` -> string (exact; ``"0.012"``, never a float that drifts
 dates and exceptions -> strings, sets/tuples -> lists, NaN/inf -> strings. Every string is
 passed through :func:`redact`, so a webhook URL or a Redis password never lands in the log.
 
-Rotation (policy ``events:``): the file is rotated when the next line would pass
-``max_bytes`` and, with ``rotate_when: midnight`` (or ``D``), also at the first write of a new
-UTC day (``H``: hour, ``W0``: week from Monday, ... see :data:`ROTATION_PERIODS`). Size and
-time rotation share one stdlib handler subclass and one naming scheme, RotatingFileHandler's:
-``events.jsonl.1`` is the newest backup and ``.N`` (N = ``backup_count``) the oldest; older ones are deleted, and ``backup_count: 0`` never
-rotates, as in the stdlib. The day of each line is in its ``ts``. Files are created with mode
-0600 and every line is flushed, so a killed process loses no event. Several processes may
-append to one file: a writer notices within a second that another one rotated the file and
-follows it, so no line is lost (a race may leave one extra small backup).
+Rotation (policy ``events:``): the file is rotated when the next line would pass ``max_bytes``
+and, with ``rotate_when: midnight`` (or ``D``), also at the first write of a new UTC day
+(``H``: hour, ``W0``: week from Monday, ... see :data:`ROTATION_PERIODS`). Size and time
+rotation share one stdlib handler subclass and one naming scheme, RotatingFileHandler's:
+``events.jsonl.1`` is the newest backup and ``.N`` (N = ``backup_count``) the oldest; older
+ones are deleted, and ``backup_count: 0`` never rotates, as in the stdlib. The day of each line
+is in its ``ts``. Files are created with mode 0600 and every line is flushed, so a killed
+process loses no event. Several processes may append to one file: a writer notices within a
+second that another one rotated the file and follows it, so no line is lost (a race may leave
+one extra small backup).
 """
 
 from __future__ import annotations

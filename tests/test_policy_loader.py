@@ -43,7 +43,9 @@ fail_fast: {max_attempts: 3}
 
 def issues_of(text: str | bytes, environ: dict[str, str] | None = None) -> list[PolicyIssue]:
     with pytest.raises(PolicyError) as raised:
-        load_policy_text(text, "policy.yaml", environ=NO_ENVIRONMENT if environ is None else environ)
+        load_policy_text(
+            text, "policy.yaml", environ=NO_ENVIRONMENT if environ is None else environ
+        )
     return list(raised.value.issues)
 
 
@@ -106,7 +108,11 @@ def test_minimal_policy_takes_documented_defaults() -> None:
 
 
 def test_pricing_keeps_models_in_order_with_exact_prices() -> None:
-    text = MINIMAL + "pricing:\n  b-model: {input: 0, output: 1.5}\n  a-model: {input: '2.50', output: 10, cached_input: 1.25}\n"
+    text = MINIMAL + (
+        "pricing:\n"
+        "  b-model: {input: 0, output: 1.5}\n"
+        "  a-model: {input: '2.50', output: 10, cached_input: 1.25}\n"
+    )
     policy = load_policy_text(text, "p.yaml", environ={})
     assert policy.pricing == (
         ("b-model", ModelPrice(Decimal("0"), Decimal("1.5"))),
@@ -145,7 +151,11 @@ def test_every_value_type_field_has_a_policy_key() -> None:
 
 
 def test_interpolated_values_are_typed_by_what_they_become() -> None:
-    environ = {"AGENTFUSE_TEST_RUN_USD": "2.50", "AGENTFUSE_TEST_STEPS": "7", "AGENTFUSE_TEST_AGENT": "123"}
+    environ = {
+        "AGENTFUSE_TEST_RUN_USD": "2.50",
+        "AGENTFUSE_TEST_STEPS": "7",
+        "AGENTFUSE_TEST_AGENT": "123",
+    }
     policy = load_policy(DATA / "valid" / "environment.yaml", environ=environ)
     assert policy.budget.run_usd == Decimal("2.50")
     assert policy.budget.max_steps == 7
@@ -163,7 +173,11 @@ def test_a_variable_holding_a_bad_value_is_reported_at_its_node() -> None:
     text = MINIMAL.replace("{run_usd: 5.0}", "\n  run_usd: ${CAP}")
     assert load_policy_text(text, "p.yaml", environ={"CAP": "5"}).budget.run_usd == Decimal("5")
     [issue] = issues_of(text, {"CAP": "-1"})
-    assert (issue.line, issue.col, issue.message) == (4, 12, "budget.run_usd must be greater than 0, got -1")
+    assert (issue.line, issue.col, issue.message) == (
+        4,
+        12,
+        "budget.run_usd must be greater than 0, got -1",
+    )
 
 
 def test_unset_variables_are_all_reported() -> None:
@@ -259,7 +273,9 @@ def test_non_utf8_byte_is_located() -> None:
 def test_utf8_text_and_byte_order_mark_are_accepted() -> None:
     text = "\ufeff" + MINIMAL.replace("test-agent", "agent-é")
     assert "agent is not valid: 'agent-é'" in messages_of(text.encode("utf-8"))
-    assert load_policy_text(("\ufeff" + MINIMAL).encode(), "p.yaml", environ={}).agent == "test-agent"
+    assert (
+        load_policy_text(("\ufeff" + MINIMAL).encode(), "p.yaml", environ={}).agent == "test-agent"
+    )
 
 
 @pytest.mark.parametrize("content", [b"", b"\n\n", b"# nothing\n", b"---\n...\n"])
@@ -306,7 +322,13 @@ def test_issues_come_sorted_by_place() -> None:
 def test_mutated_policies_give_a_policy_or_policy_error_never_a_crash() -> None:
     """Seeded mutations of the examples: every outcome is a Policy or a PolicyError."""
     rng = random.Random(20261123)
-    alphabet = list(":{}[],&*!|>-?#'\"%@`\t\n ${}<=") + ["!!python/name:x ", "<<: ", "${X}", "\x00", "é"]
+    alphabet = list(":{}[],&*!|>-?#'\"%@`\t\n ${}<=") + [
+        "!!python/name:x ",
+        "<<: ",
+        "${X}",
+        "\x00",
+        "é",
+    ]
     sources = [path.read_text() for path in EXAMPLE_POLICIES]
     outcomes = {"policy": 0, "error": 0}
     for _ in range(200):
@@ -314,7 +336,8 @@ def test_mutated_policies_give_a_policy_or_policy_error_never_a_crash() -> None:
         for _ in range(rng.randint(1, 4)):
             at = rng.randrange(len(text))
             if rng.random() < 0.5:
-                del text[at : at + rng.randint(1, 3)]
+                end = at + rng.randint(1, 3)
+                del text[at:end]
             else:
                 text.insert(at, rng.choice(alphabet))
         try:

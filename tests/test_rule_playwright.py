@@ -79,6 +79,7 @@ NEGATIVE = {
     "annotated-other-type": 'from sklearn.base import BaseEstimator\n'
     'def f(page: BaseEstimator, x, y):\n    page.evaluate("x", x, y)\n',
     "unknown-receiver-no-js": 'def f(scorer, a, b):\n    scorer.evaluate(a, b, "macro")\n',
+    "page-inside-a-word": 'def f(webpage_classifier, x, y):\n    webpage_classifier.evaluate(x, y, "macro")\n',
     "plain-function": 'def evaluate(a, b, c):\n    return a\nevaluate(1, 2, 3)\n',
     "docstring-and-comment": 'def f(page, a):\n    """Do not call page.evaluate("(a, b) => a", a, b)."""\n'
     '    # page.evaluate("(a, b) => a", a, b)\n    return page.evaluate("a => a", a)\n',

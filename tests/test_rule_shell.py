@@ -68,6 +68,7 @@ POSITIVE = {
     "list-concat": 'import subprocess\nsubprocess.run(["git", "push"] + ["--force"])\n',
     "shlex-split": 'import subprocess, shlex\nsubprocess.run(shlex.split("rm -rf ./out"))\n',
     "str-split": 'import subprocess\nsubprocess.run("git reset --hard".split())\n',
+    "str-split-separator": 'import subprocess\nsubprocess.run("rm -rf x".split(" "))\n',
     "tuple-form": 'import subprocess\nsubprocess.run(("git", "push", "--force"))\n',
     "args-keyword": 'import subprocess\nsubprocess.run(args=["rm", "-rf", d])\n',
     "local-name": 'import subprocess\ndef f():\n    cmd = ["rm", "-rf", "/data"]\n    subprocess.run(cmd)\n',
@@ -112,6 +113,7 @@ NEGATIVE = {
     "class-attribute-not-visible": 'import os\nclass A:\n    CMD = "reboot"\n    def f(self, CMD="ls"):\n'
     '        os.system(CMD)\n',
     "splat-args": 'import subprocess\nsubprocess.run(*argv)\n',
+    "lambda-parameter": 'import os\ncmd = "reboot"\nrun = lambda cmd: os.system(cmd)\n',
     "rmdir": 'import subprocess\nsubprocess.run(["rmdir", "-p", "a/b"])\n',
     "pip-uninstall": 'import subprocess\nsubprocess.run(["pip", "uninstall", "-y", "rm"])\n',
 }

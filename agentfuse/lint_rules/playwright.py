@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import libcst as cst
 
@@ -38,13 +38,13 @@ _OTHER_DRIVERS = ("pyppeteer", "nodriver", "zendriver", "pydoll")
 _PLAYWRIGHT_TYPES = frozenset(
     {"Page", "Frame", "Locator", "FrameLocator", "ElementHandle", "JSHandle", "Worker"}
 )
-_STRONG_NAME = re.compile(
-    r"page|frame|locator|^get_by_|query_selector|wait_for_selector|element_handle|js_?handle|^popup",
-    re.IGNORECASE,
+_STRONG_WORDS = frozenset({"page", "pages", "frame", "frames", "locator", "locators", "popup"})
+_STRONG_PREFIXES = ("get_by_", "query_selector", "wait_for_selector", "expect_popup")
+"""A receiver chain naming one of these is a Playwright object (``page``, ``self._page``,
+``page.locator("x")``, ``browser.new_page()``, ``main_frame``, ``get_by_role(...)``)."""
+_WEAK_WORDS = frozenset(
+    {"handle", "handles", "element", "elements", "el", "elem", "elm", "worker", "workers", "button", "btn"}
 )
-"""A receiver chain naming one of these is a Playwright object (``page``, ``self.page``,
-``page.locator("x")``, ``new_page()``...)."""
-_WEAK_NAME = re.compile(r"handle|element|^el$|^elem|^elm$|worker|button|^btn", re.IGNORECASE)
 """Plausible Playwright receivers, trusted only in a module that imports Playwright."""
 _JS_LOOKING = re.compile(r"=>|^\s*(?:async\s+)?function\b|\bdocument\.|\bwindow\.")
 
@@ -56,6 +56,15 @@ _FUNCTION = re.compile(
 _STRING_TOKEN = re.compile(
     r"^(?P<prefix>[A-Za-z]*)(?P<quote>'''|\"\"\"|'|\")(?P<body>.*)(?P=quote)$", re.DOTALL
 )
+
+
+def _name_words(name: str) -> set[str]:
+    """``new_page`` -> {new, page}; ``PageObject2`` -> {page, object}; ``webpage`` -> {webpage}."""
+    return {word.lower() for word in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", name)}
+
+
+def _names_match(names: Iterable[str], words: frozenset[str], prefixes: tuple[str, ...] = ()) -> bool:
+    return any(not words.isdisjoint(_name_words(name)) or name.startswith(prefixes) for name in names)
 
 
 def _chain_names(node: cst.BaseExpression) -> Iterator[str]:
@@ -241,18 +250,19 @@ class PlaywrightEvaluateArity(Rule):
         receiver = call.func.value
         resolved = self.context.imports.resolve(receiver)
         if resolved is not None and not self._is_playwright_name(resolved):
-            if not any(_STRONG_NAME.search(part) for part in resolved.split(".")):
+            if not _names_match(resolved.split("."), _STRONG_WORDS, _STRONG_PREFIXES):
                 return False
         typed = self._annotated_type(receiver)
         if typed is False:
             return False
         names = self._receiver_names(receiver)
         expression = positional[1 if call.func.attr.value.startswith("eval_on_selector") else 0].value
-        if typed or any(_STRONG_NAME.search(name) for name in names) or self._looks_like_js(expression):
+        strong = _names_match(names, _STRONG_WORDS, _STRONG_PREFIXES)
+        if typed or strong or self._looks_like_js(expression):
             return True
         if not uses_playwright:
             return False
-        return self._is_string(expression) or any(_WEAK_NAME.search(name) for name in names)
+        return self._is_string(expression) or _names_match(names, _WEAK_WORDS)
 
     @staticmethod
     def _is_playwright_name(qualified: str) -> bool:

@@ -186,7 +186,7 @@ class _Reader:
             if self.qualify(func) == "shlex.split" and expr.args:
                 text = self.text(expr.args[0].value, depth)
                 return [OPAQUE] if text is None else shell_words(text)
-            if isinstance(func, cst.Attribute) and func.attr.value == "split" and not expr.args:
+            if isinstance(func, cst.Attribute) and func.attr.value == "split":
                 text = self.text(func.value, depth)
                 return None if text is None else text.split()
             return None
@@ -567,6 +567,12 @@ class DestructiveShellCommand(Rule):
         self._scopes.append(_Scope(parent=self._scopes[-1]))
 
     def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+        self._scopes.pop()
+
+    def visit_Lambda(self, node: cst.Lambda) -> None:
+        self._scopes.append(_Scope(parent=self._scopes[-1]))
+
+    def leave_Lambda(self, original_node: cst.Lambda) -> None:
         self._scopes.pop()
 
     def visit_Param(self, node: cst.Param) -> None:

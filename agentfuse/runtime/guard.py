@@ -326,8 +326,8 @@ class Guard:
         if step.reservation_id is not None:
             raise RuntimeError("a step can be entered once; call guard.step(...) for each call")
         now = self.clock()
-        self._check_kill_switch(now, step)
         step.action = step.action or "call"
+        self._check_kill_switch(now, step)
         step.estimate_micros = self._estimate(step)
         step.reservation_id = _new_reservation_id()
         request = GateRequest(
@@ -373,7 +373,11 @@ class Guard:
                     "rate_limit",
                     f"{self.agent}: rate limit of {spec.action!r} reached",
                     f"{spec.max} calls of {spec.action!r} in {spec.window_s:g}s;"
-                    f" refused for the next {spec.cooldown_s:g}s",
+                    + (
+                        f" refused for the next {spec.cooldown_s:g}s"
+                        if spec.cooldown_s > 0
+                        else " further calls wait for the window to slide"
+                    ),
                     dedupe_key=f"rate_limit:{spec.action}",
                 )
 
@@ -392,17 +396,22 @@ class Guard:
     def _check_kill_switch(self, now: float, step: Step) -> None:
         if self._stop_file is None or not os.path.exists(self._stop_file):
             return
-        existing = [h for h in self.store.halts(self.agent) if h.run_id == AGENT_WIDE]
-        if not existing:
-            record = HaltRecord(
-                agent=self.agent,
-                run_id=AGENT_WIDE,
-                reason="kill_switch",
-                source="kill_switch",
-                created_at=now,
-                figures={"stop_file": str(self._stop_file)},
-            )
-            self.store.halt(record)
+        try:
+            already_halted = any(h.run_id == AGENT_WIDE for h in self.store.halts(self.agent))
+            if not already_halted:
+                self.store.halt(
+                    HaltRecord(
+                        agent=self.agent,
+                        run_id=AGENT_WIDE,
+                        reason="kill_switch",
+                        source="kill_switch",
+                        created_at=now,
+                        figures={"stop_file": str(self._stop_file)},
+                    )
+                )
+        except errors.StoreUnavailable:
+            already_halted = True  # the STOP file alone refuses; the durable record waits for the store
+        if not already_halted:
             self._emit("halt", reason="kill_switch", source="kill_switch", stop_file=str(self._stop_file))
             self._alert(
                 "halt",

@@ -550,3 +550,13 @@ def test_a_step_cannot_be_entered_twice(url: str) -> None:
     with pytest.raises(RuntimeError, match="entered once"):
         with step:
             pass
+
+
+def test_a_halt_whose_figures_reuse_field_names_still_refuses_cleanly(url: str) -> None:
+    from agentfuse.runtime.stores.base import HaltRecord
+
+    guard = enforce(make_policy(), store=url)
+    guard.store.halt(HaltRecord("tester", guard.run_id, "ops", "operator", 0.0, {"reason": "x", "halt": 1, "kind": 2}))
+    with pytest.raises(RunHalted) as refused:
+        guarded_call(guard, FakeClient())
+    assert refused.value.reason == "ops" and refused.value.figures["kind"] == 2

@@ -84,6 +84,7 @@ def _refuse(
     request: GateRequest,
     kind: str,
     message: str,
+    /,
     *,
     reason: str | None = None,
     halt: bool = False,
@@ -115,9 +116,11 @@ def decide_gate(snapshot: GateSnapshot, request: GateRequest) -> GateDecision:
             f"{scope} of agent {halt.agent!r} is halted ({halt.reason}, by {halt.source});"
             " clear it with `agentfuse resume`",
             reason=halt.reason,
-            halted_run=halt.run_id,
-            source=halt.source,
-            **dict(halt.figures),
+            **{
+                **{key: value for key, value in halt.figures.items() if key not in ("reason", "halt")},
+                "halted_run": halt.run_id,
+                "source": halt.source,
+            },
         )
     admission = breaker.admit(snapshot.breaker, request.breaker, request.now, request.reservation_id)
     if not admission.allowed:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import libcst as cst
 
@@ -67,11 +68,15 @@ def _names_match(names: Iterable[str], words: frozenset[str], prefixes: tuple[st
     return any(not words.isdisjoint(_name_words(name)) or name.startswith(prefixes) for name in names)
 
 
-def _chain_names(node: cst.BaseExpression) -> Iterator[str]:
-    """Names along a receiver: ``(await page.locator("x")).first`` -> first, locator, page."""
+def _receiver_chain(node: cst.BaseExpression) -> tuple[list[str], str | None]:
+    """Names along a receiver and the variable it starts from.
+
+    ``(await self.page.locator("x")).first`` -> ([first, locator, page, self], "self").
+    """
+    names: list[str] = []
     while True:
         if isinstance(node, cst.Attribute):
-            yield node.attr.value
+            names.append(node.attr.value)
             node = node.value
         elif isinstance(node, cst.Call):
             node = node.func
@@ -80,22 +85,10 @@ def _chain_names(node: cst.BaseExpression) -> Iterator[str]:
         elif isinstance(node, cst.Await):
             node = node.expression
         elif isinstance(node, cst.Name):
-            yield node.value
-            return
+            names.append(node.value)
+            return names, node.value
         else:
-            return
-
-
-def _root_name(node: cst.BaseExpression) -> str | None:
-    """The variable a receiver chain starts from (``self`` in ``self.page.locator(x)``)."""
-    while isinstance(node, (cst.Attribute, cst.Call, cst.Subscript, cst.Await)):
-        if isinstance(node, cst.Call):
-            node = node.func
-        elif isinstance(node, cst.Await):
-            node = node.expression
-        else:
-            node = node.value
-    return node.value if isinstance(node, cst.Name) else None
+            return names, None
 
 
 def _annotation_names(annotation: cst.BaseExpression) -> list[str]:
@@ -128,6 +121,33 @@ def _string_text(node: cst.BaseExpression) -> str | None:
     if isinstance(node, cst.FormattedString):
         return "".join(p.value for p in node.parts if isinstance(p, cst.FormattedStringText))
     return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Candidate:
+    """A call of one of the methods with more positional arguments than Playwright takes."""
+
+    call: cst.Call
+    method: str
+    positional: list[cst.Arg]
+
+    @property
+    def selector(self) -> bool:
+        """``eval_on_selector[_all]``: the expression comes after a selector."""
+        return self.method.startswith("eval_on_selector")
+
+    @property
+    def expression(self) -> cst.Arg:
+        return self.positional[1 if self.selector else 0]
+
+    @property
+    def extras(self) -> list[cst.Arg]:
+        """The positional arguments meant for the JS function."""
+        return self.positional[2 if self.selector else 1 :]
+
+
+def _is_playwright_name(qualified: str) -> bool:
+    return qualified.split(".")[0] in _PLAYWRIGHT_PACKAGES
 
 
 def _positional(call: cst.Call) -> list[cst.Arg] | None:
@@ -202,7 +222,7 @@ class PlaywrightEvaluateArity(Rule):
 
     def __init__(self, context: FileContext) -> None:
         super().__init__(context)
-        self._candidates: list[tuple[cst.Call, list[cst.Arg]]] = []
+        self._candidates: list[_Candidate] = []
         self._annotations: dict[str, list[cst.BaseExpression]] = {}
         self._assignments: dict[str, list[cst.BaseExpression]] = {}
 
@@ -215,7 +235,7 @@ class PlaywrightEvaluateArity(Rule):
             return
         positional = _positional(node)
         if positional is not None and len(positional) > limit:
-            self._candidates.append((node, positional))
+            self._candidates.append(_Candidate(node, func.attr.value, positional))
 
     def visit_Param(self, node: cst.Param) -> None:
         if node.annotation is not None:
@@ -239,24 +259,24 @@ class PlaywrightEvaluateArity(Rule):
         uses_playwright = any(imports.imports_module(p) for p in _PLAYWRIGHT_PACKAGES)
         if not uses_playwright and any(imports.imports_module(d) for d in _OTHER_DRIVERS):
             return
-        for call, positional in self._candidates:
-            if self._is_playwright_call(call, positional, uses_playwright):
-                self.report(call, self._message(call, len(positional)), fix=self._fix(call, positional))
+        for candidate in self._candidates:
+            if self._is_playwright_call(candidate, uses_playwright):
+                self.report(candidate.call, _message(candidate), fix=_fix(candidate))
 
     # --- deciding -------------------------------------------------------------------------
 
-    def _is_playwright_call(self, call: cst.Call, positional: list[cst.Arg], uses_playwright: bool) -> bool:
-        assert isinstance(call.func, cst.Attribute)
-        receiver = call.func.value
+    def _is_playwright_call(self, candidate: _Candidate, uses_playwright: bool) -> bool:
+        func = candidate.call.func
+        receiver = func.value if isinstance(func, cst.Attribute) else func
         resolved = self.context.imports.resolve(receiver)
-        if resolved is not None and not self._is_playwright_name(resolved):
+        if resolved is not None and not _is_playwright_name(resolved):
             if not _names_match(resolved.split("."), _STRONG_WORDS, _STRONG_PREFIXES):
                 return False
         typed = self._annotated_type(receiver)
         if typed is False:
             return False
         names = self._receiver_names(receiver)
-        expression = positional[1 if call.func.attr.value.startswith("eval_on_selector") else 0].value
+        expression = candidate.expression.value
         strong = _names_match(names, _STRONG_WORDS, _STRONG_PREFIXES)
         if typed or strong or self._looks_like_js(expression):
             return True
@@ -264,16 +284,11 @@ class PlaywrightEvaluateArity(Rule):
             return False
         return self._is_string(expression) or _names_match(names, _WEAK_WORDS)
 
-    @staticmethod
-    def _is_playwright_name(qualified: str) -> bool:
-        return qualified.split(".")[0] in _PLAYWRIGHT_PACKAGES
-
     def _annotated_type(self, receiver: cst.BaseExpression) -> bool | None:
         """True: annotated with a Playwright type; False: with another type; None: unknown."""
-        root = _root_name(receiver)
-        if root is None or not isinstance(receiver, cst.Name):
+        if not isinstance(receiver, cst.Name):
             return None
-        annotations = self._annotations.get(root)
+        annotations = self._annotations.get(receiver.value)
         if not annotations:
             return None
         for annotation in annotations:
@@ -285,10 +300,9 @@ class PlaywrightEvaluateArity(Rule):
 
     def _receiver_names(self, receiver: cst.BaseExpression) -> list[str]:
         """Names along the receiver chain, plus those of what its root name was assigned."""
-        names = list(_chain_names(receiver))
-        root = _root_name(receiver)
+        names, root = _receiver_chain(receiver)
         for value in self._assignments.get(root, []) if root else []:
-            names.extend(_chain_names(value))
+            names.extend(_receiver_chain(value)[0])
         return names
 
     def _resolved_string(self, node: cst.BaseExpression) -> str | None:
@@ -306,57 +320,52 @@ class PlaywrightEvaluateArity(Rule):
         text = self._resolved_string(node)
         return text is not None and _JS_LOOKING.search(text) is not None
 
-    # --- reporting and fixing -------------------------------------------------------------
 
-    @staticmethod
-    def _message(call: cst.Call, count: int) -> str:
-        assert isinstance(call.func, cst.Attribute)
-        method = call.func.attr.value
-        if method == "wait_for_function":
-            return (
-                "wait_for_function() takes its argument by keyword only; pass arg=<value> "
-                "(one list or dict for several values, destructured in JS)"
-            )
-        selector = method.startswith("eval_on_selector")
-        before = "the selector and the expression" if selector else "the expression"
+def _message(candidate: _Candidate) -> str:
+    if candidate.method == "wait_for_function":
         return (
-            f"{method}() takes one argument after {before}, got {count - _MAX_POSITIONAL[method] + 1}; "
-            "pass one list or dict and destructure it in JS"
+            "wait_for_function() takes its argument by keyword only; pass arg=<value> "
+            "(one list or dict for several values, destructured in JS)"
         )
+    before = "the selector and the expression" if candidate.selector else "the expression"
+    return (
+        f"{candidate.method}() takes one argument after {before}, got {len(candidate.extras)}; "
+        "pass one list or dict and destructure it in JS"
+    )
 
-    def _fix(self, call: cst.Call, positional: list[cst.Arg]) -> Fix | None:
-        """``("(a, b) => ...", a, b)`` -> ``("([a, b]) => ...", [a, b])`` when it is safe."""
-        assert isinstance(call.func, cst.Attribute)
-        method = call.func.attr.value
-        selector = method.startswith("eval_on_selector")
-        keyword = method == "wait_for_function"
-        expression_arg = positional[1 if selector else 0]
-        extras = positional[2 if selector else 1 :]
-        new_expression = expression_arg
-        if len(extras) > 1:
-            rewritten = _wrap_parameters(expression_arg.value, keep=1 if selector else 0, count=len(extras))
-            if rewritten is None:
-                return None
-            new_expression = expression_arg.with_changes(value=rewritten)
-            value: cst.BaseExpression = cst.List(
-                [
-                    cst.Element(arg.value, comma=_list_comma(arg, last=index == len(extras) - 1))
-                    for index, arg in enumerate(extras)
-                ]
-            )
-        else:
-            value = extras[0].value
-        merged = extras[-1].with_changes(value=value)
-        if keyword:
-            merged = merged.with_changes(
-                keyword=cst.Name("arg"),
-                equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")),
-            )
-        args = list(call.args)
-        first, last = _index(args, extras[0]), _index(args, extras[-1])
-        args[_index(args, expression_arg)] = new_expression
-        new_args = args[:first] + [merged] + args[last + 1 :]
-        return Fix(node=call, replacement=call.with_changes(args=new_args))
+
+def _fix(candidate: _Candidate) -> Fix | None:
+    """``("(a, b) => ...", a, b)`` -> ``("([a, b]) => ...", [a, b])`` when that is certain.
+
+    ``wait_for_function`` gets the merged value as ``arg=``, its only accepted spelling.
+    """
+    call, extras, expression = candidate.call, candidate.extras, candidate.expression
+    if any(arg.keyword is not None and arg.keyword.value == "arg" for arg in call.args):
+        return None
+    new_expression = expression
+    if len(extras) > 1:
+        rewritten = _wrap_parameters(expression.value, keep=1 if candidate.selector else 0, count=len(extras))
+        if rewritten is None:
+            return None
+        new_expression = expression.with_changes(value=rewritten)
+        value: cst.BaseExpression = cst.List(
+            [
+                cst.Element(arg.value, comma=_list_comma(arg, last=index == len(extras) - 1))
+                for index, arg in enumerate(extras)
+            ]
+        )
+    else:
+        value = extras[0].value
+    merged = extras[-1].with_changes(value=value)
+    if candidate.method == "wait_for_function":
+        merged = merged.with_changes(
+            keyword=cst.Name("arg"),
+            equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")),
+        )
+    args = list(call.args)
+    first, last = _index(args, extras[0]), _index(args, extras[-1])
+    args[_index(args, expression)] = new_expression
+    return Fix(node=call, replacement=call.with_changes(args=args[:first] + [merged] + args[last + 1 :]))
 
 
 def _index(args: list[cst.Arg], arg: cst.Arg) -> int:

@@ -372,7 +372,7 @@ def test_decorator_default_action_is_the_qualified_name(url: str) -> None:
 
 
 def test_async_decorators_and_async_with(url: str) -> None:
-    guard = enforce(make_policy(budget={"run_usd": "0.02", "estimate_usd": "0.01"}), store=url)
+    guard = enforce(make_policy(budget={"run_usd": "0.03", "estimate_usd": "0.01"}), store=url)
     client = FakeClient()
 
     @guard
@@ -385,6 +385,7 @@ def test_async_decorators_and_async_with(url: str) -> None:
 
     async def main() -> None:
         assert (await ask())["object"] == "chat.completion"
+        assert await guard.call(asyncio.sleep, 0, "slept") == "slept"
         async with guard.step() as step:
             step.record(cost_usd="0.005")
         with pytest.raises(BudgetExceeded):
@@ -392,6 +393,8 @@ def test_async_decorators_and_async_with(url: str) -> None:
 
     asyncio.run(main())
     assert client.calls == 1
+    run = guard.store.get_run(guard.run_id)
+    assert run is not None and run.steps == 3
 
 
 # -- deadlines ---------------------------------------------------------------------------------------

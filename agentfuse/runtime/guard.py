@@ -274,9 +274,11 @@ class Guard:
         return self._wrap(fn, {})
 
     def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        """Call ``fn(*args, **kwargs)`` as one step (action: its qualified name)."""
-        with self.step(action=_action_of(fn)):
-            return fn(*args, **kwargs)
+        """Call ``fn(*args, **kwargs)`` as one step (action: its qualified name).
+
+        For a coroutine function this returns the guarded coroutine, to be awaited.
+        """
+        return self._wrap(fn, {})(*args, **kwargs)
 
     def child(self, run_usd: float | str | None = None, run_id: str | None = None) -> Guard:
         """A sub-run whose spend also counts against this run and every ancestor."""

@@ -190,8 +190,9 @@ def test_fix_destructures_one_list_idempotently_and_lints_clean(before: str, aft
         'def f(page, a, b):\n    page.evaluate("(a, b = 2) => a", a, b)\n',
         'def f(page, a, b, c):\n    page.evaluate("(a, b) => a", a, b, c)\n',
         'def f(page, a, b):\n    page.evaluate("({a}, b) => a", a, b)\n',
+        'def f(page, n, m):\n    page.wait_for_function("n => n", n, arg=m)\n',
     ],
-    ids=["name", "f-string", "default-value", "count-mismatch", "destructured"],
+    ids=["name", "f-string", "default-value", "count-mismatch", "destructured", "arg-given-twice"],
 )
 def test_no_fix_when_the_rewrite_is_not_certain(source: str) -> None:
     assert _lines(source) and _apply_fixes(source) == source

@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import stat
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 
 from agentfuse.runtime.events import EventLog, redact, redact_url
 from agentfuse.runtime.policy import Breaker, Budget, Events, FailFast, Policy, load_policy
+from tests.runtime_helpers import REPO
 
 
 class FakeClock:
@@ -149,7 +152,7 @@ def test_size_rotation_deletes_backups_beyond_backup_count(tmp_path: Path) -> No
     for i in range(40):
         log.emit("step", agent="a", run="r", i=i)
     log.close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
+    assert sorted(p.name for p in tmp_path.glob("events.jsonl*")) == [
         "events.jsonl", "events.jsonl.1", "events.jsonl.2"]
     kept = [e["i"] for e in all_lines_oldest_first(path)]
     assert kept == list(range(40 - len(kept), 40))
@@ -264,6 +267,34 @@ def test_two_writers_rotate_once_at_midnight(tmp_path: Path) -> None:
         "first_day1", "second_day1"]
     assert [e["event"] for e in read_lines(path)] == ["first_day2", "second_day2"]
     assert not path.with_name("events.jsonl.2").exists()
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from agentfuse.runtime.events import EventLog
+log = EventLog(Path(sys.argv[1]), max_bytes=1500, backup_count=300)
+for i in range(int(sys.argv[3])):
+    log.emit("line", agent=sys.argv[2], run=None, i=i)
+log.close()
+"""
+
+
+@pytest.mark.slow
+def test_processes_rotating_one_log_together_lose_no_line(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), f"w{n}", "400"], cwd=REPO,
+                         stderr=subprocess.PIPE, text=True)
+        for n in range(3)
+    ]
+    errors = [writer.communicate(timeout=120)[1] for writer in writers]
+    assert [writer.returncode for writer in writers] == [0, 0, 0]
+    assert errors == ["", "", ""]
+    lines = all_lines_oldest_first(path)
+    for n in range(3):
+        assert sorted(e["i"] for e in lines if e["agent"] == f"w{n}") == list(range(400))
+    assert len(list(tmp_path.glob("events.jsonl.*"))) >= 30
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ one extra small backup).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
@@ -33,13 +34,18 @@ import stat
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path, PurePath
 from types import MappingProxyType
 from typing import Any, TextIO
 
 from agentfuse.runtime.policy import Policy
+
+try:
+    import fcntl
+except ImportError:  # Windows: rotations by several processes are not serialised
+    fcntl = None  # type: ignore[assignment]
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 RESERVED_KEYS = frozenset({"ts", "agent", "run", "event", "reason"})
@@ -255,9 +261,32 @@ class _JsonlFileHandler(logging.handlers.RotatingFileHandler):
                 due = self._rotation_due(record)
         return due
 
+    @contextlib.contextmanager
+    def _rotation_lock(self) -> Iterator[None]:
+        """Serialise rotations across processes (``flock`` on a hidden sidecar file)."""
+        if fcntl is None:
+            yield
+            return
+        folder, name = os.path.split(self.baseFilename)
+        fd = os.open(os.path.join(folder, f".{name}.lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def emit(self, record: logging.LogRecord) -> None:
-        super().emit(record)
-        self._file_period = self._period_of(record)
+        """Rotate if due (under the lock, after re-checking), then append one line."""
+        try:
+            if self.shouldRollover(record):
+                with self._rotation_lock():
+                    # Whoever held the lock before us may have rotated already.
+                    if not self._follow_rotation(record) or self._rotation_due(record):
+                        self.doRollover()
+            logging.FileHandler.emit(self, record)
+            self._file_period = self._period_of(record)
+        except Exception:  # noqa: BLE001 - reported on stderr, never raised into the agent
+            self.handleError(record)
 
     def handleError(self, record: logging.LogRecord) -> None:
         """One line on stderr instead of a traceback: a full disk must not break the agent."""

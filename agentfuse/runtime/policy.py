@@ -477,11 +477,13 @@ class _Checker:
         node: yaml.Node,
         name: str,
         *,
-        integral: bool,
-        minimum: float,
+        minimum: int,
         inclusive: bool,
         fix: str,
+        integral: bool = False,
+        decimal_text: bool = False,
     ) -> Decimal | _Invalid:
+        """A finite number (never a boolean) past ``minimum``; ``decimal_text`` allows "5.00"."""
         noun = "a whole number" if integral else "a number"
         read = self.scalar(node, name, noun, fix)
         if read is INVALID:
@@ -490,7 +492,7 @@ class _Checker:
         number: Decimal | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             number = Decimal(str(value))
-        elif isinstance(value, str) and not integral and _DECIMAL_TEXT.fullmatch(value):
+        elif isinstance(value, str) and decimal_text and _DECIMAL_TEXT.fullmatch(value):
             number = Decimal(value)
         if (
             number is None
@@ -506,50 +508,27 @@ class _Checker:
         return number
 
     def money(self, node: yaml.Node, name: str) -> Decimal | _Invalid:
-        return self._number(
-            node,
-            name,
-            integral=False,
-            minimum=0,
-            inclusive=False,
-            fix="write a number such as 10.0 (USD), or remove the line for no cap",
-        )
+        """USD above 0, from a number or a decimal string ("5.00"), exactly."""
+        fix = "write a number such as 10.0 (USD), or remove the line for no cap"
+        return self._number(node, name, minimum=0, inclusive=False, fix=fix, decimal_text=True)
 
     def price(self, node: yaml.Node, name: str) -> Decimal | _Invalid:
-        return self._number(
-            node,
-            name,
-            integral=False,
-            minimum=0,
-            inclusive=True,
-            fix="write USD per million tokens, such as 2.50",
-        )
+        fix = "write USD per million tokens, such as 2.50"
+        return self._number(node, name, minimum=0, inclusive=True, fix=fix, decimal_text=True)
 
     def count(self, node: yaml.Node, name: str, *, minimum: int = 1) -> int | _Invalid:
-        number = self._number(
-            node,
-            name,
-            integral=True,
-            minimum=minimum,
-            inclusive=True,
-            fix=f"write a whole number such as {max(minimum, 1) * 100}",
-        )
+        fix = f"write a whole number such as {max(minimum, 1) * 100}"
+        number = self._number(node, name, minimum=minimum, inclusive=True, fix=fix, integral=True)
         return number if number is INVALID else int(number)
 
     def seconds(self, node: yaml.Node, name: str, *, allow_zero: bool = False) -> float | _Invalid:
-        number = self._number(
-            node,
-            name,
-            integral=False,
-            minimum=0,
-            inclusive=allow_zero,
-            fix="write a number of seconds such as 300",
-        )
+        fix = "write a number of seconds such as 300"
+        number = self._number(node, name, minimum=0, inclusive=allow_zero, fix=fix)
         return number if number is INVALID else float(number)
 
     def fraction(self, node: yaml.Node, name: str) -> float | _Invalid:
         fix = "write a fraction of the budget above 0 and at most 1, such as 0.8"
-        number = self._number(node, name, integral=False, minimum=0, inclusive=False, fix=fix)
+        number = self._number(node, name, minimum=0, inclusive=False, fix=fix)
         if number is INVALID:
             return INVALID
         if number > 1:

@@ -38,7 +38,8 @@ def settlement(run_id: str, rid: str, cost: int, outcome: Outcome = Outcome.SUCC
 def test_file_is_private_and_its_folder_is_created(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "deep" / "er" / "state.db")
     store.open_run("r", agent="a", parent_id=None, cap_micros=None, now=NOW)
-    assert stat.S_IMODE((tmp_path / "deep" / "er" / "state.db").stat().st_mode) == 0o600
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        assert stat.S_IMODE((tmp_path / "deep" / "er" / name).stat().st_mode) == 0o600
     assert isinstance(store, Store)
 
 

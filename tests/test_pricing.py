@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from decimal import Decimal
+from importlib import resources
 from types import SimpleNamespace
 from typing import Any
 
@@ -166,8 +168,19 @@ def test_unrecognisable_responses_give_none(response: Any) -> None:
     assert extract_usage(response) is None
 
 
-def test_shipped_table_is_dated_and_sane(table: PriceTable) -> None:
-    assert table.as_of and table.as_of[:2] == "20"
+def test_every_shipped_price_is_positive_with_cheaper_cache_reads(table: PriceTable) -> None:
+    shipped = json.loads(
+        resources.files("agentfuse.runtime").joinpath("data/prices.json").read_text("utf-8"))
+    assert "change" in shipped["note"] and shipped["unit"] == "USD per 1,000,000 tokens"
+    assert len(shipped["models"]) >= 40
+    for model in shipped["models"]:
+        price = table.price(model)
+        assert price is not None and price.input > 0 and price.output >= price.input, model
+        assert price.cached_input is None or price.cached_input < price.input, model
+
+
+def test_shipped_table_covers_the_major_models(table: PriceTable) -> None:
+    assert table.as_of and dt.date.fromisoformat(table.as_of).year >= 2025
     for model in ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "o3", "o4-mini", "gpt-5",
                   "claude-sonnet-4", "claude-3-5-haiku", "claude-opus-4",
                   "gemini-2.5-pro", "gemini-2.0-flash", "gemini-1.5-flash",
@@ -190,6 +203,7 @@ def test_shipped_table_is_dated_and_sane(table: PriceTable) -> None:
         ("claude-sonnet-4-20250514", "claude-sonnet-4"),
         ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
         ("claude-3-7-sonnet-latest", "claude-3-7-sonnet"),
+        ("claude-opus-4-5-20251101", "claude-opus-4-5"),
         ("openai/gpt-4o", "gpt-4o"),
         ("azure/gpt-4o-mini", "gpt-4o-mini"),
         ("anthropic/claude-3-5-haiku-20241022", "claude-3-5-haiku"),

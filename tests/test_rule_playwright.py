@@ -54,6 +54,10 @@ POSITIVE = {
     "patchright-fork": 'from patchright.sync_api import sync_playwright\n'
     'def f(tab, a, b):\n    tab.evaluate("a", a, b)\n',
     "pytest-fixture-page": 'def test_sum(page):\n    assert page.evaluate("(a, b) => a + b", 1, 2) == 3\n',
+    "frames-subscript": 'def f(page, a, b):\n    page.frames[1].evaluate("x", a, b)\n',
+    "worker-annotation": 'from playwright.sync_api import Worker\ndef f(w: Worker, a, b):\n    w.evaluate(S, a, b)\n',
+    "jshandle-annotation": 'from playwright.async_api import JSHandle\n'
+    'async def f(h: JSHandle, a, b):\n    await h.evaluate_handle(S, a, b)\n',
     "popup": 'def f(popup, a, b):\n    popup.evaluate("x", a, b)\n',
 }
 

@@ -77,6 +77,12 @@ POSITIVE = {
     "shell-true-list": 'import subprocess\nsubprocess.run(["rm -rf /tmp/x"], shell=True)\n',
     "env-prefix": 'import os\nos.system("LANG=C env FOO=1 rm -rf x")\n',
     "anyio": 'import anyio\nasync def f():\n    await anyio.run_process(["rm", "-rf", "x"])\n',
+    "asyncio-subprocess-alias": 'from asyncio import subprocess as asp\nasync def f():\n'
+    '    await asp.create_subprocess_shell("git push --force")\n',
+    "popen-spawn": 'from pexpect import popen_spawn\npopen_spawn.PopenSpawn("git reset --hard")\n',
+    "posix-spawn": 'import os\nos.posix_spawn("/usr/bin/killall", ["killall", "chrome"], {})\n',
+    "pty-spawn": 'import pty\npty.spawn(["sudo", "reboot"])\n',
+    "trio": 'import trio\nasync def f():\n    await trio.run_process(["chmod", "-R", "a+rwx", "/srv"])\n',
     "function-local-import": 'def f():\n    import subprocess\n    subprocess.run(["killall", "x"])\n',
 }
 

@@ -1,0 +1,714 @@
+"""The shared store: one Redis (standalone or Sentinel-fronted) for many processes and hosts.
+
+Every deciding operation (``open_run``, ``gate``, ``settle``) is ONE Lua script, loaded once and
+run by SHA (reloaded on ``NOSCRIPT``), so no two workers can pass a check with the same last cent.
+The gate script mirrors :func:`agentfuse.runtime.decisions.decide_gate` and the breaker rules; it
+returns the state it decided on, and the Python side replays the pure decision on that state to
+build the refusal's message and figures, and to check that the script and the rules agree.
+
+Time: by default the scripts read Redis ``TIME``, so rolling windows, cooldowns, probe leases and
+deadlines do not depend on any worker's clock (clock skew between hosts cannot widen a window).
+``?clock=client`` in the URL uses the ``now`` the guard passes instead (tests with an injected
+clock). The calendar day of the daily cap is the guard's (policy time zone).
+
+Keys: ``{prefix}:{{agent}}:...``; the braces are a hash tag, so one agent's keys share a slot.
+Money is integer micro-dollars (``HINCRBY``); the minute buckets of the hourly window expire after
+an hour, rate-limit windows after their window and cooldown, day buckets after nine days (``status``
+shows a week). Run rows and their ledgers are kept, like the SQLite store's.
+
+A store that cannot be reached raises :class:`~agentfuse.runtime.errors.StoreUnavailable`, never a
+redis-py exception; messages show the URL with its password replaced by ``***``. The ``durability``
+argument is accepted for symmetry: durability is the server's (``appendonly yes``,
+``appendfsync always`` for power-loss safety).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from agentfuse.runtime import breaker as breaker_rules
+from agentfuse.runtime.decisions import GateSnapshot, decide_gate
+from agentfuse.runtime.errors import StoreUnavailable
+from agentfuse.runtime.stores.base import (
+    AGENT_WIDE,
+    AgentTotals,
+    BreakerRecord,
+    BreakerState,
+    GateRequest,
+    GateResult,
+    HaltRecord,
+    Outcome,
+    RateLimitRecord,
+    RunInfo,
+    Settlement,
+    SettleResult,
+)
+
+DEFAULT_PREFIX = "agentfuse"
+CLOCKS = ("redis", "client")
+HOUR_MINUTES = 60
+CONNECT_RETRIES = 3
+DEFAULT_SOCKET_TIMEOUT_S = 5.0
+DEFAULT_CONNECT_TIMEOUT_S = 2.0
+
+T = TypeVar("T")
+
+_LUA_COMMON = r"""
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local prefix = ARGV[1]
+local function base(agent) return prefix .. ':{' .. agent .. '}' end
+local function fmt(x) return string.format('%.17g', x) end
+local function optnum(v) if v then return tonumber(v) end return nil end
+local function clock_now(given)
+  if given ~= '' then return tonumber(given) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function usd(m)
+  local whole = math.floor(m / 1000000)
+  local frac = m - whole * 1000000
+  if frac % 10000 == 0 then return string.format('%d.%02d', whole, frac / 10000) end
+  local digits = string.gsub(string.format('%06d', frac), '0+$', '')
+  return string.format('%d', whole) .. '.' .. digits
+end
+local function halt_json(reason, source, now, figures)
+  return cjson.encode({reason = reason, source = source, created_at = fmt(now), figures = figures})
+end
+local RUN_FIELDS = {'parent', 'pagent', 'cap', 'started', 'spent', 'reserved', 'steps', 'failures'}
+"""
+
+_OPEN_RUN = (
+    _LUA_COMMON
+    + r"""
+-- ARGV: prefix, agent, run_id, parent_id, cap, now
+local agent, run_id, parent_id, cap = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local index = prefix .. ':runs'
+local owner = redis.call('HGET', index, run_id)
+if not owner then
+  local fields = {'started', fmt(clock_now(ARGV[6])), 'spent', 0, 'reserved', 0, 'steps', 0,
+                  'failures', 0}
+  if parent_id ~= '' then
+    local parent_agent = redis.call('HGET', index, parent_id)
+    if not parent_agent then return {'noparent'} end
+    table.insert(fields, 'parent'); table.insert(fields, parent_id)
+    table.insert(fields, 'pagent'); table.insert(fields, parent_agent)
+  end
+  if cap ~= '' then table.insert(fields, 'cap'); table.insert(fields, cap) end
+  redis.call('HSET', base(agent) .. ':run:' .. run_id, unpack(fields))
+  redis.call('HSET', index, run_id, agent)
+  redis.call('SADD', prefix .. ':agents', agent)
+  owner = agent
+end
+local row = redis.call('HMGET', base(owner) .. ':run:' .. run_id, unpack(RUN_FIELDS))
+return {'ok', owner, unpack(row)}
+"""
+)
+
+_GATE = (
+    _LUA_COMMON
+    + r"""
+-- ARGV: prefix, agent, run_id, reservation_id, action, estimate, now, day_key, minute,
+--       breaker key, failure_threshold, cooldown_s, probe_lease_s,
+--       rate action, rate max, rate window_s, rate cooldown_s, rate ttl_s,
+--       daily cap, hourly cap, max_steps, max_retries_total, timeout_s, max_attempts
+local agent, run_id, rid, action = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local estimate = tonumber(ARGV[6])
+local now = clock_now(ARGV[7])
+local day_key = ARGV[8]
+local minute = tonumber(ARGV[9])
+if ARGV[7] == '' then minute = math.floor(now / 60) end
+local bkey, threshold, cooldown, lease = ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local rate_action = ARGV[14]
+local daily_cap, hourly_cap = optnum(ARGV[19] ~= '' and ARGV[19]), optnum(ARGV[20] ~= '' and ARGV[20])
+local max_steps, max_retries = optnum(ARGV[21] ~= '' and ARGV[21]), optnum(ARGV[22] ~= '' and ARGV[22])
+local timeout_s, max_attempts = optnum(ARGV[23] ~= '' and ARGV[23]), optnum(ARGV[24] ~= '' and ARGV[24])
+local me = base(agent)
+
+-- read: the run chain, halts, breaker, rate limit, windows, attempts
+local chain, chain_reply = {}, {}
+local cur_id, cur_agent = run_id, agent
+while cur_id do
+  local row = redis.call('HMGET', base(cur_agent) .. ':run:' .. cur_id, unpack(RUN_FIELDS))
+  if not row[4] then
+    if #chain == 0 then return {'norun'} end
+    break
+  end
+  table.insert(chain, {id = cur_id, agent = cur_agent, cap = optnum(row[3]), started = tonumber(row[4]),
+    spent = tonumber(row[5]), reserved = tonumber(row[6]), steps = tonumber(row[7]),
+    failures = tonumber(row[8])})
+  for _, v in ipairs({cur_id, cur_agent, row[1], row[3], row[4], row[5], row[6], row[7], row[8]}) do
+    table.insert(chain_reply, v)
+  end
+  if #chain > 1000 then return redis.error_reply('run chain of ' .. run_id .. ' is cyclic') end
+  cur_id, cur_agent = row[1], row[2]
+end
+if redis.call('HEXISTS', me .. ':ledger:' .. run_id, rid) == 1 then return {'duplicate'} end
+local halts = {}
+local h = redis.call('HGET', me .. ':halts', '')
+if h then table.insert(halts, {agent, '', h}) end
+for _, run in ipairs(chain) do
+  h = redis.call('HGET', base(run.agent) .. ':halts', run.id)
+  if h then table.insert(halts, {run.agent, run.id, h}) end
+end
+local bk = me .. ':breaker:' .. bkey
+local b = redis.call('HMGET', bk, 'state', 'failures', 'opened', 'probe', 'probe_exp')
+local rk = me .. ':rate:' .. rate_action
+local r = {false, false}
+if rate_action ~= '' then r = redis.call('HMGET', rk, 'adm', 'cool') end
+local dk = me .. ':day:' .. day_key
+local d = redis.call('HMGET', dk, 'spent', 'reserved')
+local day_used = (tonumber(d[1]) or 0) + (tonumber(d[2]) or 0)
+local mk = me .. ':minutes'
+local names = {}
+for m = minute - 59, minute do table.insert(names, string.format('%d', m)) end
+local hour_used = 0
+for _, v in ipairs(redis.call('HMGET', mk, unpack(names))) do hour_used = hour_used + (tonumber(v) or 0) end
+local attempts = tonumber(redis.call('HGET', me .. ':attempts:' .. run_id, action) or '0')
+
+local snapshot = {fmt(now), string.format('%d', minute), '', string.format('%d', day_used),
+  string.format('%d', hour_used), string.format('%d', attempts), b[1], b[2], b[3], b[4], b[5], r[1], r[2],
+  #halts}
+for _, v in ipairs(halts) do
+  table.insert(snapshot, v[1]); table.insert(snapshot, v[2]); table.insert(snapshot, v[3])
+end
+table.insert(snapshot, #chain)
+for _, v in ipairs(chain_reply) do table.insert(snapshot, v) end
+local function refuse(kind) snapshot[3] = kind; return snapshot end
+local run = chain[1]
+local function halt_run(reason, figures)
+  redis.call('HSET', me .. ':halts', run_id, halt_json(reason, 'budget', now, figures))
+end
+
+-- decide, in the order of decide_gate
+if #halts > 0 then return refuse('halted') end
+local bstate = b[1] or 'closed'
+local bwrite = nil
+if bstate == 'open' then
+  local opened = optnum(b[3]) or now
+  if now < opened + cooldown then return refuse('circuit_open') end
+  bwrite = {'state', 'half_open', 'probe', rid, 'probe_exp', fmt(now + lease)}
+elseif bstate == 'half_open' then
+  local probe_exp = optnum(b[5])
+  if b[4] and probe_exp and probe_exp > now then return refuse('circuit_open') end
+  bwrite = {'state', 'half_open', 'probe', rid, 'probe_exp', fmt(now + lease)}
+end
+local admitted, rate_cool = nil, nil
+if rate_action ~= '' then
+  local rmax, window, rcool = tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
+  local cool = optnum(r[2])
+  if cool and now < cool then return refuse('rate_limited') end
+  local since = now - window
+  local recent = {}
+  for t in string.gmatch(r[1] or '', '[^,]+') do
+    local value = tonumber(t)
+    if value > since then table.insert(recent, value) end
+  end
+  if #recent >= rmax then return refuse('rate_limited') end
+  table.insert(recent, now)
+  admitted = {}
+  for i = math.max(1, #recent - rmax + 1), #recent do table.insert(admitted, fmt(recent[i])) end
+  if #admitted >= rmax and rcool > 0 then rate_cool = fmt(now + rcool) end
+end
+for depth, scope in ipairs(chain) do
+  if scope.cap then
+    local used = scope.spent + scope.reserved
+    if used + estimate > scope.cap then
+      local which = 'ancestor_budget'
+      if depth == 1 then which = 'run_budget' end
+      halt_run(which, {capped_run = scope.id, used_usd = usd(used), estimate_usd = usd(estimate),
+        cap_usd = usd(scope.cap)})
+      return refuse('budget')
+    end
+  end
+end
+if daily_cap and day_used + estimate > daily_cap then return refuse('budget') end
+if hourly_cap and hour_used + estimate > hourly_cap then return refuse('budget') end
+if max_steps and run.steps >= max_steps then
+  halt_run('max_steps', {steps = run.steps, max_steps = max_steps})
+  return refuse('max_steps')
+end
+if max_retries and run.failures > max_retries then
+  halt_run('max_retries_total', {failures = run.failures, max_retries_total = max_retries})
+  return refuse('max_retries_total')
+end
+if timeout_s then
+  local elapsed = now - run.started
+  if timeout_s - elapsed <= 0 then
+    halt_run('timeout', {elapsed_s = elapsed, timeout_s = timeout_s})
+    return refuse('timeout')
+  end
+end
+if max_attempts and attempts >= max_attempts then return refuse('max_attempts') end
+
+-- reserve
+if bwrite then redis.call('HSET', bk, unpack(bwrite)) end
+if admitted then
+  redis.call('HSET', rk, 'adm', table.concat(admitted, ','))
+  if rate_cool then redis.call('HSET', rk, 'cool', rate_cool) else redis.call('HDEL', rk, 'cool') end
+  redis.call('EXPIRE', rk, tonumber(ARGV[18]))
+end
+redis.call('HSET', me .. ':ledger:' .. run_id, rid,
+  'u|' .. ARGV[6] .. '|' .. day_key .. '|' .. string.format('%d', minute) .. '|' .. fmt(now))
+for i, scope in ipairs(chain) do
+  local key = base(scope.agent) .. ':run:' .. scope.id
+  redis.call('HINCRBY', key, 'reserved', estimate)
+  if i == 1 then redis.call('HINCRBY', key, 'steps', 1) end
+end
+redis.call('INCR', me .. ':open')
+redis.call('HINCRBY', dk, 'reserved', estimate)
+redis.call('EXPIRE', dk, tonumber(ARGV[25]))
+local field = string.format('%d', minute)
+if redis.call('HEXISTS', mk, field) == 0 then
+  for _, old in ipairs(redis.call('HKEYS', mk)) do
+    if tonumber(old) <= minute - 60 then redis.call('HDEL', mk, old) end
+  end
+end
+redis.call('HINCRBY', mk, field, estimate)
+redis.call('EXPIRE', mk, 3720)
+snapshot[3] = 'ok'
+return snapshot
+"""
+)
+
+_SETTLE = (
+    _LUA_COMMON
+    + r"""
+-- ARGV: prefix, agent, run_id, reservation_id, action, cost, now, outcome, breaker_counts,
+--       breaker key, failure_threshold, halt run_id, halt json
+local agent, run_id, rid, action = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local cost = tonumber(ARGV[6])
+local outcome = ARGV[8]
+local me = base(agent)
+local lk = me .. ':ledger:' .. run_id
+local entry = redis.call('HGET', lk, rid)
+if not entry or string.sub(entry, 1, 2) ~= 'u|' then return {'unknown'} end
+local now = clock_now(ARGV[7])
+local parts = {}
+for p in string.gmatch(entry, '[^|]+') do table.insert(parts, p) end
+local estimate, day_key, minute = tonumber(parts[2]), parts[3], parts[4]
+local failed = outcome == 'failure'
+redis.call('HSET', lk, rid, 's|' .. parts[2] .. '|' .. ARGV[6] .. '|' .. outcome)
+local cur_id, cur_agent, first = run_id, agent, true
+local depth = 0
+while cur_id and depth <= 1000 do
+  local key = base(cur_agent) .. ':run:' .. cur_id
+  redis.call('HINCRBY', key, 'reserved', -estimate)
+  redis.call('HINCRBY', key, 'spent', cost)
+  if first and failed then redis.call('HINCRBY', key, 'failures', 1) end
+  first = false
+  depth = depth + 1
+  local up = redis.call('HMGET', key, 'parent', 'pagent')
+  cur_id, cur_agent = up[1], up[2]
+end
+redis.call('DECR', me .. ':open')
+local dk = me .. ':day:' .. day_key
+if redis.call('EXISTS', dk) == 1 then
+  redis.call('HINCRBY', dk, 'reserved', -estimate)
+  redis.call('HINCRBY', dk, 'spent', cost)
+end
+local mk = me .. ':minutes'
+if redis.call('HEXISTS', mk, minute) == 1 then redis.call('HINCRBY', mk, minute, cost - estimate) end
+local action_failures, run_failures = 0, 0
+if failed then
+  action_failures = redis.call('HINCRBY', me .. ':attempts:' .. run_id, action, 1)
+  run_failures = tonumber(redis.call('HGET', me .. ':run:' .. run_id, 'failures'))
+end
+
+-- the breaker, as breaker.after_call
+local bk = me .. ':breaker:' .. ARGV[10]
+local b = redis.call('HMGET', bk, 'state', 'failures', 'opened', 'probe', 'probe_exp')
+local state, bfail = b[1] or 'closed', tonumber(b[2] or '0')
+local counts = failed and ARGV[9] == '1'
+local function open_breaker(failures)
+  redis.call('DEL', bk)
+  redis.call('HSET', bk, 'state', 'open', 'failures', failures, 'opened', fmt(now))
+end
+if state == 'half_open' and b[4] == rid then
+  if outcome == 'success' then redis.call('DEL', bk)
+  elseif counts then open_breaker(bfail)
+  else redis.call('HDEL', bk, 'probe', 'probe_exp') end
+elseif state == 'closed' then
+  if outcome == 'success' then
+    if bfail ~= 0 then redis.call('DEL', bk) end
+  elseif counts then
+    bfail = bfail + 1
+    if bfail >= tonumber(ARGV[11]) then open_breaker(bfail)
+    else redis.call('HSET', bk, 'state', 'closed', 'failures', bfail) end
+  end
+end
+if ARGV[13] ~= '' then redis.call('HSET', me .. ':halts', ARGV[12], ARGV[13]) end
+local after = redis.call('HGET', bk, 'state') or 'closed'
+return {'ok', fmt(now), action_failures, run_failures, b[1], b[2], b[3], b[4], b[5], after}
+"""
+)
+
+
+class RedisStoreError(RuntimeError):
+    """The Lua scripts and the Python decision rules disagree: a bug, never a normal refusal."""
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port is not None else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+def parse_url(url: str) -> tuple[str, str, str]:
+    """Split our own options off a Redis URL: returns (redis-py URL, key prefix, clock)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("redis", "rediss"):
+        raise ValueError(f"not a Redis URL: {redact_url(url)!r}; use redis://host:port/db or rediss://")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    options = {key: value for key, value in query if key in ("prefix", "clock")}
+    rest = [(key, value) for key, value in query if key not in ("prefix", "clock")]
+    prefix = unquote(options.get("prefix", DEFAULT_PREFIX))
+    clock = options.get("clock", "redis")
+    if clock not in CLOCKS:
+        raise ValueError(f"Redis URL option clock={clock!r} must be one of {', '.join(CLOCKS)}")
+    if not prefix or any(ch in prefix for ch in "{}*?[]"):
+        raise ValueError(f"Redis URL option prefix={prefix!r} must be non-empty without {{}}*?[]")
+    return urlunsplit(parts._replace(query=urlencode(rest))), prefix, clock
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _breaker_from(fields: Sequence[Any]) -> BreakerRecord:
+    state, failures, opened, probe, probe_exp = fields
+    if state is None:
+        return BreakerRecord()
+    return BreakerRecord(
+        BreakerState(state), int(failures or 0), _float(opened), probe or None, _float(probe_exp)
+    )
+
+
+def _rate_from(admissions: str | None, cooldown: str | None) -> RateLimitRecord:
+    times = tuple(float(t) for t in admissions.split(",")) if admissions else ()
+    return RateLimitRecord(times, _float(cooldown))
+
+
+def _halt_from(agent: str, run_id: str, text: str) -> HaltRecord:
+    data = json.loads(text)
+    figures = data.get("figures") or {}
+    return HaltRecord(
+        agent, run_id, data["reason"], data["source"], float(data["created_at"]),
+        figures if isinstance(figures, dict) else {},
+    )
+
+
+def _run_from(run_id: str, agent: str, fields: Sequence[Any]) -> RunInfo:
+    parent, _parent_agent, cap, started, spent, reserved, steps, failures = fields
+    return RunInfo(
+        run_id, agent, parent or None, int(cap) if cap is not None else None, float(started),
+        int(spent), int(reserved), int(steps), int(failures),
+    )
+
+
+def _opt(value: float | int | None) -> str:
+    return "" if value is None else repr(value)
+
+
+class RedisStore:
+    """:class:`~agentfuse.runtime.stores.base.Store` on one Redis server, shared by every host."""
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        prefix: str | None = None,
+        clock: str | None = None,
+        retries: int = CONNECT_RETRIES,
+    ) -> None:
+        redis_url, url_prefix, url_clock = parse_url(url)
+        self.url = redact_url(url)
+        self.prefix = prefix or url_prefix
+        self.clock = clock or url_clock
+        if self.clock not in CLOCKS:
+            raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
+        }
+        query = dict(parse_qsl(urlsplit(redis_url).query))
+        if "socket_timeout" not in query:
+            options["socket_timeout"] = DEFAULT_SOCKET_TIMEOUT_S
+        if "socket_connect_timeout" not in query:
+            options["socket_connect_timeout"] = DEFAULT_CONNECT_TIMEOUT_S
+        try:
+            self._client = redis.Redis.from_url(redis_url, **options)
+        except (ValueError, redis.RedisError) as exc:
+            raise ValueError(f"bad Redis URL {self.url!r}: {exc}") from None
+        self._open_run = self._client.register_script(_OPEN_RUN)
+        self._gate = self._client.register_script(_GATE)
+        self._settle = self._client.register_script(_SETTLE)
+
+    @classmethod
+    def from_url(cls, url: str, *, durability: str = "normal") -> RedisStore:
+        """``durability`` is the server's own (AOF settings); accepted for symmetry."""
+        return cls(url)
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.url!r}, prefix={self.prefix!r}, clock={self.clock!r})"
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _call(self, action: Callable[[], T]) -> T:
+        """Run ``action``; every redis-py error becomes :class:`StoreUnavailable`."""
+        try:
+            return action()
+        except redis.RedisError as exc:
+            raise StoreUnavailable(
+                f"Redis store {self.url} is unavailable: {type(exc).__name__}: {exc}"
+            ) from None
+
+    def _base(self, agent: str) -> str:
+        return f"{self.prefix}:{{{agent}}}"
+
+    def key(self, agent: str, *parts: str) -> str:
+        """The Redis key of one of an agent's records, e.g. ``key("a", "run", run_id)``."""
+        return ":".join((self._base(agent), *parts))
+
+    def _now(self, now: float) -> str:
+        return repr(float(now)) if self.clock == "client" else ""
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def open_run(
+        self,
+        run_id: str,
+        *,
+        agent: str,
+        parent_id: str | None,
+        cap_micros: int | None,
+        now: float,
+    ) -> RunInfo:
+        args = [self.prefix, agent, run_id, parent_id or "", _opt(cap_micros), self._now(now)]
+        reply = self._call(lambda: self._open_run(keys=[self._base(agent)], args=args))
+        if reply[0] == "noparent":
+            raise KeyError(parent_id)
+        return _run_from(run_id, reply[1], reply[2:])
+
+    def get_run(self, run_id: str) -> RunInfo | None:
+        agent = self._call(lambda: self._client.hget(f"{self.prefix}:runs", run_id))
+        if agent is None:
+            return None
+        fields = self._call(
+            lambda: self._client.hmget(
+                self.key(agent, "run", run_id),
+                ["parent", "pagent", "cap", "started", "spent", "reserved", "steps", "failures"],
+            )
+        )
+        return _run_from(run_id, agent, fields) if fields[3] is not None else None
+
+    # -- gate and settle ----------------------------------------------------------------------
+
+    def gate(self, request: GateRequest) -> GateResult:
+        rate = request.rate_limit
+        args = [
+            self.prefix, request.agent, request.run_id, request.reservation_id, request.action,
+            str(request.estimate_micros), self._now(request.now), request.day_key, str(request.minute),
+            request.breaker.key, str(request.breaker.failure_threshold),
+            repr(float(request.breaker.cooldown_s)), repr(float(request.breaker.probe_lease_s)),
+            rate.action if rate else "", str(rate.max) if rate else "",
+            repr(float(rate.window_s)) if rate else "", repr(float(rate.cooldown_s)) if rate else "",
+            str(int(rate.window_s + rate.cooldown_s) + 60) if rate else "",
+            _opt(request.daily_cap_micros), _opt(request.hourly_cap_micros), _opt(request.max_steps),
+            _opt(request.max_retries_total), _opt(request.timeout_s), _opt(request.max_attempts),
+            str(9 * 86400),
+        ]
+        reply = self._call(lambda: self._gate(keys=[self._base(request.agent)], args=args))
+        status = reply[0]
+        if status == "norun":
+            raise KeyError(request.run_id)
+        if status == "duplicate":
+            raise StoreUnavailable(
+                f"reservation {request.reservation_id} was already made (a lost reply was retried);"
+                " it stays counted until reconciled"
+            )
+        snapshot, now, minute, lua_kind = _gate_snapshot(reply)
+        if now != request.now or minute != request.minute:
+            request = _replace_time(request, now, minute)
+        decision = decide_gate(snapshot, request)
+        python_kind = decision.result.refusal.kind if decision.result.refusal else "ok"
+        if python_kind != lua_kind:
+            raise RedisStoreError(
+                f"gate script decided {lua_kind!r} but the rules decide {python_kind!r}"
+                f" for reservation {request.reservation_id}"
+            )
+        return decision.result
+
+    def settle(self, settlement: Settlement) -> SettleResult:
+        halt = settlement.halt
+        args = [
+            self.prefix, settlement.agent, settlement.run_id, settlement.reservation_id,
+            settlement.action, str(settlement.cost_micros), self._now(settlement.now),
+            settlement.outcome.value, "1" if settlement.breaker_counts else "0",
+            settlement.breaker.key, str(settlement.breaker.failure_threshold),
+            halt.run_id if halt else "", _halt_json(halt) if halt else "",
+        ]
+        reply = self._call(lambda: self._settle(keys=[self._base(settlement.agent)], args=args))
+        if reply[0] != "ok":
+            return SettleResult(settled=False)
+        now = float(reply[1])
+        before = _breaker_from(reply[4:9])
+        record, transition = breaker_rules.after_call(
+            before,
+            settlement.breaker,
+            now,
+            settlement.reservation_id,
+            settlement.outcome,
+            settlement.breaker_counts,
+        )
+        if record.state.value != reply[9]:
+            raise RedisStoreError(
+                f"settle script left the breaker {reply[9]!r} but the rules say {record.state.value!r}"
+            )
+        return SettleResult(
+            settled=True,
+            breaker_state=record.state,
+            breaker_transition=transition,
+            consecutive_failures=record.consecutive_failures,
+            action_failures=int(reply[2]),
+            run_failures=int(reply[3]),
+        )
+
+    # -- halts --------------------------------------------------------------------------------
+
+    def halt(self, record: HaltRecord) -> None:
+        def write() -> None:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hset(self.key(record.agent, "halts"), record.run_id, _halt_json(record))
+            pipe.sadd(f"{self.prefix}:agents", record.agent)
+            pipe.execute()
+
+        self._call(write)
+
+    def resume(self, agent: str, run_id: str = AGENT_WIDE) -> int:
+        return int(self._call(lambda: self._client.hdel(self.key(agent, "halts"), run_id)))
+
+    def halts(self, agent: str | None = None) -> list[HaltRecord]:
+        def read() -> list[HaltRecord]:
+            agents = [agent] if agent is not None else sorted(self._client.smembers(f"{self.prefix}:agents"))
+            pipe = self._client.pipeline(transaction=False)
+            for name in agents:
+                pipe.hgetall(self.key(name, "halts"))
+            records = [
+                _halt_from(name, run_id, text)
+                for name, rows in zip(agents, pipe.execute())
+                for run_id, text in rows.items()
+            ]
+            return sorted(records, key=lambda halt: halt.created_at)
+
+        return self._call(read)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def get_breaker(self, agent: str, key: str = "") -> BreakerRecord:
+        fields = self._call(
+            lambda: self._client.hmget(
+                self.key(agent, "breaker", key), ["state", "failures", "opened", "probe", "probe_exp"]
+            )
+        )
+        return _breaker_from(fields)
+
+    def agent_totals(self, agent: str, *, day_key: str, minute: int) -> AgentTotals:
+        def read() -> AgentTotals:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.hmget(self.key(agent, "day", day_key), ["spent", "reserved"])
+            pipe.hmget(self.key(agent, "minutes"), [str(m) for m in range(minute - HOUR_MINUTES + 1, minute + 1)])
+            day, minutes = pipe.execute()
+            return AgentTotals(
+                sum(int(v) for v in day if v is not None), sum(int(v) for v in minutes if v is not None)
+            )
+
+        return self._call(read)
+
+    def unsettled(self, run_id: str | None = None) -> int:
+        def read() -> int:
+            if run_id is not None:
+                agent = self._client.hget(f"{self.prefix}:runs", run_id)
+                if agent is None:
+                    return 0
+                entries = self._client.hvals(self.key(agent, "ledger", run_id))
+                return sum(1 for entry in entries if entry.startswith("u|"))
+            agents = sorted(self._client.smembers(f"{self.prefix}:agents"))
+            values = self._client.mget([self.key(name, "open") for name in agents]) if agents else []
+            return sum(int(v) for v in values if v is not None)
+
+        return self._call(read)
+
+    def ledger(self, agent: str, run_id: str) -> dict[str, tuple[int, int | None]]:
+        """The run's own ledger: reservation id -> (estimate, cost or None while unsettled)."""
+        entries = self._call(lambda: self._client.hgetall(self.key(agent, "ledger", run_id)))
+        ledger: dict[str, tuple[int, int | None]] = {}
+        for reservation_id, entry in entries.items():
+            fields = entry.split("|")
+            ledger[reservation_id] = (int(fields[1]), int(fields[2]) if fields[0] == "s" else None)
+        return ledger
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _halt_json(record: HaltRecord) -> str:
+    return json.dumps(
+        {
+            "reason": record.reason,
+            "source": record.source,
+            "created_at": repr(float(record.created_at)),
+            "figures": dict(record.figures),
+        },
+        default=str,
+    )
+
+
+def _gate_snapshot(reply: Sequence[Any]) -> tuple[GateSnapshot, float, int, str]:
+    """Decode the gate script's reply: (state it decided on, its now, its minute, its verdict)."""
+    now, minute, verdict = float(reply[0]), int(reply[1]), reply[2]
+    day_used, hour_used, attempts = int(reply[3]), int(reply[4]), int(reply[5])
+    breaker_record = _breaker_from(reply[6:11])
+    rate = _rate_from(reply[11], reply[12])
+    halt_count = int(reply[13])
+    position = 14
+    halts = [
+        _halt_from(*reply[position + 3 * index : position + 3 * index + 3]) for index in range(halt_count)
+    ]
+    position += 3 * halt_count
+    chain_length = int(reply[position])
+    position += 1
+    chain = []
+    for index in range(chain_length):
+        run_id, agent, parent, cap, started, spent, reserved, steps, failures = reply[
+            position + 9 * index : position + 9 * index + 9
+        ]
+        chain.append(_run_from(run_id, agent, (parent, None, cap, started, spent, reserved, steps, failures)))
+    snapshot = GateSnapshot(
+        chain=chain,
+        halts=halts,
+        breaker=breaker_record,
+        rate=rate,
+        day_micros=day_used,
+        hour_micros=hour_used,
+        action_failures=attempts,
+    )
+    return snapshot, now, minute, verdict
+
+
+def _replace_time(request: GateRequest, now: float, minute: int) -> GateRequest:
+    return dataclasses.replace(request, now=now, minute=minute)

@@ -122,7 +122,7 @@ def _apply_fixes(source: str) -> str:
     """Apply the rule's replacement nodes (what the engine's fixer does under --fix)."""
     fixer = _engine_fixer()
     if fixer is not None:
-        fixed, _ = fixer(source, [PlaywrightEvaluateArity], path="t.py")
+        fixed, _ = fixer(source, [PlaywrightEvaluateArity], path="t.py", options={})
         return fixed
     module = cst.parse_module(source)
     _, reports = run_rules(module, source, [PlaywrightEvaluateArity], path="t.py", options={})

@@ -2,6 +2,11 @@
 
 The value types below are the contract between the loader and the guard. Money is held as
 ``Decimal`` (exact); the store counts integer micro-dollars (:func:`to_micros`).
+
+Loading (:func:`load_policy`, :func:`load_policy_text`, :func:`policy_issues`) composes YAML
+nodes with a bounded SafeLoader and never constructs tagged objects; it validates the nodes
+themselves, so every issue carries the file, line and column it is about, and all issues are
+reported at once.
 """
 
 from __future__ import annotations
@@ -554,19 +559,19 @@ class _Checker:
         value, text = read
         if value is None and nullable:
             return None
+        shown = "the value (hidden)" if secret else _shown(value)
         if not isinstance(value, str):
             if node.value != text:  # interpolated: take what the variable held, as text
                 value = text
             else:
-                if value is not None and not choices:  # 007, 1.5 or yes meant as a name
+                if value is not None and not choices and not secret:  # 007 or yes as a name
                     fix = f'put it in quotes: "{node.value}"'
-                self.add(node, f"{name} must be a string, got {_shown(value)}", fix)
+                self.add(node, f"{name} must be a string, got {shown}", fix)
                 return INVALID
         if not value:
             if not nullable:
                 self.add(node, f"{name} must not be empty", fix)
             return None if nullable else INVALID
-        shown = "the value (hidden)" if secret else _shown(value)
         if choices and value not in choices:
             self.add(node, f"{name} must be one of {', '.join(choices)}; got {shown}", fix)
             return INVALID
@@ -1026,6 +1031,8 @@ def _url_parts(url: str) -> tuple[str, str | None]:
 
 
 def _dotted(section: str, key: str) -> str:
+    """``budget`` + ``run_usd`` -> ``budget.run_usd``; a very long key is cut short."""
+    key = key if len(key) <= 40 else key[:37] + "..."
     return f"{section}.{key}" if section else key
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.header
 import json
+import os
 import queue
 import socket
 import subprocess
@@ -387,3 +388,19 @@ def test_an_alert_sent_just_before_the_process_exits_still_arrives(server: Webho
     assert done.returncode == 3, done.stderr
     assert server.next().body == b"last words"
     assert done.stderr == ""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_sends_through_its_own_worker(server: WebhookServer) -> None:
+    alerter = Alerter(Alerts(webhook=server.url + "/t"))
+    alerter.send("halt", "from parent", "parent")
+    assert server.next().body == b"parent"
+    pid = os.fork()
+    if pid == 0:  # the child: send, flush, exit without running pytest's teardown
+        alerter.send("halt", "from child", "child")
+        alerter.close(timeout=5)
+        os._exit(0 if alerter.stats.sent >= 1 and alerter.stats.failed == 0 else 1)
+    _, status = os.waitpid(pid, 0)
+    alerter.close()
+    assert server.next().body == b"child"
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -22,6 +22,7 @@ import atexit
 import base64
 import dataclasses
 import json
+import os
 import queue
 import re
 import threading
@@ -163,6 +164,7 @@ class Alerter:
         self._counts = {"sent": 0, "failed": 0, "dropped": 0, "suppressed": 0}
         self._worker: threading.Thread | None = None
         self._closed = False
+        self._pid = os.getpid()
 
     @classmethod
     def from_policy(cls, policy: Policy, events: EventLog | None) -> Alerter:
@@ -194,6 +196,8 @@ class Alerter:
         """
         if self.url is None:
             return
+        if os.getpid() != self._pid:
+            self._reset_after_fork()
         key = dedupe_key if dedupe_key is not None else f"{kind}\x00{title}"
         with self._lock:
             if self._closed:
@@ -211,6 +215,13 @@ class Alerter:
                 return
             self._remember(key, now)
             self._start_worker()
+
+    def _reset_after_fork(self) -> None:
+        """A forked child has no worker thread, and its lock may have been held mid-fork."""
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._queue = queue.Queue(maxsize=self._queue.maxsize)
+        self._worker = None
 
     def _remember(self, key: str, now: float) -> None:
         """Record ``key`` as sent; forget keys whose window is over when there are many."""

@@ -143,6 +143,16 @@ def test_ntfy_title_with_non_ascii_is_rfc2047_encoded(server: WebhookServer) -> 
     assert "X-Injected" not in got.headers
 
 
+def test_alert_text_is_redacted_before_it_leaves(server: WebhookServer) -> None:
+    alerter = Alerter(Alerts(webhook=server.url + "/t"))
+    alerter.send("store_unavailable", "store redis://:hunter2@cache down",
+                 "cannot reach redis://:hunter2@cache:6379/0")
+    got = server.next()
+    alerter.close()
+    assert got.body == b"cannot reach redis://:***@cache:6379/0"
+    assert "hunter2" not in got.headers["Title"]
+
+
 def test_slack_format_posts_text_json(server: WebhookServer) -> None:
     alerter = Alerter(Alerts(webhook=server.url + "/services/T/B/x", format="slack"))
     alerter.send("breaker_open", "breaker open", "5 failures <in a row> & cooling down")

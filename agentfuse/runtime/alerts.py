@@ -4,8 +4,10 @@
 queue; one daemon worker thread posts it with ``urllib`` and the policy's ``timeout_s``. A dead
 or slow webhook therefore costs the agent a queue put, never a network wait. A full queue drops
 the alert (counted in :attr:`Alerter.stats`). A failed post becomes an ``alert_failed`` event
-with the webhook reduced to scheme and host. Queued alerts are flushed at interpreter exit (for
-at most ``timeout_s``), so the alert of a halt that ends the process still goes out.
+with the webhook reduced to scheme and host. Titles and bodies pass through
+:func:`~agentfuse.runtime.events.redact` too: an ntfy.sh topic is readable by anyone who knows
+its name. Queued alerts are flushed at interpreter exit (for at most ``timeout_s``), so the
+alert of a halt that ends the process still goes out.
 
 Formats (``alerts.format``, else guessed from the URL):
 
@@ -33,7 +35,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from agentfuse.runtime.events import EventLog, redact_url
+from agentfuse.runtime.events import EventLog, redact, redact_url
 from agentfuse.runtime.policy import Alerts, Policy
 
 FORMATS = ("ntfy", "slack", "discord")
@@ -256,7 +258,9 @@ class Alerter:
     def _deliver(self, alert: _Alert) -> None:
         assert self.url is not None and self.format is not None
         try:
-            request = build_request(self.url, self.format, alert.kind, alert.title, alert.body)
+            request = build_request(
+                self.url, self.format, alert.kind, redact(alert.title), redact(alert.body)
+            )
             with self._opener.open(request, timeout=self.config.timeout_s) as response:
                 status = response.status
         except Exception as error:  # noqa: BLE001 - any failure is reported, none is raised

@@ -278,6 +278,16 @@ def test_utf8_text_and_byte_order_mark_are_accepted() -> None:
     )
 
 
+def test_tabs_are_blamed_only_where_they_break_the_parse() -> None:
+    quoted = load_policy_text(MINIMAL + 'kill_switch: {stop_file: "a\tb"}\n', "p", environ={})
+    assert quoted.kill_switch.stop_file == "a\tb"
+    [indent] = issues_of(MINIMAL.replace("\nbreaker", "\n\tbreaker"))
+    assert (indent.line, indent.col, indent.message) == (4, 1, "tab character in the indentation")
+    unrelated = MINIMAL + "notes: |\n  text\n  \tindented text\nextra: {a: 1\n"
+    [issue] = issues_of(unrelated)
+    assert issue.line == 10 and issue.message.startswith("YAML syntax error: expected ',' or '}'")
+
+
 @pytest.mark.parametrize("content", [b"", b"\n\n", b"# nothing\n", b"---\n...\n"])
 def test_empty_policy_is_one_issue(content: bytes) -> None:
     assert [(i.line, i.message) for i in issues_of(content)] == [(1, "policy file is empty")]

@@ -1097,6 +1097,7 @@ def _compose(text: str, path: str) -> yaml.Node | None | list[PolicyIssue]:
 
 
 def _syntax_issues(text: str, path: str, exc: yaml.MarkedYAMLError) -> list[PolicyIssue]:
+    """The parser's error in plain words; tabs in indentation, its usual cause, named as such."""
     tabs = [
         PolicyIssue(
             path,
@@ -1108,9 +1109,9 @@ def _syntax_issues(text: str, path: str, exc: yaml.MarkedYAMLError) -> list[Poli
         for number, line in enumerate(text.splitlines(), start=1)
         if "\t" in line[: len(line) - len(line.lstrip(" \t"))] and line.strip()
     ]
-    if tabs:
-        return tabs
-    mark = exc.problem_mark or exc.context_mark
+    mark = exc.problem_mark or exc.context_mark or yaml.Mark(path, 0, 0, 0, None, None)
+    if tabs and ("\\t" in (exc.problem or "") or any(t.line == mark.line + 1 for t in tabs)):
+        return tabs  # the error is the tab itself: PyYAML's words for it would only confuse
     what = ", ".join(part for part in (exc.context, exc.problem) if part)
     fix = "check the quotes, brackets and indentation around this line"
     if exc.problem and "another document" in exc.problem:
@@ -1122,11 +1123,11 @@ def _syntax_issues(text: str, path: str, exc: yaml.MarkedYAMLError) -> list[Poli
             f"{exc.problem} (while reading the {opener} opened at line {exc.context_mark.line + 1})"
         )
         fix = f"close the {opener} opened at line {exc.context_mark.line + 1} with {closer}"
-    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    line, col = mark.line + 1, mark.column + 1
     lines = text.splitlines()
-    if mark and mark.line < len(lines) and "${" in lines[mark.line]:
+    if mark.line < len(lines) and "${" in lines[mark.line]:
         fix = 'quote it: "${NAME}" (inside { } or [ ], a bare ${ starts a mapping)'
-    return _file_issue(path, f"YAML syntax error: {what}", fix, line, col)
+    return [PolicyIssue(path, line, col, f"YAML syntax error: {what}", fix)]
 
 
 def _finish(issues: list[PolicyIssue]) -> list[PolicyIssue]:

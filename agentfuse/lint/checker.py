@@ -1,14 +1,149 @@
-"""Check one file's source: parse once, run every rule in one batched traversal."""
+"""Check one file: pre-filter, parse once, run every rule in one batched traversal.
+
+The costs, in order: reading and a regex over the text (every file); libcst's parse (only
+files whose text matches an enabled rule's triggers); one traversal for all rules; source
+positions, which libcst computes for the whole module at once, only when a rule reports.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import ast
+import dataclasses
+import io
+import itertools
+import re
+import sys
+import threading
+import tokenize
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
+from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
+from agentfuse.lint.noqa import filter_noqa
 from agentfuse.lint_rules.base import FileContext, Finding, ImportCollector, ImportTable, Report, Rule
+
+PARSE_ERROR = "AF001"
+"""The engine's own code: a file that cannot be read, decoded or parsed."""
+
+DEEP_STACK_BYTES = 512 * 1024 * 1024
+DEEP_RECURSION_LIMIT = 60_000
+PYTHON_MAX_BRACKET_DEPTH = 200
+"""CPython's tokenizer refuses deeper bracket nesting; libcst's native parser overflows
+the C stack on a few thousand levels, so deeper files are checked with ``ast`` first."""
+
+_NOT_BRACKET = re.compile(r"[^()\[\]{}]+")
+
+TOO_DEEP = "file is too deeply nested to analyse"
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleSet:
+    """Enabled rules with their pre-filter patterns, compiled once per run."""
+
+    rules: tuple[type[Rule], ...]
+    patterns: tuple[re.Pattern[str] | None, ...]
+    any_pattern: re.Pattern[str] | None
+    method_names: Mapping[type[cst.BatchableCSTVisitor], tuple[str, ...]]
+
+    @classmethod
+    def of(cls, rules: Sequence[type[Rule]]) -> RuleSet:
+        patterns = tuple(rule.trigger_pattern() for rule in rules)
+        always = any(p is None for p in patterns)
+        union = None
+        if not always and patterns:
+            union = re.compile("|".join(f"(?:{p.pattern})" for p in patterns if p is not None))
+        names = {visitor: visitor_method_names(visitor) for visitor in (ImportCollector, *rules)}
+        return cls(tuple(rules), patterns, union, names)
+
+    def candidates(self, source: str) -> list[type[Rule]]:
+        """The rules whose triggers occur in ``source`` (and rules without triggers)."""
+        if not self.rules:
+            return []
+        if self.any_pattern is not None and self.any_pattern.search(source) is None:
+            return []
+        return [
+            rule
+            for rule, pattern in zip(self.rules, self.patterns)
+            if pattern is None or pattern.search(source) is not None
+        ]
+
+
+class _LazyPositions(Mapping[cst.CSTNode, CodeRange]):
+    """PositionProvider's mapping, computed on first use: most files never report."""
+
+    def __init__(self, wrapper: MetadataWrapper) -> None:
+        self._wrapper = wrapper
+        self._positions: Mapping[cst.CSTNode, CodeRange] | None = None
+
+    def _resolved(self) -> Mapping[cst.CSTNode, CodeRange]:
+        if self._positions is None:
+            self._positions = self._wrapper.resolve(PositionProvider)
+        return self._positions
+
+    def __getitem__(self, node: cst.CSTNode) -> CodeRange:
+        return self._resolved()[node]
+
+    def __iter__(self) -> Iterator[cst.CSTNode]:
+        return iter(self._resolved())
+
+    def __len__(self) -> int:
+        return len(self._resolved())
+
+
+def visitor_method_names(visitor_class: type[cst.BatchableCSTVisitor]) -> tuple[str, ...]:
+    """The non-stub ``visit_*``/``leave_*`` methods of a class.
+
+    libcst's ``get_visitors`` runs ``inspect.getmembers`` on every instance, for every file;
+    a :class:`RuleSet` computes this once per class and run.
+    """
+    return tuple(
+        name
+        for name in dir(visitor_class)
+        if name.startswith(("visit_", "leave_"))
+        and callable(getattr(visitor_class, name))
+        and not getattr(getattr(visitor_class, name), "_is_no_op", False)
+    )
+
+
+def _collect_methods(
+    visitors: Sequence[cst.BatchableCSTVisitor],
+    names: Mapping[type[cst.BatchableCSTVisitor], tuple[str, ...]],
+) -> dict[str, list[Callable[..., Any]]]:
+    methods: dict[str, list[Callable[..., Any]]] = {}
+    for visitor in visitors:
+        known = names.get(type(visitor))
+        for name in known if known is not None else visitor_method_names(type(visitor)):
+            methods.setdefault(name, []).append(getattr(visitor, name))
+    return methods
+
+
+class _BatchedVisitor(cst.CSTVisitor):
+    """Dispatches each node to every rule's ``visit_``/``leave_`` methods in one traversal."""
+
+    def __init__(self, methods: Mapping[str, list[Callable[..., Any]]]) -> None:
+        super().__init__()
+        self._methods = methods
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        for method in self._methods.get(f"visit_{type(node).__name__}", ()):
+            method(node)
+        return True
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        for method in self._methods.get(f"leave_{type(original_node).__name__}", ()):
+            method(original_node)
+
+    def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
+        for method in self._methods.get(f"visit_{type(node).__name__}_{attribute}", ()):
+            method(node)
+
+    def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
+        for method in self._methods.get(f"leave_{type(original_node).__name__}_{attribute}", ()):
+            method(original_node)
 
 
 def check_source(
@@ -18,10 +153,20 @@ def check_source(
     path: str = "<string>",
     options: Mapping[str, Any] | None = None,
 ) -> list[Finding]:
-    """Findings of ``rules`` on ``source``, sorted by position (no noqa filtering here)."""
-    module = cst.parse_module(source)
+    """Findings of ``rules`` on ``source``, sorted by position (no noqa filtering here).
+
+    Raises libcst's ``ParserSyntaxError`` on invalid code; :func:`lint_text` reports it instead.
+    """
+    module = parse_module(source)
     findings, _ = run_rules(module, source, rules, path=path, options=options or {})
     return findings
+
+
+def parse_module(source: str) -> cst.Module:
+    """libcst's parse, refusing first what would overflow its native parser's stack."""
+    if _bracket_depth(source) > PYTHON_MAX_BRACKET_DEPTH:
+        ast.parse(source)  # raises CPython's "too many nested parentheses" SyntaxError
+    return _deep(cst.parse_module, source)
 
 
 def run_rules(
@@ -31,30 +176,201 @@ def run_rules(
     *,
     path: str,
     options: Mapping[str, Any],
+    method_names: Mapping[type[cst.BatchableCSTVisitor], tuple[str, ...]] | None = None,
 ) -> tuple[list[Finding], list[Report]]:
     """Run ``rules`` over a parsed module; returns findings and the raw reports (for fixes)."""
+    return _deep(_run_rules, module, source, rules, path, options, method_names or {})
+
+
+def _run_rules(
+    module: cst.Module,
+    source: str,
+    rules: Sequence[type[Rule]],
+    path: str,
+    options: Mapping[str, Any],
+    method_names: Mapping[type[cst.BatchableCSTVisitor], tuple[str, ...]],
+) -> tuple[list[Finding], list[Report]]:
     table = ImportTable()
     context = FileContext(path=path, source=source, imports=table, options=options)
     instances = [rule(context) for rule in rules]
     wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    wrapper.visit_batched([ImportCollector(table), *instances])
-    positions = wrapper.resolve(PositionProvider)
-    findings: list[Finding] = []
-    reports: list[Report] = []
+    positions = _LazyPositions(wrapper)
     for instance in instances:
-        for report in instance.reports:
-            where = positions[report.node]
-            findings.append(
-                Finding(
-                    path=path,
-                    line=where.start.line,
-                    col=where.start.column + 1,
-                    end_line=where.end.line,
-                    end_col=where.end.column + 1,
-                    code=report.code,
-                    message=report.message,
-                )
-            )
-            reports.append(report)
-    findings.sort()
-    return findings, reports
+        others = set(instance.get_inherited_dependencies()) - {PositionProvider}
+        metadata: dict[Any, Mapping[Any, Any]] = dict(wrapper.resolve_many(others)) if others else {}
+        metadata[PositionProvider] = positions
+        instance.metadata = metadata
+    visitors: list[cst.BatchableCSTVisitor] = [ImportCollector(table), *instances]
+    module.visit(_BatchedVisitor(_collect_methods(visitors, method_names)))
+    reports = [report for instance in instances for report in instance.reports]
+    findings = [_finding(report, positions[report.node], path) for report in reports]
+    order = sorted(range(len(findings)), key=findings.__getitem__)
+    return [findings[i] for i in order], [reports[i] for i in order]
+
+
+def _finding(report: Report, where: CodeRange, path: str) -> Finding:
+    return Finding(
+        path=path,
+        line=where.start.line,
+        col=where.start.column + 1,
+        end_line=where.end.line,
+        end_col=where.end.column + 1,
+        code=report.code,
+        message=report.message,
+    )
+
+
+def _bracket_depth(source: str) -> int:
+    """Deepest bracket nesting, counting brackets in strings too (an upper-bound guess)."""
+    brackets = _NOT_BRACKET.sub("", source)
+    if len(brackets) <= PYTHON_MAX_BRACKET_DEPTH:
+        return len(brackets)
+    return max(itertools.accumulate(1 if bracket in "([{" else -1 for bracket in brackets))
+
+
+def _deep(function: Callable[..., T], *args: Any) -> T:
+    """Call ``function``; on RecursionError, again in a thread with a deep stack.
+
+    Long expressions (sympy's generated polynomials) nest thousands of nodes deep, and
+    libcst's visitors recurse once per level. Retrying only on failure keeps the common
+    path free of thread start-up.
+    """
+    try:
+        return function(*args)
+    except RecursionError:
+        pass
+    outcome: list[Any] = []
+
+    def target() -> None:
+        try:
+            outcome.append(("ok", function(*args)))
+        except BaseException as exc:  # handed back to the calling thread
+            outcome.append(("error", exc))
+
+    old_stack = threading.stack_size(DEEP_STACK_BYTES)
+    old_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old_limit, DEEP_RECURSION_LIMIT))
+    try:
+        worker = threading.Thread(target=target, name="agentfuse-deep")
+        worker.start()
+        worker.join()
+    finally:
+        threading.stack_size(old_stack)
+        sys.setrecursionlimit(old_limit)
+    kind, value = outcome[0]
+    if kind == "error":
+        raise value
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class FileOutcome:
+    """The result of linting one file: findings after noqa, and what the fixer needs.
+
+    With ``keep_tree``, ``module`` is the parsed tree and ``reports[i]`` made ``findings[i]``.
+    """
+
+    findings: list[Finding]
+    source: str | None = None
+    module: cst.Module | None = None
+    reports: list[Report] = dataclasses.field(default_factory=list)
+
+
+def decode_source(data: bytes) -> str:
+    """Bytes -> text the way Python reads a module: BOM, PEP 263 cookie, else UTF-8."""
+    return data.decode(source_encoding(data))
+
+
+def source_encoding(data: bytes) -> str:
+    """The encoding Python would read ``data`` with (``utf-8-sig`` strips a BOM)."""
+    encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    return encoding
+
+
+def parse_error(path: str, message: str, line: int = 1, col: int = 1) -> Finding:
+    """The AF001 finding for a file the engine could not analyse."""
+    return Finding(path, max(line, 1), max(col, 1), max(line, 1), max(col, 1), PARSE_ERROR, message)
+
+
+def lint_bytes(
+    data: bytes,
+    rule_set: RuleSet,
+    *,
+    path: str,
+    options: Mapping[str, Any],
+    keep_tree: bool = False,
+    rules: Sequence[type[Rule]] | None = None,
+) -> FileOutcome:
+    """Lint raw file content: decode, pre-filter, parse, run rules, apply noqa."""
+    try:
+        source = decode_source(data)
+    except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
+        line = _decode_error_line(data, exc)
+        return FileOutcome([parse_error(path, f"cannot decode file: {_one_line(exc)}", line)])
+    return lint_text(source, rule_set, path=path, options=options, keep_tree=keep_tree, rules=rules)
+
+
+def lint_text(
+    source: str,
+    rule_set: RuleSet,
+    *,
+    path: str,
+    options: Mapping[str, Any],
+    keep_tree: bool = False,
+    rules: Sequence[type[Rule]] | None = None,
+) -> FileOutcome:
+    """Lint decoded source; never raises for bad input (AF001 instead).
+
+    ``rules`` skips the pre-filter when the caller already knows the candidate rules.
+    """
+    if rules is None:
+        rules = rule_set.candidates(source)
+    if not rules:
+        return FileOutcome([], source)
+    try:
+        module = parse_module(source)
+    except cst.ParserSyntaxError as exc:
+        return FileOutcome([_syntax_error(source, path, exc)], source)
+    except SyntaxError as exc:
+        message = f"cannot parse file: {exc.msg}"
+        return FileOutcome([parse_error(path, message, exc.lineno or 1, exc.offset or 1)], source)
+    except (RecursionError, MemoryError):
+        return FileOutcome([parse_error(path, TOO_DEEP)], source)
+    try:
+        findings, reports = run_rules(
+            module, source, rules, path=path, options=options, method_names=rule_set.method_names
+        )
+    except (RecursionError, MemoryError):
+        return FileOutcome([parse_error(path, TOO_DEEP)], source)
+    kept = filter_noqa(findings, source)
+    if not keep_tree:
+        return FileOutcome(kept, source)
+    kept_set = set(kept)
+    fixable = [report for finding, report in zip(findings, reports) if finding in kept_set]
+    return FileOutcome(kept, source, module, fixable)
+
+
+def _syntax_error(source: str, path: str, error: cst.ParserSyntaxError) -> Finding:
+    """AF001 with CPython's message and position when it agrees the file is invalid.
+
+    libcst's native parser reports what it expected, often a line late; CPython names the
+    real problem ("'(' was never closed"). Parsing again costs nothing on the happy path.
+    """
+    try:
+        ast.parse(source)
+    except SyntaxError as exc:
+        return parse_error(path, f"cannot parse file: {exc.msg}", exc.lineno or 1, exc.offset or 1)
+    except (RecursionError, MemoryError, ValueError):
+        pass
+    message = _one_line(error.message).removeprefix("parser error: ")
+    return parse_error(path, f"cannot parse file: {message}", error.editor_line, error.editor_column)
+
+
+def _decode_error_line(data: bytes, exc: Exception) -> int:
+    if isinstance(exc, UnicodeDecodeError):
+        return data.count(b"\n", 0, exc.start) + 1
+    return 1
+
+
+def _one_line(error: object) -> str:
+    return " ".join(str(error).split())

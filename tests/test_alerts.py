@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,7 +80,8 @@ def closed_port() -> int:
     """A port on 127.0.0.1 that nothing listens on (connections are refused)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @pytest.fixture
@@ -99,7 +101,7 @@ class FakeMonotonic:
         return self.now
 
 
-def events_of(path: Path) -> list[dict]:
+def events_of(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
@@ -137,7 +139,7 @@ def test_ntfy_title_with_non_ascii_is_rfc2047_encoded(server: WebhookServer) -> 
     got = server.next()
     alerter.close()
     decoded = email.header.decode_header(got.headers["Title"])
-    title = "".join(part.decode(charset) if isinstance(part, bytes) else part
+    title = "".join(part.decode(charset or "ascii") if isinstance(part, bytes) else part
                     for part, charset in decoded)
     assert title == "Müller’s agent ⚠ halted X-Injected: 1"
     assert "X-Injected" not in got.headers

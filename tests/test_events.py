@@ -11,6 +11,7 @@ import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,15 +33,16 @@ class FakeClock:
         self.now += seconds
 
 
-def utc(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=dt.timezone.utc)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0,
+        microsecond: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, microsecond, tzinfo=dt.timezone.utc)
 
 
-def read_lines(path: Path) -> list[dict]:
+def read_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
 
 
-def all_lines_oldest_first(path: Path) -> list[dict]:
+def all_lines_oldest_first(path: Path) -> list[dict[str, Any]]:
     """Every line of a rotated log: backups ``.N`` (oldest) to ``.1``, then the live file."""
     backups = sorted(path.parent.glob(path.name + ".*"), key=lambda p: -int(p.suffix[1:]))
     return [line for file in [*backups, path] if file.exists() for line in read_lines(file)]

@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import enum
+import io
 import json
 import logging
 import logging.handlers
@@ -38,7 +39,7 @@ from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path, PurePath
 from types import MappingProxyType
-from typing import Any, TextIO
+from typing import Any
 
 from agentfuse.runtime.policy import Policy
 
@@ -203,7 +204,7 @@ class _JsonlFileHandler(logging.handlers.RotatingFileHandler):
             return None
         return self._period.index(existing.st_mtime) if existing.st_size > 0 else None
 
-    def _open(self) -> TextIO:
+    def _open(self) -> io.TextIOWrapper:
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         opened = os.fstat(fd)
         self._identity = (opened.st_dev, opened.st_ino)

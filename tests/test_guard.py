@@ -235,6 +235,7 @@ def test_record_response_settles_the_priced_cost(url: str) -> None:
     with guard.step() as step:
         response = client.chat.completions.create(model="gpt-4o-mini")
         step.record(response)
+    guard.flush()
     run = guard.store.get_run(guard.run_id)
     assert run is not None and run.reserved_micros == 0
     assert from_micros(run.spent_micros) == price.input
@@ -244,6 +245,7 @@ def test_unknown_model_settles_the_estimate(url: str) -> None:
     guard = enforce(make_policy(budget={"estimate_usd": "0.03"}), store=url)
     with guard.step() as step:
         step.record(FakeClient().chat.completions.create(model="no-such-model-anywhere"))
+    guard.close()
     run = guard.store.get_run(guard.run_id)
     assert run is not None and run.spent_micros == 30_000
 
@@ -563,3 +565,49 @@ def test_a_halt_whose_figures_reuse_field_names_still_refuses_cleanly(url: str) 
     with pytest.raises(RunHalted) as refused:
         guarded_call(guard, FakeClient())
     assert refused.value.reason == "ops" and refused.value.figures["kind"] == 2
+
+
+# -- deferred settlement -----------------------------------------------------------------------------
+
+
+def test_a_plain_success_is_settled_by_the_next_gate_or_close(url: str) -> None:
+    guard = enforce(make_policy(budget={"estimate_usd": "0.05"}), store=url)
+    with guard.step() as step:
+        step.record(cost_usd="0.01")
+    run = guard.store.get_run(guard.run_id)
+    assert run is not None and (run.spent_micros, run.reserved_micros) == (0, 50_000)  # counted high
+    with guard.step():
+        run = guard.store.get_run(guard.run_id)
+        assert run is not None and (run.spent_micros, run.reserved_micros) == (10_000, 50_000)
+    guard.close()
+    run = guard.store.get_run(guard.run_id)
+    assert run is not None and (run.spent_micros, run.reserved_micros) == (60_000, 0)
+    assert guard.store.unsettled() == 0
+
+
+def test_a_success_costing_more_than_its_estimate_is_settled_at_once(url: str) -> None:
+    guard = enforce(make_policy(budget={"estimate_usd": "0.01"}), store=url)
+    with guard.step() as step:
+        step.record(cost_usd="0.02")
+    run = guard.store.get_run(guard.run_id)
+    assert run is not None and (run.spent_micros, run.reserved_micros) == (20_000, 0)
+
+
+def test_a_deferred_success_never_resets_failures_counted_after_it(url: str) -> None:
+    policy = make_policy(breaker={"failure_threshold": 3, "cooldown_s": 60})
+    slow, failing = enforce(policy, store=url), enforce(policy, store=url)
+    with slow.step():
+        for _ in range(2):  # another worker fails while this call is in flight
+            with pytest.raises(TransientError):
+                with failing.step():
+                    raise TransientError()
+    slow.close()
+    assert failing.store.get_breaker("tester").consecutive_failures == 2
+
+
+def test_without_deferral_every_call_settles_at_once(url: str) -> None:
+    guard = enforce(make_policy(budget={"estimate_usd": "0.05"}), store=url, defer_settlement=False)
+    with guard.step() as step:
+        step.record(cost_usd="0.01")
+    run = guard.store.get_run(guard.run_id)
+    assert run is not None and (run.spent_micros, run.reserved_micros) == (10_000, 0)

@@ -67,11 +67,11 @@ def after_call(
         if failed:
             return _opened(record, now), BreakerState.OPEN
         return dataclasses.replace(record, probe_id=None, probe_expires_at=None), None
-    if record.state is not BreakerState.CLOSED:
-        return record, None  # a call admitted before the breaker opened decides nothing
+    if record.state is not BreakerState.CLOSED or not counts:
+        return record, None  # uncounted, or a late result of a call admitted before opening
     if outcome is Outcome.SUCCESS:
         return (record if record.consecutive_failures == 0 else BreakerRecord()), None
-    if not failed:
+    if outcome is not Outcome.FAILURE:
         return record, None
     failures = record.consecutive_failures + 1
     if failures >= spec.failure_threshold:

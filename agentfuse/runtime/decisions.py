@@ -16,6 +16,7 @@ from agentfuse.runtime import breaker
 from agentfuse.runtime.policy import from_micros
 from agentfuse.runtime.stores.base import (
     BreakerRecord,
+    BreakerState,
     GateRequest,
     GateResult,
     HaltRecord,
@@ -235,6 +236,8 @@ def decide_gate(snapshot: GateSnapshot, request: GateRequest) -> GateDecision:
         rate_limit_tripped=bool(rate and rate.tripped),
         remaining_s=remaining,
         usage_fraction=max(fractions),
+        breaker_clean=admission.record.state is BreakerState.CLOSED
+        and admission.record.consecutive_failures == 0,
     )
     return GateDecision(
         result,

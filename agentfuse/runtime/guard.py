@@ -10,11 +10,13 @@ steps share one ``_begin``/``_finish`` pair; only the deadline handling differs.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import functools
 import inspect
 import os
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -84,6 +86,36 @@ def exception_matches(exc_type: type[BaseException], names: Iterable[str]) -> st
 def _new_reservation_id() -> str:
     """Time-ordered, so the ledger's primary key grows at its end (cheap inserts)."""
     return f"{time.time_ns():016x}{secrets.token_hex(4)}"
+
+
+class DeferredSettlements:
+    """Plain successes whose settlement rides on the next gate of the same guard family.
+
+    A success that cost no more than its estimate, on a clean breaker, changes nothing a cap
+    check can see except lowering spent+reserved; so instead of its own transaction it is
+    applied at the start of the next gate's transaction (or at ``close()``/``flush()``). Until
+    then the call is counted at its estimate: other processes may see a little more spend than
+    there is, never less, and a killed process leaves exactly that (never under-counted).
+    """
+
+    def __init__(self) -> None:
+        self._items: list[Settlement] = []
+        self._lock = threading.Lock()
+
+    def add(self, settlement: Settlement) -> None:
+        with self._lock:
+            self._items.append(settlement)
+
+    def peek(self) -> tuple[Settlement, ...]:
+        with self._lock:
+            return tuple(self._items)
+
+    def discard(self, applied: tuple[Settlement, ...]) -> None:
+        """Forget settlements the store has applied (by identity)."""
+        if applied:
+            done = {id(item) for item in applied}
+            with self._lock:
+                self._items = [item for item in self._items if id(item) not in done]
 
 
 class Step:
@@ -213,6 +245,7 @@ class Guard:
         events: Any = None,
         alerter: Any = None,
         owns_store: bool = False,
+        deferred: DeferredSettlements | None = None,
     ) -> None:
         self.policy = policy
         self.store = store
@@ -222,6 +255,8 @@ class Guard:
         self.alerter = alerter
         self.agent = policy.agent
         self._owns_store = owns_store
+        self._deferred = deferred
+        """Shared with child guards; None settles every call in its own transaction."""
         self._zone = ZoneInfo(policy.timezone)
         self._stop_file = (
             policy.resolve_path(policy.kill_switch.stop_file) if policy.kill_switch.stop_file else None
@@ -278,7 +313,10 @@ class Guard:
 
         For a coroutine function this returns the guarded coroutine, to be awaited.
         """
-        return self._wrap(fn, {})(*args, **kwargs)
+        if inspect.iscoroutinefunction(fn):
+            return self._wrap(fn, {})(*args, **kwargs)
+        with self.step(action=_action_of(fn)):
+            return fn(*args, **kwargs)
 
     def child(self, run_usd: float | str | None = None, run_id: str | None = None) -> Guard:
         """A sub-run whose spend also counts against this run and every ancestor."""
@@ -292,6 +330,7 @@ class Guard:
             events=self.events,
             alerter=self.alerter,
             owns_store=False,
+            deferred=self._deferred,
         )
 
     def halt(self, reason: str, *, scope_agent: bool = False) -> HaltRecord:
@@ -307,8 +346,21 @@ class Guard:
         self._emit("halt", reason=reason, source="operator", halted_run=record.run_id)
         return record
 
+    def flush(self) -> None:
+        """Apply deferred settlements now (``close()`` does it too)."""
+        if self._deferred is None:
+            return
+        pending = self._deferred.peek()
+        for settlement in pending:
+            self.store.settle(settlement)
+        self._deferred.discard(pending)
+
     def close(self) -> None:
-        """Close the store if this guard opened it, and flush events and alerts."""
+        """Apply deferred settlements; close the store, events and alerts if this guard opened them."""
+        try:
+            self.flush()
+        except errors.StoreUnavailable as exc:
+            self._emit("settle_failed", reason="store_unavailable", error=str(exc))
         if self._owns_store:
             self.store.close()
             if self.alerter is not None:
@@ -349,12 +401,15 @@ class Guard:
             max_retries_total=self.policy.budget.max_retries_total,
             timeout_s=self.policy.budget.timeout_s,
             max_attempts=self.policy.fail_fast.max_attempts,
+            settle_first=self._deferred.peek() if self._deferred is not None else (),
         )
         try:
             result = self.store.gate(request)
         except errors.StoreUnavailable as exc:
             self._on_store_unavailable(step, exc)
             return
+        if self._deferred is not None:
+            self._deferred.discard(request.settle_first)
         step.result = result
         if result.refusal is not None:
             self._refuse(step, result)
@@ -503,6 +558,7 @@ class Guard:
         counts = False
         if exc is None:
             outcome = Outcome.SUCCESS
+            counts = True
         elif isinstance(exc, errors.Halted) or not isinstance(exc, Exception):
             outcome = Outcome.NEUTRAL  # a refusal deeper down, a cancellation, an interrupt
         else:
@@ -531,6 +587,18 @@ class Guard:
             breaker=self._breaker,
             halt=halt,
         )
+        deferrable = (
+            self._deferred is not None
+            and outcome is Outcome.SUCCESS
+            and step.result.breaker_clean
+            and not step.result.probe
+            and cost <= step.estimate_micros
+        )
+        if deferrable:
+            assert self._deferred is not None
+            self._deferred.add(dataclasses.replace(settlement, breaker_counts=False))
+            self._emit("settled", outcome=outcome.value, action=step.action, cost_micros=cost)
+            return
         try:
             settled = self.store.settle(settlement)
         except errors.StoreUnavailable as exc_store:
@@ -676,6 +744,7 @@ def _open_guard(
     events: Any,
     alerter: Any,
     owns_store: bool,
+    deferred: DeferredSettlements | None,
 ) -> Guard:
     run_id = run_id or uuid.uuid4().hex
     try:
@@ -683,7 +752,14 @@ def _open_guard(
     except KeyError:
         raise ValueError(f"parent run {parent_id!r} does not exist in {store!r}") from None
     return Guard(
-        policy, store, run_id, clock=clock, events=events, alerter=alerter, owns_store=owns_store
+        policy,
+        store,
+        run_id,
+        clock=clock,
+        events=events,
+        alerter=alerter,
+        owns_store=owns_store,
+        deferred=deferred,
     )
 
 
@@ -709,12 +785,15 @@ def enforce(
     *,
     clock: Clock | None = None,
     environ: Mapping[str, str] | None = None,
+    defer_settlement: bool = True,
 ) -> Guard:
     """Guard one run of the agent described by ``policy`` (a path or a :class:`Policy`).
 
     ``run_id`` resumes that run (its spend, counters and start time); ``parent`` (a Guard or a
     run id) makes this a child run; ``store`` is a URL or a Store (default: the policy's
     ``store:``, else ``sqlite:///.agentfuse/state.db`` relative to the current directory).
+    ``defer_settlement`` lets a plain success settle inside the next gate's transaction (one
+    store transaction per call instead of two; see :class:`DeferredSettlements`).
     """
     if not isinstance(policy, Policy):
         policy = load_policy(Path(policy), environ=environ)
@@ -744,4 +823,5 @@ def enforce(
         events=events,
         alerter=alerter,
         owns_store=owns_store,
+        deferred=DeferredSettlements() if defer_settlement else None,
     )

@@ -18,7 +18,8 @@ Semantics every backend must keep (the contract suite checks them):
   hourly cap sums the last 60 minute buckets (``minute - 59 .. minute``).
 * A reservation is settled at most once (``settle`` of an unknown or settled id is a no-op that
   returns ``SettleResult(settled=False)``). Unsettled reservations stay counted forever.
-* A refused ``gate`` writes nothing except the durable halt named in ``GateResult.halt``.
+* A refused ``gate`` writes nothing except the durable halt named in ``GateResult.halt`` (and
+  the deferred settlements of ``GateRequest.settle_first``, which are applied either way).
 * ``open_run`` creates a run or returns the existing one unchanged (cap, start time, parent).
 """
 
@@ -143,6 +144,9 @@ class GateRequest:
     max_retries_total: int | None = None
     timeout_s: float | None = None
     max_attempts: int | None = None
+    settle_first: tuple[Settlement, ...] = ()
+    """Settlements the guard deferred (plain successes costing no more than their estimate):
+    apply each exactly as :meth:`Store.settle` would, first, in the same atomic operation."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +179,9 @@ class GateResult:
     """Seconds left before the run's deadline, if it has one."""
     usage_fraction: float = 0.0
     """Highest fraction of any money cap in use after this reservation (for the degrade ladder)."""
+    breaker_clean: bool = False
+    """The breaker was closed with no counted failures. Only then may the guard defer the
+    settlement of a plain success (a store that leaves this False is always settled at once)."""
 
     @property
     def allowed(self) -> bool:
@@ -193,7 +200,9 @@ class Settlement:
     now: float
     outcome: Outcome
     breaker_counts: bool = True
-    """Whether a failure counts for the breaker (policy ``breaker.count``/``ignore``)."""
+    """Whether the outcome is reported to the breaker: a failure counts (policy
+    ``breaker.count``/``ignore``), a success resets the count. False for deferred successes,
+    which must not reset failures that other processes counted after them."""
     breaker: BreakerSpec = BreakerSpec()
     halt: HaltRecord | None = None
     """A fail-fast halt to write durably in the same transaction."""

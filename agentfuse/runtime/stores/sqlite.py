@@ -258,6 +258,8 @@ class SQLiteStore:
 
     def gate(self, request: GateRequest) -> GateResult:
         with self._transaction() as db:
+            for deferred in request.settle_first:
+                self._settle_in(db, deferred)
             chain = self._chain(db, request.run_id)
             ids = [run.run_id for run in chain]
             marks = ",".join("?" * len(ids))
@@ -328,63 +330,66 @@ class SQLiteStore:
             return decision.result
 
     def settle(self, settlement: Settlement) -> SettleResult:
-        failed = settlement.outcome is Outcome.FAILURE
         with self._transaction() as db:
-            row = db.execute(
-                f"SELECT estimate_micros, day_key, minute, {_BREAKER_COLUMNS} FROM ledger"
-                " WHERE reservation_id = ? AND settled_at IS NULL",
-                (*(settlement.agent, settlement.breaker.key) * 5, settlement.reservation_id),
+            return self._settle_in(db, settlement)
+
+    def _settle_in(self, db: sqlite3.Connection, settlement: Settlement) -> SettleResult:
+        failed = settlement.outcome is Outcome.FAILURE
+        row = db.execute(
+            f"SELECT estimate_micros, day_key, minute, {_BREAKER_COLUMNS} FROM ledger"
+            " WHERE reservation_id = ? AND settled_at IS NULL",
+            (*(settlement.agent, settlement.breaker.key) * 5, settlement.reservation_id),
+        ).fetchone()
+        if row is None:
+            return SettleResult(settled=False)
+        estimate, day_key, minute, *breaker_row = row
+        cost = settlement.cost_micros
+        db.execute(
+            "UPDATE ledger SET cost_micros = ?, settled_at = ?, outcome = ? WHERE reservation_id = ?",
+            (cost, settlement.now, settlement.outcome.value, settlement.reservation_id),
+        )
+        ids = self._lineage.get(settlement.run_id) or tuple(
+            run.run_id for run in self._chain(db, settlement.run_id)
+        )
+        db.execute(
+            "UPDATE runs SET reserved_micros = reserved_micros - ?, spent_micros = spent_micros + ?,"
+            f" failures = failures + (run_id = ? AND ?) WHERE run_id IN ({','.join('?' * len(ids))})",
+            (estimate, cost, settlement.run_id, failed, *ids),
+        )
+        _add_to_windows(db, settlement.agent, day_key, minute, reserved=-estimate, spent=cost)
+        action_failures = run_failures = 0
+        if failed:
+            db.execute(
+                "INSERT INTO action_failures VALUES (?,?,1) ON CONFLICT (run_id, action)"
+                " DO UPDATE SET failures = failures + 1",
+                (settlement.run_id, settlement.action),
+            )
+            action_failures, run_failures = db.execute(
+                "SELECT (SELECT failures FROM action_failures WHERE run_id = ? AND action = ?),"
+                " (SELECT failures FROM runs WHERE run_id = ?)",
+                (settlement.run_id, settlement.action, settlement.run_id),
             ).fetchone()
-            if row is None:
-                return SettleResult(settled=False)
-            estimate, day_key, minute, *breaker_row = row
-            cost = settlement.cost_micros
-            db.execute(
-                "UPDATE ledger SET cost_micros = ?, settled_at = ?, outcome = ? WHERE reservation_id = ?",
-                (cost, settlement.now, settlement.outcome.value, settlement.reservation_id),
-            )
-            ids = self._lineage.get(settlement.run_id) or tuple(
-                run.run_id for run in self._chain(db, settlement.run_id)
-            )
-            db.execute(
-                "UPDATE runs SET reserved_micros = reserved_micros - ?, spent_micros = spent_micros + ?,"
-                f" failures = failures + (run_id = ? AND ?) WHERE run_id IN ({','.join('?' * len(ids))})",
-                (estimate, cost, settlement.run_id, failed, *ids),
-            )
-            _add_to_windows(db, settlement.agent, day_key, minute, reserved=-estimate, spent=cost)
-            action_failures = run_failures = 0
-            if failed:
-                db.execute(
-                    "INSERT INTO action_failures VALUES (?,?,1) ON CONFLICT (run_id, action)"
-                    " DO UPDATE SET failures = failures + 1",
-                    (settlement.run_id, settlement.action),
-                )
-                action_failures, run_failures = db.execute(
-                    "SELECT (SELECT failures FROM action_failures WHERE run_id = ? AND action = ?),"
-                    " (SELECT failures FROM runs WHERE run_id = ?)",
-                    (settlement.run_id, settlement.action, settlement.run_id),
-                ).fetchone()
-            current = _breaker_from_row(breaker_row)
-            record, transition = breaker_rules.after_call(
-                current,
-                settlement.breaker,
-                settlement.now,
-                settlement.reservation_id,
-                settlement.outcome,
-                settlement.breaker_counts,
-            )
-            if record != current:
-                _write_breaker(db, settlement.agent, settlement.breaker.key, record)
-            if settlement.halt is not None:
-                _write_halt(db, settlement.halt)
-            return SettleResult(
-                settled=True,
-                breaker_state=record.state,
-                breaker_transition=transition,
-                consecutive_failures=record.consecutive_failures,
-                action_failures=action_failures,
-                run_failures=run_failures,
-            )
+        current = _breaker_from_row(breaker_row)
+        record, transition = breaker_rules.after_call(
+            current,
+            settlement.breaker,
+            settlement.now,
+            settlement.reservation_id,
+            settlement.outcome,
+            settlement.breaker_counts,
+        )
+        if record != current:
+            _write_breaker(db, settlement.agent, settlement.breaker.key, record)
+        if settlement.halt is not None:
+            _write_halt(db, settlement.halt)
+        return SettleResult(
+            settled=True,
+            breaker_state=record.state,
+            breaker_transition=transition,
+            consecutive_failures=record.consecutive_failures,
+            action_failures=action_failures,
+            run_failures=run_failures,
+        )
 
     # -- halts --------------------------------------------------------------------------------
 

@@ -259,6 +259,10 @@ _ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ROTATE_WHEN = ("S", "M", "H", "D", "MIDNIGHT", "W0", "W1", "W2", "W3", "W4", "W5", "W6")
 
 
+_Parse = Callable[[yaml.Node, str], Any]
+"""A field parser: (value node, dotted key name) -> the value, or INVALID (issue recorded)."""
+
+
 class _Invalid(enum.Enum):
     """Marks a value that failed validation (its issue is already recorded)."""
 
@@ -299,33 +303,34 @@ class _BoundedLoader(yaml.SafeLoader):
         self._expanded_sizes: dict[int, int] = {}
         self._expanded_total = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         event = self.peek_event()
+        mark: yaml.Mark = event.start_mark
         if isinstance(event, yaml.AliasEvent):
             node = super().compose_node(parent, index)
-            if id(node) not in self._expanded_sizes:
+            if node is None or id(node) not in self._expanded_sizes:
                 raise _LimitExceeded(
                     f"alias *{event.anchor} refers to a node that contains it",
-                    event.start_mark,
+                    mark,
                     "remove the alias; a policy cannot contain itself",
                 )
-            self._count(self._expanded_sizes[id(node)], event.start_mark)
+            self._count(self._expanded_sizes[id(node)], mark)
             return node
-        self._count(1, event.start_mark)
+        self._count(1, mark)
         self._depth += 1
         if self._depth > MAX_NESTING:
             raise _LimitExceeded(
                 f"values are nested more than {MAX_NESTING} levels deep",
-                event.start_mark,
+                mark,
                 "a policy needs 4 levels at most; flatten this value",
             )
         try:
             node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
-        self._expanded_sizes[id(node)] = 1 + sum(
-            self._expanded_sizes[id(child)] for child in _children(node)
-        )
+        if node is not None:
+            children = _children(node)
+            self._expanded_sizes[id(node)] = 1 + sum(self._expanded_sizes[id(c)] for c in children)
         return node
 
     def _count(self, nodes: int, mark: yaml.Mark) -> None:
@@ -601,9 +606,10 @@ class _Checker:
         if not _fits(node):
             return INVALID  # reported by check_tags
         if not isinstance(node, yaml.MappingNode):
-            got = _kind(node) if isinstance(node, yaml.SequenceNode) else self._scalar_shown(node)
             where = name or "the policy"
-            self.add(node, f"{where} must be a mapping of keys to values, got {got}", fix)
+            self.add(
+                node, f"{where} must be a mapping of keys to values, got {self._got(node)}", fix
+            )
             return INVALID
         items: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         merged: list[tuple[yaml.Node, yaml.Node]] = []
@@ -649,8 +655,10 @@ class _Checker:
                     pairs.setdefault(key, pair)
         return list(pairs.values())
 
-    def _scalar_shown(self, node: yaml.Node) -> str:
-        """A scalar found where a list or mapping belongs, as written (not interpolated)."""
+    def _got(self, node: yaml.Node) -> str:
+        """What was found instead: a list, a mapping, or a scalar as written (not interpolated)."""
+        if not isinstance(node, yaml.ScalarNode):
+            return _kind(node)
         if node.tag in _TEXT_TAGS:
             return _shown(node.value)
         value = self._construct(node)
@@ -675,7 +683,7 @@ class _Checker:
         self,
         node: yaml.Node,
         name: str,
-        fields: Mapping[str, Callable[[yaml.Node, str], Any]],
+        fields: Mapping[str, _Parse],
         *,
         required: tuple[str, ...] = (),
         example: str,
@@ -732,7 +740,7 @@ class _Checker:
         if not _fits(node):
             return INVALID  # reported by check_tags
         if not isinstance(node, yaml.SequenceNode):
-            got = _kind(node) if isinstance(node, yaml.MappingNode) else self._scalar_shown(node)
+            got = self._got(node)
             self.add(node, f"{name} must be a list, got {got}", f"write a list, such as {example}")
             return INVALID
         parsed = [(item, parse_item(item, f"{name}[{i}]")) for i, item in enumerate(node.value)]
@@ -741,7 +749,7 @@ class _Checker:
     # -- sections -------------------------------------------------------------------------
 
     def policy(self, root: yaml.Node, source: Path) -> Policy | None:
-        fields: dict[str, Callable[[yaml.Node, str], Any]] = {
+        fields: dict[str, _Parse] = {
             "version": self.version,
             "agent": partial(
                 self.text,
@@ -794,7 +802,7 @@ class _Checker:
         return 1
 
     def budget(self, node: yaml.Node, name: str) -> Budget | _Invalid:
-        fields = {
+        fields: dict[str, _Parse] = {
             "run_usd": self.money,
             "daily_usd": self.money,
             "hourly_usd": self.money,
@@ -817,7 +825,7 @@ class _Checker:
         return Budget(**values)
 
     def breaker(self, node: yaml.Node, name: str) -> Breaker | _Invalid:
-        fields = {
+        fields: dict[str, _Parse] = {
             "failure_threshold": self.count,
             "cooldown_s": self.seconds,
             "count": self.class_names,
@@ -827,7 +835,7 @@ class _Checker:
         return parsed if parsed is INVALID else Breaker(**parsed[0])
 
     def fail_fast(self, node: yaml.Node, name: str) -> FailFast | _Invalid:
-        fields = {"max_attempts": self.count, "halt_on": self.class_names}
+        fields: dict[str, _Parse] = {"max_attempts": self.count, "halt_on": self.class_names}
         parsed = self.section(
             node, name, fields, example="{max_attempts: 3, halt_on: [PermissionError]}"
         )
@@ -835,7 +843,7 @@ class _Checker:
 
     def rate_limits(self, node: yaml.Node, name: str) -> tuple[RateLimit, ...] | _Invalid:
         example = "{action: login, max: 2, window_s: 900, cooldown_s: 1800}"
-        fields = {
+        fields: dict[str, _Parse] = {
             "action": partial(self.text, fix="name the action, such as action: login"),
             "max": self.count,
             "window_s": self.seconds,
@@ -866,13 +874,15 @@ class _Checker:
         return tuple(limit for _, limit in limits)
 
     def kill_switch(self, node: yaml.Node, name: str) -> KillSwitch | _Invalid:
-        fields = {"stop_file": partial(self.text, fix="name a file, such as stop_file: STOP")}
+        fields: dict[str, _Parse] = {
+            "stop_file": partial(self.text, fix="name a file, such as stop_file: STOP")
+        }
         parsed = self.section(node, name, fields, example="{stop_file: STOP}")
         return parsed if parsed is INVALID else KillSwitch(**parsed[0])
 
     def degrade(self, node: yaml.Node, name: str) -> tuple[DegradeStep, ...] | _Invalid:
         example = "{at: 0.8, model: gpt-4o-mini}"
-        fields = {
+        fields: dict[str, _Parse] = {
             "at": self.fraction,
             "model": partial(self.text, fix="name a model, such as model: gpt-4o-mini"),
             "min_interval_s": self.seconds,
@@ -896,7 +906,7 @@ class _Checker:
         return steps if steps is INVALID else tuple(step for _, step in steps)
 
     def alerts(self, node: yaml.Node, name: str) -> Alerts | _Invalid:
-        fields = {
+        fields: dict[str, _Parse] = {
             "webhook": self.webhook,
             "format": partial(
                 self.text,
@@ -923,7 +933,7 @@ class _Checker:
         return url
 
     def events(self, node: yaml.Node, name: str) -> Events | _Invalid:
-        fields = {
+        fields: dict[str, _Parse] = {
             "path": partial(
                 self.text,
                 nullable=True,
@@ -990,7 +1000,11 @@ class _Checker:
         )
         if models is INVALID:
             return INVALID
-        fields = {"input": self.price, "output": self.price, "cached_input": self.price}
+        fields: dict[str, _Parse] = {
+            "input": self.price,
+            "output": self.price,
+            "cached_input": self.price,
+        }
         prices = []
         for model, (_, value) in models.items():
             parsed = self.section(
@@ -1005,7 +1019,7 @@ class _Checker:
         return tuple(prices)
 
     def restart_guard(self, node: yaml.Node, name: str) -> RestartGuard | _Invalid:
-        fields = {
+        fields: dict[str, _Parse] = {
             "max_starts": self.count,
             "window_s": self.seconds,
             "cooldown_s": self.seconds,
@@ -1109,7 +1123,7 @@ def _syntax_issues(text: str, path: str, exc: yaml.MarkedYAMLError) -> list[Poli
         for number, line in enumerate(text.splitlines(), start=1)
         if "\t" in line[: len(line) - len(line.lstrip(" \t"))] and line.strip()
     ]
-    mark = exc.problem_mark or exc.context_mark or yaml.Mark(path, 0, 0, 0, None, None)
+    mark = exc.problem_mark or exc.context_mark or yaml.Mark(path, 0, 0, 0, "", 0)
     if tabs and ("\\t" in (exc.problem or "") or any(t.line == mark.line + 1 for t in tabs)):
         return tabs  # the error is the tab itself: PyYAML's words for it would only confuse
     what = ", ".join(part for part in (exc.context, exc.problem) if part)

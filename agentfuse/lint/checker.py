@@ -318,10 +318,12 @@ def lint_text(
     options: Mapping[str, Any],
     keep_tree: bool = False,
     rules: Sequence[type[Rule]] | None = None,
+    apply_noqa: bool = True,
 ) -> FileOutcome:
     """Lint decoded source; never raises for bad input (AF001 instead).
 
-    ``rules`` skips the pre-filter when the caller already knows the candidate rules.
+    ``rules`` skips the pre-filter when the caller already knows the candidate rules;
+    ``apply_noqa=False`` leaves noqa to the caller (flake8 does its own).
     """
     if rules is None:
         rules = rule_set.candidates(source)
@@ -342,7 +344,7 @@ def lint_text(
         )
     except (RecursionError, MemoryError):
         return FileOutcome([parse_error(path, TOO_DEEP)], source)
-    kept = filter_noqa(findings, source)
+    kept = filter_noqa(findings, source) if apply_noqa else findings
     if not keep_tree:
         return FileOutcome(kept, source)
     kept_set = set(kept)

@@ -4,8 +4,10 @@
     .venv/bin/python bench/guard_overhead.py --calls 2000 --ledger 0,100000 --processes 1,8
 
 Measures, per ledger size: p50/p99 microseconds added per guarded no-op call (``guard.call(noop)``
-minus a bare ``noop()``), and where they go (the gate transaction, the settle transaction, the
-rest of the guard). Then guarded calls per second with 1 and N processes on one store file.
+minus a bare ``noop()``), by default (a plain success settles inside the next gate's transaction)
+and with ``defer_settlement=False`` (two transactions per call), and where the time goes (each
+store transaction alone, and the guard's own Python against a store that answers at once).
+Then guarded calls per second with 1 and N processes on one store file.
 Every gate is active (run, daily and hourly caps, max_steps, retries, timeout, attempts).
 """
 
@@ -27,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agentfuse.runtime.guard import Guard, enforce  # noqa: E402
 from agentfuse.runtime.policy import Budget, Breaker, Events, FailFast, Policy  # noqa: E402
-from agentfuse.runtime.stores.base import GateRequest, Outcome, Settlement  # noqa: E402
+from agentfuse.runtime.stores.base import GateRequest, GateResult, Outcome, Settlement, SettleResult  # noqa: E402
 from agentfuse.runtime.stores.sqlite import SQLiteStore  # noqa: E402
 
 BIG = Decimal("1000000000")
@@ -88,50 +90,78 @@ def grow_ledger(path: Path, rows: int) -> None:
     db.close()
 
 
-def store_parts_us(store: SQLiteStore, run_id: str, n: int) -> tuple[float, float]:
-    """p50 of the bare gate and settle transactions."""
+def store_parts_us(store: SQLiteStore, run_id: str, n: int) -> tuple[float, float, float]:
+    """p50 of the bare transactions: gate, settle, and gate carrying one deferred settlement."""
     now = time.time()
-    ids = [f"{time.time_ns():016x}{i:08x}" for i in range(n)]
 
-    def request(rid: str) -> GateRequest:
-        return GateRequest(rid, "bench", run_id, "call", 1, now, "2030-01-01", int(now // 60))
+    def request(rid: str, deferred: tuple[Settlement, ...] = ()) -> GateRequest:
+        return GateRequest(rid, "bench", run_id, "call", 1, now, "2030-01-01", int(now // 60), settle_first=deferred)
 
-    gate = []
-    settle = []
-    for rid in ids:
+    def settlement(rid: str) -> Settlement:
+        return Settlement(rid, "bench", run_id, "call", 1, now, Outcome.SUCCESS)
+
+    gate, settle, combined = [], [], []
+    previous: tuple[Settlement, ...] = ()
+    for i in range(n):
+        rid = f"{time.time_ns():016x}{i:08x}"
         start = time.perf_counter_ns()
         store.gate(request(rid))
         middle = time.perf_counter_ns()
-        store.settle(Settlement(rid, "bench", run_id, "call", 1, now, Outcome.SUCCESS))
+        store.settle(settlement(rid))
+        end = time.perf_counter_ns()
+        rid = f"{time.time_ns():016x}{i:08x}"
+        store.gate(request(rid, previous))
+        previous = (settlement(rid),)
         gate.append((middle - start) / 1000)
-        settle.append((time.perf_counter_ns() - middle) / 1000)
-    return statistics.median(gate), statistics.median(settle)
+        settle.append((end - middle) / 1000)
+        combined.append((time.perf_counter_ns() - end) / 1000)
+    store.settle(previous[0])
+    return statistics.median(gate), statistics.median(settle), statistics.median(combined)
+
+
+class _NullStore:
+    """Answers every gate and settle at once: what is left is the guard's own Python."""
+
+    def gate(self, request: GateRequest) -> GateResult:
+        return GateResult(remaining_s=1e9, breaker_clean=True)
+
+    def settle(self, settlement: Settlement) -> SettleResult:
+        return SettleResult(settled=True)
+
+
+def guard_only_us(n: int) -> float:
+    guard = Guard(bench_policy("normal", None), _NullStore(), "bench")  # type: ignore[arg-type]
+    return pct(timings_us(lambda: guard.call(noop), n), 0.5)
 
 
 def overhead(args: argparse.Namespace, folder: Path) -> list[str]:
     db_path = folder / "overhead.db"
     events = str(folder / "events.jsonl") if args.events else None
-    guard = enforce(bench_policy(args.durability, events), store=f"sqlite:///{db_path}")
+    url = f"sqlite:///{db_path}"
+    deferred = enforce(bench_policy(args.durability, events), store=url)
+    strict = enforce(bench_policy(args.durability, events), store=url, defer_settlement=False)
     rows = [
-        "| ledger entries | bare call p50 (us) | guarded p50 (us) | overhead p50 (us) | overhead p99 (us)"
-        " | gate txn p50 (us) | settle txn p50 (us) | rest of the guard (us) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| ledger entries | overhead p50 / p99 (us), default | overhead p50 / p99 (us), settle per call"
+        " | gate txn p50 | settle txn p50 | gate + deferred settle txn p50 | guard's own Python p50 |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    python_p50 = guard_only_us(args.calls)
     for size in args.ledger:
         grow_ledger(db_path, size)
-        timings_us(lambda: guard.call(noop), 300)  # warm the caches
-        bare = timings_us(noop, args.calls)
-        guarded = timings_us(lambda: guard.call(noop), args.calls)
-        bare_p50 = pct(bare, 0.5)
-        gate_p50, settle_p50 = store_parts_us(guard.store, guard.run_id, min(args.calls, 2000))
-        over_p50 = pct(guarded, 0.5) - bare_p50
+        for guard in (deferred, strict):
+            timings_us(lambda: guard.call(noop), 300)  # warm the caches
+        bare = pct(timings_us(noop, args.calls), 0.5)
+        fast = timings_us(lambda: deferred.call(noop), args.calls)
+        slow = timings_us(lambda: strict.call(noop), args.calls)
+        gate_p50, settle_p50, combined_p50 = store_parts_us(deferred.store, deferred.run_id, min(args.calls, 2000))
         rows.append(
-            f"| {size:,} | {bare_p50:.2f} | {pct(guarded, 0.5):.1f} | {over_p50:.1f}"
-            f" | {pct(guarded, 0.99) - bare_p50:.1f} | {gate_p50:.1f} | {settle_p50:.1f}"
-            f" | {over_p50 - gate_p50 - settle_p50:.1f} |"
+            f"| {size:,} | {pct(fast, 0.5) - bare:.0f} / {pct(fast, 0.99) - bare:.0f}"
+            f" | {pct(slow, 0.5) - bare:.0f} / {pct(slow, 0.99) - bare:.0f}"
+            f" | {gate_p50:.0f} | {settle_p50:.0f} | {combined_p50:.0f} | {python_p50:.0f} |"
         )
         print(rows[-1], flush=True)
-    guard.close()
+    deferred.close()
+    strict.close()
     return rows
 
 

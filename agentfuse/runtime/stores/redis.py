@@ -45,7 +45,6 @@ from agentfuse.runtime.stores.base import (
     GateRequest,
     GateResult,
     HaltRecord,
-    Outcome,
     RateLimitRecord,
     RunInfo,
     Settlement,
@@ -58,6 +57,8 @@ HOUR_MINUTES = 60
 CONNECT_RETRIES = 3
 DEFAULT_SOCKET_TIMEOUT_S = 5.0
 DEFAULT_CONNECT_TIMEOUT_S = 2.0
+DAY_TTL_S = 9 * 86400
+"""Day buckets outlive ``status``'s week by a day."""
 
 T = TypeVar("T")
 
@@ -83,6 +84,74 @@ local function halt_json(reason, source, now, figures)
   return cjson.encode({reason = reason, source = source, created_at = fmt(now), figures = figures})
 end
 local RUN_FIELDS = {'parent', 'pagent', 'cap', 'started', 'spent', 'reserved', 'steps', 'failures'}
+"""
+
+_LUA_SETTLE_ONE = r"""
+-- One settlement, as Store.settle: 12 fields from ARGV[at]: agent, run_id, reservation_id, action,
+-- cost, now, outcome, breaker_counts, breaker key, failure_threshold, halt run_id, halt json.
+-- Returns nil for an unknown or settled reservation, else now, action and run failures, the
+-- breaker before (5 fields) and its state after.
+local function settle_one(at)
+  local agent, run_id, rid, action = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
+  local cost, outcome, reported = tonumber(ARGV[at + 4]), ARGV[at + 6], ARGV[at + 7] == '1'
+  local me = base(agent)
+  local lk = me .. ':ledger:' .. run_id
+  local entry = redis.call('HGET', lk, rid)
+  if not entry or string.sub(entry, 1, 2) ~= 'u|' then return nil end
+  local now = clock_now(ARGV[at + 5])
+  local parts = {}
+  for p in string.gmatch(entry, '[^|]+') do table.insert(parts, p) end
+  local estimate, day_key, minute = tonumber(parts[2]), parts[3], parts[4]
+  local failed = outcome == 'failure'
+  redis.call('HSET', lk, rid, 's|' .. parts[2] .. '|' .. ARGV[at + 4] .. '|' .. outcome)
+  local cur_id, cur_agent, depth = run_id, agent, 0
+  while cur_id and depth <= 1000 do
+    local key = base(cur_agent) .. ':run:' .. cur_id
+    redis.call('HINCRBY', key, 'reserved', 0 - estimate)
+    redis.call('HINCRBY', key, 'spent', cost)
+    if depth == 0 and failed then redis.call('HINCRBY', key, 'failures', 1) end
+    depth = depth + 1
+    local up = redis.call('HMGET', key, 'parent', 'pagent')
+    cur_id, cur_agent = up[1], up[2]
+  end
+  redis.call('DECR', me .. ':open')
+  local dk = me .. ':day:' .. day_key
+  if redis.call('EXISTS', dk) == 1 then
+    redis.call('HINCRBY', dk, 'reserved', 0 - estimate)
+    redis.call('HINCRBY', dk, 'spent', cost)
+  end
+  local mk = me .. ':minutes'
+  if redis.call('HEXISTS', mk, minute) == 1 then redis.call('HINCRBY', mk, minute, cost - estimate) end
+  local action_failures, run_failures = 0, 0
+  if failed then
+    action_failures = redis.call('HINCRBY', me .. ':attempts:' .. run_id, action, 1)
+    run_failures = tonumber(redis.call('HGET', me .. ':run:' .. run_id, 'failures'))
+  end
+  -- the breaker, as breaker.after_call
+  local bk = me .. ':breaker:' .. ARGV[at + 8]
+  local b = redis.call('HMGET', bk, 'state', 'failures', 'opened', 'probe', 'probe_exp')
+  local state, bfail = b[1] or 'closed', tonumber(b[2] or '0')
+  local function open_breaker(failures)
+    redis.call('DEL', bk)
+    redis.call('HSET', bk, 'state', 'open', 'failures', failures, 'opened', fmt(now))
+  end
+  if state == 'half_open' and b[4] == rid then
+    if outcome == 'success' then redis.call('DEL', bk)
+    elseif failed and reported then open_breaker(bfail)
+    else redis.call('HDEL', bk, 'probe', 'probe_exp') end
+  elseif state == 'closed' and reported then
+    if outcome == 'success' then
+      if bfail ~= 0 then redis.call('DEL', bk) end
+    elseif failed then
+      bfail = bfail + 1
+      if bfail >= tonumber(ARGV[at + 9]) then open_breaker(bfail)
+      else redis.call('HSET', bk, 'state', 'closed', 'failures', bfail) end
+    end
+  end
+  if ARGV[at + 11] ~= '' then redis.call('HSET', me .. ':halts', ARGV[at + 10], ARGV[at + 11]) end
+  local after = redis.call('HGET', bk, 'state') or 'closed'
+  return {fmt(now), action_failures, run_failures, b[1], b[2], b[3], b[4], b[5], after}
+end
 """
 
 _OPEN_RUN = (
@@ -114,11 +183,14 @@ return {'ok', owner, unpack(row)}
 
 _GATE = (
     _LUA_COMMON
+    + _LUA_SETTLE_ONE
     + r"""
 -- ARGV: prefix, agent, run_id, reservation_id, action, estimate, now, day_key, minute,
 --       breaker key, failure_threshold, cooldown_s, probe_lease_s,
 --       rate action, rate max, rate window_s, rate cooldown_s, rate ttl_s,
---       daily cap, hourly cap, max_steps, max_retries_total, timeout_s, max_attempts
+--       daily cap, hourly cap, max_steps, max_retries_total, timeout_s, max_attempts, day ttl,
+--       count of deferred settlements, then 12 fields for each (see settle_one)
+for n = 1, tonumber(ARGV[26]) do settle_one(27 + 12 * (n - 1)) end
 local agent, run_id, rid, action = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local estimate = tonumber(ARGV[6])
 local now = clock_now(ARGV[7])
@@ -280,73 +352,12 @@ return snapshot
 
 _SETTLE = (
     _LUA_COMMON
+    + _LUA_SETTLE_ONE
     + r"""
--- ARGV: prefix, agent, run_id, reservation_id, action, cost, now, outcome, breaker_counts,
---       breaker key, failure_threshold, halt run_id, halt json
-local agent, run_id, rid, action = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local cost = tonumber(ARGV[6])
-local outcome = ARGV[8]
-local me = base(agent)
-local lk = me .. ':ledger:' .. run_id
-local entry = redis.call('HGET', lk, rid)
-if not entry or string.sub(entry, 1, 2) ~= 'u|' then return {'unknown'} end
-local now = clock_now(ARGV[7])
-local parts = {}
-for p in string.gmatch(entry, '[^|]+') do table.insert(parts, p) end
-local estimate, day_key, minute = tonumber(parts[2]), parts[3], parts[4]
-local failed = outcome == 'failure'
-redis.call('HSET', lk, rid, 's|' .. parts[2] .. '|' .. ARGV[6] .. '|' .. outcome)
-local cur_id, cur_agent, first = run_id, agent, true
-local depth = 0
-while cur_id and depth <= 1000 do
-  local key = base(cur_agent) .. ':run:' .. cur_id
-  redis.call('HINCRBY', key, 'reserved', -estimate)
-  redis.call('HINCRBY', key, 'spent', cost)
-  if first and failed then redis.call('HINCRBY', key, 'failures', 1) end
-  first = false
-  depth = depth + 1
-  local up = redis.call('HMGET', key, 'parent', 'pagent')
-  cur_id, cur_agent = up[1], up[2]
-end
-redis.call('DECR', me .. ':open')
-local dk = me .. ':day:' .. day_key
-if redis.call('EXISTS', dk) == 1 then
-  redis.call('HINCRBY', dk, 'reserved', -estimate)
-  redis.call('HINCRBY', dk, 'spent', cost)
-end
-local mk = me .. ':minutes'
-if redis.call('HEXISTS', mk, minute) == 1 then redis.call('HINCRBY', mk, minute, cost - estimate) end
-local action_failures, run_failures = 0, 0
-if failed then
-  action_failures = redis.call('HINCRBY', me .. ':attempts:' .. run_id, action, 1)
-  run_failures = tonumber(redis.call('HGET', me .. ':run:' .. run_id, 'failures'))
-end
-
--- the breaker, as breaker.after_call
-local bk = me .. ':breaker:' .. ARGV[10]
-local b = redis.call('HMGET', bk, 'state', 'failures', 'opened', 'probe', 'probe_exp')
-local state, bfail = b[1] or 'closed', tonumber(b[2] or '0')
-local counts = failed and ARGV[9] == '1'
-local function open_breaker(failures)
-  redis.call('DEL', bk)
-  redis.call('HSET', bk, 'state', 'open', 'failures', failures, 'opened', fmt(now))
-end
-if state == 'half_open' and b[4] == rid then
-  if outcome == 'success' then redis.call('DEL', bk)
-  elseif counts then open_breaker(bfail)
-  else redis.call('HDEL', bk, 'probe', 'probe_exp') end
-elseif state == 'closed' then
-  if outcome == 'success' then
-    if bfail ~= 0 then redis.call('DEL', bk) end
-  elseif counts then
-    bfail = bfail + 1
-    if bfail >= tonumber(ARGV[11]) then open_breaker(bfail)
-    else redis.call('HSET', bk, 'state', 'closed', 'failures', bfail) end
-  end
-end
-if ARGV[13] ~= '' then redis.call('HSET', me .. ':halts', ARGV[12], ARGV[13]) end
-local after = redis.call('HGET', bk, 'state') or 'closed'
-return {'ok', fmt(now), action_failures, run_failures, b[1], b[2], b[3], b[4], b[5], after}
+-- ARGV: prefix, then one settlement's 12 fields
+local result = settle_one(2)
+if not result then return {'unknown'} end
+return {'ok', unpack(result)}
 """
 )
 
@@ -530,8 +541,11 @@ class RedisStore:
             str(int(rate.window_s + rate.cooldown_s) + 60) if rate else "",
             _opt(request.daily_cap_micros), _opt(request.hourly_cap_micros), _opt(request.max_steps),
             _opt(request.max_retries_total), _opt(request.timeout_s), _opt(request.max_attempts),
-            str(9 * 86400),
+            str(DAY_TTL_S),
+            str(len(request.settle_first)),
         ]
+        for deferred in request.settle_first:
+            args += self._settlement_args(deferred)
         reply = self._call(lambda: self._gate(keys=[self._base(request.agent)], args=args))
         status = reply[0]
         if status == "norun":
@@ -553,15 +567,19 @@ class RedisStore:
             )
         return decision.result
 
-    def settle(self, settlement: Settlement) -> SettleResult:
+    def _settlement_args(self, settlement: Settlement) -> list[str]:
+        """The 12 fields ``settle_one`` in Lua reads for one settlement."""
         halt = settlement.halt
-        args = [
-            self.prefix, settlement.agent, settlement.run_id, settlement.reservation_id,
-            settlement.action, str(settlement.cost_micros), self._now(settlement.now),
-            settlement.outcome.value, "1" if settlement.breaker_counts else "0",
-            settlement.breaker.key, str(settlement.breaker.failure_threshold),
-            halt.run_id if halt else "", _halt_json(halt) if halt else "",
+        return [
+            settlement.agent, settlement.run_id, settlement.reservation_id, settlement.action,
+            str(settlement.cost_micros), self._now(settlement.now), settlement.outcome.value,
+            "1" if settlement.breaker_counts else "0", settlement.breaker.key,
+            str(settlement.breaker.failure_threshold), halt.run_id if halt else "",
+            _halt_json(halt) if halt else "",
         ]
+
+    def settle(self, settlement: Settlement) -> SettleResult:
+        args = [self.prefix, *self._settlement_args(settlement)]
         reply = self._call(lambda: self._settle(keys=[self._base(settlement.agent)], args=args))
         if reply[0] != "ok":
             return SettleResult(settled=False)
@@ -686,9 +704,10 @@ def _gate_snapshot(reply: Sequence[Any]) -> tuple[GateSnapshot, float, int, str]
     rate = _rate_from(reply[11], reply[12])
     halt_count = int(reply[13])
     position = 14
-    halts = [
-        _halt_from(*reply[position + 3 * index : position + 3 * index + 3]) for index in range(halt_count)
-    ]
+    halts = sorted(
+        (_halt_from(*reply[position + 3 * index : position + 3 * index + 3]) for index in range(halt_count)),
+        key=lambda halt: (halt.run_id, halt.agent),
+    )
     position += 3 * halt_count
     chain_length = int(reply[position])
     position += 1

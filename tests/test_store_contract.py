@@ -1,0 +1,502 @@
+"""One contract suite for every Store backend: the same behaviour from SQLite and from Redis.
+
+Each test runs against a fresh SQLite file and a fresh key prefix on a real ``redis-server``
+(started on a free loopback port, no persistence). The Redis store runs with ``clock=client`` here
+so an injected clock drives both backends alike; ``test_redis_store.py`` covers Redis ``TIME``.
+The last tests replay one random sequence of operations on both backends and demand identical
+results, which checks the Lua scripts against the Python decision rules they mirror.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentfuse.runtime.stores.base import (
+    AGENT_WIDE,
+    BreakerSpec,
+    BreakerState,
+    GateRequest,
+    GateResult,
+    HaltRecord,
+    Outcome,
+    RateLimitSpec,
+    Settlement,
+    Store,
+)
+from agentfuse.runtime.stores.redis import RedisStore
+from agentfuse.runtime.stores.sqlite import SQLiteStore
+from tests.redis_server import RedisServer, running_server
+from tests.runtime_helpers import start_worker, store_url
+
+NOW = 1_800_000_000.0
+DAY = "2027-01-15"
+BACKENDS = ("sqlite", "redis")
+
+StoreFactory = Callable[[], Store]
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    yield from running_server(tmp_path_factory.mktemp("redis"))
+
+
+def _factory(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[StoreFactory, str]:
+    """A function opening (another handle on) one fresh store, and that store's URL."""
+    if backend == "sqlite":
+        url = store_url(tmp_path / "state.db")
+        return (lambda: SQLiteStore.from_url(url)), url
+    server: RedisServer = request.getfixturevalue("redis_server")
+    url = server.url(clock="client")
+    return (lambda: RedisStore(url)), url
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def open_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
+    factory, _url = _factory(backend, tmp_path, request)
+    opened: list[Store] = []
+
+    def make() -> Store:
+        opened.append(factory())
+        return opened[-1]
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(open_store: StoreFactory) -> Store:
+    return open_store()
+
+
+@pytest.fixture
+def url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    return _factory(backend, tmp_path, request)[1]
+
+
+def gate(
+    store: Store,
+    run_id: str,
+    rid: str,
+    estimate: int = 10_000,
+    *,
+    agent: str = "a",
+    action: str = "call",
+    now: float = NOW,
+    **options: Any,
+) -> GateResult:
+    return store.gate(
+        GateRequest(rid, agent, run_id, action, estimate, now, DAY, int(now // 60), **options)
+    )
+
+
+def settle(
+    store: Store,
+    run_id: str,
+    rid: str,
+    cost: int,
+    outcome: Outcome = Outcome.SUCCESS,
+    *,
+    agent: str = "a",
+    action: str = "call",
+    now: float = NOW,
+    **options: Any,
+) -> Any:
+    return store.settle(Settlement(rid, agent, run_id, action, cost, now, outcome, **options))
+
+
+def open_run(store: Store, run_id: str, cap: int | None = None, parent: str | None = None, agent: str = "a") -> Any:
+    return store.open_run(run_id, agent=agent, parent_id=parent, cap_micros=cap, now=NOW)
+
+
+# -- runs -----------------------------------------------------------------------------------------
+
+
+def test_open_run_creates_once_and_returns_the_existing_run_unchanged(store: Store) -> None:
+    first = open_run(store, "r", cap=5)
+    assert (first.run_id, first.agent, first.cap_micros, first.started_at) == ("r", "a", 5, NOW)
+    again = store.open_run("r", agent="a", parent_id=None, cap_micros=99, now=NOW + 100)
+    assert again == first == store.get_run("r")
+    assert store.get_run("missing") is None
+    with pytest.raises(KeyError):
+        open_run(store, "c", parent="missing")
+    assert store.get_run("c") is None
+
+
+def test_a_run_resumed_from_another_handle_keeps_spend_counters_and_start(open_store: StoreFactory) -> None:
+    writer = open_store()
+    open_run(writer, "r", cap=50_000)
+    for rid in ("1", "2"):
+        assert gate(writer, "r", rid).allowed
+    settle(writer, "r", "1", 4_000, Outcome.FAILURE)
+    reader = open_store()
+    run = reader.get_run("r")
+    assert run is not None
+    assert (run.spent_micros, run.reserved_micros, run.steps, run.failures, run.started_at) == (
+        4_000, 10_000, 2, 1, NOW,
+    )
+
+
+# -- money ----------------------------------------------------------------------------------------
+
+
+def test_settle_once_and_unsettled_reservations_stay_counted(store: Store) -> None:
+    open_run(store, "r", cap=30_000)
+    assert gate(store, "r", "1").allowed and gate(store, "r", "2").allowed
+    assert settle(store, "r", "1", 7_000).settled
+    assert not settle(store, "r", "1", 7_000).settled
+    assert not settle(store, "r", "unknown", 7_000).settled
+    run = store.get_run("r")
+    assert run is not None and (run.spent_micros, run.reserved_micros, run.steps) == (7_000, 10_000, 2)
+    assert store.unsettled("r") == 1 and store.unsettled() == 1
+    totals = store.agent_totals("a", day_key=DAY, minute=int(NOW // 60))
+    assert totals.day_micros == totals.hour_micros == 17_000
+    assert gate(store, "r", "3").allowed
+    refused = gate(store, "r", "4")
+    assert refused.refusal is not None and refused.refusal.reason == "run_budget"
+    assert refused.refusal.figures["used_usd"] == "0.027" and refused.refusal.figures["cap_usd"] == "0.03"
+
+
+def test_hundred_cent_reservations_under_a_dollar_cap_are_exactly_one_hundred(store: Store) -> None:
+    open_run(store, "r", cap=1_000_000)
+    admitted = 0
+    for n in range(150):
+        if not gate(store, "r", str(n)).allowed:
+            break
+        settle(store, "r", str(n), 10_000)
+        admitted += 1
+    run = store.get_run("r")
+    assert admitted == 100 and run is not None and run.spent_micros == 1_000_000
+
+
+def test_a_refused_gate_writes_nothing_but_its_halt(store: Store) -> None:
+    open_run(store, "r")
+    open_run(store, "capped", cap=5_000)
+    daily = gate(store, "r", "1", daily_cap_micros=5_000)
+    assert daily.refusal is not None and daily.refusal.reason == "daily_budget" and daily.halt is None
+    assert store.halts() == [] and store.unsettled() == 0
+    run = store.get_run("r")
+    assert run is not None and (run.reserved_micros, run.steps) == (0, 0)
+    budget = gate(store, "capped", "2")
+    assert budget.refusal is not None and budget.refusal.reason == "run_budget"
+    (halt,) = store.halts("a")
+    assert halt == budget.halt
+    assert (halt.run_id, halt.source, halt.figures["cap_usd"]) == ("capped", "budget", "0.005")
+    assert store.agent_totals("a", day_key=DAY, minute=int(NOW // 60)).day_micros == 0
+
+
+def test_children_count_against_every_ancestor(store: Store) -> None:
+    open_run(store, "parent", cap=1_000_000)
+    open_run(store, "a-child", cap=500_000, parent="parent")
+    open_run(store, "b-child", cap=800_000, parent="parent")
+    assert gate(store, "a-child", "1", 500_000).allowed
+    settle(store, "a-child", "1", 500_000)
+    refused = gate(store, "b-child", "2", 600_000)
+    assert refused.refusal is not None and refused.refusal.reason == "ancestor_budget"
+    assert refused.refusal.figures["capped_run"] == "parent"
+    assert gate(store, "b-child", "halted", 1).refusal is not None  # the budget refusal halted it
+    assert store.resume("a", "b-child") == 1
+    assert gate(store, "b-child", "3", 500_000).allowed
+    settle(store, "b-child", "3", 500_000)
+    parent = store.get_run("parent")
+    assert parent is not None and parent.spent_micros == 1_000_000 and parent.steps == 0
+    assert gate(store, "parent", "4", 1).refusal is not None
+
+
+def test_hourly_window_is_the_last_sixty_minute_buckets(store: Store) -> None:
+    open_run(store, "r")
+    cap = {"hourly_cap_micros": 20_000}
+    for minute_offset in (0, 30):
+        now = NOW + minute_offset * 60
+        assert gate(store, "r", f"m{minute_offset}", now=now, **cap).allowed
+        settle(store, "r", f"m{minute_offset}", 10_000, now=now)
+    assert gate(store, "r", "full", now=NOW + 59 * 60, **cap).refusal is not None
+    later = NOW + 60 * 60
+    assert store.agent_totals("a", day_key=DAY, minute=int(later // 60)).hour_micros == 10_000
+    assert gate(store, "r", "after", now=later, **cap).allowed
+    assert store.agent_totals("a", day_key=DAY, minute=int(later // 60)).day_micros == 30_000
+
+
+def test_threads_sharing_one_store_never_overspend(store: Store) -> None:
+    open_run(store, "r", cap=1_000_000)
+    admitted: list[str] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        for i in range(40):
+            rid = f"{n}-{i}"
+            if gate(store, "r", rid).allowed:
+                settle(store, "r", rid, 10_000)
+                with lock:
+                    admitted.append(rid)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    run = store.get_run("r")
+    assert len(admitted) == 100
+    assert run is not None and (run.spent_micros, run.reserved_micros, run.steps) == (1_000_000, 0, 100)
+
+
+@pytest.mark.slow
+def test_eight_processes_race_on_one_daily_cap(url: str, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    policy = {"agent": "racer", "budget": {"daily_usd": "1.00", "estimate_usd": "0.01"}}
+    workers = [
+        start_worker({"store": url, "policy": policy, "go_file": str(go), "calls_file": str(tmp_path / "calls")})
+        for _ in range(8)
+    ]
+    for proc in workers:
+        assert proc.stdout is not None
+        proc.stdout.readline()  # the worker has opened its run
+    go.touch()
+    calls = 0
+    for proc in workers:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        calls += int(__import__("json").loads(out.strip().splitlines()[-1])["calls"])
+    store = SQLiteStore.from_url(url) if url.startswith("sqlite") else RedisStore(url)
+    totals = store.agent_totals("racer", day_key=_today(), minute=0)
+    assert calls == 100 and totals.day_micros == 1_000_000
+    assert len((tmp_path / "calls").read_text().splitlines()) == 100
+
+
+def _today() -> str:
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+
+
+# -- counters and limits --------------------------------------------------------------------------
+
+
+def test_failures_count_for_run_action_and_breaker_but_neutral_counts_nothing(store: Store) -> None:
+    open_run(store, "r")
+    for rid in ("1", "2"):
+        gate(store, "r", rid)
+        result = settle(store, "r", rid, 10_000, Outcome.FAILURE)
+    assert (result.run_failures, result.action_failures, result.consecutive_failures) == (2, 2, 2)
+    gate(store, "r", "3")
+    neutral = settle(store, "r", "3", 10_000, Outcome.NEUTRAL)
+    assert neutral.consecutive_failures == 2 and neutral.run_failures == 0
+    gate(store, "r", "4")
+    success = settle(store, "r", "4", 10_000)
+    assert success.consecutive_failures == 0 and store.get_breaker("a").consecutive_failures == 0
+    run = store.get_run("r")
+    assert run is not None and run.failures == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "kind", "halts"),
+    [
+        ({"max_steps": 2}, "max_steps", True),
+        ({"max_retries_total": 1}, "max_retries_total", True),
+        ({"timeout_s": 30.0}, "timeout", True),
+        ({"max_attempts": 2}, "max_attempts", False),
+    ],
+)
+def test_step_retry_deadline_and_attempt_limits(store: Store, options: dict[str, Any], kind: str, halts: bool) -> None:
+    open_run(store, "r")
+    for n in range(2):
+        first = gate(store, "r", str(n), now=NOW + n, **options)
+        assert first.allowed
+        if "timeout_s" in options:
+            assert first.remaining_s == 30.0 - n
+        settle(store, "r", str(n), 1_000, Outcome.FAILURE)
+    refused = gate(store, "r", "late", now=NOW + 40, **options)
+    assert refused.refusal is not None and refused.refusal.kind == kind
+    assert (refused.halt is not None) == halts
+    assert [halt.reason for halt in store.halts("a")] == ([kind] if halts else [])
+
+
+def test_rate_limit_admits_max_in_its_window_then_cools_down(store: Store) -> None:
+    open_run(store, "r")
+    spec = RateLimitSpec("login", max=2, window_s=900, cooldown_s=1800)
+    results = [
+        gate(store, "r", str(n), action="login", now=NOW + n, rate_limit=spec) for n in range(3)
+    ]
+    assert [r.allowed for r in results] == [True, True, False]
+    assert results[1].rate_limit_tripped and not results[0].rate_limit_tripped
+    assert results[2].refusal is not None and results[2].refusal.kind == "rate_limited"
+    assert not gate(store, "r", "w", action="login", now=NOW + 1000, rate_limit=spec).allowed
+    assert gate(store, "r", "x", action="other", now=NOW + 1000).allowed
+    assert gate(store, "r", "y", action="login", now=NOW + 1802, rate_limit=spec).allowed
+
+
+def test_breaker_opens_refuses_then_lets_one_probe_decide(store: Store) -> None:
+    open_run(store, "r")
+    spec = BreakerSpec(failure_threshold=3, cooldown_s=60, probe_lease_s=60)
+    for n in range(3):
+        gate(store, "r", str(n), breaker=spec)
+        result = settle(store, "r", str(n), 0, Outcome.FAILURE, breaker=spec)
+    assert result.breaker_transition is BreakerState.OPEN
+    record = store.get_breaker("a")
+    assert (record.state, record.consecutive_failures, record.opened_at) == (BreakerState.OPEN, 3, NOW)
+    refused = gate(store, "r", "early", now=NOW + 59, breaker=spec)
+    assert refused.refusal is not None and refused.refusal.kind == "circuit_open"
+    probe = gate(store, "r", "probe", now=NOW + 61, breaker=spec)
+    assert probe.probe and probe.breaker_transition is BreakerState.HALF_OPEN
+    assert store.get_breaker("a").probe_id == "probe"
+    assert not gate(store, "r", "second", now=NOW + 62, breaker=spec).allowed
+    reopened = settle(store, "r", "probe", 0, Outcome.FAILURE, now=NOW + 63, breaker=spec)
+    assert reopened.breaker_transition is BreakerState.OPEN and store.get_breaker("a").opened_at == NOW + 63
+    assert gate(store, "r", "again", now=NOW + 124, breaker=spec).probe
+    closed = settle(store, "r", "again", 0, now=NOW + 125, breaker=spec)
+    assert closed.breaker_transition is BreakerState.CLOSED
+    assert store.get_breaker("a") == type(store.get_breaker("a"))()
+
+
+def test_a_dead_probers_lease_lapses_and_a_neutral_probe_frees_it(store: Store) -> None:
+    open_run(store, "r")
+    spec = BreakerSpec(failure_threshold=1, cooldown_s=10, probe_lease_s=30)
+    gate(store, "r", "0", breaker=spec)
+    settle(store, "r", "0", 0, Outcome.FAILURE, breaker=spec)
+    assert gate(store, "r", "dead", now=NOW + 11, breaker=spec).probe  # never settled
+    assert not gate(store, "r", "wait", now=NOW + 40, breaker=spec).allowed
+    assert gate(store, "r", "next", now=NOW + 41.5, breaker=spec).probe
+    settle(store, "r", "next", 0, Outcome.NEUTRAL, now=NOW + 42, breaker=spec)
+    record = store.get_breaker("a")
+    assert record.state is BreakerState.HALF_OPEN and record.probe_id is None
+    assert gate(store, "r", "free", now=NOW + 43, breaker=spec).probe
+
+
+# -- halts ----------------------------------------------------------------------------------------
+
+
+def test_halts_are_durable_scoped_and_cleared_only_by_resume(open_store: StoreFactory) -> None:
+    store = open_store()
+    open_run(store, "r1")
+    open_run(store, "r2")
+    open_run(store, "child", parent="r1")
+    open_run(store, "other", agent="b")
+    store.halt(HaltRecord("a", "r1", "maintenance", "operator", NOW, {"by": "ops"}))
+    assert gate(store, "child", "1").refusal is not None  # a parent's halt halts its children
+    assert gate(store, "r2", "2").allowed
+    store.halt(HaltRecord("b", AGENT_WIDE, "kill_switch", "kill_switch", NOW + 1))
+    refused = gate(store, "other", "3", agent="b")
+    assert refused.refusal is not None and refused.refusal.reason == "kill_switch"
+    assert refused.refusal.figures["halted_run"] == AGENT_WIDE
+    again = open_store()  # another process sees the same halts
+    assert [(h.agent, h.run_id, h.reason) for h in again.halts()] == [
+        ("a", "r1", "maintenance"), ("b", "", "kill_switch"),
+    ]
+    assert again.halts("a")[0].figures == {"by": "ops"}
+    assert again.resume("a", "r1") == 1 and again.resume("a", "r1") == 0
+    assert again.resume("b") == 1
+    assert gate(store, "child", "4").allowed and gate(store, "other", "5", agent="b").allowed
+
+
+def test_a_fail_fast_halt_is_written_with_the_settlement(store: Store) -> None:
+    open_run(store, "r")
+    gate(store, "r", "1")
+    halt = HaltRecord("a", "r", "fail_fast", "fail_fast", NOW, {"exception": "PermissionError"})
+    settle(store, "r", "1", 10_000, Outcome.FAILURE, halt=halt)
+    assert store.halts("a") == [halt]
+    refused = gate(store, "r", "2")
+    assert refused.refusal is not None and refused.refusal.reason == "fail_fast"
+
+
+# -- both backends agree ----------------------------------------------------------------------------
+
+
+def _random_operations(seed: int, count: int = 400) -> list[tuple[str, dict[str, Any]]]:
+    """A reproducible mix of gates, settlements, halts, resumes and clock moves."""
+    rng = random.Random(seed)
+    now = NOW
+    runs = ["root"]
+    open_reservations: list[tuple[str, str, str]] = []
+    ops: list[tuple[str, dict[str, Any]]] = [("open", {"run_id": "root", "cap": 1_500_000, "parent": None})]
+    for n in range(count):
+        roll = rng.random()
+        now += rng.choice((0.0, 0.5, 3.0, 30.0, 200.0))
+        if roll < 0.06:
+            run_id = f"run{n}"
+            ops.append(("open", {"run_id": run_id, "cap": rng.choice((None, 100_000, 300_000)),
+                                 "parent": rng.choice(runs)}))
+            runs.append(run_id)
+        elif roll < 0.55:
+            run_id, action = rng.choice(runs), rng.choice(("call", "login", "publish"))
+            rid = f"g{n}"
+            ops.append(("gate", {
+                "rid": rid, "run_id": run_id, "action": action, "now": now,
+                "estimate": rng.choice((0, 1_000, 10_000, 25_000)),
+                "breaker": BreakerSpec(failure_threshold=3, cooldown_s=60.0, probe_lease_s=90.0),
+                "rate_limit": RateLimitSpec("login", 2, 300.0, 120.0) if action == "login" else None,
+                "daily_cap_micros": 600_000, "hourly_cap_micros": 250_000, "max_steps": 40,
+                "max_retries_total": 6, "timeout_s": 20_000.0, "max_attempts": 4,
+            }))
+            open_reservations.append((rid, run_id, action))
+        elif roll < 0.8 and open_reservations:
+            rid, run_id, action = open_reservations.pop(rng.randrange(len(open_reservations)))
+            outcome = rng.choice((Outcome.SUCCESS, Outcome.SUCCESS, Outcome.FAILURE, Outcome.NEUTRAL))
+            ops.append(("settle", {
+                "rid": rid, "run_id": run_id, "action": action, "now": now, "outcome": outcome,
+                "cost": rng.choice((0, 500, 10_000, 30_000)), "counts": rng.random() < 0.8,
+            }))
+        elif roll < 0.83:
+            ops.append(("halt", {"run_id": rng.choice(runs * 8 + [AGENT_WIDE]), "now": now}))
+        else:
+            ops.append(("resume", {"run_id": rng.choice(runs + [AGENT_WIDE] * 3)}))
+    return ops
+
+
+def _apply(store: Store, op: str, args: dict[str, Any]) -> Any:
+    spec = BreakerSpec(failure_threshold=3, cooldown_s=60.0, probe_lease_s=90.0)
+    if op == "open":
+        return store.open_run(args["run_id"], agent="a", parent_id=args["parent"], cap_micros=args["cap"], now=NOW)
+    if op == "gate":
+        a = dict(args)
+        rid, run_id, action, now, estimate = (a.pop(k) for k in ("rid", "run_id", "action", "now", "estimate"))
+        return store.gate(GateRequest(rid, "a", run_id, action, estimate, now, DAY, int(now // 60), **a))
+    if op == "settle":
+        return store.settle(Settlement(
+            args["rid"], "a", args["run_id"], args["action"], args["cost"], args["now"], args["outcome"],
+            breaker_counts=args["counts"], breaker=spec,
+        ))
+    if op == "halt":
+        return store.halt(HaltRecord("a", args["run_id"], "operator_pause", "operator", args["now"], {"n": 1}))
+    return store.resume("a", args["run_id"])
+
+
+def _state(store: Store, run_ids: list[str]) -> Any:
+    return (
+        [store.get_run(run_id) for run_id in run_ids],
+        store.halts("a"),
+        store.get_breaker("a"),
+        store.agent_totals("a", day_key=DAY, minute=int(NOW // 60) + 10_000),
+        store.unsettled(),
+    )
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_sqlite_and_redis_give_identical_results_for_one_random_history(
+    seed: int, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    sqlite_store = SQLiteStore(tmp_path / "state.db")
+    redis_store = RedisStore(redis_server.url(clock="client"))
+    ops = _random_operations(seed)
+    refusals: set[str] = set()
+    for index, (op, args) in enumerate(ops):
+        expected = _apply(sqlite_store, op, args)
+        actual = _apply(redis_store, op, args)
+        assert actual == expected, f"operation {index} {op} {args}"
+        if isinstance(expected, GateResult) and expected.refusal is not None:
+            refusals.add(expected.refusal.kind)
+    run_ids = [args["run_id"] for op, args in ops if op == "open"]
+    assert _state(redis_store, run_ids) == _state(sqlite_store, run_ids)
+    assert len(refusals) >= 3, refusals  # the history exercised several gates, not only the happy path
+    redis_store.close()
+    sqlite_store.close()

@@ -112,15 +112,16 @@ _BREAKER_COLUMNS = ", ".join(
     for column in ("state", "consecutive_failures", "opened_at", "probe_id", "probe_expires_at")
 )
 """A breaker row as five scalar sub-queries (parameters: agent, key, five times)."""
+_RUN_WIDTH = len(_RUN_COLUMNS.split(","))
 _GATE_READS = (
-    "SELECT (SELECT COUNT(*) FROM halts WHERE (run_id = '' AND agent = ?) OR run_id IN ({marks})),"
+    "(SELECT COUNT(*) FROM halts WHERE (run_id = '' AND agent = ?) OR run_id IN ({marks})),"
     " COALESCE((SELECT spent_micros + reserved_micros FROM agent_days WHERE agent = ? AND day_key = ?), 0),"
     " (SELECT COALESCE(SUM(spent_micros + reserved_micros), 0) FROM agent_minutes"
     "  WHERE agent = ? AND minute > ? AND minute <= ?),"
     " COALESCE((SELECT failures FROM action_failures WHERE run_id = ? AND action = ?), 0), "
     + _BREAKER_COLUMNS
 )
-"""Every scalar one gate reads, in one statement: halts, windows, attempts, breaker."""
+"""Every scalar one gate reads besides the run rows: halts, windows, attempts, breaker."""
 
 
 def path_from_url(url: str) -> Path:
@@ -260,11 +261,10 @@ class SQLiteStore:
         with self._transaction() as db:
             for deferred in request.settle_first:
                 self._settle_in(db, deferred)
-            chain = self._chain(db, request.run_id)
-            ids = [run.run_id for run in chain]
+            ids = self._lineage_ids(db, request.run_id)
             marks = ",".join("?" * len(ids))
-            halt_count, day_used, hour_used, action_failures, *breaker_row = db.execute(
-                _GATE_READS.format(marks=marks),
+            rows = db.execute(
+                f"SELECT {_RUN_COLUMNS}, {_GATE_READS.format(marks=marks)} FROM runs WHERE run_id IN ({marks})",
                 (
                     request.agent,
                     *ids,
@@ -276,8 +276,12 @@ class SQLiteStore:
                     request.run_id,
                     request.action,
                     *(request.agent, request.breaker.key) * 5,
+                    *ids,
                 ),
-            ).fetchone()
+            ).fetchall()
+            by_id = {row[0]: RunInfo(*row[:_RUN_WIDTH]) for row in rows}
+            chain = [by_id[run_id] for run_id in ids]
+            halt_count, day_used, hour_used, action_failures, *breaker_row = rows[0][_RUN_WIDTH:]
             snapshot = GateSnapshot(
                 chain=chain,
                 halts=_halts_for(db, request.agent, ids) if halt_count else (),
@@ -348,9 +352,7 @@ class SQLiteStore:
             "UPDATE ledger SET cost_micros = ?, settled_at = ?, outcome = ? WHERE reservation_id = ?",
             (cost, settlement.now, settlement.outcome.value, settlement.reservation_id),
         )
-        ids = self._lineage.get(settlement.run_id) or tuple(
-            run.run_id for run in self._chain(db, settlement.run_id)
-        )
+        ids = self._lineage_ids(db, settlement.run_id)
         db.execute(
             "UPDATE runs SET reserved_micros = reserved_micros - ?, spent_micros = spent_micros + ?,"
             f" failures = failures + (run_id = ? AND ?) WHERE run_id IN ({','.join('?' * len(ids))})",
@@ -431,6 +433,13 @@ class SQLiteStore:
                     "SELECT COUNT(*) FROM ledger WHERE run_id = ? AND settled_at IS NULL", (run_id,)
                 ).fetchone()
             return int(row[0])
+
+    def _lineage_ids(self, db: sqlite3.Connection, run_id: str) -> tuple[str, ...]:
+        """The run's id and its ancestors' (raises KeyError for an unknown run)."""
+        ids = self._lineage.get(run_id)
+        if ids is None:
+            ids = tuple(run.run_id for run in self._chain(db, run_id))
+        return ids
 
     def _chain(self, db: sqlite3.Connection, run_id: str) -> list[RunInfo]:
         """The run and its ancestors' rows, run first (raises KeyError for an unknown run)."""

@@ -413,7 +413,8 @@ def test_a_fail_fast_halt_is_written_with_the_settlement(store: Store) -> None:
 
 
 def _random_operations(seed: int, count: int = 400) -> list[tuple[str, dict[str, Any]]]:
-    """A reproducible mix of gates, settlements, halts, resumes and clock moves."""
+    """A reproducible mix of gates (some carrying deferred settlements), settlements, halts,
+    resumes and clock moves."""
     rng = random.Random(seed)
     now = NOW
     runs = ["root"]
@@ -430,7 +431,13 @@ def _random_operations(seed: int, count: int = 400) -> list[tuple[str, dict[str,
         elif roll < 0.55:
             run_id, action = rng.choice(runs), rng.choice(("call", "login", "publish"))
             rid = f"g{n}"
+            deferred = []
+            while open_reservations and rng.random() < 0.25:
+                done, done_run, done_action = open_reservations.pop(rng.randrange(len(open_reservations)))
+                deferred.append({"rid": done, "run_id": done_run, "action": done_action, "now": now,
+                                 "outcome": Outcome.SUCCESS, "cost": rng.choice((0, 1_000)), "counts": False})
             ops.append(("gate", {
+                "settle_first": tuple(deferred),
                 "rid": rid, "run_id": run_id, "action": action, "now": now,
                 "estimate": rng.choice((0, 1_000, 10_000, 25_000)),
                 "breaker": BreakerSpec(failure_threshold=3, cooldown_s=60.0, probe_lease_s=90.0),
@@ -453,19 +460,23 @@ def _random_operations(seed: int, count: int = 400) -> list[tuple[str, dict[str,
     return ops
 
 
+def _settlement(args: dict[str, Any]) -> Settlement:
+    return Settlement(
+        args["rid"], "a", args["run_id"], args["action"], args["cost"], args["now"], args["outcome"],
+        breaker_counts=args["counts"], breaker=BreakerSpec(failure_threshold=3, cooldown_s=60.0, probe_lease_s=90.0),
+    )
+
+
 def _apply(store: Store, op: str, args: dict[str, Any]) -> Any:
-    spec = BreakerSpec(failure_threshold=3, cooldown_s=60.0, probe_lease_s=90.0)
     if op == "open":
         return store.open_run(args["run_id"], agent="a", parent_id=args["parent"], cap_micros=args["cap"], now=NOW)
     if op == "gate":
         a = dict(args)
         rid, run_id, action, now, estimate = (a.pop(k) for k in ("rid", "run_id", "action", "now", "estimate"))
+        a["settle_first"] = tuple(_settlement(deferred) for deferred in a["settle_first"])
         return store.gate(GateRequest(rid, "a", run_id, action, estimate, now, DAY, int(now // 60), **a))
     if op == "settle":
-        return store.settle(Settlement(
-            args["rid"], "a", args["run_id"], args["action"], args["cost"], args["now"], args["outcome"],
-            breaker_counts=args["counts"], breaker=spec,
-        ))
+        return store.settle(_settlement(args))
     if op == "halt":
         return store.halt(HaltRecord("a", args["run_id"], "operator_pause", "operator", args["now"], {"n": 1}))
     return store.resume("a", args["run_id"])

@@ -25,9 +25,11 @@ ISSUE_LINE = re.compile(r"^(?P<path>.+?):(?P<line>\d+):(?P<col>\d+): (?P<message
 MINIMAL = (DATA / "valid" / "minimal.yaml").read_text()
 
 
-def agentfuse(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in a fresh interpreter with no AGENTFUSE_* variables set."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTFUSE_")}
+def agentfuse(
+    *args: str | Path, cwd: Path, keep: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a fresh interpreter with no AGENTFUSE_* variables but those in ``keep``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTFUSE_") or k in keep}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-m", "agentfuse", *map(str, args)],
@@ -119,6 +121,22 @@ def test_secrets_stay_out_of_the_output(tmp_path: Path) -> None:
         result = agentfuse("check-policy", DATA / "invalid" / f"{name}.yaml", cwd=tmp_path)
         assert result.returncode == 2
         assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_check_policy_reads_the_environment_and_hides_what_it_read(tmp_path: Path) -> None:
+    default = REPO / "policies" / "default.yaml"
+    env_line = next(
+        n for n, line in enumerate(default.read_text().splitlines(), 1) if "WEBHOOK" in line
+    )
+    os.environ["AGENTFUSE_WEBHOOK"] = "gopher://alerts.example.com/hunter2"
+    try:
+        result = agentfuse("check-policy", default, cwd=tmp_path, keep=("AGENTFUSE_WEBHOOK",))
+    finally:
+        del os.environ["AGENTFUSE_WEBHOOK"]
+    [line] = assert_clean_failure(result, default)
+    assert line.startswith(f"{default}:{env_line}:")
+    assert "alerts.webhook must be an http:// or https:// URL (value hidden)" in line
+    assert "hunter2" not in line and "alerts.example.com" not in line
 
 
 def test_check_policy_without_files_is_a_usage_error(tmp_path: Path) -> None:

@@ -611,3 +611,19 @@ def test_without_deferral_every_call_settles_at_once(url: str) -> None:
         step.record(cost_usd="0.01")
     run = guard.store.get_run(guard.run_id)
     assert run is not None and (run.spent_micros, run.reserved_micros) == (10_000, 0)
+
+
+def test_a_breaker_key_gives_calls_their_own_breaker(url: str) -> None:
+    guard = enforce(make_policy(breaker={"failure_threshold": 1, "cooldown_s": 60}), store=url)
+    with pytest.raises(TransientError):
+        with guard.step(breaker_key="provider-a"):
+            raise TransientError()
+    with pytest.raises(CircuitOpen):
+        with guard.step(breaker_key="provider-a"):
+            pass
+    with guard.step(breaker_key="provider-b"):
+        pass
+    with guard.step():
+        pass
+    assert guard.store.get_breaker("tester", "provider-a").state is BreakerState.OPEN
+    assert guard.store.get_breaker("tester").state is BreakerState.CLOSED

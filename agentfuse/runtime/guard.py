@@ -135,6 +135,7 @@ class Step:
         model: str | None = None,
         input_tokens: int | None = None,
         max_tokens: int | None = None,
+        breaker_key: str | None = None,
     ) -> None:
         self.guard = guard
         self.estimate_usd = estimate_usd
@@ -142,6 +143,7 @@ class Step:
         self.model = model
         self.input_tokens = input_tokens
         self.max_tokens = max_tokens
+        self.breaker_key = breaker_key
         self.min_interval_s: float | None = None
         self.reservation_id: str | None = None
         self.estimate_micros = 0
@@ -229,6 +231,7 @@ class Step:
             "model": self.model,
             "input_tokens": self.input_tokens,
             "max_tokens": self.max_tokens,
+            "breaker_key": self.breaker_key,
         }
 
 
@@ -293,8 +296,13 @@ class Guard:
         model: str | None = None,
         input_tokens: int | None = None,
         max_tokens: int | None = None,
+        breaker_key: str | None = None,
     ) -> Step:
-        """A guarded step: ``with guard.step(...) as step``, ``async with``, or a decorator."""
+        """A guarded step: ``with guard.step(...) as step``, ``async with``, or a decorator.
+
+        ``breaker_key`` gives the call its own breaker (e.g. one per provider) instead of the
+        agent's; ``model``/``input_tokens``/``max_tokens`` estimate the cost from the price table.
+        """
         return Step(
             self,
             estimate_usd=estimate_usd,
@@ -302,6 +310,7 @@ class Guard:
             model=model,
             input_tokens=input_tokens,
             max_tokens=max_tokens,
+            breaker_key=breaker_key,
         )
 
     def __call__(self, fn: F) -> F:
@@ -393,7 +402,7 @@ class Guard:
             now=now,
             day_key=self._day_key(now),
             minute=int(now // 60),
-            breaker=self._breaker,
+            breaker=self._breaker_for(step),
             rate_limit=self._rate_limits.get(step.action),
             daily_cap_micros=self._daily_cap,
             hourly_cap_micros=self._hourly_cap,
@@ -584,7 +593,7 @@ class Guard:
             now=self.clock(),
             outcome=outcome,
             breaker_counts=counts,
-            breaker=self._breaker,
+            breaker=self._breaker_for(step),
             halt=halt,
         )
         deferrable = (
@@ -652,6 +661,11 @@ class Guard:
                 " further attempts are refused",
                 dedupe_key=f"max_attempts:{self.run_id}:{step.action}",
             )
+
+    def _breaker_for(self, step: Step) -> BreakerSpec:
+        if not step.breaker_key:
+            return self._breaker
+        return dataclasses.replace(self._breaker, key=step.breaker_key)
 
     def _breaker_counts(self, exc_type: type[BaseException]) -> bool:
         config = self.policy.breaker

@@ -91,16 +91,20 @@ class Frame:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Candidate:
-    node: cst.Call
+    """A call that may be a request, or a request method handed to another call (``via``)."""
+
+    node: cst.BaseExpression
+    func: cst.BaseExpression
     scope: Scope
     frame: Frame | None
+    via: cst.Call | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class LlmCall:
     """A call that sends an LLM request; ``api`` names it (``openai chat.completions.create``)."""
 
-    node: cst.Call
+    node: cst.BaseExpression
     api: str
     guarded: bool
 
@@ -315,7 +319,7 @@ class ModuleAnalysis:
             last = func.value
             self._name_calls.append((last, self._frame))
             if last in self.imports.aliases and last not in self.catalogue.call_names:
-                self._candidates.append(Candidate(node, self.scope, self._frame))
+                self._candidates.append(Candidate(node, func, self.scope, self._frame))
         elif isinstance(func, cst.Attribute):
             last = func.attr.value
             if isinstance(func.value, cst.Name):
@@ -327,7 +331,11 @@ class ModuleAnalysis:
         else:
             return
         if last in self.catalogue.call_names:
-            self._candidates.append(Candidate(node, self.scope, self._frame))
+            self._candidates.append(Candidate(node, func, self.scope, self._frame))
+        for arg in node.args:
+            value = arg.value
+            if isinstance(value, cst.Attribute) and value.attr.value in self.catalogue.call_names:
+                self._candidates.append(Candidate(value, value, self.scope, self._frame, via=node))
         if last in ENFORCE_NAMES or (isinstance(func, cst.Name) and last in self.imports.aliases):
             self._enforce_candidates.append(EnforceCall(node, self.scope))
 
@@ -343,7 +351,7 @@ class ModuleAnalysis:
         for candidate in self._candidates:
             api = self._classify(candidate)
             if api is not None:
-                guarded = self._frame_guarded(candidate.frame)
+                guarded = self._handed_to_guard(candidate) or self._frame_guarded(candidate.frame)
                 self.llm_calls.append(LlmCall(candidate.node, api, guarded))
         self.enforce_calls = [
             call for call in self._enforce_candidates if self.is_enforce(self.imports.resolve(call.node.func))
@@ -357,6 +365,16 @@ class ModuleAnalysis:
     @staticmethod
     def _is_guard_class(qualified: str | None) -> bool:
         return _agentfuse_name(qualified, GUARD_CLASS_NAMES)
+
+    def _handed_to_guard(self, candidate: Candidate) -> bool:
+        """``guard.call(client.chat.completions.create, ...)``: the guard makes the request."""
+        via = candidate.via
+        return (
+            via is not None
+            and isinstance(via.func, cst.Attribute)
+            and via.func.attr.value in GUARD_CALL_METHODS
+            and self.is_guard(via.func.value, candidate.scope)
+        )
 
     def _link_call_sites(self) -> None:
         for name, frame in self._name_calls:
@@ -481,16 +499,15 @@ class ModuleAnalysis:
 
     def _classify(self, candidate: Candidate) -> str | None:
         """The API a candidate call sends a request to, or None if it is not an LLM request."""
-        node, scope = candidate.node, candidate.scope
-        qualified = self.imports.resolve(node.func)
-        if qualified is not None and not self.bindings_of(node.func, scope):
-            hit = self.catalogue.functions.get(_strip_wrappers(qualified))
+        func, scope = candidate.func, candidate.scope
+        qualified = self.imports.resolve(func)
+        if qualified is not None and not self.bindings_of(func, scope):
+            hit = self.catalogue.function(_strip_wrappers(qualified))
             if hit is not None:
                 table, path = hit
                 return table.api_name(path)
-            if qualified in SUBPROCESS_FUNCTIONS:
-                return self._cli_call(node, qualified, scope)
-        func = node.func
+            if qualified in SUBPROCESS_FUNCTIONS and isinstance(candidate.node, cst.Call):
+                return self._cli_call(candidate.node, qualified, scope)
         if not isinstance(func, cst.Attribute):
             return None
         receiver = self._receiver(func.value, scope)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 LLM_TRIGGERS: tuple[str, ...] = (
@@ -269,6 +270,7 @@ HUGGINGFACE = ClientTable(
     modules=("huggingface_hub",),
     constructors=frozenset({"huggingface_hub.InferenceClient", "huggingface_hub.AsyncInferenceClient"}),
     methods=frozenset({"chat_completion", "text_generation", "chat.completions.create"}),
+    distinctive=frozenset({"chat_completion", "text_generation", "chat.completions.create"}),
 )
 
 INSTRUCTOR = ClientTable(
@@ -457,6 +459,21 @@ class Catalogue:
     call_names: frozenset[str]
     """Last segment of every request method/function: the cheap per-call pre-check."""
     by_name: Mapping[str, ClientTable]
+    module_roots: frozenset[str]
+
+    def function(self, qualified: str) -> tuple[ClientTable, str] | None:
+        """The request function ``qualified`` names, also through a re-export of the provider
+        module (``from aider.llm import litellm`` then ``litellm.completion``)."""
+        hit = self.functions.get(qualified)
+        if hit is not None or "." not in qualified:
+            return hit
+        parts = qualified.split(".")
+        for start in range(1, len(parts) - 1):
+            if parts[start] in self.module_roots:
+                hit = self.functions.get(".".join(parts[start:]))
+                if hit is not None:
+                    return hit
+        return None
 
     @classmethod
     def build(cls, tables: Sequence[ClientTable], named: Mapping[str, ClientTable]) -> Catalogue:
@@ -472,7 +489,8 @@ class Catalogue:
                     for path in table.methods:
                         functions.setdefault(f"{module}.{path}", (table, path))
             names.update(path.rpartition(".")[2] for path in table.methods | table.functions)
-        return cls(tuple(tables), functions, frozenset(names), dict(named))
+        roots = frozenset(module for table in tables for module in table.modules if "." not in module)
+        return cls(tuple(tables), MappingProxyType(functions), frozenset(names), MappingProxyType(dict(named)), roots)
 
 
 def tables_with_options(options: Mapping[str, Any]) -> Catalogue:
@@ -482,8 +500,11 @@ def tables_with_options(options: Mapping[str, Any]) -> Catalogue:
     ``mylib.Client().chat.send`` (calling ``chat.send`` on an object built by
     ``mylib.Client(...)``).
     """
+    entries = string_list(options.get("llm-apis"))
+    if not entries:
+        return DEFAULT_CATALOGUE
     extra: list[ClientTable] = []
-    for entry in string_list(options.get("llm-apis")):
+    for entry in entries:
         constructor, marker, path = entry.partition("().")
         if marker and constructor and path:
             extra.append(
@@ -499,6 +520,10 @@ def tables_with_options(options: Mapping[str, Any]) -> Catalogue:
                 ClientTable(provider=entry.partition(".")[0], modules=(), functions=frozenset({entry}))
             )
     return Catalogue.build((*TABLES, *extra), TABLE_NAMES)
+
+
+DEFAULT_CATALOGUE = Catalogue.build(TABLES, TABLE_NAMES)
+"""The catalogue without options: immutable, built once at import."""
 
 
 def string_list(value: Any) -> list[str]:

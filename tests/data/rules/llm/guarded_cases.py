@@ -124,3 +124,7 @@ async def passed_guard(g: Guard, llm: AsyncAnthropic) -> None:
     async with g.step():
         await llm.messages.create(model="claude", max_tokens=1, messages=[])  # clean: AF101
     await llm.messages.create(model="claude", max_tokens=1, messages=[])  # expect: AF101
+
+
+guard.call(client.chat.completions.create, model="gpt-4o", messages=[])  # clean: AF101
+research.call(litellm.completion, model="gpt-4o", messages=[])  # clean: AF101

@@ -56,3 +56,12 @@ def nested() -> None:
         local.chat.completions.stream(model="gpt-4o", messages=[])  # expect: AF101
 
     inner()
+
+
+async def handed_to_other_callables() -> None:
+    import asyncio
+    import functools
+
+    await asyncio.to_thread(client.chat.completions.create, model="gpt-4o", messages=[])  # expect: AF101
+    functools.partial(client.embeddings.create, model="text-embedding-3-small")  # expect: AF101
+    sorted([], key=client.models.retrieve)  # clean: AF101

@@ -70,3 +70,20 @@ async def async_calls() -> None:
     await llm.ainvoke("hi")  # expect: AF101
     await Runner.run(Agent(name="a"), "hello")  # expect: AF101
     await ollama.AsyncClient().chat(model="llama3", messages=[])  # expect: AF101
+
+
+def reexported_module() -> None:
+    from myapp.lazy import litellm as lazy_litellm
+
+    lazy_litellm.completion(model="gpt-4o", messages=[])  # expect: AF101
+    lazy_litellm.get_model_info("gpt-4o")  # clean: AF101
+
+
+class HubModel:
+    def __init__(self, client) -> None:
+        import huggingface_hub  # noqa: F401
+
+        self.client = client
+
+    def ask(self) -> None:
+        self.client.chat_completion(messages=[])  # expect: AF101

@@ -549,7 +549,10 @@ class RedisStore:
         reply = self._call(lambda: self._gate(keys=[self._base(request.agent)], args=args))
         status = reply[0]
         if status == "norun":
-            raise KeyError(request.run_id)
+            raise StoreUnavailable(
+                f"run {request.run_id} is not in the Redis store {self.url} (its data was lost:"
+                " run Redis with appendonly yes); refusing rather than spending untracked"
+            )
         if status == "duplicate":
             raise StoreUnavailable(
                 f"reservation {request.reservation_id} was already made (a lost reply was retried);"

@@ -44,10 +44,10 @@ def admit(record: BreakerRecord, spec: BreakerSpec, now: float, reservation_id: 
             return BreakerAdmission(False, record, retry_after_s=reopen_at - now)
         probe = _take_probe(record, spec, now, reservation_id)
         return BreakerAdmission(True, probe, probe=True, transition=BreakerState.HALF_OPEN)
-    lease_free = record.probe_id is None or record.probe_expires_at is None or record.probe_expires_at <= now
-    if lease_free:
+    lease_until = record.probe_expires_at if record.probe_id is not None else None
+    if lease_until is None or lease_until <= now:
         return BreakerAdmission(True, _take_probe(record, spec, now, reservation_id), probe=True)
-    return BreakerAdmission(False, record, retry_after_s=record.probe_expires_at - now)
+    return BreakerAdmission(False, record, retry_after_s=lease_until - now)
 
 
 def after_call(

@@ -151,25 +151,25 @@ def decide_gate(snapshot: GateSnapshot, request: GateRequest) -> GateDecision:
             )
     estimate = request.estimate_micros
     fractions = [0.0]
-    for depth, scope in enumerate(snapshot.chain):
-        if scope.cap_micros is None:
+    for depth, ancestor in enumerate(snapshot.chain):
+        if ancestor.cap_micros is None:
             continue
-        used = scope.spent_micros + scope.reserved_micros
-        if used + estimate > scope.cap_micros:
+        used = ancestor.spent_micros + ancestor.reserved_micros
+        if used + estimate > ancestor.cap_micros:
             which = "run_budget" if depth == 0 else "ancestor_budget"
             return _refuse(
                 request,
                 "budget",
-                f"run {scope.run_id} would exceed its cap: spent+reserved ${_usd(used)}"
-                f" + estimate ${_usd(estimate)} > cap ${_usd(scope.cap_micros)}",
+                f"run {ancestor.run_id} would exceed its cap: spent+reserved ${_usd(used)}"
+                f" + estimate ${_usd(estimate)} > cap ${_usd(ancestor.cap_micros)}",
                 reason=which,
                 halt=True,
-                capped_run=scope.run_id,
+                capped_run=ancestor.run_id,
                 used_usd=_usd(used),
                 estimate_usd=_usd(estimate),
-                cap_usd=_usd(scope.cap_micros),
+                cap_usd=_usd(ancestor.cap_micros),
             )
-        fractions.append((used + estimate) / scope.cap_micros if scope.cap_micros else 1.0)
+        fractions.append((used + estimate) / ancestor.cap_micros if ancestor.cap_micros else 1.0)
     for window, used, cap in (
         ("daily", snapshot.day_micros, request.daily_cap_micros),
         ("hourly", snapshot.hour_micros, request.hourly_cap_micros),

@@ -619,7 +619,7 @@ class Guard:
     def _report_settlement(
         self, step: Step, settlement: Settlement, settled: SettleResult, exc: BaseException | None
     ) -> None:
-        figures = {"action": step.action, "cost_micros": settlement.cost_micros}
+        figures: dict[str, Any] = {"action": step.action, "cost_micros": settlement.cost_micros}
         if settlement.outcome is Outcome.FAILURE and exc is not None:
             self._emit(
                 "failure",

@@ -627,3 +627,37 @@ def test_a_breaker_key_gives_calls_their_own_breaker(url: str) -> None:
         pass
     assert guard.store.get_breaker("tester", "provider-a").state is BreakerState.OPEN
     assert guard.store.get_breaker("tester").state is BreakerState.CLOSED
+
+
+POLICY_FILE = """\
+version: 1
+agent: from-yaml
+budget: {run_usd: 0.02, estimate_usd: 0.01}
+breaker: {failure_threshold: 3, cooldown_s: 60}
+fail_fast: {max_attempts: 2}
+"""
+
+
+def test_enforce_takes_a_policy_path_with_the_default_store_in_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "agent").mkdir()
+    policy_file = tmp_path / "agent" / "policy.yaml"
+    policy_file.write_text(POLICY_FILE)
+    monkeypatch.chdir(tmp_path)
+    guard = enforce(str(policy_file))
+    client = FakeClient()
+    spend_until_refused(guard, client)
+    guard.close()
+    assert guard.agent == "from-yaml" and client.calls == 2
+    assert (tmp_path / ".agentfuse" / "state.db").exists()
+    assert (tmp_path / "agent" / ".agentfuse" / "events.jsonl").exists()  # events sit by the policy
+
+
+def test_enforce_with_an_invalid_policy_raises_policy_error(tmp_path: Path) -> None:
+    from agentfuse import PolicyError
+
+    bad = tmp_path / "policy.yaml"
+    bad.write_text(POLICY_FILE.replace("run_usd: 0.02", "run_usd: lots"))
+    with pytest.raises(PolicyError, match="policy.yaml:3"):
+        enforce(bad, store=store_url(tmp_path / "s.db"))

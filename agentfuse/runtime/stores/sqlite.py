@@ -6,8 +6,17 @@ same with ten ledger entries or ten million. WAL mode with ``synchronous=NORMAL`
 survives a killed process but may lose the last transactions on power loss; ``durability="full"``
 (``synchronous=FULL``) survives power loss at about four times the commit cost.
 
-Stale reservations (left by a process killed between gate and settle) stay counted as spend;
-``unsettled()`` counts them so an operator can reconcile them explicitly, never silently.
+Stale reservations (left by a process killed between gate and settle) stay counted as spend at
+their estimate: the store never guesses that a call did not happen. ``unsettled(run_id)`` counts
+them (a later ``agentfuse runs --stale`` lists them). An operator reconciles one explicitly: look
+up the real cost (the provider's usage page, or the event log's ``allowed`` line without a
+``settled`` one), then ``store.settle(Settlement(reservation_id, agent, run_id, action,
+cost_micros=<real cost>, now=time.time(), outcome=Outcome.NEUTRAL))``; nothing expires them.
+
+What survives what: a committed transaction survives a killed process in both modes. With
+``synchronous=NORMAL`` a power loss may roll back the last transactions (the WAL is synced at
+checkpoints, not at each commit), which can only forget recent spend; ``durability="full"`` syncs
+the WAL at every commit.
 """
 
 from __future__ import annotations

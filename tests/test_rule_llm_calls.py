@@ -109,3 +109,21 @@ def test_unparseable_shapes_do_not_crash() -> None:
         "x[0].responses.create()\n"
     )
     assert af101_lines(source) == {5, 6, 9}
+
+
+@pytest.mark.parametrize("case_file", CASE_FILES, ids=lambda p: p.stem)
+def test_rules_sharing_one_analysis_find_what_each_finds_alone(case_file: Path) -> None:
+    from agentfuse.lint_rules.policy import InvalidPolicy, MissingPolicy
+
+    source = case_file.read_text()
+    rules = [UnguardedLlmCall, MissingPolicy, InvalidPolicy]
+    alone = sorted(f for rule in rules for f in check_source(source, [rule]))
+    assert check_source(source, rules) == alone
+    assert check_source(source, list(reversed(rules))) == alone
+
+
+def test_catalogue_helpers_for_other_rules() -> None:
+    from agentfuse.lint_rules._llm_catalogue import client_constructors, llm_module_roots
+
+    assert {"openai.OpenAI", "anthropic.AsyncAnthropic", "litellm.Router"} <= client_constructors()
+    assert {"openai", "anthropic", "litellm", "google.genai", "ollama"} <= llm_module_roots()

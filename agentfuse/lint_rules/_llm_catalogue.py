@@ -538,3 +538,8 @@ def string_list(value: Any) -> list[str]:
 def llm_module_roots() -> frozenset[str]:
     """Import roots of every provider SDK (for rules that only need a cheap hint)."""
     return frozenset(module for table in TABLES for module in table.modules)
+
+
+def client_constructors() -> frozenset[str]:
+    """Qualified names of every catalogued client class (for rules that look at clients)."""
+    return frozenset(name for table in TABLES for name in table.constructors)

@@ -661,3 +661,22 @@ def test_enforce_with_an_invalid_policy_raises_policy_error(tmp_path: Path) -> N
     bad.write_text(POLICY_FILE.replace("run_usd: 0.02", "run_usd: lots"))
     with pytest.raises(PolicyError, match="policy.yaml:3"):
         enforce(bad, store=store_url(tmp_path / "s.db"))
+
+
+def test_a_deferred_settlement_is_applied_when_the_process_exits(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.runtime_helpers import REPO
+
+    db = tmp_path / "s.db"
+    script = (
+        "from tests.runtime_helpers import make_policy\n"
+        "from agentfuse import enforce\n"
+        f"guard = enforce(make_policy(budget={{'estimate_usd': '0.05'}}), run_id='r1', store={store_url(db)!r})\n"
+        "with guard.step() as step:\n"
+        "    step.record(cost_usd='0.01')\n"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True, timeout=60)
+    run = SQLiteStore(db).get_run("r1")
+    assert run is not None and (run.spent_micros, run.reserved_micros) == (10_000, 0)

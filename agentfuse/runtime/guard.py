@@ -19,6 +19,7 @@ import secrets
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -827,7 +828,11 @@ def enforce(
     parent_id = parent.run_id if isinstance(parent, Guard) else parent
     budget = policy.budget
     events, alerter = _observers(policy)
-    return _open_guard(
+    deferred = None
+    if defer_settlement:
+        shared = parent._deferred if isinstance(parent, Guard) and parent.store is resolved else None
+        deferred = shared or DeferredSettlements()
+    guard = _open_guard(
         policy,
         resolved,
         run_id=run_id,
@@ -837,5 +842,19 @@ def enforce(
         events=events,
         alerter=alerter,
         owns_store=owns_store,
-        deferred=DeferredSettlements() if defer_settlement else None,
+        deferred=deferred,
     )
+    if deferred is not None:
+        weakref.finalize(guard, _flush_at_exit, resolved, deferred)
+    return guard
+
+
+def _flush_at_exit(store: Store, deferred: DeferredSettlements) -> None:
+    """Settle what a guard left deferred when it is collected or the interpreter exits."""
+    pending = deferred.peek()
+    for settlement in pending:
+        try:
+            store.settle(settlement)
+        except (errors.StoreUnavailable, OSError):
+            return  # still counted at the estimate: over, never under
+    deferred.discard(pending)

@@ -152,6 +152,7 @@ class Step:
         self.result: GateResult | None = None
         self._deadline: float | None = None
         self._deadline_hit = False
+        self._timer: asyncio.TimerHandle | None = None
 
     # -- the call's figures ---------------------------------------------------------------------
 
@@ -203,9 +204,8 @@ class Step:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        timer: asyncio.TimerHandle | None = getattr(self, "_timer", None)
-        if timer is not None:
-            timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
         if self._deadline_hit and isinstance(exc, asyncio.CancelledError):
             task = asyncio.current_task()
             if task is not None and hasattr(task, "uncancel"):

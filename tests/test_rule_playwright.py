@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
-import libcst as cst
 import pytest
 
-from agentfuse.lint.checker import check_source, run_rules
+from agentfuse.lint.checker import check_source
+from agentfuse.lint.fixer import fix_source
 from agentfuse.lint_rules.playwright import PlaywrightEvaluateArity
 
 DATA = Path(__file__).parent / "data" / "rules" / "playwright"
@@ -119,29 +118,8 @@ def test_message_counts_the_arguments_and_names_the_fix() -> None:
 
 
 def _apply_fixes(source: str) -> str:
-    """Apply the rule's replacement nodes (what the engine's fixer does under --fix)."""
-    fixer = _engine_fixer()
-    if fixer is not None:
-        fixed, _ = fixer(source, [PlaywrightEvaluateArity], path="t.py", options={})
-        return fixed
-    module = cst.parse_module(source)
-    _, reports = run_rules(module, source, [PlaywrightEvaluateArity], path="t.py", options={})
-    replacements = {id(r.fix.node): r.fix.replacement for r in reports if r.fix is not None}
-
-    class Replace(cst.CSTTransformer):
-        def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
-            return replacements.get(id(original_node), updated_node)
-
-    return module.visit(Replace()).code
-
-
-def _engine_fixer():  # type: ignore[no-untyped-def]
-    """``agentfuse.lint.fixer.fix_source`` once it exists, else None."""
-    if importlib.util.find_spec("agentfuse.lint.fixer") is None:
-        return None
-    from agentfuse.lint import fixer
-
-    return getattr(fixer, "fix_source", None)
+    fixed, _ = fix_source(source, [PlaywrightEvaluateArity], path="t.py", options={})
+    return fixed
 
 
 FIXES = {

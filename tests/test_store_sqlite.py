@@ -166,3 +166,28 @@ def test_a_store_locked_past_its_busy_timeout_fails_closed(tmp_path: Path) -> No
         blocker.execute("ROLLBACK")
     assert client.calls == 1  # only the fail-open policy let the call through
     assert store.unsettled() == 0
+
+
+def test_fail_open_policy_starts_while_the_store_is_locked_and_registers_the_run_later(tmp_path: Path) -> None:
+    from agentfuse import StoreUnavailable as PublicStoreUnavailable
+    from agentfuse import enforce
+    from tests.runtime_helpers import FakeClient, make_policy
+
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path, busy_timeout_s=0.05)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(PublicStoreUnavailable):
+            enforce(make_policy(), store=store)
+        guard = enforce(make_policy(store_unavailable="allow"), store=store)
+        with guard.step():
+            FakeClient().chat.completions.create()
+    finally:
+        blocker.execute("ROLLBACK")
+    assert store.get_run(guard.run_id) is None
+    with guard.step():
+        pass
+    guard.close()
+    run = store.get_run(guard.run_id)
+    assert run is not None and run.steps == 1

@@ -260,6 +260,8 @@ class Guard:
         self.agent = policy.agent
         self._owns_store = owns_store
         self._deferred = deferred
+        self._unopened: tuple[str | None, int | None] | None = None
+        """(parent id, cap) of a run not yet written to the store (it was unreachable)."""
         """Shared with child guards; None settles every call in its own transaction."""
         self._zone = ZoneInfo(policy.timezone)
         self._stop_file = (
@@ -414,6 +416,8 @@ class Guard:
             settle_first=self._deferred.peek() if self._deferred is not None else (),
         )
         try:
+            if self._unopened is not None:
+                self._open_run()
             result = self.store.gate(request)
         except errors.StoreUnavailable as exc:
             self._on_store_unavailable(step, exc)
@@ -447,6 +451,19 @@ class Guard:
                     ),
                     dedupe_key=f"rate_limit:{spec.action}",
                 )
+
+    def _open_run(self) -> None:
+        """Create or resume the run in the store (retried at the next call if the store was down)."""
+        if self._unopened is None:
+            return
+        parent_id, cap_micros = self._unopened
+        try:
+            self.store.open_run(
+                self.run_id, agent=self.agent, parent_id=parent_id, cap_micros=cap_micros, now=self.clock()
+            )
+        except KeyError:
+            raise ValueError(f"parent run {parent_id!r} does not exist in {self.store!r}") from None
+        self._unopened = None
 
     def _day_key(self, now: float) -> str:
         """The calendar day of ``now`` in the policy's time zone (cached until the day ends)."""
@@ -761,21 +778,24 @@ def _open_guard(
     owns_store: bool,
     deferred: DeferredSettlements | None,
 ) -> Guard:
-    run_id = run_id or uuid.uuid4().hex
-    try:
-        store.open_run(run_id, agent=policy.agent, parent_id=parent_id, cap_micros=cap_micros, now=clock())
-    except KeyError:
-        raise ValueError(f"parent run {parent_id!r} does not exist in {store!r}") from None
-    return Guard(
+    guard = Guard(
         policy,
         store,
-        run_id,
+        run_id or uuid.uuid4().hex,
         clock=clock,
         events=events,
         alerter=alerter,
         owns_store=owns_store,
         deferred=deferred,
     )
+    guard._unopened = (parent_id, cap_micros)
+    try:
+        guard._open_run()
+    except errors.StoreUnavailable as exc:
+        if policy.store_unavailable != "allow":
+            raise
+        guard._emit("store_unavailable", reason="store_unavailable", error=str(exc))
+    return guard
 
 
 def _observers(policy: Policy) -> tuple[Any, Any]:

@@ -54,6 +54,7 @@ def assert_clean_failure(result: subprocess.CompletedProcess[str], path: Path) -
     return lines
 
 
+@pytest.mark.slow  # one interpreter per file: the acceptance asks for each file's exit status
 @pytest.mark.parametrize("path", INVALID_POLICIES, ids=case_id)
 def test_check_policy_reports_malformed_file_with_line_and_exit_2(
     path: Path, tmp_path: Path

@@ -139,6 +139,10 @@ FIXES = {
         'def f(page, a, b):\n    page.eval_on_selector("#x", "(el, a, b) => el.value = a + b", a, b)\n',
         'def f(page, a, b):\n    page.eval_on_selector("#x", "(el, [a, b]) => el.value = a + b", [a, b])\n',
     ),
+    "evaluate-all-keeps-elements": (
+        'def f(rows, a, b):\n    rows.evaluate_all("(els, a, b) => els.slice(a, b)", a, b)\n',
+        'def f(rows, a, b):\n    rows.evaluate_all("(els, [a, b]) => els.slice(a, b)", [a, b])\n',
+    ),
     "wait-for-function-keyword": (
         'def f(page, n):\n    page.wait_for_function("n => window.count >= n", n, timeout=5)\n',
         'def f(page, n):\n    page.wait_for_function("n => window.count >= n", arg=n, timeout=5)\n',
@@ -158,8 +162,9 @@ FIXES = {
 
 @pytest.mark.parametrize(("before", "after"), FIXES.values(), ids=FIXES.keys())
 def test_fix_destructures_one_list_idempotently_and_lints_clean(before: str, after: str) -> None:
-    fixed = _apply_fixes(before)
+    fixed, fixed_findings = fix_source(before, [PlaywrightEvaluateArity], path="t.py", options={})
     assert fixed == after
+    assert [f.code for f in fixed_findings] == ["AF301"]
     assert _apply_fixes(fixed) == fixed
     assert _lines(fixed) == []
 
@@ -173,8 +178,9 @@ def test_fix_destructures_one_list_idempotently_and_lints_clean(before: str, aft
         'def f(page, a, b, c):\n    page.evaluate("(a, b) => a", a, b, c)\n',
         'def f(page, a, b):\n    page.evaluate("({a}, b) => a", a, b)\n',
         'def f(page, n, m):\n    page.wait_for_function("n => n", n, arg=m)\n',
+        'def f(page, a, b):\n    page.locator("li").evaluate_all("(a, b) => a", a, b)\n',
     ],
-    ids=["name", "f-string", "default-value", "count-mismatch", "destructured", "arg-given-twice"],
+    ids=["name", "f-string", "default-value", "count-mismatch", "destructured", "arg-given-twice", "evaluate-all-without-elements"],
 )
 def test_no_fix_when_the_rewrite_is_not_certain(source: str) -> None:
     assert _lines(source) and _apply_fixes(source) == source

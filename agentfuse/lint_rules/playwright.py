@@ -137,6 +137,13 @@ class _Candidate:
         return self.method.startswith("eval_on_selector")
 
     @property
+    def element_parameters(self) -> int:
+        """Leading JS parameters Playwright fills itself: the element(s) for eval_on_selector*
+        and Locator.evaluate_all. (``evaluate`` on a locator also passes the element first, but
+        on a page it does not, so its fix never keeps a leading parameter.)"""
+        return 1 if self.selector or self.method == "evaluate_all" else 0
+
+    @property
     def expression(self) -> cst.Arg:
         return self.positional[1 if self.selector else 0]
 
@@ -344,7 +351,7 @@ def _fix(candidate: _Candidate) -> Fix | None:
         return None
     new_expression = expression
     if len(extras) > 1:
-        rewritten = _wrap_parameters(expression.value, keep=1 if candidate.selector else 0, count=len(extras))
+        rewritten = _wrap_parameters(expression.value, keep=candidate.element_parameters, count=len(extras))
         if rewritten is None:
             return None
         new_expression = expression.with_changes(value=rewritten)

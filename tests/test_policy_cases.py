@@ -56,9 +56,8 @@ def assert_reported(issues: list[str], path: Path, expectation: Expectation) -> 
     """``issues`` (as printed) hold one at the expected line that contains the fragment."""
     prefix = f"{path}:{expectation.line}:"
     matching = [text for text in issues if text.startswith(prefix) and expectation.fragment in text]
-    assert matching, f"no issue at {prefix} containing {expectation.fragment!r}; got:\n" + "\n".join(
-        issues
-    )
+    got = "\n".join(issues)
+    assert matching, f"no issue at {prefix} containing {expectation.fragment!r}; got:\n{got}"
 
 
 def test_the_malformed_cases_number_at_least_30_and_all_say_what_they_expect() -> None:

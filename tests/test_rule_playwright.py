@@ -180,7 +180,15 @@ def test_fix_destructures_one_list_idempotently_and_lints_clean(before: str, aft
         'def f(page, n, m):\n    page.wait_for_function("n => n", n, arg=m)\n',
         'def f(page, a, b):\n    page.locator("li").evaluate_all("(a, b) => a", a, b)\n',
     ],
-    ids=["name", "f-string", "default-value", "count-mismatch", "destructured", "arg-given-twice", "evaluate-all-without-elements"],
+    ids=[
+        "name",
+        "f-string",
+        "default-value",
+        "count-mismatch",
+        "destructured",
+        "arg-given-twice",
+        "evaluate-all-without-elements",
+    ],
 )
 def test_no_fix_when_the_rewrite_is_not_certain(source: str) -> None:
     assert _lines(source) and _apply_fixes(source) == source

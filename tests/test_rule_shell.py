@@ -61,6 +61,8 @@ POSITIVE = {
     "getoutput": 'import subprocess\nsubprocess.getoutput("git clean -ffdx")\n',
     "fstring": 'import subprocess\nsubprocess.run(f"rm -rf {path}", shell=True)\n',
     "concatenation": 'import subprocess\nsubprocess.run("rm -rf " + path, shell=True)\n',
+    "empty-prefix": 'import os\nos.system("" + "rm -rf x")\n',
+    "starred-literal": 'import subprocess\nsubprocess.run(["rm", *["-r", "-f"], p])\n',
     "implicit-concat": 'import os\nos.system("rm " "-rf " "x")\n',
     "percent-format": 'import os\nos.system("rm -rf %s" % path)\n',
     "dot-format": 'import os\nos.system("kill -9 {}".format(pid))\n',

@@ -93,6 +93,10 @@ class _Scope:
         return None
 
 
+def _known(text: str | None) -> str:
+    return OPAQUE if text is None else text
+
+
 class _Reader:
     """Turns command expressions into shell tokens, resolving names through one scope."""
 
@@ -118,13 +122,12 @@ class _Reader:
         """The string ``expr`` builds, with OPAQUE for unknown parts; None if not a string."""
         if isinstance(expr, cst.SimpleString):
             try:
-                value = expr.evaluated_value
+                literal = expr.evaluated_value
             except (SyntaxError, ValueError):
                 return None
-            return value.decode("latin-1") if isinstance(value, bytes) else value
+            return literal.decode("latin-1") if isinstance(literal, bytes) else literal
         if isinstance(expr, cst.ConcatenatedString):
-            left, right = self.text(expr.left, depth), self.text(expr.right, depth)
-            return (left or OPAQUE) + (right or OPAQUE)
+            return _known(self.text(expr.left, depth)) + _known(self.text(expr.right, depth))
         if isinstance(expr, cst.FormattedString):
             return "".join(
                 part.value.replace("{{", "{").replace("}}", "}")
@@ -137,7 +140,7 @@ class _Reader:
                 left, right = self.text(expr.left, depth), self.text(expr.right, depth)
                 if left is None and right is None:
                     return None
-                return (left or OPAQUE) + (right or OPAQUE)
+                return _known(left) + _known(right)
             if isinstance(expr.operator, cst.Modulo):
                 return self.text(expr.left, depth)
             return None
@@ -171,7 +174,8 @@ class _Reader:
             result: list[str] = []
             for element in expr.elements:
                 if isinstance(element, cst.StarredElement):
-                    result.extend(self.words(element.value, depth) or [OPAQUE])
+                    spread = self.words(element.value, depth)
+                    result.extend([OPAQUE] if spread is None else spread)
                 else:
                     text = self.text(element.value, depth)
                     result.append(OPAQUE if text is None else text)
@@ -180,7 +184,7 @@ class _Reader:
             left, right = self.words(expr.left, depth), self.words(expr.right, depth)
             if left is None and right is None:
                 return None
-            return (left or [OPAQUE]) + (right or [OPAQUE])
+            return (left if left is not None else [OPAQUE]) + (right if right is not None else [OPAQUE])
         if isinstance(expr, cst.Call):
             func = expr.func
             if self.qualify(func) == "shlex.split" and expr.args:
@@ -614,7 +618,8 @@ class DestructiveShellCommand(Rule):
             extra: list[str] = []
             if api.kind == "pexpect":
                 args = positional[1] if len(positional) > 1 else _keyword(call, "args")
-                extra = (reader.words(args) or [OPAQUE]) if args is not None else []
+                listed = reader.words(args) if args is not None else []
+                extra = [OPAQUE] if listed is None else listed
             for alternative in reader.alternatives(command):
                 tokens = reader.tokens(alternative, shell_list=shell_list)
                 label = destructive_command(tokens + extra) if tokens is not None else None
@@ -627,15 +632,16 @@ class DestructiveShellCommand(Rule):
     def _exec_tokens(reader: _Reader, kind: str, positional: list[cst.BaseExpression]) -> list[str]:
         """``[program, *argv[1:]]`` for the exec/spawn families, which take argv[0] apart."""
         if kind == "variadic":
-            return [reader.text(value) or OPAQUE for value in positional]
+            return [_known(reader.text(value)) for value in positional]
         offset = 1 if kind.startswith("spawn") else 0
         if len(positional) <= offset:
             return []
-        program = reader.text(positional[offset]) or OPAQUE
+        program = _known(reader.text(positional[offset]))
         if kind.endswith("_l"):
-            argv = [reader.text(value) or OPAQUE for value in positional[offset + 1 :]]
+            argv = [_known(reader.text(value)) for value in positional[offset + 1 :]]
         elif len(positional) > offset + 1:
-            argv = reader.words(positional[offset + 1]) or [OPAQUE, OPAQUE]
+            listed = reader.words(positional[offset + 1])
+            argv = [OPAQUE, OPAQUE] if listed is None else listed
         else:
             argv = []
         return [program, *argv[1:]]

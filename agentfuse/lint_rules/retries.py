@@ -129,6 +129,9 @@ _TIME_FUNCTIONS = frozenset(
     {"time", "monotonic", "perf_counter", "time_ns", "monotonic_ns", "perf_counter_ns", "now", "utcnow"}
 )
 _EXIT_FUNCTIONS = frozenset({"sys.exit", "os._exit", "os.abort"})
+_ARITHMETIC_CALLS = frozenset({"min", "max", "int", "float", "abs", "round", "uniform", "random", "randint"}) | _TIME_FUNCTIONS
+_PROMPT_MODULES = ("click", "typer", "getpass", "questionary", "prompt_toolkit", "rich.prompt", "inquirer", "InquirerPy")
+_CANCELLATION = frozenset({"CancelledError", "Cancelled"})
 _EXIT_BUILTINS = frozenset({"exit", "quit"})
 
 
@@ -224,6 +227,18 @@ def _item_indent(call: cst.Call, closing: cst.ParenthesizedWhitespace) -> cst.Si
     if isinstance(opening, cst.ParenthesizedWhitespace):
         return opening.last_line
     return cst.SimpleWhitespace(closing.last_line.value + "    ")
+
+
+def _chained_callees(func: cst.BaseExpression) -> Iterator[cst.BaseExpression]:
+    """``func`` and the callee of every call it is chained on: ``questionary.text(...).ask``."""
+    node: cst.BaseExpression = func
+    while True:
+        yield node
+        while isinstance(node, cst.Attribute) and not isinstance(node.value, cst.Call):
+            node = node.value
+        if not (isinstance(node, cst.Attribute) and isinstance(node.value, cst.Call)):
+            return
+        node = node.value.func
 
 
 def _walk(node: cst.CSTNode) -> Iterator[tuple[cst.CSTNode, int]]:
@@ -387,7 +402,7 @@ class UnboundedTenacityRetry(_RetryRule):
         "tenacity retry has no stop (or stop_never), so it retries forever; "
         "add stop=stop_after_attempt(5) or stop_after_delay(...)"
     )
-    triggers = (r"\btenacity\b",)
+    triggers = (r"tenacity\b",)
     candidates = frozenset({"retry", "Retrying", "AsyncRetrying", "TornadoRetrying", "retry_with"})
     VALID = (
         "from tenacity import retry, stop_after_attempt\n"
@@ -533,7 +548,7 @@ class UnboundedBackoff(_RetryRule):
         "backoff retry has neither max_tries nor max_time, so it retries forever; "
         "add max_tries=5 (or max_time=...)"
     )
-    triggers = (r"\bbackoff\b",)
+    triggers = (r"backoff\b",)
     candidates = frozenset({"on_exception", "on_predicate"})
     VALID = (
         "import backoff\n"
@@ -595,12 +610,9 @@ class UnboundedRetryHelper(_RetryRule):
     code = "AF203"
     message = "retry helper has no ceiling, so it can retry forever; give it a maximum number of attempts or a deadline"
     triggers = (
-        r"\bretrying\b",
-        r"\bstamina\b",
-        r"\bRetry\b",
-        r"max_retries",
-        r"(?:from|import)\s+retry\b",
-        r"api_core",
+        r"(?:from|import)\s+(?:retrying|stamina|retry)\b",
+        r"Retry\b",
+        r"(?:OpenAI|Anthropic\w*|Client|with_options)\s*\((?:[^()]|\([^()]*\))*max_retries",
     )
     candidates = frozenset(
         {"retry", "Retrying", "retry_call", "retry_context", "RetryingCaller", "AsyncRetryingCaller", "with_options"}
@@ -823,22 +835,83 @@ class UnboundedRetryLoop(_RetryRule):
                 self.report(loop, self.llm_message if self._calls_llm(loop) else self.message)
 
     def _retries_forever(self, loop: cst.While) -> bool:
-        top_level = list(loop.body.body) if isinstance(loop.body, cst.IndentedBlock) else []
+        if not isinstance(loop.body, cst.IndentedBlock) or self._is_interactive(loop):
+            return False
+        top_level = list(loop.body.body)
         endless = False
-        for node, depth in _walk(loop.body):
-            if depth or not isinstance(node, (cst.Try, cst.TryStar)):
-                continue
-            later = top_level[top_level.index(node) + 1:] if node in top_level else []
-            exits_after = any(self._is_unconditional_exit(statement) for statement in later)
-            if not (exits_after or self._exits(node.body) or (node.orelse and self._exits(node.orelse))):
-                continue
-            for handler in node.handlers:
-                if self._exits(handler.body):
-                    continue
-                if exits_after and not _continues(handler.body):
-                    continue
-                endless = True
+        for index, statement in enumerate(top_level):
+            if not all(self._is_scaffolding(earlier) for earlier in top_level[:index]):
+                break
+            exits_after = any(self._is_unconditional_exit(later) for later in top_level[index + 1:])
+            for node in [statement, *(child for child, depth in _walk(statement) if not depth)]:
+                if isinstance(node, (cst.Try, cst.TryStar)) and not isinstance(statement, (cst.For, cst.While)):
+                    endless |= self._retries_on_failure(node, exits_after and node is statement)
         return endless and not self._has_guard(loop)
+
+    def _retries_on_failure(self, node: cst.Try | cst.TryStar, exits_after: bool) -> bool:
+        """True if the try leaves the loop on success and some handler loops again."""
+        if not (exits_after or self._leaves_on_success(node.body) or self._leaves_on_success(node.orelse)):
+            return False
+        for handler in node.handlers:
+            if self._exits(handler.body) or _catches_only_cancellation(handler):
+                continue
+            if exits_after and not _continues(handler.body):
+                continue
+            return True
+        return False
+
+    def _leaves_on_success(self, block: cst.CSTNode | None) -> bool:
+        """An unconditional ``break``/``return`` in ``block``, or a ``return <value>`` anywhere in it.
+
+        A ``raise`` in a ``try`` body is caught by its own handlers, and a conditional ``break``
+        is usually a stop signal of a worker loop, so neither marks a retry loop.
+        """
+        if block is None:
+            return False
+        body = block.body if isinstance(block, cst.Else) else block
+        if isinstance(body, cst.IndentedBlock) and any(
+            isinstance(statement, cst.SimpleStatementLine)
+            and any(isinstance(small, (cst.Break, cst.Return)) for small in statement.body)
+            for statement in body.body
+        ):
+            return True
+        return any(isinstance(node, cst.Return) and node.value is not None for node, _ in _walk(body))
+
+    def _is_scaffolding(self, statement: cst.CSTNode) -> bool:
+        """A statement a retry loop may run before its ``try``: a guard, a sleep, a counter.
+
+        Anything that fetches new data (``item = queue.get()``, a ``with`` block, an earlier
+        ``try``) makes the loop an iteration over inputs, where skipping a bad one is fine.
+        """
+        if isinstance(statement, cst.If):
+            return True
+        if not isinstance(statement, cst.SimpleStatementLine):
+            return False
+        for small in statement.body:
+            if isinstance(small, (cst.Assign, cst.AnnAssign)) and small.value is not None:
+                if any(
+                    isinstance(node, cst.Await)
+                    or (isinstance(node, cst.Call) and _last_segment(node.func) not in _ARITHMETIC_CALLS)
+                    for node in [small.value, *(child for child, _ in _walk(small.value))]
+                ):
+                    return False
+            elif not isinstance(small, (cst.AugAssign, cst.Expr, cst.Pass)):
+                return False
+        return True
+
+    def _is_interactive(self, loop: cst.While) -> bool:
+        """True if the loop asks a person for input: re-asking after a typo is not a retry."""
+        for node, _ in _walk(loop.body):
+            if not isinstance(node, cst.Call):
+                continue
+            name = _last_segment(node.func) or ""
+            if name == "input" or name.endswith("_input") or name in {"raw_input", "getpass"}:
+                return True
+            for callee in _chained_callees(node.func):
+                resolved = self.context.imports.resolve(callee) or ""
+                if any(resolved == module or resolved.startswith(module + ".") for module in _PROMPT_MODULES):
+                    return True
+        return False
 
     def _exits(self, node: cst.CSTNode) -> bool:
         """True if ``node`` contains a raise, return, break (of this loop) or process exit."""
@@ -937,6 +1010,13 @@ def _counters(loop: cst.While) -> set[str]:
                 name for target in node.targets if (name := dotted_name(target.target)) is not None and name in operands
             )
     return names
+
+
+def _catches_only_cancellation(handler: cst.ExceptHandler | cst.ExceptStarHandler) -> bool:
+    """``except asyncio.CancelledError``: waiting on after a cancel is not retrying a failure."""
+    caught = handler.type
+    types = [element.value for element in caught.elements] if isinstance(caught, cst.Tuple) else [caught]
+    return bool(types) and all(t is not None and _last_segment(t) in _CANCELLATION for t in types)
 
 
 def _continues(body: cst.CSTNode) -> bool:

@@ -215,3 +215,90 @@ while True:
             return None
     if attempt():
         break
+# case: interactive-input-loop
+def ask_number():
+    while True:
+        try:
+            return int(input("number: "))
+        except ValueError:
+            print("not a number")
+# case: interactive-click-prompt
+import click
+
+def choose(teams):
+    while True:
+        try:
+            index = int(click.prompt("team", type=str)) - 1
+            return teams[index]
+        except (ValueError, IndexError):
+            click.echo("try again")
+# case: interactive-chained-prompt
+import questionary
+
+def pick():
+    while True:
+        try:
+            return int(questionary.text("how many?").ask())
+        except ValueError:
+            continue
+# case: waiting-through-cancellation
+import asyncio
+
+async def close(future):
+    while True:
+        try:
+            result = await asyncio.shield(future)
+            break
+        except asyncio.CancelledError:
+            continue
+    return result
+# case: second-try-stage-skips-bad-items
+import json
+
+async def next_chunk(lines):
+    while True:
+        try:
+            raw = await lines.__anext__()
+        except StopAsyncIteration:
+            raise
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            continue
+        return obj
+# case: consume-then-skip-bad-item
+import json
+
+def pop_valid(cursor):
+    while True:
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        try:
+            item = json.loads(row[0])
+        except ValueError:
+            continue
+        return item
+# case: worker-stop-signal-is-conditional-break
+import asyncio
+
+async def cleanup_loop(pool):
+    while True:
+        try:
+            if pool.alive:
+                await asyncio.sleep(pool.interval)
+                await pool.cleanup()
+            else:
+                break
+        except Exception as error:
+            log(error)
+# case: raise-in-try-body-is-not-success
+async def dispatch(events):
+    while True:
+        event = await events.get()
+        try:
+            if event.invalid:
+                raise ValueError("bad event")
+            handle(event)
+        except Exception as error:
+            report(error)

@@ -209,7 +209,7 @@ def ask(prompt):
 # case: self-referencing-names-in-a-test-terminate
 value = 0
 while True:  # expect: AF204
-    value = transform(value)
+    value = abs(value)
     if value:
         log(value)
     try:
@@ -217,3 +217,15 @@ while True:  # expect: AF204
         break
     except Exception:
         pass
+# case: sleep-and-backoff-before-try
+import asyncio
+
+async def ask(agent, prompt):
+    delay = 1
+    while True:  # expect: AF204
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 60)
+        try:
+            return await agent.run(prompt)
+        except Exception:
+            pass

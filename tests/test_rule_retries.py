@@ -282,6 +282,13 @@ FIXES = [
         id="positional-stop-replaced-in-place",
     ),
     pytest.param(
+        UnboundedTenacityRetry,
+        "from tenacity import retry\n\n@retry(reraise=True,\n       wait=w,\n)\ndef f(): ...\n",
+        "from tenacity import retry, stop_after_attempt\n\n"
+        "@retry(reraise=True,\n       wait=w,\n       stop=stop_after_attempt(5),\n)\ndef f(): ...\n",
+        id="hanging-indent-aligned-with-the-paren",
+    ),
+    pytest.param(
         UnboundedBackoff,
         "import backoff\n\n@backoff.on_exception(backoff.expo, OSError)\ndef f(): ...\n",
         "import backoff\n\n@backoff.on_exception(backoff.expo, OSError, max_tries=5)\ndef f(): ...\n",
@@ -356,3 +363,25 @@ def test_rules_without_a_safe_fix_offer_none(rule: type[Rule]) -> None:
         module = cst.parse_module(source)
         _, reports = run_rules(module, source, [rule], path="<string>", options={})
         assert reports and all(report.fix is None for report in reports)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["10**10000", "(-8) ** 0.5", "0 ** -1", "1e400", "float('nan')", "-(10**9)", "10**9 * 0", "2 ** 3 ** 4"],
+)
+def test_odd_numeric_arguments_never_crash(value: str) -> None:
+    source = (
+        f"import backoff, openai\nfrom retry import retry\n"
+        f"c = openai.OpenAI(max_retries={value})\n"
+        f"d = backoff.on_exception(backoff.expo, OSError, max_tries={value})\n"
+        f"@retry(tries={value})\ndef f(): ...\n"
+    )
+    for code in ("AF202", "AF203"):
+        findings_for(code, source)
+
+
+@pytest.mark.parametrize(
+    ("value", "flagged"), [("10**10000", True), ("1e400", True), ("-(10**9)", False), ("10**9 * 0", False)]
+)
+def test_huge_client_retry_counts_are_flagged(value: str, flagged: bool) -> None:
+    assert bool(findings_for("AF203", f"import openai\nc = openai.OpenAI(max_retries={value})\n")) is flagged

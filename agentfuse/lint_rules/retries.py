@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import libcst as cst
 
-from agentfuse.lint_rules.base import Fix, Rule, dotted_name
+from agentfuse.lint_rules.base import FileContext, Fix, Rule, dotted_name
 
 DEFAULT_FIX_MAX_ATTEMPTS = 5
 DEFAULT_MAX_CLIENT_RETRIES = 10
@@ -129,8 +129,17 @@ _TIME_FUNCTIONS = frozenset(
     {"time", "monotonic", "perf_counter", "time_ns", "monotonic_ns", "perf_counter_ns", "now", "utcnow"}
 )
 _EXIT_FUNCTIONS = frozenset({"sys.exit", "os._exit", "os.abort"})
-_ARITHMETIC_CALLS = frozenset({"min", "max", "int", "float", "abs", "round", "uniform", "random", "randint"}) | _TIME_FUNCTIONS
-_PROMPT_MODULES = ("click", "typer", "getpass", "questionary", "prompt_toolkit", "rich.prompt", "inquirer", "InquirerPy")
+_ARITHMETIC_CALLS = _TIME_FUNCTIONS | {"min", "max", "int", "float", "abs", "round", "uniform", "random", "randint"}
+_PROMPT_MODULES = (
+    "click",
+    "typer",
+    "getpass",
+    "questionary",
+    "prompt_toolkit",
+    "rich.prompt",
+    "inquirer",
+    "InquirerPy",
+)
 _CANCELLATION = frozenset({"CancelledError", "Cancelled"})
 _EXIT_BUILTINS = frozenset({"exit", "quit"})
 
@@ -222,10 +231,14 @@ def with_keyword(call: cst.Call, keyword: str, value: cst.BaseExpression) -> cst
 
 
 def _item_indent(call: cst.Call, closing: cst.ParenthesizedWhitespace) -> cst.SimpleWhitespace:
-    """The indentation of the arguments of a one-per-line call."""
+    """The indentation of the arguments of a one-per-line call (after ``(``, or between them)."""
     opening = call.whitespace_before_args
     if isinstance(opening, cst.ParenthesizedWhitespace):
         return opening.last_line
+    if len(call.args) > 1:
+        between = call.args[-2].comma
+        if isinstance(between, cst.Comma) and isinstance(between.whitespace_after, cst.ParenthesizedWhitespace):
+            return between.whitespace_after.last_line
     return cst.SimpleWhitespace(closing.last_line.value + "    ")
 
 
@@ -262,7 +275,7 @@ class _RetryRule(Rule):
 
     candidates: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, context: Any) -> None:
+    def __init__(self, context: FileContext) -> None:
         super().__init__(context)
         self.calls: list[cst.Call] = []
         self.bare_decorators: list[cst.Decorator] = []
@@ -346,7 +359,10 @@ class _RetryRule(Rule):
     def number(self, expr: cst.BaseExpression, seen: frozenset[str] = frozenset()) -> float | None:
         """The value of a numeric literal (``-1``, ``10**6``, ``float("inf")``, ``math.inf``)."""
         if isinstance(expr, cst.Integer | cst.Float):
-            return float(expr.evaluated_value)
+            try:
+                return float(expr.evaluated_value)
+            except OverflowError:
+                return math.inf
         if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus):
             inner = self.number(expr.expression, seen)
             return None if inner is None else -inner
@@ -372,15 +388,22 @@ class _RetryRule(Rule):
         right = self.number(expr.right, seen)
         if left is None or right is None:
             return None
-        if isinstance(expr.operator, cst.Power):
-            return math.inf if right * math.log10(max(abs(left), 1.0)) > 300 else left**right
-        if isinstance(expr.operator, cst.Multiply):
-            return left * right
-        if isinstance(expr.operator, cst.Add):
-            return left + right
-        if isinstance(expr.operator, cst.Subtract):
-            return left - right
-        return None
+        try:
+            if isinstance(expr.operator, cst.Power):
+                result = math.inf if right * math.log10(max(abs(left), 1.0)) > 300 else left**right
+            elif isinstance(expr.operator, cst.Multiply):
+                result = left * right
+            elif isinstance(expr.operator, cst.Add):
+                result = left + right
+            elif isinstance(expr.operator, cst.Subtract):
+                result = left - right
+            else:
+                return None
+        except (ArithmeticError, ValueError):
+            return None
+        if not isinstance(result, float | int) or math.isnan(result):
+            return None
+        return float(result)
 
 
 class UnboundedTenacityRetry(_RetryRule):
@@ -818,7 +841,7 @@ class UnboundedRetryLoop(_RetryRule):
         "            continue\n",
     )
 
-    def __init__(self, context: Any) -> None:
+    def __init__(self, context: FileContext) -> None:
         super().__init__(context)
         self.loops: list[cst.While] = []
 

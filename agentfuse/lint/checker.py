@@ -22,6 +22,7 @@ import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from agentfuse.lint.noqa import filter_noqa
+from agentfuse.lint.prefilter import TriggerMatcher
 from agentfuse.lint_rules.base import FileContext, Finding, ImportCollector, ImportTable, Report, Rule
 
 PARSE_ERROR = "AF001"
@@ -42,34 +43,44 @@ T = TypeVar("T")
 
 @dataclasses.dataclass(frozen=True)
 class RuleSet:
-    """Enabled rules with their pre-filter patterns, compiled once per run."""
+    """Enabled rules with their pre-filter matchers, built once per run."""
 
     rules: tuple[type[Rule], ...]
-    patterns: tuple[re.Pattern[str] | None, ...]
-    any_pattern: re.Pattern[str] | None
+    matchers: tuple[TriggerMatcher | None, ...]
     method_names: Mapping[type[cst.BatchableCSTVisitor], tuple[str, ...]]
 
     @classmethod
     def of(cls, rules: Sequence[type[Rule]]) -> RuleSet:
-        patterns = tuple(rule.trigger_pattern() for rule in rules)
-        always = any(p is None for p in patterns)
-        union = None
-        if not always and patterns:
-            union = re.compile("|".join(f"(?:{p.pattern})" for p in patterns if p is not None))
+        shared: dict[tuple[str, int], TriggerMatcher] = {}
+        matchers: list[TriggerMatcher | None] = []
+        for rule in rules:
+            pattern = rule.trigger_pattern()
+            if pattern is None:
+                matchers.append(None)
+                continue
+            key = (pattern.pattern, pattern.flags)
+            matchers.append(shared.setdefault(key, TriggerMatcher.of(pattern)))
         names = {visitor: visitor_method_names(visitor) for visitor in (ImportCollector, *rules)}
-        return cls(tuple(rules), patterns, union, names)
+        return cls(tuple(rules), tuple(matchers), names)
 
     def candidates(self, source: str) -> list[type[Rule]]:
-        """The rules whose triggers occur in ``source`` (and rules without triggers)."""
-        if not self.rules:
-            return []
-        if self.any_pattern is not None and self.any_pattern.search(source) is None:
-            return []
-        return [
-            rule
-            for rule, pattern in zip(self.rules, self.patterns)
-            if pattern is None or pattern.search(source) is not None
-        ]
+        """The rules whose triggers occur in ``source`` (and rules without triggers).
+
+        Rules sharing a trigger pattern (AF101-AF103 do) search the text once.
+        """
+        answers: dict[int, bool] = {}
+        literals_seen: dict[str, bool] = {}
+        chosen = []
+        for rule, matcher in zip(self.rules, self.matchers):
+            if matcher is None:
+                chosen.append(rule)
+                continue
+            answer = answers.get(id(matcher))
+            if answer is None:
+                answer = answers[id(matcher)] = matcher.search(source, literals_seen)
+            if answer:
+                chosen.append(rule)
+        return chosen
 
 
 class _LazyPositions(Mapping[cst.CSTNode, CodeRange]):

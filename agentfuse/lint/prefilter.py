@@ -1,0 +1,216 @@
+"""The text pre-filter: does a file's text match a rule's triggers? Fast, and exact.
+
+Python's ``re`` finds a pattern that starts with a literal by scanning for that literal in
+C; a pattern starting with ``\\b`` (as most triggers do: ``\\bsubprocess\\b``) is instead
+tried at every position of the text, about 40 times slower. So each top-level alternative
+that starts with ``\\b`` is searched without it, and the full alternative is then matched
+only where the relaxed one matched. Every position where the full pattern matches is one
+where the relaxed pattern matches, so the answer is the same as ``pattern.search(text)``.
+
+Before any regex runs, each alternative's required literals (``subprocess`` in
+``\\bsubprocess\\.run\\b``; one of ``openai``/``anthropic`` in ``(?:openai|anthropic)``)
+are looked for with ``str`` containment, which runs at memory speed; most files of a
+general tree contain none of them and never reach the regex engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+try:
+    from re import _constants as sre_constants, _parser as sre_parse  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - Python 3.10
+    import sre_constants
+    import sre_parse
+
+_GLOBAL_FLAGS = re.compile(r"\(\?[aiLmsux]+\)")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Branch:
+    relaxed: re.Pattern[str]
+    exact: re.Pattern[str] | None
+    literals: tuple[str, ...] | None
+
+    def search(self, text: str, seen: dict[str, bool]) -> bool:
+        if self.literals is not None and not any(_contains(text, literal, seen) for literal in self.literals):
+            return False
+        if self.exact is None:
+            return self.relaxed.search(text) is not None
+        position = 0
+        while (found := self.relaxed.search(text, position)) is not None:
+            if self.exact.match(text, found.start()) is not None:
+                return True
+            position = found.start() + 1
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class TriggerMatcher:
+    """A compiled trigger pattern, searched branch by branch (see the module docstring)."""
+
+    pattern: re.Pattern[str]
+    branches: tuple[_Branch, ...]
+
+    @classmethod
+    def of(cls, pattern: re.Pattern[str]) -> TriggerMatcher:
+        if _GLOBAL_FLAGS.match(pattern.pattern):
+            return cls(pattern, (_Branch(pattern, None, None),))
+        flags = pattern.flags & ~re.UNICODE
+        branches = []
+        for text in _branches(pattern.pattern):
+            literals = required_literals(text, flags)
+            if text.startswith(r"\b"):
+                branches.append(_Branch(re.compile(text[2:], flags), re.compile(text, flags), literals))
+            else:
+                branches.append(_Branch(re.compile(text, flags), None, literals))
+        return cls(pattern, tuple(branches))
+
+    def search(self, text: str, seen: dict[str, bool] | None = None) -> bool:
+        """Same answer as ``self.pattern.search(text) is not None``.
+
+        ``seen`` remembers which literals ``text`` contains, across the matchers of a run.
+        """
+        memo = {} if seen is None else seen
+        return any(branch.search(text, memo) for branch in self.branches)
+
+
+def _contains(text: str, literal: str, seen: dict[str, bool]) -> bool:
+    found = seen.get(literal)
+    if found is None:
+        found = seen[literal] = literal in text
+    return found
+
+
+def _branches(pattern: str) -> list[str]:
+    """Top-level alternatives, with a group spanning a whole alternative opened up."""
+    result: list[str] = []
+    for alternative in split_alternatives(pattern):
+        inner = _whole_group(alternative)
+        if inner is not None and inner != pattern:
+            result.extend(_branches(inner))
+        else:
+            result.append(alternative)
+    return result
+
+
+def _whole_group(text: str) -> str | None:
+    """The inside of ``(?:...)`` when that group is all of ``text``, else None."""
+    if not text.startswith("(?:") or _closing_paren(text, 0) != len(text) - 1:
+        return None
+    return text[3:-1]
+
+
+def split_alternatives(pattern: str) -> list[str]:
+    """Split a regex at its top-level ``|`` (not inside groups, classes or escapes)."""
+    parts: list[str] = []
+    depth = 0
+    start = 0
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "[":
+            i = _class_end(pattern, i) + 1
+            continue
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            parts.append(pattern[start:i])
+            start = i + 1
+        i += 1
+    parts.append(pattern[start:])
+    return parts
+
+
+def _class_end(pattern: str, start: int) -> int:
+    """Index of the ``]`` closing the character class opened at ``start``."""
+    i = start + 1
+    if i < len(pattern) and pattern[i] == "^":
+        i += 1
+    if i < len(pattern) and pattern[i] == "]":
+        i += 1
+    while i < len(pattern) and pattern[i] != "]":
+        i += 2 if pattern[i] == "\\" else 1
+    return i
+
+
+def _closing_paren(pattern: str, start: int) -> int:
+    """Index of the ``)`` closing the group opened at ``start`` (-1 if unbalanced)."""
+    depth = 0
+    i = start
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "[":
+            i = _class_end(pattern, i) + 1
+            continue
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def required_literals(pattern: str, flags: int = 0) -> tuple[str, ...] | None:
+    """Strings one of which every match of ``pattern`` contains; None when unknown."""
+    if flags & re.IGNORECASE:
+        return None
+    try:
+        parsed = sre_parse.parse(pattern, flags)
+    except Exception:  # a pattern the private parser does not take: no shortcut, no harm
+        return None
+    if parsed.state.flags & re.IGNORECASE:
+        return None
+    found = _sequence_literals(list(parsed))
+    if not found or any(not literal for literal in found):
+        return None
+    return tuple(sorted(found))
+
+
+def _sequence_literals(items: list[tuple[Any, Any]]) -> set[str] | None:
+    """The most selective literal set among a sequence's parts (runs of characters, groups)."""
+    options: list[set[str]] = []
+    run: list[str] = []
+    for op, value in items:
+        if op is sre_constants.LITERAL:
+            run.append(chr(value))
+            continue
+        if run:
+            options.append({"".join(run)})
+            run = []
+        nested = _item_literals(op, value)
+        if nested:
+            options.append(nested)
+    if run:
+        options.append({"".join(run)})
+    if not options:
+        return None
+    return max(options, key=lambda option: min(len(literal) for literal in option))
+
+
+def _item_literals(op: Any, value: Any) -> set[str] | None:
+    if op is sre_constants.SUBPATTERN:
+        return _sequence_literals(list(value[-1]))
+    if op is sre_constants.BRANCH:
+        union: set[str] = set()
+        for alternative in value[1]:
+            found = _sequence_literals(list(alternative))
+            if not found:
+                return None
+            union |= found
+        return union
+    if op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT) and value[0] >= 1:
+        return _sequence_literals(list(value[2]))
+    return None

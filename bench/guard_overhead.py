@@ -218,11 +218,13 @@ def main() -> int:
     parser.add_argument("--events", action="store_true", help="also write the JSONL event log")
     args = parser.parse_args()
     print(f"# guard overhead: python {sys.version.split()[0]}, sqlite {sqlite3.sqlite_version},"
-          f" {os.cpu_count()} cpus, durability={args.durability}, events={'on' if args.events else 'off'}")
+          f" {os.cpu_count()} cpus, durability={args.durability}, events={'on' if args.events else 'off'},"
+          f" load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory(prefix="agentfuse-bench-") as tmp:
         folder = Path(tmp)
         overhead(args, folder)
         throughput(args, folder)
+    print(f"# load average {os.getloadavg()[0]:.1f} at the end")
     return 0
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterator
 from typing import Any
 
 try:
@@ -106,8 +107,26 @@ def _whole_group(text: str) -> str | None:
 def split_alternatives(pattern: str) -> list[str]:
     """Split a regex at its top-level ``|`` (not inside groups, classes or escapes)."""
     parts: list[str] = []
-    depth = 0
     start = 0
+    for index, char, depth in _structure(pattern):
+        if char == "|" and depth == 0:
+            parts.append(pattern[start:index])
+            start = index + 1
+    parts.append(pattern[start:])
+    return parts
+
+
+def _closing_paren(pattern: str, start: int) -> int:
+    """Index of the ``)`` closing the group opened at ``start`` (-1 if unbalanced)."""
+    for index, char, depth in _structure(pattern[start:]):
+        if char == ")" and depth == 0:
+            return start + index
+    return -1
+
+
+def _structure(pattern: str) -> Iterator[tuple[int, str, int]]:
+    """``(index, char, depth after it)`` for each ``(``, ``)`` and ``|`` that is syntax."""
+    depth = 0
     i = 0
     while i < len(pattern):
         char = pattern[i]
@@ -117,16 +136,10 @@ def split_alternatives(pattern: str) -> list[str]:
         if char == "[":
             i = _class_end(pattern, i) + 1
             continue
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        elif char == "|" and depth == 0:
-            parts.append(pattern[start:i])
-            start = i + 1
+        if char in "()|":
+            depth += {"(": 1, ")": -1, "|": 0}[char]
+            yield i, char, depth
         i += 1
-    parts.append(pattern[start:])
-    return parts
 
 
 def _class_end(pattern: str, start: int) -> int:
@@ -139,28 +152,6 @@ def _class_end(pattern: str, start: int) -> int:
     while i < len(pattern) and pattern[i] != "]":
         i += 2 if pattern[i] == "\\" else 1
     return i
-
-
-def _closing_paren(pattern: str, start: int) -> int:
-    """Index of the ``)`` closing the group opened at ``start`` (-1 if unbalanced)."""
-    depth = 0
-    i = start
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "\\":
-            i += 2
-            continue
-        if char == "[":
-            i = _class_end(pattern, i) + 1
-            continue
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return -1
 
 
 def required_literals(pattern: str, flags: int = 0) -> tuple[str, ...] | None:

@@ -95,6 +95,12 @@ def test_too_many_arguments_are_flagged(source: str) -> None:
     assert _lines(source) == [len(source.splitlines())]
 
 
+def test_pre_filter_lets_every_flagged_case_through() -> None:
+    pattern = PlaywrightEvaluateArity.trigger_pattern()
+    assert pattern is not None
+    assert [name for name, source in POSITIVE.items() if not pattern.search(source)] == []
+
+
 @pytest.mark.parametrize("source", NEGATIVE.values(), ids=NEGATIVE.keys())
 def test_one_argument_and_look_alikes_are_not_flagged(source: str) -> None:
     assert _lines(source) == []

@@ -46,6 +46,7 @@ POSITIVE = {
     "dd-device": 'import subprocess\nsubprocess.run(["dd", "if=image.iso", "of=/dev/sdb"])\n',
     "chmod-R-777": 'import os\nos.system("chmod -R 777 /srv")\n',
     "shutdown": 'import subprocess\nsubprocess.run(["sudo", "shutdown", "-h", "now"])\n',
+    "systemctl-kexec": 'import subprocess\nsubprocess.run(["systemctl", "kexec"])\n',
     "systemctl-reboot": 'import subprocess\nsubprocess.run(["systemctl", "reboot"])\n',
     "alias-module": 'import subprocess as sp\nsp.run(["rm", "-rf", p])\n',
     "alias-function": 'from os import system as run_it\nrun_it("rm -rf /")\n',
@@ -135,6 +136,12 @@ def test_destructive_command_is_flagged_at_the_call(source: str) -> None:
 def test_module_constant_defined_after_the_function_is_resolved() -> None:
     source = 'import os\ndef f():\n    os.system(WIPE)\nWIPE = "rm -rf /srv/data"\n'
     assert _lines(source) == [3]
+
+
+def test_pre_filter_lets_every_flagged_case_through() -> None:
+    pattern = DestructiveShellCommand.trigger_pattern()
+    assert pattern is not None
+    assert [name for name, source in POSITIVE.items() if not pattern.search(source)] == []
 
 
 @pytest.mark.parametrize("source", NEGATIVE.values(), ids=NEGATIVE.keys())

@@ -516,7 +516,7 @@ class DestructiveShellCommand(Rule):
         r"\bmkfs|\bmke2fs\b",
         r"\bdd\b",
         r"\bchmod\b",
-        r"\bshutdown\b|\breboot\b|\bpoweroff\b|\bhalt\b",
+        r"\bshutdown\b|\breboot\b|\bpoweroff\b|\bhalt\b|\bkexec\b",
     )
 
     VALID = (

@@ -510,13 +510,9 @@ class DestructiveShellCommand(Rule):
     code = "AF401"
     message = f"destructive shell command executed from Python; {_FIX_TEXT}"
     triggers = (
-        r"\brm\b",
+        # A command word starts a word or follows a "\n"/"\t" escape inside a literal.
+        r"(?:\b|\\[nt])(?:rm|git|dd|chmod|mkfs\S*|mke2fs|shutdown|reboot|poweroff|halt|kexec)\b",
         r"kill",
-        r"\bgit\b",
-        r"\bmkfs|\bmke2fs\b",
-        r"\bdd\b",
-        r"\bchmod\b",
-        r"\bshutdown\b|\breboot\b|\bpoweroff\b|\bhalt\b|\bkexec\b",
     )
 
     VALID = (

@@ -11,13 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import libcst as cst
 import pytest
-from libcst.codemod import CodemodContext
-from libcst.codemod.visitors import AddImportsVisitor
 
-from agentfuse.lint.checker import check_source, run_rules
-from agentfuse.lint_rules.base import Fix, Rule
+from agentfuse.lint.checker import check_source
+from agentfuse.lint.fixer import fix_source
+from agentfuse.lint_rules.base import Rule
 from agentfuse.lint_rules.retries import (
     RULES,
     UnboundedBackoff,
@@ -63,26 +61,10 @@ def findings_for(code: str, source: str, options: Mapping[str, Any] | None = Non
     return [f for f in check_source(source, [RULE_BY_CODE[code]], options=options) if f.code == code]
 
 
-class _ApplyFixes(cst.CSTTransformer):
-    def __init__(self, fixes: list[Fix]) -> None:
-        super().__init__()
-        self.replacements = {id(fix.node): fix.replacement for fix in fixes}
-
-    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> Any:
-        return self.replacements.get(id(original_node), updated_node)
-
-
 def apply_fixes(source: str, rule: type[Rule], options: Mapping[str, Any] | None = None) -> str:
-    """The rule's fixes applied to ``source``: replacement nodes, then the imports they need."""
-    module = cst.parse_module(source)
-    _, reports = run_rules(module, source, [rule], path="<string>", options=options or {})
-    fixes = [report.fix for report in reports if report.fix is not None]
-    fixed = module.visit(_ApplyFixes(fixes))
-    context = CodemodContext()
-    for fix in fixes:
-        for module_name, name in fix.imports:
-            AddImportsVisitor.add_needed_import(context, module_name, name)
-    return AddImportsVisitor(context).transform_module(fixed).code
+    """``source`` after the engine's ``--fix`` for one rule."""
+    fixed, _ = fix_source(source, [rule], options=options)
+    return fixed
 
 
 @pytest.mark.parametrize("code", list(RULE_BY_CODE))
@@ -351,18 +333,18 @@ def _fixable_cases() -> list[Any]:
 
 @pytest.mark.parametrize(("rule", "source"), _fixable_cases())
 def test_every_finding_is_fixed_and_the_fix_is_idempotent(rule: type[Rule], source: str) -> None:
-    once = apply_fixes(source, rule)
-    assert once != source
+    found = findings_for(rule.code, source)
+    once, fixed = fix_source(source, [rule])
+    assert sorted(fixed) == sorted(found)
     assert findings_for(rule.code, once) == []
-    assert apply_fixes(once, rule) == once
+    assert fix_source(once, [rule]) == (once, [])
 
 
 @pytest.mark.parametrize("rule", [UnboundedRetryHelper, UnboundedRetryLoop], ids=lambda r: r.code)
-def test_rules_without_a_safe_fix_offer_none(rule: type[Rule]) -> None:
+def test_rules_without_a_safe_fix_change_nothing(rule: type[Rule]) -> None:
     for _, source in load_cases(rule.code, "positive"):
-        module = cst.parse_module(source)
-        _, reports = run_rules(module, source, [rule], path="<string>", options={})
-        assert reports and all(report.fix is None for report in reports)
+        assert findings_for(rule.code, source)
+        assert fix_source(source, [rule]) == (source, [])
 
 
 @pytest.mark.parametrize(

@@ -266,36 +266,16 @@ def _walk(node: cst.CSTNode) -> Iterator[tuple[cst.CSTNode, int]]:
         stack.extend((child, inner) for child in reversed(current.children))
 
 
-class _RetryRule(Rule):
-    """Shared collection for the retry rules: candidate calls, bare decorators, assignments.
+class _BindingsRule(Rule):
+    """A rule that reads what simple names were assigned in this module (flow-insensitive).
 
-    ``candidates`` holds the last name segments a rule cares about, so collecting costs a set
-    lookup or two per call; resolution through the import table waits for ``leave_Module``.
+    ``STOP = stop_never`` or ``self.client = OpenAI()`` anywhere in the file counts; a name
+    bound more than once may hold any of its values.
     """
-
-    candidates: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, context: FileContext) -> None:
         super().__init__(context)
-        self.calls: list[cst.Call] = []
-        self.bare_decorators: list[cst.Decorator] = []
         self.bindings: dict[str, list[cst.BaseExpression]] = {}
-
-    def visit_Call(self, node: cst.Call) -> None:
-        if self._may_matter(node.func):
-            self.calls.append(node)
-
-    def visit_Decorator(self, node: cst.Decorator) -> None:
-        if self._may_matter(node.decorator):
-            self.bare_decorators.append(node)
-
-    def _may_matter(self, func: cst.BaseExpression) -> bool:
-        """A cheap filter: a candidate name, or a name imported under an alias (seen so far)."""
-        if not self.candidates:
-            return False
-        if _last_segment(func) in self.candidates:
-            return True
-        return isinstance(func, cst.Name) and func.value in self.context.imports.aliases
 
     def visit_Assign(self, node: cst.Assign) -> None:
         for target in node.targets:
@@ -309,6 +289,35 @@ class _RetryRule(Rule):
         name = dotted_name(target)
         if name is not None:
             self.bindings.setdefault(name, []).append(value)
+
+
+class _RetryRule(_BindingsRule):
+    """A rule about retry helper calls: collects candidates, decides in ``leave_Module``.
+
+    ``candidates`` holds the last name segments a rule cares about, so collecting costs a set
+    lookup or two per call; resolution through the import table waits for ``leave_Module``.
+    """
+
+    candidates: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, context: FileContext) -> None:
+        super().__init__(context)
+        self.calls: list[cst.Call] = []
+        self.bare_decorators: list[cst.Decorator] = []
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if self._may_matter(node.func):
+            self.calls.append(node)
+
+    def visit_Decorator(self, node: cst.Decorator) -> None:
+        if self._may_matter(node.decorator):
+            self.bare_decorators.append(node)
+
+    def _may_matter(self, func: cst.BaseExpression) -> bool:
+        """A cheap filter: a candidate name, or a name imported under an alias (seen so far)."""
+        if _last_segment(func) in self.candidates:
+            return True
+        return isinstance(func, cst.Name) and func.value in self.context.imports.aliases
 
     def leave_Module(self, original_node: cst.Module) -> None:
         for decorator in self.bare_decorators:
@@ -776,7 +785,7 @@ class UnboundedRetryHelper(_RetryRule):
         )
 
 
-class UnboundedRetryLoop(_RetryRule):
+class UnboundedRetryLoop(_BindingsRule):
     """A hand-rolled ``while True`` retry loop that can spin forever.
 
     Flags ``while True``/``while 1`` loops that try something, leave the loop on success
@@ -805,7 +814,6 @@ class UnboundedRetryLoop(_RetryRule):
         "bound it (for attempt in range(5), a deadline check) and re-raise on the last failure"
     )
     triggers = (r"while\s+\(?\s*(?:True|1)\s*\)?\s*:",)
-    candidates = frozenset()
     VALID = (
         "attempts = 0\n"
         "while True:\n"

@@ -788,20 +788,28 @@ class UnboundedRetryHelper(_RetryRule):
 class UnboundedRetryLoop(_BindingsRule):
     """A hand-rolled ``while True`` retry loop that can spin forever.
 
-    Flags ``while True``/``while 1`` loops that try something, leave the loop on success
-    (``break``/``return`` in the ``try`` or its ``else``, or right after it) and, on failure,
-    catch the exception and loop again (``continue`` or falling through) with no ``raise``,
-    ``return``, ``break`` or ``sys.exit`` in that handler, and no counter or deadline check
-    anywhere in the loop: an ``if`` that tests a name incremented in the loop, a name assigned
-    from a clock, or a clock call, and then leaves the loop. Loops that never leave on success
-    (workers, pollers, servers) are not retry loops and are not flagged.
+    Flags ``while True``/``while 1`` loops that try something, leave the loop on success (an
+    unconditional ``break``/``return`` in the ``try`` or its ``else``, a ``return <value>``
+    in it, or an unconditional exit right after it) and, on failure, catch the exception and
+    loop again (``continue`` or falling through) with no ``raise``, ``return``, ``break`` or
+    ``sys.exit`` in that handler, and no counter or deadline check anywhere in the loop: an
+    ``if`` that tests a name incremented in the loop, a name assigned from a clock, or a clock
+    call, and then leaves the loop.
+
+    Not retry loops, so not flagged (each seen as a false positive on real agent code):
+    workers and pollers that never leave on success or leave only on a conditional ``break``
+    (a stop signal); loops that fetch a new input before the ``try`` (``row =
+    cursor.fetchone()``, an earlier ``try`` stage, a ``with`` block), where skipping a bad
+    input is the point; loops that ask a person (``input()``, click/typer/questionary
+    prompts); handlers that only catch ``CancelledError`` (waiting on through a cancel).
 
     The message is stronger when the loop calls an LLM: a call resolved into a known LLM SDK
     module (``litellm.completion``, ``openai.chat.completions.create``), or ending in a request
     verb (``.create``, ``.completion``, ``.generate_content``...) on a receiver assigned from one
     of those SDKs in this module (``client = OpenAI()``, ``self.client = Anthropic()``).
     Known misses: a handler that calls a helper which raises after N failures is flagged; a
-    counter incremented by a helper is not seen.
+    counter incremented by a helper is not seen; a retry that rebuilds its input before the
+    ``try`` (``messages = build()``) is read as iterating over inputs and not flagged.
     """
 
     code = "AF204"

@@ -1,5 +1,8 @@
 """A throwaway ``redis-server`` for tests: loopback, a free port, no persistence, stopped after.
 
+``persistent=True`` turns on the append-only file (fsync on every write) for the tests that
+kill the server and expect it to come back with its data, as a production Redis would.
+
 Tests that need it skip with a clear reason when ``redis-server`` is not installed, unless
 ``AGENTFUSE_REQUIRE_REDIS=1`` (CI), where a missing server is a failure.
 """
@@ -42,13 +45,21 @@ def redis_server_binary() -> str | None:
 class RedisServer:
     """One ``redis-server`` process; ``kill()`` and ``start()`` again on the same port."""
 
-    def __init__(self, workdir: Path, *, password: str | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        password: str | None = None,
+        host: str = "127.0.0.1",
+        persistent: bool = False,
+    ) -> None:
         binary = redis_server_binary()
         assert binary is not None
         self.binary = binary
         self.workdir = workdir
         self.password = password
         self.host = host
+        self.persistent = persistent
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -61,13 +72,14 @@ class RedisServer:
         return f"redis://{auth}{self.host}:{self.port}/{db}?{query}"
 
     def start(self) -> None:
-        """Start the server (no RDB, no AOF) and wait until it answers PING."""
+        """Start the server (no RDB; AOF only if persistent) and wait until it answers PING."""
         args = [
             self.binary,
             "--port", str(self.port),
             "--bind", self.host,
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.persistent else "no",
+            "--appendfsync", "always",
             "--dir", str(self.workdir),
             "--daemonize", "no",
             "--loglevel", "warning",

@@ -128,9 +128,11 @@ class RedisServer:
         self.process = None
 
 
-def running_server(workdir: Path, *, password: str | None = None) -> Iterator[RedisServer]:
+def running_server(
+    workdir: Path, *, password: str | None = None, persistent: bool = False
+) -> Iterator[RedisServer]:
     """Yield a started server and stop it afterwards (body of a pytest fixture)."""
-    server = RedisServer(workdir, password=password)
+    server = RedisServer(workdir, password=password, persistent=persistent)
     server.start()
     try:
         yield server

@@ -213,12 +213,7 @@ def test_sigkilled_workers_never_break_the_books(chaos_url: str, tmp_path: Path)
 
 @pytest.fixture
 def persistent_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path, persistent=True)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running_server(tmp_path, persistent=True)
 
 
 @pytest.mark.slow

@@ -127,3 +127,15 @@ def test_catalogue_helpers_for_other_rules() -> None:
 
     assert {"openai.OpenAI", "anthropic.AsyncAnthropic", "litellm.Router"} <= client_constructors()
     assert {"openai", "anthropic", "litellm", "google.genai", "ollama"} <= llm_module_roots()
+
+
+@pytest.mark.timeout(20)
+def test_rebinding_chains_resolve_in_linear_time() -> None:
+    rebinding = "x = x.with_options(timeout=1)\ng = g.step()\n" * 60
+    source = (
+        "from openai import OpenAI\nimport agentfuse\nx = OpenAI()\ng = agentfuse.enforce('p.yaml')\n"
+        + rebinding
+        + "with g:\n    x.chat.completions.create()\nx.chat.completions.create()\n"
+    )
+    last = len(source.splitlines())
+    assert af101_lines(source) == {last}

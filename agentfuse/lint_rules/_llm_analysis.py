@@ -192,6 +192,8 @@ class ModuleAnalysis:
         self._prefixes: dict[int, frozenset[str]] = {}
         self._function_verdicts: dict[int, bool | None] = {}
         self._guarded_lambdas: set[int] = set()
+        self._receiver_memo: dict[int, Receiver | None] = {}
+        self._guard_memo: dict[int, bool] = {}
         self._finished = False
         self.llm_calls: list[LlmCall] = []
         self.enforce_calls: list[EnforceCall] = []
@@ -459,13 +461,20 @@ class ModuleAnalysis:
         if isinstance(expr, cst.Attribute) and expr.attr.value in GUARD_SCOPE_METHODS:
             if self.is_guard(expr.value, scope, depth + 1):
                 return True
-        for binding in self.bindings_of(expr, scope):
-            if binding.annotation:
-                if any(self._is_guard_class(name) for name in self._annotation_names(binding.expr)):
-                    return True
-            elif self.is_guard(binding.expr, binding.scope, depth + 1):
-                return True
-        return False
+        return any(self._binding_is_guard(binding, depth) for binding in self.bindings_of(expr, scope))
+
+    def _binding_is_guard(self, binding: Binding, depth: int) -> bool:
+        """Memoised per binding (a binding being decided counts as no guard: no loops)."""
+        key = id(binding)
+        if key in self._guard_memo:
+            return self._guard_memo[key]
+        self._guard_memo[key] = False
+        if binding.annotation:
+            verdict = any(self._is_guard_class(name) for name in self._annotation_names(binding.expr))
+        else:
+            verdict = self.is_guard(binding.expr, binding.scope, depth + 1)
+        self._guard_memo[key] = verdict
+        return verdict
 
     def _frame_guarded(self, frame: Frame | None) -> bool:
         while frame is not None:
@@ -608,15 +617,8 @@ class ModuleAnalysis:
                     return found[0], ""
             return None
         bindings = self.bindings_of(expr, scope)
-        for binding in bindings:
-            if binding.annotation:
-                found = next(filter(None, map(self._constructed, self._annotation_names(binding.expr))), None)
-            else:
-                found = self._receiver(binding.expr, binding.scope, depth + 1)
-            if found is not None:
-                return found
         if bindings:
-            return None
+            return next(filter(None, (self._binding_receiver(b, depth) for b in bindings)), None)
         if isinstance(expr, cst.Name):
             qualified = self.imports.resolve(expr)
             for table in self.catalogue.tables:
@@ -634,6 +636,19 @@ class ModuleAnalysis:
             full = _join(path, attr)
             return (table, full) if full in self._prefixes_of(table) else None
         return None
+
+    def _binding_receiver(self, binding: Binding, depth: int) -> Receiver | None:
+        """Memoised per binding (a binding being resolved counts as unknown: no loops)."""
+        key = id(binding)
+        if key in self._receiver_memo:
+            return self._receiver_memo[key]
+        self._receiver_memo[key] = None
+        if binding.annotation:
+            found = next(filter(None, map(self._constructed, self._annotation_names(binding.expr))), None)
+        else:
+            found = self._receiver(binding.expr, binding.scope, depth + 1)
+        self._receiver_memo[key] = found
+        return found
 
     def _call_receiver(self, call: cst.Call, scope: Scope, depth: int) -> Receiver | None:
         func = call.func

@@ -222,7 +222,6 @@ while cur_id do
   if #chain > 1000 then return redis.error_reply('run chain of ' .. run_id .. ' is cyclic') end
   cur_id, cur_agent = row[1], row[2]
 end
-if redis.call('HEXISTS', me .. ':ledger:' .. run_id, rid) == 1 then return {'duplicate'} end
 local halts = {}
 local h = redis.call('HGET', me .. ':halts', '')
 if h then table.insert(halts, {agent, '', h}) end
@@ -262,17 +261,18 @@ end
 -- decide, in the order of decide_gate
 if #halts > 0 then return refuse('halted') end
 local bstate = b[1] or 'closed'
-local bwrite = nil
+local bwrite, transition = nil, ''
 if bstate == 'open' then
   local opened = optnum(b[3]) or now
   if now < opened + cooldown then return refuse('circuit_open') end
   bwrite = {'state', 'half_open', 'probe', rid, 'probe_exp', fmt(now + lease)}
+  transition = 'half_open'
 elseif bstate == 'half_open' then
   local probe_exp = optnum(b[5])
   if b[4] and probe_exp and probe_exp > now then return refuse('circuit_open') end
   bwrite = {'state', 'half_open', 'probe', rid, 'probe_exp', fmt(now + lease)}
 end
-local admitted, rate_cool = nil, nil
+local admitted, rate_cool, tripped = nil, nil, 0
 if rate_action ~= '' then
   local rmax, window, rcool = tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
   local cool = optnum(r[2])
@@ -287,11 +287,21 @@ if rate_action ~= '' then
   table.insert(recent, now)
   admitted = {}
   for i = math.max(1, #recent - rmax + 1), #recent do table.insert(admitted, fmt(recent[i])) end
-  if #admitted >= rmax and rcool > 0 then rate_cool = fmt(now + rcool) end
+  if #admitted >= rmax then
+    tripped = 1
+    if rcool > 0 then rate_cool = fmt(now + rcool) end
+  end
+end
+local fraction = 0.0
+local function use(used, cap)
+  local share = 1.0
+  if cap ~= 0 then share = (used + estimate) / cap end
+  if share > fraction then fraction = share end
 end
 for depth, scope in ipairs(chain) do
   if scope.cap then
     local used = scope.spent + scope.reserved
+    use(used, scope.cap)
     if used + estimate > scope.cap then
       local which = 'ancestor_budget'
       if depth == 1 then which = 'run_budget' end
@@ -301,8 +311,14 @@ for depth, scope in ipairs(chain) do
     end
   end
 end
-if daily_cap and day_used + estimate > daily_cap then return refuse('budget') end
-if hourly_cap and hour_used + estimate > hourly_cap then return refuse('budget') end
+if daily_cap then
+  if day_used + estimate > daily_cap then return refuse('budget') end
+  use(day_used, daily_cap)
+end
+if hourly_cap then
+  if hour_used + estimate > hourly_cap then return refuse('budget') end
+  use(hour_used, hourly_cap)
+end
 if max_steps and run.steps >= max_steps then
   halt_run('max_steps', {steps = run.steps, max_steps = max_steps})
   return refuse('max_steps')
@@ -311,9 +327,11 @@ if max_retries and run.failures > max_retries then
   halt_run('max_retries_total', {failures = run.failures, max_retries_total = max_retries})
   return refuse('max_retries_total')
 end
+local remaining = false
 if timeout_s then
   local elapsed = now - run.started
-  if timeout_s - elapsed <= 0 then
+  remaining = timeout_s - elapsed
+  if remaining <= 0 then
     halt_run('timeout', {elapsed_s = elapsed, timeout_s = timeout_s})
     return refuse('timeout')
   end
@@ -321,14 +339,14 @@ end
 if max_attempts and attempts >= max_attempts then return refuse('max_attempts') end
 
 -- reserve
+local entry = 'u|' .. ARGV[6] .. '|' .. day_key .. '|' .. string.format('%d', minute) .. '|' .. fmt(now)
+if redis.call('HSETNX', me .. ':ledger:' .. run_id, rid, entry) == 0 then return {'duplicate'} end
 if bwrite then redis.call('HSET', bk, unpack(bwrite)) end
 if admitted then
   redis.call('HSET', rk, 'adm', table.concat(admitted, ','))
   if rate_cool then redis.call('HSET', rk, 'cool', rate_cool) else redis.call('HDEL', rk, 'cool') end
   redis.call('EXPIRE', rk, tonumber(ARGV[18]))
 end
-redis.call('HSET', me .. ':ledger:' .. run_id, rid,
-  'u|' .. ARGV[6] .. '|' .. day_key .. '|' .. string.format('%d', minute) .. '|' .. fmt(now))
 for i, scope in ipairs(chain) do
   local key = base(scope.agent) .. ':run:' .. scope.id
   redis.call('HINCRBY', key, 'reserved', estimate)
@@ -336,17 +354,21 @@ for i, scope in ipairs(chain) do
 end
 redis.call('INCR', me .. ':open')
 redis.call('HINCRBY', dk, 'reserved', estimate)
-redis.call('EXPIRE', dk, tonumber(ARGV[25]))
 local field = string.format('%d', minute)
-if redis.call('HEXISTS', mk, field) == 0 then
+if redis.call('HINCRBY', mk, field, estimate) == estimate and redis.call('HLEN', mk) > 1 then
   for _, old in ipairs(redis.call('HKEYS', mk)) do
     if tonumber(old) <= minute - 60 then redis.call('HDEL', mk, old) end
   end
 end
-redis.call('HINCRBY', mk, field, estimate)
-redis.call('EXPIRE', mk, 3720)
-snapshot[3] = 'ok'
-return snapshot
+if redis.call('TTL', mk) < 3600 then  -- refreshed once a minute, not on every call
+  redis.call('EXPIRE', mk, 3720)
+  redis.call('EXPIRE', dk, tonumber(ARGV[25]))
+end
+local clean = 0
+if bstate == 'closed' and tonumber(b[2] or '0') == 0 then clean = 1 end
+local probe = 0
+if bwrite then probe = 1 end
+return {'ok', probe, transition, tripped, remaining and fmt(remaining), fmt(fraction), clean}
 """
 )
 
@@ -557,6 +579,16 @@ class RedisStore:
             raise StoreUnavailable(
                 f"reservation {request.reservation_id} was already made (a lost reply was retried);"
                 " it stays counted until reconciled"
+            )
+        if status == "ok":
+            _, probe, transition, tripped, remaining, fraction, clean = reply
+            return GateResult(
+                probe=bool(probe),
+                breaker_transition=BreakerState(transition) if transition else None,
+                rate_limit_tripped=bool(tripped),
+                remaining_s=_float(remaining),
+                usage_fraction=float(fraction),
+                breaker_clean=bool(clean),
             )
         snapshot, now, minute, lua_kind = _gate_snapshot(reply)
         if now != request.now or minute != request.minute:

@@ -76,6 +76,8 @@ class FunctionInfo:
     """Where the decorators are evaluated (the scope around the ``def``)."""
     call_sites: list[Frame | None] = dataclasses.field(default_factory=list)
     handed_to_guard: bool = False
+    returns: list[Binding] = dataclasses.field(default_factory=list)
+    """What its ``return`` statements return (a factory of clients returns a client)."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -303,6 +305,11 @@ class ModuleAnalysis:
         assert self._frame is not None
         self._frame = self._frame.parent
 
+    def visit_Return(self, node: cst.Return) -> None:
+        owner = self._owners[-1] if self._owners else None
+        if node.value is not None and isinstance(owner, FunctionInfo):
+            owner.returns.append(Binding(node.value, self.scope))
+
     def visit_Assign(self, node: cst.Assign) -> None:
         for target in node.targets:
             self._bind(target.target, node.value)
@@ -385,6 +392,15 @@ class ModuleAnalysis:
         for name, cls, frame in self._self_calls:
             for info in self._methods(cls, name):
                 info.call_sites.append(frame)
+
+    def _local_functions(self, func: cst.BaseExpression, scope: Scope) -> list[FunctionInfo]:
+        """The functions of this module a call may reach: ``name()`` or ``self.name()``."""
+        if isinstance(func, cst.Name):
+            return self._functions.get(func.value, [])
+        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name):
+            cls = self._self_class(func.value.value, scope)
+            return self._methods(cls, func.attr.value) if cls is not None else []
+        return []
 
     def _class_chain(self, cls: ClassInfo) -> Iterator[ClassInfo]:
         """The class and its bases defined in this module (each once)."""
@@ -656,6 +672,10 @@ class ModuleAnalysis:
             found = self._constructed(self.imports.resolve(func))
             if found is not None:
                 return found
+            for factory in self._local_functions(func, scope):
+                found = next(filter(None, (self._binding_receiver(r, depth) for r in factory.returns)), None)
+                if found is not None:
+                    return found
         if not isinstance(func, cst.Attribute):
             return None
         if func.attr.value == "client":
@@ -757,6 +777,10 @@ class LlmAnalysisRule(Rule):
     def leave_With(self, original_node: cst.With) -> None:
         if self._feeds:
             self.analysis.leave_With(original_node)
+
+    def visit_Return(self, node: cst.Return) -> None:
+        if self._feeds:
+            self.analysis.visit_Return(node)
 
     def visit_Assign(self, node: cst.Assign) -> None:
         if self._feeds:

@@ -30,10 +30,15 @@ class UnguardedLlmCall(LlmAnalysisRule):
     ``mylib.Client``); ``guard-names`` adds names (or dotted names like ``"app.guard"``) that
     count as guards, for guards built in another module.
 
-    Known misses: clients built by a helper function in another module or returned by a
-    factory function; requests made through ``functools.partial`` or ``getattr``; a guarded
-    function also passed elsewhere as a callback (only call sites are counted); guards built in
-    another module unless named in ``guard-names``.
+    Clients returned by a function or method of the same module count as clients; a request
+    method handed to another callable (``asyncio.to_thread(client.messages.create, ...)``,
+    a retry wrapper) counts as a request there. A chain that cannot be resolved is still
+    flagged when its path is specific to one provider (``chat.completions.create``) and the
+    module imports that provider.
+
+    Known misses: clients built by a helper in another module, or reached through
+    ``getattr``; a guarded function also passed elsewhere as a callback (only call sites are
+    counted); guards built in another module unless named in ``guard-names``.
     """
 
     code = "AF101"

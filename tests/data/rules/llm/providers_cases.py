@@ -87,3 +87,25 @@ class HubModel:
 
     def ask(self) -> None:
         self.client.chat_completion(messages=[])  # expect: AF101
+
+
+def make_client() -> "Mistral":
+    return Mistral(api_key="k")
+
+
+make_client().chat.complete(model="m", messages=[])  # expect: AF101
+make_client().chat.stream_async  # clean: AF101
+
+
+class Engineer:
+    def _create_chat_model(self):
+        if self:
+            return None
+        return ChatAnthropic(model="claude")
+
+    def __init__(self) -> None:
+        self.llm = self._create_chat_model()
+
+    def next(self) -> None:
+        self.llm.invoke([])  # expect: AF101
+        self.llm.get_num_tokens("x")  # clean: AF101

@@ -9,7 +9,6 @@ from agentfuse.lint_rules.base import Rule
 GUARD_FIX = "wrap it in `with guard.step():` or decorate its function with `@guard`"
 
 
-
 class UnguardedLlmCall(LlmAnalysisRule):
     """An LLM request outside any agentfuse guard is invisible to the budget, the breaker and
     the kill switch: one runaway loop around it can spend without limit.

@@ -876,16 +876,33 @@ class UnboundedRetryLoop(_BindingsRule):
     def _retries_forever(self, loop: cst.While) -> bool:
         if not isinstance(loop.body, cst.IndentedBlock) or self._is_interactive(loop):
             return False
-        top_level = list(loop.body.body)
-        endless = False
-        for index, statement in enumerate(top_level):
-            if not all(self._is_scaffolding(earlier) for earlier in top_level[:index]):
-                break
-            exits_after = any(self._is_unconditional_exit(later) for later in top_level[index + 1:])
-            for node in [statement, *(child for child, depth in _walk(statement) if not depth)]:
-                if isinstance(node, (cst.Try, cst.TryStar)) and not isinstance(statement, (cst.For, cst.While)):
-                    endless |= self._retries_on_failure(node, exits_after and node is statement)
+        endless = any(
+            self._retries_on_failure(node, exits_after) for node, exits_after in self._first_tries(loop.body)
+        )
         return endless and not self._has_guard(loop)
+
+    def _first_tries(self, block: cst.BaseSuite) -> Iterator[tuple[cst.Try | cst.TryStar, bool]]:
+        """The ``try`` statements reached through scaffolding only, each with "an exit follows".
+
+        Looks into ``if``/``with`` blocks, not into inner loops or ``try`` bodies.
+        """
+        if not isinstance(block, cst.IndentedBlock):
+            return
+        statements = list(block.body)
+        for index, statement in enumerate(statements):
+            if isinstance(statement, (cst.Try, cst.TryStar)):
+                later = statements[index + 1:]
+                yield statement, any(self._is_unconditional_exit(after) for after in later)
+            elif isinstance(statement, (cst.With, cst.If)):
+                yield from self._first_tries(statement.body)
+                orelse = statement.orelse if isinstance(statement, cst.If) else None
+                while isinstance(orelse, cst.If):
+                    yield from self._first_tries(orelse.body)
+                    orelse = orelse.orelse
+                if isinstance(orelse, cst.Else):
+                    yield from self._first_tries(orelse.body)
+            if not self._is_scaffolding(statement):
+                return
 
     def _retries_on_failure(self, node: cst.Try | cst.TryStar, exits_after: bool) -> bool:
         """True if the try leaves the loop on success and some handler loops again."""

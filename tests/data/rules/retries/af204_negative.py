@@ -302,3 +302,18 @@ async def dispatch(events):
             handle(event)
         except Exception as error:
             report(error)
+# case: consume-inside-with-then-skip-bad-item
+import json
+from contextlib import closing
+
+def pop_valid(conn):
+    while True:
+        with closing(conn.cursor()) as cursor:
+            cursor.execute("DELETE FROM queue RETURNING data")
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            try:
+                return json.loads(row[0])
+            except ValueError:
+                continue

@@ -229,3 +229,13 @@ async def ask(agent, prompt):
             return await agent.run(prompt)
         except Exception:
             pass
+# case: try-inside-if-after-a-guard
+import time
+
+def fetch_when_enabled(settings):
+    while True:  # expect: AF204
+        if settings.enabled:
+            try:
+                return download()
+            except OSError:
+                time.sleep(1)

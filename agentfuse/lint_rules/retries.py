@@ -637,6 +637,8 @@ class UnboundedRetryHelper(_RetryRule):
 
     Helpers with a built-in ceiling (aiohttp-retry, httpx transports, LangChain ``with_retry``)
     are not flagged. Known misses: settings passed through ``**kwargs`` or from other modules.
+    A project module that is itself named ``retry`` (``from retry import retry``) is taken for
+    the PyPI package.
     """
 
     code = "AF203"

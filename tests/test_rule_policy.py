@@ -94,6 +94,11 @@ MISSING = [
         "enforce-pathlib-path", {},
         "import pathlib\n" + ENFORCE + "g = enforce(pathlib.Path('x.yaml'))  # expect: AF102\n",
     ),
+    Tree(
+        "enforce-with-name",
+        {"repo/policy.yaml": "{policy}"},
+        "from pathlib import Path\n" + ENFORCE + "g = enforce(Path(__file__).with_name('p.yaml'))  # expect: AF102\n",
+    ),
     Tree("enforce-alias", {}, "from agentfuse import enforce as fuse\ng = fuse('missing.yaml')  # expect: AF102\n"),
     Tree("enforce-module-attribute", {}, "import agentfuse\ng = agentfuse.enforce('missing.yaml')  # expect: AF102\n"),
     Tree(
@@ -177,6 +182,18 @@ FOUND = [
         POLICY_HERE,
         "import os.path\n" + ENFORCE
         + "g = enforce(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'policy.yaml'))  # expect: AF103\n",
+    ),
+    Tree(
+        "enforce-with-name-found",
+        POLICY_HERE,
+        "from pathlib import Path\n" + ENFORCE
+        + "g = enforce(Path(__file__).with_name('policy.yaml'))  # expect: AF103\n",
+    ),
+    Tree(
+        "enforce-joinpath-found",
+        {"repo/agent/conf/p.yaml": "{policy}"},
+        "from pathlib import Path\n" + ENFORCE
+        + "g = enforce(Path(__file__).parent.joinpath('conf/p.yaml'))  # expect: AF103\n",
     ),
     Tree("enforce-keyword-found", POLICY_HERE, ENFORCE + "g = enforce(policy='policy.yaml')  # expect: AF103\n"),
     Tree("enforce-constant-found", POLICY_HERE, ENFORCE + "P = 'policy.yaml'\ng = enforce(P)  # expect: AF103\n"),

@@ -102,6 +102,13 @@ class _PolicyArgument:
         if isinstance(expr, cst.Call):
             qualified = self.analysis.imports.resolve(expr.func)
             positional = [a.value for a in expr.args if a.keyword is None and not a.star]
+            func = expr.func
+            if isinstance(func, cst.Attribute) and len(positional) == 1:
+                if func.attr.value == "with_name" and self._is_file_path(func.value):
+                    name = self.evaluate(positional[0], scope, depth + 1)
+                    return PolicySpec(name.text, relative_to_module=True) if name is not None else None
+                if func.attr.value == "joinpath":
+                    return self._join(func.value, positional[0], scope, depth)
             if qualified in {"pathlib.Path", "pathlib.PurePath"} and len(positional) == 1:
                 return self.evaluate(positional[0], scope, depth + 1)
             if qualified == "os.path.join" and len(positional) == 2:
@@ -119,14 +126,17 @@ class _PolicyArgument:
             return None
         return PolicySpec(os.path.join(head.text, tail.text), head.relative_to_module)
 
+    def _is_file_path(self, expr: cst.BaseExpression) -> bool:
+        """``Path(__file__)``, optionally ``.resolve()``/``.absolute()``."""
+        if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
+            if expr.func.attr.value in {"resolve", "absolute"} and not expr.args:
+                expr = expr.func.value
+        return isinstance(expr, cst.Call) and self._is_path_of_file(expr)
+
     def _is_module_folder(self, expr: cst.BaseExpression) -> bool:
         """``Path(__file__).parent``, ``Path(__file__).resolve().parent``, ``os.path.dirname(__file__)``."""
         if isinstance(expr, cst.Attribute) and expr.attr.value == "parent":
-            inner = expr.value
-            if isinstance(inner, cst.Call) and isinstance(inner.func, cst.Attribute):
-                if inner.func.attr.value in {"resolve", "absolute"} and not inner.args:
-                    inner = inner.func.value
-            return isinstance(inner, cst.Call) and self._is_path_of_file(inner)
+            return self._is_file_path(expr.value)
         if isinstance(expr, cst.Call) and len(expr.args) == 1:
             qualified = self.analysis.imports.resolve(expr.func)
             if qualified == "os.path.dirname":
@@ -217,7 +227,8 @@ class MissingPolicy(LlmAnalysisRule):
 
     Heuristic: the module makes an LLM request (the AF101 catalogue) or calls
     ``agentfuse.enforce``. The policy is the static path given to ``enforce()`` (a literal, a
-    name bound to one, ``Path(__file__).parent / "policy.yaml"``, ``os.path.join``), resolved
+    name bound to one, ``Path(__file__).parent / "policy.yaml"``, ``.with_name(...)``,
+    ``.joinpath(...)``, ``os.path.join``), resolved
     against the module's folder then the working directory; without ``enforce()``, the
     nearest ``policy.yaml``/``agentfuse.yaml`` up to the repository root, else
     ``[tool.agentfuse] policy`` (option ``policy``). One finding, at each ``enforce()`` whose

@@ -64,7 +64,8 @@ T = TypeVar("T")
 
 _LUA_COMMON = r"""
 if redis.replicate_commands then pcall(redis.replicate_commands) end
-local prefix = ARGV[1]
+local argv = cjson.decode(ARGV[1])  -- every argument in one JSON array: one cheap bulk to send
+local prefix = argv[1]
 local function base(agent) return prefix .. ':{' .. agent .. '}' end
 local function fmt(x) return string.format('%.17g', x) end
 local function optnum(v) if v then return tonumber(v) end return nil end
@@ -87,23 +88,23 @@ local RUN_FIELDS = {'parent', 'pagent', 'cap', 'started', 'spent', 'reserved', '
 """
 
 _LUA_SETTLE_ONE = r"""
--- One settlement, as Store.settle: 12 fields from ARGV[at]: agent, run_id, reservation_id, action,
+-- One settlement, as Store.settle: 12 fields from argv[at]: agent, run_id, reservation_id, action,
 -- cost, now, outcome, breaker_counts, breaker key, failure_threshold, halt run_id, halt json.
 -- Returns nil for an unknown or settled reservation, else now, action and run failures, the
 -- breaker before (5 fields) and its state after.
 local function settle_one(at)
-  local agent, run_id, rid, action = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
-  local cost, outcome, reported = tonumber(ARGV[at + 4]), ARGV[at + 6], ARGV[at + 7] == '1'
+  local agent, run_id, rid, action = argv[at], argv[at + 1], argv[at + 2], argv[at + 3]
+  local cost, outcome, reported = tonumber(argv[at + 4]), argv[at + 6], argv[at + 7] == '1'
   local me = base(agent)
   local lk = me .. ':ledger:' .. run_id
   local entry = redis.call('HGET', lk, rid)
   if not entry or string.sub(entry, 1, 2) ~= 'u|' then return nil end
-  local now = clock_now(ARGV[at + 5])
+  local now = clock_now(argv[at + 5])
   local parts = {}
   for p in string.gmatch(entry, '[^|]+') do table.insert(parts, p) end
   local estimate, day_key, minute = tonumber(parts[2]), parts[3], parts[4]
   local failed = outcome == 'failure'
-  redis.call('HSET', lk, rid, 's|' .. parts[2] .. '|' .. ARGV[at + 4] .. '|' .. outcome)
+  redis.call('HSET', lk, rid, 's|' .. parts[2] .. '|' .. argv[at + 4] .. '|' .. outcome)
   local cur_id, cur_agent, depth = run_id, agent, 0
   while cur_id and depth <= 1000 do
     local key = base(cur_agent) .. ':run:' .. cur_id
@@ -128,7 +129,7 @@ local function settle_one(at)
     run_failures = tonumber(redis.call('HGET', me .. ':run:' .. run_id, 'failures'))
   end
   -- the breaker, as breaker.after_call
-  local bk = me .. ':breaker:' .. ARGV[at + 8]
+  local bk = me .. ':breaker:' .. argv[at + 8]
   local b = redis.call('HMGET', bk, 'state', 'failures', 'opened', 'probe', 'probe_exp')
   local state, bfail = b[1] or 'closed', tonumber(b[2] or '0')
   local function open_breaker(failures)
@@ -144,11 +145,11 @@ local function settle_one(at)
       if bfail ~= 0 then redis.call('DEL', bk) end
     elseif failed then
       bfail = bfail + 1
-      if bfail >= tonumber(ARGV[at + 9]) then open_breaker(bfail)
+      if bfail >= tonumber(argv[at + 9]) then open_breaker(bfail)
       else redis.call('HSET', bk, 'state', 'closed', 'failures', bfail) end
     end
   end
-  if ARGV[at + 11] ~= '' then redis.call('HSET', me .. ':halts', ARGV[at + 10], ARGV[at + 11]) end
+  if argv[at + 11] ~= '' then redis.call('HSET', me .. ':halts', argv[at + 10], argv[at + 11]) end
   local after = redis.call('HGET', bk, 'state') or 'closed'
   return {fmt(now), action_failures, run_failures, b[1], b[2], b[3], b[4], b[5], after}
 end
@@ -158,11 +159,11 @@ _OPEN_RUN = (
     _LUA_COMMON
     + r"""
 -- ARGV: prefix, agent, run_id, parent_id, cap, now
-local agent, run_id, parent_id, cap = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local agent, run_id, parent_id, cap = argv[2], argv[3], argv[4], argv[5]
 local index = prefix .. ':runs'
 local owner = redis.call('HGET', index, run_id)
 if not owner then
-  local fields = {'started', fmt(clock_now(ARGV[6])), 'spent', 0, 'reserved', 0, 'steps', 0,
+  local fields = {'started', fmt(clock_now(argv[6])), 'spent', 0, 'reserved', 0, 'steps', 0,
                   'failures', 0}
   if parent_id ~= '' then
     local parent_agent = redis.call('HGET', index, parent_id)
@@ -190,18 +191,18 @@ _GATE = (
 --       rate action, rate max, rate window_s, rate cooldown_s, rate ttl_s,
 --       daily cap, hourly cap, max_steps, max_retries_total, timeout_s, max_attempts, day ttl,
 --       count of deferred settlements, then 12 fields for each (see settle_one)
-for n = 1, tonumber(ARGV[26]) do settle_one(27 + 12 * (n - 1)) end
-local agent, run_id, rid, action = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local estimate = tonumber(ARGV[6])
-local now = clock_now(ARGV[7])
-local day_key = ARGV[8]
-local minute = tonumber(ARGV[9])
-if ARGV[7] == '' then minute = math.floor(now / 60) end
-local bkey, threshold, cooldown, lease = ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
-local rate_action = ARGV[14]
-local daily_cap, hourly_cap = optnum(ARGV[19] ~= '' and ARGV[19]), optnum(ARGV[20] ~= '' and ARGV[20])
-local max_steps, max_retries = optnum(ARGV[21] ~= '' and ARGV[21]), optnum(ARGV[22] ~= '' and ARGV[22])
-local timeout_s, max_attempts = optnum(ARGV[23] ~= '' and ARGV[23]), optnum(ARGV[24] ~= '' and ARGV[24])
+for n = 1, tonumber(argv[26]) do settle_one(27 + 12 * (n - 1)) end
+local agent, run_id, rid, action = argv[2], argv[3], argv[4], argv[5]
+local estimate = tonumber(argv[6])
+local now = clock_now(argv[7])
+local day_key = argv[8]
+local minute = tonumber(argv[9])
+if argv[7] == '' then minute = math.floor(now / 60) end
+local bkey, threshold, cooldown, lease = argv[10], tonumber(argv[11]), tonumber(argv[12]), tonumber(argv[13])
+local rate_action = argv[14]
+local daily_cap, hourly_cap = optnum(argv[19] ~= '' and argv[19]), optnum(argv[20] ~= '' and argv[20])
+local max_steps, max_retries = optnum(argv[21] ~= '' and argv[21]), optnum(argv[22] ~= '' and argv[22])
+local timeout_s, max_attempts = optnum(argv[23] ~= '' and argv[23]), optnum(argv[24] ~= '' and argv[24])
 local me = base(agent)
 
 -- read: the run chain, halts, breaker, rate limit, windows, attempts
@@ -274,7 +275,7 @@ elseif bstate == 'half_open' then
 end
 local admitted, rate_cool, tripped = nil, nil, 0
 if rate_action ~= '' then
-  local rmax, window, rcool = tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
+  local rmax, window, rcool = tonumber(argv[15]), tonumber(argv[16]), tonumber(argv[17])
   local cool = optnum(r[2])
   if cool and now < cool then return refuse('rate_limited') end
   local since = now - window
@@ -339,13 +340,13 @@ end
 if max_attempts and attempts >= max_attempts then return refuse('max_attempts') end
 
 -- reserve
-local entry = 'u|' .. ARGV[6] .. '|' .. day_key .. '|' .. string.format('%d', minute) .. '|' .. fmt(now)
+local entry = 'u|' .. argv[6] .. '|' .. day_key .. '|' .. string.format('%d', minute) .. '|' .. fmt(now)
 if redis.call('HSETNX', me .. ':ledger:' .. run_id, rid, entry) == 0 then return {'duplicate'} end
 if bwrite then redis.call('HSET', bk, unpack(bwrite)) end
 if admitted then
   redis.call('HSET', rk, 'adm', table.concat(admitted, ','))
   if rate_cool then redis.call('HSET', rk, 'cool', rate_cool) else redis.call('HDEL', rk, 'cool') end
-  redis.call('EXPIRE', rk, tonumber(ARGV[18]))
+  redis.call('EXPIRE', rk, tonumber(argv[18]))
 end
 for i, scope in ipairs(chain) do
   local key = base(scope.agent) .. ':run:' .. scope.id
@@ -362,7 +363,7 @@ if redis.call('HINCRBY', mk, field, estimate) == estimate and redis.call('HLEN',
 end
 if redis.call('TTL', mk) < 3600 then  -- refreshed once a minute, not on every call
   redis.call('EXPIRE', mk, 3720)
-  redis.call('EXPIRE', dk, tonumber(ARGV[25]))
+  redis.call('EXPIRE', dk, tonumber(argv[25]))
 end
 local clean = 0
 if bstate == 'closed' and tonumber(b[2] or '0') == 0 then clean = 1 end
@@ -532,7 +533,7 @@ class RedisStore:
         now: float,
     ) -> RunInfo:
         args = [self.prefix, agent, run_id, parent_id or "", _opt(cap_micros), self._now(now)]
-        reply = self._call(lambda: self._open_run(keys=[self._base(agent)], args=args))
+        reply = self._call(lambda: self._open_run(keys=[self._base(agent)], args=[json.dumps(args)]))
         if reply[0] == "noparent":
             raise KeyError(parent_id)
         return _run_from(run_id, reply[1], reply[2:])
@@ -568,7 +569,7 @@ class RedisStore:
         ]
         for deferred in request.settle_first:
             args += self._settlement_args(deferred)
-        reply = self._call(lambda: self._gate(keys=[self._base(request.agent)], args=args))
+        reply = self._call(lambda: self._gate(keys=[self._base(request.agent)], args=[json.dumps(args)]))
         status = reply[0]
         if status == "norun":
             raise StoreUnavailable(
@@ -615,7 +616,7 @@ class RedisStore:
 
     def settle(self, settlement: Settlement) -> SettleResult:
         args = [self.prefix, *self._settlement_args(settlement)]
-        reply = self._call(lambda: self._settle(keys=[self._base(settlement.agent)], args=args))
+        reply = self._call(lambda: self._settle(keys=[self._base(settlement.agent)], args=[json.dumps(args)]))
         if reply[0] != "ok":
             return SettleResult(settled=False)
         now = float(reply[1])

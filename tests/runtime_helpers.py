@@ -187,7 +187,7 @@ def worker_main(spec: Mapping[str, Any]) -> dict[str, Any]:
     spec keys: store, policy (make_policy kwargs) or policy_file, run_id, calls_file, mode (``spend`` until
     refused, ``fail`` raising TransientError, ``once``), max_calls, estimate_usd, cost_usd,
     now (a fixed clock), go_file (wait before the first gate), release_file (hold inside the
-    call until it exists).
+    call until it exists), latency_s (the fake provider's response time).
     """
     from agentfuse import Halted, enforce
 
@@ -197,9 +197,15 @@ def worker_main(spec: Mapping[str, Any]) -> dict[str, Any]:
     guard = enforce(policy, run_id=spec.get("run_id"), store=spec.get("store"), clock=clock)
     print(json.dumps({"run_id": guard.run_id, "started": True}), flush=True)
     calls_file = Path(spec["calls_file"]) if spec.get("calls_file") else None
+    latency = float(spec.get("latency_s", 0))
+
+    def provider_side() -> None:
+        _wait_for(spec.get("release_file"))
+        time.sleep(latency)  # the fake provider's response time
+
     client = FakeClient(
         counter_file=calls_file,
-        on_request=(lambda: _wait_for(spec.get("release_file"))),
+        on_request=provider_side,
         failures=[TransientError("503")] * 10_000 if spec.get("mode") == "fail" else (),
     )
     _wait_for(spec.get("go_file"))

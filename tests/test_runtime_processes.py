@@ -58,6 +58,7 @@ def test_kill_9_mid_run_then_resume_makes_exactly_the_remaining_calls(tmp_path: 
         "policy": {"budget": {"run_usd": "0.25", "estimate_usd": "0.01"}},
         "run_id": uuid.uuid4().hex,
         "calls_file": str(calls),
+        "latency_s": 0.05,
     }
     victim = start_worker(spec)
     wait_until(lambda: count_lines(calls) >= 10)

@@ -84,6 +84,31 @@ end
 local function halt_json(reason, source, now, figures)
   return cjson.encode({reason = reason, source = source, created_at = fmt(now), figures = figures})
 end
+-- The hourly window: minute buckets plus their running 'total' from minute 'floor' on. Moving
+-- the window to end at `minute` drops the buckets that left it (one per minute, amortised).
+local function slide_hour(mk, minute)
+  local state = redis.call('HMGET', mk, 'total', 'floor')
+  local total, floor, low = tonumber(state[1]) or 0, tonumber(state[2]), minute - 59
+  if floor == nil or floor < low then
+    if floor ~= nil and low - floor <= 60 then
+      for m = floor, low - 1 do
+        local field = string.format('%d', m)
+        total = total - (tonumber(redis.call('HGET', mk, field)) or 0)
+        redis.call('HDEL', mk, field)
+      end
+    elseif floor ~= nil then
+      for _, field in ipairs(redis.call('HKEYS', mk)) do
+        local m = tonumber(field)
+        if m and m < low then
+          total = total - tonumber(redis.call('HGET', mk, field))
+          redis.call('HDEL', mk, field)
+        end
+      end
+    end
+    redis.call('HSET', mk, 'total', total, 'floor', low)
+  end
+  return total
+end
 local RUN_FIELDS = {'parent', 'pagent', 'cap', 'started', 'spent', 'reserved', 'steps', 'failures'}
 """
 
@@ -122,7 +147,11 @@ local function settle_one(at)
     redis.call('HINCRBY', dk, 'spent', cost)
   end
   local mk = me .. ':minutes'
-  if redis.call('HEXISTS', mk, minute) == 1 then redis.call('HINCRBY', mk, minute, cost - estimate) end
+  local floor = tonumber(redis.call('HGET', mk, 'floor'))
+  if floor and tonumber(minute) >= floor then  -- the bucket is still in the hourly window
+    redis.call('HINCRBY', mk, minute, cost - estimate)
+    redis.call('HINCRBY', mk, 'total', cost - estimate)
+  end
   local action_failures, run_failures = 0, 0
   if failed then
     action_failures = redis.call('HINCRBY', me .. ':attempts:' .. run_id, action, 1)
@@ -206,7 +235,7 @@ local timeout_s, max_attempts = optnum(argv[23] ~= '' and argv[23]), optnum(argv
 local me = base(agent)
 
 -- read: the run chain, halts, breaker, rate limit, windows, attempts
-local chain, chain_reply = {}, {}
+local chain = {}
 local cur_id, cur_agent = run_id, agent
 while cur_id do
   local row = redis.call('HMGET', base(cur_agent) .. ':run:' .. cur_id, unpack(RUN_FIELDS))
@@ -216,10 +245,7 @@ while cur_id do
   end
   table.insert(chain, {id = cur_id, agent = cur_agent, cap = optnum(row[3]), started = tonumber(row[4]),
     spent = tonumber(row[5]), reserved = tonumber(row[6]), steps = tonumber(row[7]),
-    failures = tonumber(row[8])})
-  for _, v in ipairs({cur_id, cur_agent, row[1], row[3], row[4], row[5], row[6], row[7], row[8]}) do
-    table.insert(chain_reply, v)
-  end
+    failures = tonumber(row[8]), row = row})
   if #chain > 1000 then return redis.error_reply('run chain of ' .. run_id .. ' is cyclic') end
   cur_id, cur_agent = row[1], row[2]
 end
@@ -239,21 +265,26 @@ local dk = me .. ':day:' .. day_key
 local d = redis.call('HMGET', dk, 'spent', 'reserved')
 local day_used = (tonumber(d[1]) or 0) + (tonumber(d[2]) or 0)
 local mk = me .. ':minutes'
-local names = {}
-for m = minute - 59, minute do table.insert(names, string.format('%d', m)) end
-local hour_used = 0
-for _, v in ipairs(redis.call('HMGET', mk, unpack(names))) do hour_used = hour_used + (tonumber(v) or 0) end
+local hour_used = slide_hour(mk, minute)
 local attempts = tonumber(redis.call('HGET', me .. ':attempts:' .. run_id, action) or '0')
 
-local snapshot = {fmt(now), string.format('%d', minute), '', string.format('%d', day_used),
-  string.format('%d', hour_used), string.format('%d', attempts), b[1], b[2], b[3], b[4], b[5], r[1], r[2],
-  #halts}
-for _, v in ipairs(halts) do
-  table.insert(snapshot, v[1]); table.insert(snapshot, v[2]); table.insert(snapshot, v[3])
+-- a refusal returns the state it was decided on, for the Python rules to explain it
+local function refuse(kind)
+  local snapshot = {fmt(now), string.format('%d', minute), kind, string.format('%d', day_used),
+    string.format('%d', hour_used), string.format('%d', attempts), b[1], b[2], b[3], b[4], b[5], r[1], r[2],
+    #halts}
+  for _, v in ipairs(halts) do
+    table.insert(snapshot, v[1]); table.insert(snapshot, v[2]); table.insert(snapshot, v[3])
+  end
+  table.insert(snapshot, #chain)
+  for _, scope in ipairs(chain) do
+    local row = scope.row
+    for _, v in ipairs({scope.id, scope.agent, row[1], row[3], row[4], row[5], row[6], row[7], row[8]}) do
+      table.insert(snapshot, v)
+    end
+  end
+  return snapshot
 end
-table.insert(snapshot, #chain)
-for _, v in ipairs(chain_reply) do table.insert(snapshot, v) end
-local function refuse(kind) snapshot[3] = kind; return snapshot end
 local run = chain[1]
 local function halt_run(reason, figures)
   redis.call('HSET', me .. ':halts', run_id, halt_json(reason, 'budget', now, figures))
@@ -355,12 +386,8 @@ for i, scope in ipairs(chain) do
 end
 redis.call('INCR', me .. ':open')
 redis.call('HINCRBY', dk, 'reserved', estimate)
-local field = string.format('%d', minute)
-if redis.call('HINCRBY', mk, field, estimate) == estimate and redis.call('HLEN', mk) > 1 then
-  for _, old in ipairs(redis.call('HKEYS', mk)) do
-    if tonumber(old) <= minute - 60 then redis.call('HDEL', mk, old) end
-  end
-end
+redis.call('HINCRBY', mk, string.format('%d', minute), estimate)
+redis.call('HINCRBY', mk, 'total', estimate)
 if redis.call('TTL', mk) < 3600 then  -- refreshed once a minute, not on every call
   redis.call('EXPIRE', mk, 3720)
   redis.call('EXPIRE', dk, tonumber(argv[25]))

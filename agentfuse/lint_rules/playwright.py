@@ -200,7 +200,7 @@ class PlaywrightEvaluateArity(Rule):
     message = (
         "evaluate() takes one argument after the expression; pass a list or dict and destructure it in JS"
     )
-    triggers = (r"evaluate|wait_for_function|eval_on_selector",)
+    triggers = (r"\.(?:evaluate|wait_for_function|eval_on_selector)",)
 
     VALID = (
         'from playwright.sync_api import Page\n\ndef total(page: Page, a: int, b: int) -> int:\n'

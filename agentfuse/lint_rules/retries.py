@@ -141,6 +141,22 @@ _PROMPT_MODULES = (
     "InquirerPy",
 )
 _CANCELLATION = frozenset({"CancelledError", "Cancelled"})
+_FAILURE_WORDS = (
+    "Error",
+    "Exception",
+    "Timeout",
+    "timeout",
+    "Exceeded",
+    "Exhausted",
+    "Unavailable",
+    "TooMany",
+    "Fail",
+    "Throttl",
+    "Limit",
+    "Refused",
+    "Reset",
+    "Overload",
+)
 _EXIT_BUILTINS = frozenset({"exit", "quit"})
 
 
@@ -803,7 +819,9 @@ class UnboundedRetryLoop(_BindingsRule):
     (a stop signal); loops that fetch a new input before the ``try`` (``row =
     cursor.fetchone()``, an earlier ``try`` stage, a ``with`` block), where skipping a bad
     input is the point; loops that ask a person (``input()``, click/typer/questionary
-    prompts); handlers that only catch ``CancelledError`` (waiting on through a cancel).
+    prompts); handlers that only catch signals, not failures (``CancelledError``,
+    ``KeyboardInterrupt``, a control-flow exception such as ``SwitchMode``: a caught name with
+    none of Error, Exception, Timeout, Exceeded, Exhausted, Unavailable, Limit... in it).
 
     The message is stronger when the loop calls an LLM: a call resolved into a known LLM SDK
     module (``litellm.completion``, ``openai.chat.completions.create``), or ending in a request
@@ -911,7 +929,7 @@ class UnboundedRetryLoop(_BindingsRule):
         if not (exits_after or self._leaves_on_success(node.body) or self._leaves_on_success(node.orelse)):
             return False
         for handler in node.handlers:
-            if self._exits(handler.body) or _catches_only_cancellation(handler):
+            if self._exits(handler.body) or not _catches_a_failure(handler):
                 continue
             if exits_after and not _continues(handler.body):
                 continue
@@ -1070,11 +1088,23 @@ def _counters(loop: cst.While) -> set[str]:
     return names
 
 
-def _catches_only_cancellation(handler: cst.ExceptHandler | cst.ExceptStarHandler) -> bool:
-    """``except asyncio.CancelledError``: waiting on after a cancel is not retrying a failure."""
+def _catches_a_failure(handler: cst.ExceptHandler | cst.ExceptStarHandler) -> bool:
+    """True unless every caught type looks like a signal rather than a failure.
+
+    ``except SwitchCoder`` (control flow), ``except asyncio.CancelledError`` (waiting on through
+    a cancel) and ``except KeyboardInterrupt`` do not mean "the call failed, try it again".
+    """
     caught = handler.type
+    if caught is None:
+        return True
     types = [element.value for element in caught.elements] if isinstance(caught, cst.Tuple) else [caught]
-    return bool(types) and all(t is not None and _last_segment(t) in _CANCELLATION for t in types)
+    return any(_looks_like_failure(_last_segment(t) or "") for t in types)
+
+
+def _looks_like_failure(name: str) -> bool:
+    if name in _CANCELLATION:
+        return False
+    return not name or any(word in name for word in _FAILURE_WORDS)
 
 
 def _continues(body: cst.CSTNode) -> bool:

@@ -317,3 +317,21 @@ def pop_valid(conn):
                 return json.loads(row[0])
             except ValueError:
                 continue
+# case: control-flow-exception-is-not-a-failure
+class SwitchMode(Exception):
+    pass
+
+def main(session):
+    while True:
+        try:
+            session.run()
+            return
+        except SwitchMode as switch:
+            session = session.switch(switch.mode)
+# case: keyboard-interrupt-is-not-a-failure
+def serve(app):
+    while True:
+        try:
+            return app.run()
+        except KeyboardInterrupt:
+            print("press ctrl-c again to quit")

@@ -239,3 +239,23 @@ def fetch_when_enabled(settings):
                 return download()
             except OSError:
                 time.sleep(1)
+# case: provider-specific-failures
+import time
+from google.api_core.exceptions import ResourceExhausted, ServiceUnavailable
+
+def embed(model, text):
+    while True:  # expect: AF204
+        try:
+            return model.embed(text)
+        except (ResourceExhausted, ServiceUnavailable):
+            time.sleep(10)
+# case: spin-lock-without-deadline
+import os
+import time
+
+def acquire(path):
+    while True:  # expect: AF204
+        try:
+            return os.open(path, os.O_CREAT | os.O_EXCL)
+        except FileExistsError:
+            time.sleep(0.01)

@@ -77,6 +77,13 @@ POSITIVE = {
     "local-name": 'import subprocess\ndef f():\n    cmd = ["rm", "-rf", "/data"]\n    subprocess.run(cmd)\n',
     "local-name-chain": 'import os\ndef f():\n    base = "rm -rf "\n    cmd = base + "x"\n    os.system(cmd)\n',
     "annotated-local": 'import os\ndef f():\n    cmd: str = "reboot"\n    os.system(cmd)\n',
+    "grown-by-append": 'import subprocess\ndef f(force):\n    cmd = ["git", "push"]\n    if force:\n'
+    '        cmd.append("--force")\n    subprocess.run(cmd)\n',
+    "grown-by-extend": 'import subprocess\ndef f(p):\n    cmd = ["rm"]\n    cmd.extend(["-r", "-f", p])\n'
+    '    subprocess.run(cmd)\n',
+    "grown-by-plus-equals-list": 'import subprocess\ndef f():\n    cmd = ["git", "reset"]\n    cmd += ["--hard"]\n'
+    '    subprocess.run(cmd)\n',
+    "grown-by-plus-equals-string": 'import os\ndef f(p):\n    cmd = "rm -r"\n    cmd += " -f " + p\n    os.system(cmd)\n',
     "shell-true-list": 'import subprocess\nsubprocess.run(["rm -rf /tmp/x"], shell=True)\n',
     "env-prefix": 'import os\nos.system("LANG=C env FOO=1 rm -rf x")\n',
     "anyio": 'import anyio\nasync def f():\n    await anyio.run_process(["rm", "-rf", "x"])\n',
@@ -123,6 +130,12 @@ NEGATIVE = {
     '        os.system(CMD)\n',
     "splat-args": 'import subprocess\nsubprocess.run(*argv)\n',
     "lambda-parameter": 'import os\ncmd = "reboot"\nrun = lambda cmd: os.system(cmd)\n',
+    "grown-harmlessly": 'import subprocess\ndef f():\n    cmd = ["git", "push"]\n    cmd.append("--tags")\n'
+    '    subprocess.run(cmd)\n',
+    "other-list-grown": 'import subprocess\ndef f():\n    cmd = ["git", "push"]\n    flags = []\n'
+    '    flags.append("--force")\n    subprocess.run(cmd)\n',
+    "growth-in-another-function": 'import subprocess\ndef a():\n    cmd = ["git", "push"]\n    subprocess.run(cmd)\n'
+    'def b():\n    cmd = []\n    cmd.append("--force")\n',
     "rmdir": 'import subprocess\nsubprocess.run(["rmdir", "-p", "a/b"])\n',
     "pip-uninstall": 'import subprocess\nsubprocess.run(["pip", "uninstall", "-y", "rm"])\n',
 }

@@ -80,17 +80,24 @@ class _Scope:
     parent: _Scope | None
     is_class: bool = False
     bindings: dict[str, list[cst.BaseExpression]] = dataclasses.field(default_factory=dict)
+    growth: dict[str, list[tuple[str, cst.BaseExpression]]] = dataclasses.field(default_factory=dict)
+    """``cmd.append(x)`` -> ("item", x); ``cmd.extend(xs)`` / ``cmd += xs`` -> ("items", xs)."""
 
-    def lookup(self, name: str) -> list[cst.BaseExpression] | None:
-        """Every value bound to ``name`` where Python would look it up; None if never bound."""
+    def owner(self, name: str) -> _Scope | None:
+        """The scope where Python would look ``name`` up (class bodies are skipped from inside)."""
         scope: _Scope | None = self
         first = True
         while scope is not None:
             if (first or not scope.is_class) and name in scope.bindings:
-                return scope.bindings[name]
+                return scope
             scope = scope.parent
             first = False
         return None
+
+    def lookup(self, name: str) -> list[cst.BaseExpression] | None:
+        """Every value bound to ``name``; None if never bound."""
+        scope = self.owner(name)
+        return None if scope is None else scope.bindings[name]
 
 
 def _known(text: str | None) -> str:
@@ -104,12 +111,37 @@ class _Reader:
         self.scope = scope
         self.qualify = qualify
 
-    def alternatives(self, expr: cst.BaseExpression, depth: int = 0) -> list[cst.BaseExpression]:
-        """``expr`` itself, or every literal a name was assigned (``cmd = "..."`` ... ``run(cmd)``)."""
-        if not isinstance(expr, cst.Name) or depth > _MAX_DEPTH:
-            return [expr]
-        values = self.scope.lookup(expr.value) or []
-        return [alt for value in values for alt in self.alternatives(value, depth + 1)]
+    def commands(self, expr: cst.BaseExpression, *, shell_list: bool, depth: int = 0) -> list[list[str]]:
+        """Token lists ``expr`` may run: one per value a name was bound to, plus its growth.
+
+        ``cmd = ["git", "push"]`` ... ``cmd.append("--force")`` ... ``run(cmd)`` reads as
+        ``git push --force``: a command that can grow into a destructive one counts.
+        """
+        if not isinstance(expr, cst.Name):
+            tokens = self.tokens(expr, shell_list=shell_list)
+            return [] if tokens is None else [tokens]
+        scope = self.scope.owner(expr.value)
+        if scope is None or depth > _MAX_DEPTH:
+            return []
+        grown = self._growth(scope.growth.get(expr.value, []))
+        return [
+            tokens + grown
+            for value in scope.bindings[expr.value]
+            for tokens in self.commands(value, shell_list=shell_list, depth=depth + 1)
+        ]
+
+    def _growth(self, steps: list[tuple[str, cst.BaseExpression]]) -> list[str]:
+        words: list[str] = []
+        for kind, value in steps:
+            if kind == "item":
+                words.append(_known(self.text(value)))
+                continue
+            listed = self.words(value)
+            if listed is None:
+                text = self.text(value)
+                listed = [OPAQUE] if text is None else shell_words(text)
+            words.extend(listed)
+        return words
 
     def _single(self, expr: cst.BaseExpression, depth: int) -> cst.BaseExpression | None:
         """The one value a name was bound to, when there is exactly one."""
@@ -451,6 +483,9 @@ def destructive_command(tokens: Sequence[str], depth: int = 0) -> str | None:
 # --- the rule ----------------------------------------------------------------------------
 
 
+_GROWING_METHODS = {"append": "item", "extend": "items"}
+
+
 @dataclasses.dataclass
 class _PendingCall:
     call: cst.Call
@@ -500,8 +535,11 @@ class DestructiveShellCommand(Rule):
     Text in comments, docstrings, log/print/help strings and constants that never reach
     an executing call is never read.
 
-    Known misses: commands built by ``list.append``/``+=``, passed in from another
-    function or module, held in attributes (``self.cmd``), or run through wrappers of
+    A name's growth through ``cmd.append(x)``, ``cmd.extend(xs)`` and ``cmd += ...`` in the
+    same scope is added to every value it was bound to (flow-insensitively, so a flag
+    appended under an ``if`` counts: the command can become destructive).
+
+    Known misses: commands passed in from another function or module, held in attributes (``self.cmd``), or run through wrappers of
     other libraries (fabric/invoke ``c.run``, paramiko ``exec_command``, the ``sh``
     package); ``ssh host "rm -rf ..."``. Known noise: bindings are flow-insensitive, so a
     name assigned a destructive literal on any path counts.
@@ -597,10 +635,23 @@ class DestructiveShellCommand(Rule):
         if isinstance(node.target, cst.Name) and node.value is not None:
             self._scopes[-1].bindings.setdefault(node.target.value, []).append(node.value)
 
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        if isinstance(node.target, cst.Name) and isinstance(node.operator, cst.AddAssign):
+            self._grow(node.target.value, "items", node.value)
+
     def visit_Call(self, node: cst.Call) -> None:
-        api = self.context.imports.resolve(node.func)
+        func = node.func
+        if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and len(node.args) == 1:
+            kind = _GROWING_METHODS.get(func.attr.value)
+            if kind is not None:
+                self._grow(func.value.value, kind, node.args[0].value)
+        api = self.context.imports.resolve(func)
         if api in _APIS:
             self._pending.append(_PendingCall(node, api, self._scopes[-1]))
+
+    def _grow(self, name: str, kind: str, value: cst.BaseExpression) -> None:
+        scope = self._scopes[-1].owner(name) or self._scopes[-1]
+        scope.growth.setdefault(name, []).append((kind, value))
 
     def leave_Module(self, original_node: cst.Module) -> None:
         for pending in self._pending:
@@ -626,9 +677,8 @@ class DestructiveShellCommand(Rule):
                 args = positional[1] if len(positional) > 1 else _keyword(call, "args")
                 listed = reader.words(args) if args is not None else []
                 extra = [OPAQUE] if listed is None else listed
-            for alternative in reader.alternatives(command):
-                tokens = reader.tokens(alternative, shell_list=shell_list)
-                label = destructive_command(tokens + extra) if tokens is not None else None
+            for tokens in reader.commands(command, shell_list=shell_list):
+                label = destructive_command(tokens + extra)
                 if label:
                     return label
             return None

@@ -35,8 +35,8 @@ WORKERS = 8
 MIN_KILLS = 50
 KILL_EVERY_S = 0.1
 HARD_LIMIT_S = 50.0
-RUN_USD = "1.50"
-DAILY_USD = "8.00"
+RUN_USD = "3.00"
+DAILY_USD = "20.00"
 FAILURE_THRESHOLD = 5
 POLICY: dict[str, Any] = {
     "agent": AGENT,
@@ -59,7 +59,7 @@ def worker(spec: dict[str, Any]) -> None:
     while True:
         try:
             with guard.step() as step:
-                time.sleep(rng.uniform(0.001, 0.006))  # the request in flight: kills land here too
+                time.sleep(rng.uniform(0.005, 0.03))  # the request in flight: kills land here too
                 client.chat.completions.create()
                 if rng.random() < 0.08:
                     raise ProviderHiccup("503")

@@ -26,12 +26,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import Script
 from redis.retry import Retry
 
 from agentfuse.runtime import breaker as breaker_rules
@@ -502,11 +506,15 @@ class RedisStore:
         self.clock = clock or url_clock
         if self.clock not in CLOCKS:
             raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
+        self._retries = retries
+        self._backoff = ExponentialBackoff(cap=0.5, base=0.05)
         options: dict[str, Any] = {
             "decode_responses": True,
-            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
+            "retry": Retry(self._backoff, retries),
         }
         query = dict(parse_qsl(urlsplit(redis_url).query))
+        if "protocol" not in query:
+            options["protocol"] = 2  # the lighter parser: a guarded call makes one round trip
         if "socket_timeout" not in query:
             options["socket_timeout"] = DEFAULT_SOCKET_TIMEOUT_S
         if "socket_connect_timeout" not in query:
@@ -518,6 +526,9 @@ class RedisStore:
         self._open_run = self._client.register_script(_OPEN_RUN)
         self._gate = self._client.register_script(_GATE)
         self._settle = self._client.register_script(_SETTLE)
+        self._local = threading.local()
+        self._connections: list[redis.connection.AbstractConnection] = []
+        self._connections_lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str, *, durability: str = "normal") -> RedisStore:
@@ -537,6 +548,50 @@ class RedisStore:
             raise StoreUnavailable(
                 f"Redis store {self.url} is unavailable: {type(exc).__name__}: {exc}"
             ) from None
+
+    def _script_connection(self) -> redis.connection.AbstractConnection:
+        """This thread's own connection for the scripts (a pool round costs more than the call).
+
+        A forked child gets a new one; the parent's socket is left to the parent.
+        """
+        held = getattr(self._local, "connection", None)
+        if held is not None and held[0] == os.getpid():
+            return held[1]
+        pool = self._client.connection_pool
+        connection = pool.connection_class(**pool.connection_kwargs)
+        self._local.connection = (os.getpid(), connection)
+        with self._connections_lock:
+            self._connections.append(connection)
+        return connection
+
+    def _run_script(self, script: Script, agent: str, args: list[str]) -> Any:
+        """EVALSHA on this thread's connection; load on NOSCRIPT, bounded retries on connection loss.
+
+        A retried gate whose first attempt did run finds its reservation and says ``duplicate``,
+        so a retry never reserves twice.
+        """
+        blob = json.dumps(args)
+        key = self._base(agent)
+        failures = 0
+        while True:
+            connection = self._script_connection()
+            try:
+                connection.send_command("EVALSHA", script.sha, 1, key, blob)
+                return connection.read_response()
+            except redis.exceptions.NoScriptError:
+                self._call(lambda: self._client.script_load(script.script))
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                connection.disconnect()
+                failures += 1
+                if failures > self._retries:
+                    raise StoreUnavailable(
+                        f"Redis store {self.url} is unavailable: {type(exc).__name__}: {exc}"
+                    ) from None
+                time.sleep(self._backoff.compute(failures))
+            except redis.RedisError as exc:
+                raise StoreUnavailable(
+                    f"Redis store {self.url} is unavailable: {type(exc).__name__}: {exc}"
+                ) from None
 
     def _base(self, agent: str) -> str:
         return f"{self.prefix}:{{{agent}}}"
@@ -560,7 +615,7 @@ class RedisStore:
         now: float,
     ) -> RunInfo:
         args = [self.prefix, agent, run_id, parent_id or "", _opt(cap_micros), self._now(now)]
-        reply = self._call(lambda: self._open_run(keys=[self._base(agent)], args=[json.dumps(args)]))
+        reply = self._run_script(self._open_run, agent, args)
         if reply[0] == "noparent":
             raise KeyError(parent_id)
         return _run_from(run_id, reply[1], reply[2:])
@@ -596,7 +651,7 @@ class RedisStore:
         ]
         for deferred in request.settle_first:
             args += self._settlement_args(deferred)
-        reply = self._call(lambda: self._gate(keys=[self._base(request.agent)], args=[json.dumps(args)]))
+        reply = self._run_script(self._gate, request.agent, args)
         status = reply[0]
         if status == "norun":
             raise StoreUnavailable(
@@ -643,7 +698,7 @@ class RedisStore:
 
     def settle(self, settlement: Settlement) -> SettleResult:
         args = [self.prefix, *self._settlement_args(settlement)]
-        reply = self._call(lambda: self._settle(keys=[self._base(settlement.agent)], args=[json.dumps(args)]))
+        reply = self._run_script(self._settle, settlement.agent, args)
         if reply[0] != "ok":
             return SettleResult(settled=False)
         now = float(reply[1])
@@ -744,6 +799,11 @@ class RedisStore:
         return ledger
 
     def close(self) -> None:
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.disconnect()
+        self._local = threading.local()
         self._client.close()
 
 

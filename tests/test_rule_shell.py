@@ -83,7 +83,8 @@ POSITIVE = {
     '    subprocess.run(cmd)\n',
     "grown-by-plus-equals-list": 'import subprocess\ndef f():\n    cmd = ["git", "reset"]\n    cmd += ["--hard"]\n'
     '    subprocess.run(cmd)\n',
-    "grown-by-plus-equals-string": 'import os\ndef f(p):\n    cmd = "rm -r"\n    cmd += " -f " + p\n    os.system(cmd)\n',
+    "grown-by-plus-equals-string": 'import os\ndef f(p):\n    cmd = "rm -r"\n    cmd += " -f " + p\n'
+    '    os.system(cmd)\n',
     "shell-true-list": 'import subprocess\nsubprocess.run(["rm -rf /tmp/x"], shell=True)\n',
     "env-prefix": 'import os\nos.system("LANG=C env FOO=1 rm -rf x")\n',
     "anyio": 'import anyio\nasync def f():\n    await anyio.run_process(["rm", "-rf", "x"])\n',

@@ -539,10 +539,11 @@ class DestructiveShellCommand(Rule):
     same scope is added to every value it was bound to (flow-insensitively, so a flag
     appended under an ``if`` counts: the command can become destructive).
 
-    Known misses: commands passed in from another function or module, held in attributes (``self.cmd``), or run through wrappers of
-    other libraries (fabric/invoke ``c.run``, paramiko ``exec_command``, the ``sh``
-    package); ``ssh host "rm -rf ..."``. Known noise: bindings are flow-insensitive, so a
-    name assigned a destructive literal on any path counts.
+    Known misses: commands passed in from another function or module or held in
+    attributes (``self.cmd``); commands run through other libraries' wrappers (fabric or
+    invoke ``c.run``, paramiko ``exec_command``, docker ``exec_run``, sandbox ``exec``, the
+    ``sh`` package); ``ssh host "rm -rf ..."``. Known noise: bindings are flow-insensitive,
+    so a name assigned a destructive literal on any path counts.
     """
 
     code = "AF401"

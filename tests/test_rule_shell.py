@@ -61,6 +61,7 @@ POSITIVE = {
     "os-popen": 'import os\nos.popen("kill -9 1234")\n',
     "getoutput": 'import subprocess\nsubprocess.getoutput("git clean -ffdx")\n',
     "fstring": 'import subprocess\nsubprocess.run(f"rm -rf {path}", shell=True)\n',
+    "fstring-escaped-newline": 'import os\ndef f(d):\n    os.system(f"cd {d}\\nrm -rf build")\n',
     "concatenation": 'import subprocess\nsubprocess.run("rm -rf " + path, shell=True)\n',
     "empty-prefix": 'import os\nos.system("" + "rm -rf x")\n',
     "starred-literal": 'import subprocess\nsubprocess.run(["rm", *["-r", "-f"], p])\n',
@@ -137,6 +138,7 @@ NEGATIVE = {
     '    flags.append("--force")\n    subprocess.run(cmd)\n',
     "growth-in-another-function": 'import subprocess\ndef a():\n    cmd = ["git", "push"]\n    subprocess.run(cmd)\n'
     'def b():\n    cmd = []\n    cmd.append("--force")\n',
+    "raw-fstring-backslash-n": 'import os\ndef f(d):\n    os.system(rf"echo {d}\\nrm -rf build")\n',
     "rmdir": 'import subprocess\nsubprocess.run(["rmdir", "-p", "a/b"])\n',
     "pip-uninstall": 'import subprocess\nsubprocess.run(["pip", "uninstall", "-y", "rm"])\n',
 }

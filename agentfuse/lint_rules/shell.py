@@ -104,6 +104,17 @@ def _known(text: str | None) -> str:
     return OPAQUE if text is None else text
 
 
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
+
+
+def _fstring_text(source: str, raw: bool) -> str:
+    """The value of an f-string's literal part: ``{{`` -> ``{``; ``\\n`` -> newline unless raw."""
+    text = source.replace("{{", "{").replace("}}", "}")
+    if raw:
+        return text
+    return re.sub(r"\\(.)", lambda match: _ESCAPES.get(match.group(1), match.group(0)), text)
+
+
 class _Reader:
     """Turns command expressions into shell tokens, resolving names through one scope."""
 
@@ -131,6 +142,7 @@ class _Reader:
         ]
 
     def _growth(self, steps: list[tuple[str, cst.BaseExpression]]) -> list[str]:
+        """The words appended, extended or ``+=``-ed onto a name, in source order."""
         words: list[str] = []
         for kind, value in steps:
             if kind == "item":
@@ -161,10 +173,9 @@ class _Reader:
         if isinstance(expr, cst.ConcatenatedString):
             return _known(self.text(expr.left, depth)) + _known(self.text(expr.right, depth))
         if isinstance(expr, cst.FormattedString):
+            raw = "r" in expr.prefix.lower()
             return "".join(
-                part.value.replace("{{", "{").replace("}}", "}")
-                if isinstance(part, cst.FormattedStringText)
-                else OPAQUE
+                _fstring_text(part.value, raw) if isinstance(part, cst.FormattedStringText) else OPAQUE
                 for part in expr.parts
             )
         if isinstance(expr, cst.BinaryOperation):
@@ -209,8 +220,7 @@ class _Reader:
                     spread = self.words(element.value, depth)
                     result.extend([OPAQUE] if spread is None else spread)
                 else:
-                    text = self.text(element.value, depth)
-                    result.append(OPAQUE if text is None else text)
+                    result.append(_known(self.text(element.value, depth)))
             return result
         if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Add):
             left, right = self.words(expr.left, depth), self.words(expr.right, depth)

@@ -65,6 +65,7 @@ def test_every_decision_is_one_event_line(tmp_path: Path) -> None:
     guard.close()
     lines = read_events(events)
     assert [(e["event"], e["reason"]) for e in lines] == [
+        ("run_started", None),
         ("allowed", None),
         ("failure", "tests.runtime_helpers.TransientError"),
         ("allowed", None),
@@ -73,7 +74,11 @@ def test_every_decision_is_one_event_line(tmp_path: Path) -> None:
         ("halt", "run_budget"),
     ]
     assert all(e["agent"] == "tester" and e["run"] == guard.run_id for e in lines)
-    assert lines[3]["cost_micros"] == 10_000 and lines[4]["cap_usd"] == "0.02"
+    assert lines[4]["cost_micros"] == 10_000 and lines[5]["cap_usd"] == "0.02"
+    resumed = enforce(policy, run_id=guard.run_id, store=store_url(tmp_path / "s.db"))
+    resumed.close()
+    last = read_events(events)[-1]
+    assert last["event"] == "run_resumed" and last["spent_micros"] == 20_000 and last["steps"] == 2
 
 
 def test_breaker_open_sends_one_alert_and_later_refusals_do_not(

@@ -457,13 +457,22 @@ class Guard:
         if self._unopened is None:
             return
         parent_id, cap_micros = self._unopened
+        now = self.clock()
         try:
-            self.store.open_run(
-                self.run_id, agent=self.agent, parent_id=parent_id, cap_micros=cap_micros, now=self.clock()
+            run = self.store.open_run(
+                self.run_id, agent=self.agent, parent_id=parent_id, cap_micros=cap_micros, now=now
             )
         except KeyError:
             raise ValueError(f"parent run {parent_id!r} does not exist in {self.store!r}") from None
         self._unopened = None
+        self._emit(
+            "run_started" if run.started_at == now and run.steps == 0 else "run_resumed",
+            parent=run.parent_id,
+            cap_micros=run.cap_micros,
+            spent_micros=run.spent_micros,
+            reserved_micros=run.reserved_micros,
+            steps=run.steps,
+        )
 
     def _day_key(self, now: float) -> str:
         """The calendar day of ``now`` in the policy's time zone (cached until the day ends)."""

@@ -400,7 +400,10 @@ local clean = 0
 if bstate == 'closed' and tonumber(b[2] or '0') == 0 then clean = 1 end
 local probe = 0
 if bwrite then probe = 1 end
-return {'ok', probe, transition, tripped, remaining and fmt(remaining), fmt(fraction), clean}
+local left = ''
+if remaining then left = fmt(remaining) end
+-- one bulk string, the cheapest reply to read: ok|probe|transition|tripped|remaining|fraction|clean
+return table.concat({'ok', probe, transition, tripped, left, fmt(fraction), clean}, '|')
 """
 )
 
@@ -652,6 +655,16 @@ class RedisStore:
         for deferred in request.settle_first:
             args += self._settlement_args(deferred)
         reply = self._run_script(self._gate, request.agent, args)
+        if isinstance(reply, str):
+            _, probe, transition, tripped, remaining, fraction, clean = reply.split("|")
+            return GateResult(
+                probe=probe == "1",
+                breaker_transition=BreakerState(transition) if transition else None,
+                rate_limit_tripped=tripped == "1",
+                remaining_s=float(remaining) if remaining else None,
+                usage_fraction=float(fraction),
+                breaker_clean=clean == "1",
+            )
         status = reply[0]
         if status == "norun":
             raise StoreUnavailable(
@@ -662,16 +675,6 @@ class RedisStore:
             raise StoreUnavailable(
                 f"reservation {request.reservation_id} was already made (a lost reply was retried);"
                 " it stays counted until reconciled"
-            )
-        if status == "ok":
-            _, probe, transition, tripped, remaining, fraction, clean = reply
-            return GateResult(
-                probe=bool(probe),
-                breaker_transition=BreakerState(transition) if transition else None,
-                rate_limit_tripped=bool(tripped),
-                remaining_s=_float(remaining),
-                usage_fraction=float(fraction),
-                breaker_clean=bool(clean),
             )
         snapshot, now, minute, lua_kind = _gate_snapshot(reply)
         if now != request.now or minute != request.minute:

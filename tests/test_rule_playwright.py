@@ -78,6 +78,8 @@ NEGATIVE = {
     "numexpr-module": 'import numexpr\nnumexpr.evaluate("a + b", ld, gd, None)\n',
     "pyppeteer": 'import pyppeteer\nasync def f(page, a, b):\n    await page.evaluate("(a, b) => a + b", a, b)\n',
     "nodriver": 'import nodriver as uc\nasync def f(page):\n    await page.evaluate("1 + 1", True, False)\n',
+    "browser-use-actor": 'from browser_use import Browser\nasync def f(page, a, b):\n'
+    '    await page.evaluate("(a, b) => a + b", a, b)\n',
     "splat": 'def f(page, args):\n    page.evaluate("(a, b) => a", *args)\n',
     "annotated-other-type": 'from sklearn.base import BaseEstimator\n'
     'def f(page: BaseEstimator, x, y):\n    page.evaluate("x", x, y)\n',

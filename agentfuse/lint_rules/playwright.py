@@ -33,8 +33,9 @@ _PLAYWRIGHT_PACKAGES = (
 )
 """Playwright and the forks and wrappers that keep its API."""
 
-_OTHER_DRIVERS = ("pyppeteer", "nodriver", "zendriver", "pydoll")
-"""Browser drivers whose ``evaluate`` takes the JS function's arguments spread out."""
+_OTHER_DRIVERS = ("pyppeteer", "nodriver", "zendriver", "pydoll", "browser_use", "mokr")
+"""Browser drivers whose ``evaluate`` takes the JS function's arguments spread out
+(browser_use's own CDP ``Page``/``Element`` since 0.7: ``evaluate(page_function, *args)``)."""
 
 _PLAYWRIGHT_TYPES = frozenset(
     {"Page", "Frame", "Locator", "FrameLocator", "ElementHandle", "JSHandle", "Worker"}
@@ -185,15 +186,16 @@ class PlaywrightEvaluateArity(Rule):
     string or the receiver is named like an element handle or worker. Never flagged: a
     receiver that resolves through the imports to another library (``numexpr.evaluate``),
     a receiver annotated with a non-Playwright type, modules that use another browser
-    driver whose ``evaluate`` takes spread arguments (pyppeteer, nodriver, zendriver, pydoll)
-    and not Playwright, ``arg=`` keywords, ``*args`` splats. Keras ``model.evaluate(x, y,
+    driver whose ``evaluate`` takes spread arguments (pyppeteer, nodriver, zendriver, pydoll,
+    browser_use's CDP actors, mokr) and not Playwright, ``arg=`` keywords, ``*args`` splats. Keras ``model.evaluate(x, y,
     batch)`` is not flagged: its receiver is not Playwright-like and ``x`` is not a string.
     The ``$eval``/``$$eval`` spellings do not exist in Python.
 
     Known misses: a Playwright object held under an unrelated name (``tab``, ``ctx``) in
-    a module that does not import Playwright, passed a non-string expression. Known
-    noise: another library's ``page.evaluate`` that takes spread arguments, in a module
-    importing none of the drivers above.
+    a module that does not import Playwright, passed a non-string expression; Playwright
+    pages handed out by browser_use before 0.7 in a module that imports browser_use but
+    not Playwright. Known noise: another library's ``page.evaluate`` that takes spread
+    arguments, in a module importing none of the drivers above.
     """
 
     code = "AF301"

@@ -237,6 +237,7 @@ def test_per_file_ignores_match_paths_relative_to_the_config_root(tmp_path: Path
 
 def test_unreadable_file_is_af001(tmp_path: Path) -> None:
     (tmp_path / "dangling.py").symlink_to(tmp_path / "missing.py")
-    [finding] = lint_files([tmp_path / "dangling.py"], RuleSet.of([DangerCall]), LintConfig(root=tmp_path), cwd=tmp_path)
+    config = LintConfig(root=tmp_path)
+    [finding] = lint_files([tmp_path / "dangling.py"], RuleSet.of([DangerCall]), config, cwd=tmp_path)
     assert (finding.path, finding.code) == ("dangling.py", "AF001")
     assert finding.message.startswith("cannot read file:")

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+
 def normalize_patterns(patterns: Sequence[str], base: Path) -> tuple[str, ...]:
     """Patterns holding a ``/`` are paths relative to ``base``; others match names."""
     return tuple(

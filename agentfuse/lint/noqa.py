@@ -69,7 +69,7 @@ def noqa_line_mapping(source: str, lines: Sequence[str]) -> dict[int, str]:
             first = min(first, token.start[0])
             last = max(last, token.end[0])
             if token.type in (tokenize.NL, tokenize.NEWLINE):
-                joined = "".join(lines[first - 1 : last])
+                joined = "".join(lines[first - 1:last])
                 mapping.update(dict.fromkeys(range(first, last + 1), joined))
                 first, last = len(lines) + 2, -1
     except (tokenize.TokenError, SyntaxError):

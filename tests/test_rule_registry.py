@@ -65,3 +65,11 @@ def test_invalid_example_is_flagged_where_marked(rule: type[Rule], example: str)
     }
     if marked:
         assert {f.line for f in findings} == marked
+
+
+@pytest.mark.parametrize(("rule", "example"), _cases("INVALID"), ids=_ids("INVALID"))
+def test_invalid_example_passes_the_text_prefilter(rule: type[Rule], example: str) -> None:
+    pattern = rule.trigger_pattern()
+    assert pattern is None or pattern.search(example), (
+        f"{rule.code}'s triggers would skip this file before parsing it:\n{example}"
+    )

@@ -8,13 +8,16 @@ spends against a real SQLite store, for the kill -9, race, breaker and halt test
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -153,6 +156,41 @@ def count_lines(path: Path) -> int:
 
 class TransientError(Exception):
     """A provider error that the breaker counts."""
+
+
+@dataclasses.dataclass
+class Webhook:
+    """A real HTTP server on 127.0.0.1 that records every POST it receives."""
+
+    url: str
+    received: list[dict[str, Any]]
+    arrived: threading.Event
+
+
+@contextlib.contextmanager
+def recording_webhook() -> Iterator[Webhook]:
+    received: list[dict[str, Any]] = []
+    arrived = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append({"path": self.path, "headers": dict(self.headers), "body": body.decode()})
+            self.send_response(200)
+            self.end_headers()
+            arrived.set()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Webhook(f"http://127.0.0.1:{server.server_address[1]}/agentfuse", received, arrived)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def start_worker(spec: Mapping[str, Any], **popen: Any) -> subprocess.Popen[str]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ import pytest
 from agentfuse import BudgetExceeded, CircuitOpen, enforce
 from agentfuse.runtime.clock import ManualClock
 from agentfuse.runtime.policy import Alerts, Events
-from tests.runtime_helpers import FakeClient, TransientError, make_policy, store_url
+from tests.runtime_helpers import FakeClient, TransientError, Webhook, make_policy, recording_webhook, store_url
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
@@ -22,28 +20,9 @@ def read_events(path: Path) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def webhook() -> Iterator[tuple[str, list[dict[str, Any]], threading.Event]]:
-    """A real HTTP server on 127.0.0.1 that records each POST (headers and body)."""
-    received: list[dict[str, Any]] = []
-    arrived = threading.Event()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            received.append({"path": self.path, "headers": dict(self.headers), "body": body.decode()})
-            self.send_response(200)
-            self.end_headers()
-            arrived.set()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/agentfuse", received, arrived
-    server.shutdown()
-    server.server_close()
+def webhook() -> Iterator[Webhook]:
+    with recording_webhook() as hook:
+        yield hook
 
 
 def test_every_decision_is_one_event_line(tmp_path: Path) -> None:
@@ -81,10 +60,8 @@ def test_every_decision_is_one_event_line(tmp_path: Path) -> None:
     assert last["event"] == "run_resumed" and last["spent_micros"] == 20_000 and last["steps"] == 2
 
 
-def test_breaker_open_sends_one_alert_and_later_refusals_do_not(
-    tmp_path: Path, webhook: tuple[str, list[dict[str, Any]], threading.Event]
-) -> None:
-    url, received, arrived = webhook
+def test_breaker_open_sends_one_alert_and_later_refusals_do_not(tmp_path: Path, webhook: Webhook) -> None:
+    url, received, arrived = webhook.url, webhook.received, webhook.arrived
     policy = make_policy(
         breaker={"failure_threshold": 2, "cooldown_s": 60},
         alerts=Alerts(webhook=url, format="ntfy", timeout_s=2),

@@ -17,7 +17,7 @@ import pytest
 
 from agentfuse.runtime.policy import from_micros
 from agentfuse.runtime.stores.sqlite import SQLiteStore
-from tests.runtime_helpers import REPO, count_lines, run_worker, start_worker, store_url
+from tests.runtime_helpers import REPO, count_lines, recording_webhook, run_worker, start_worker, store_url
 
 pytestmark = pytest.mark.slow
 
@@ -209,3 +209,26 @@ def test_invalid_policy_for_operator_commands_is_reported_with_its_line(tmp_path
     policy.write_text("version: 1\nagent: a\nbudget: {run_usd: ten}\nbreaker: {}\nfail_fast: {}\n")
     result = agentfuse_cli("halt", "--agent", "a", "--reason", "r", "--policy", str(policy), cwd=tmp_path)
     assert result.returncode == 2 and "policy.yaml:3" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_operator_halt_with_a_policy_alerts_and_logs_the_event(tmp_path: Path) -> None:
+    with recording_webhook() as hook:
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(
+            POLICY_YAML.format(store=store_url(tmp_path / "state.db"))
+            + f"alerts: {{webhook: '{hook.url}', format: ntfy}}\n"
+        )
+        halted = agentfuse_cli("halt", "--agent", "tester", "--reason", "runaway bill", "--policy", str(policy))
+        assert halted.returncode == 0, halted.stderr
+        assert hook.arrived.wait(10)
+        (touch := tmp_path / "STOP").touch()
+        resumed = agentfuse_cli("resume", "--agent", "tester", "--policy", str(policy))
+        assert resumed.returncode == 0 and "STOP file" in resumed.stdout
+        touch.unlink()
+    titles = [r["headers"]["Title"] for r in hook.received]
+    assert titles == ["tester: halted by an operator", "tester: resumed by an operator"]
+    assert "runaway bill" in hook.received[0]["body"]
+    events = [json.loads(line) for line in (tmp_path / ".agentfuse" / "events.jsonl").read_text().splitlines()]
+    decisions = [(e["event"], e["reason"]) for e in events if e["event"] != "alert_sent"]
+    assert decisions == [("halt", "runaway bill"), ("resume", None)]
+    assert sum(e["event"] == "alert_sent" for e in events) == 2

@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agentfuse.runtime.alerts import Alerter
 from agentfuse.runtime.errors import PolicyError, StoreUnavailable
-from agentfuse.runtime.policy import load_policy
+from agentfuse.runtime.events import EventLog
+from agentfuse.runtime.policy import Policy, load_policy
 from agentfuse.runtime.stores import DEFAULT_STORE_URL, AGENT_WIDE, Store, StoreURLError, open_store
 from agentfuse.runtime.stores.base import HaltRecord
 
@@ -58,22 +60,24 @@ def _fail(message: str, status: int = EXIT_USAGE) -> int:
     return status
 
 
-def _store_url(args: argparse.Namespace) -> str:
-    if args.store:
-        return str(args.store)
+def _policy(args: argparse.Namespace) -> Policy | None:
+    if not args.policy:
+        return None
     policy = load_policy(args.policy)
     if policy.agent != args.agent:
         print(
             f"agentfuse: note: {args.policy} is the policy of agent {policy.agent!r}, not {args.agent!r}",
             file=sys.stderr,
         )
-    return str(policy.store or DEFAULT_STORE_URL)
+    return policy
 
 
-def _open(args: argparse.Namespace) -> Store | int:
-    """The store the arguments name, or an exit status after printing why not."""
+def _open(args: argparse.Namespace) -> tuple[Store, Policy | None] | int:
+    """The store the arguments name (and the policy, if given), or an exit status after saying why."""
     try:
-        return open_store(_store_url(args))
+        policy = _policy(args)
+        url = args.store or (policy.store if policy else None) or DEFAULT_STORE_URL
+        return open_store(str(url)), policy
     except PolicyError as exc:
         return _fail(f"invalid policy:\n{exc}")
     except (StoreURLError, ValueError) as exc:
@@ -84,6 +88,18 @@ def _open(args: argparse.Namespace) -> Store | int:
         return _fail(f"cannot read {exc.filename}: {exc.strerror}")
 
 
+def _announce(policy: Policy | None, args: argparse.Namespace, event: str, title: str, body: str) -> None:
+    """With a policy: one event line, and an alert to its webhook (waits briefly for delivery)."""
+    if policy is None:
+        return
+    events = EventLog.from_policy(policy)
+    events.emit(event, agent=args.agent, run=args.run, reason=getattr(args, "reason", None), source="operator")
+    alerter = Alerter.from_policy(policy, events)
+    alerter.send(event, title, body, run=args.run)
+    alerter.close(timeout=3.0)
+    events.close()
+
+
 def _scope(args: argparse.Namespace) -> str:
     return f"run {args.run} of agent {args.agent!r}" if args.run else f"agent {args.agent!r} (every run)"
 
@@ -92,9 +108,10 @@ def run_halt(args: argparse.Namespace) -> int:
     """``agentfuse halt``."""
     if not args.reason.strip():
         return _fail("--reason must say why")
-    store = _open(args)
-    if isinstance(store, int):
-        return store
+    opened = _open(args)
+    if isinstance(opened, int):
+        return opened
+    store, policy = opened
     record = HaltRecord(
         agent=args.agent,
         run_id=args.run or AGENT_WIDE,
@@ -109,6 +126,13 @@ def run_halt(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"halted {_scope(args)}: {record.reason}")
+    _announce(
+        policy,
+        args,
+        "halt",
+        f"{args.agent}: halted by an operator",
+        f"{_scope(args)} is halted: {record.reason}. Clear it with `agentfuse resume`.",
+    )
     return EXIT_OK
 
 
@@ -116,9 +140,10 @@ def run_resume(args: argparse.Namespace) -> int:
     """``agentfuse resume``."""
     if args.all_runs and args.run:
         return _fail("--all-runs and --run exclude each other")
-    store = _open(args)
-    if isinstance(store, int):
-        return store
+    opened = _open(args)
+    if isinstance(opened, int):
+        return opened
+    store, policy = opened
     try:
         if args.all_runs:
             cleared = sum(store.resume(args.agent, halt.run_id) for halt in store.halts(args.agent))
@@ -131,6 +156,12 @@ def run_resume(args: argparse.Namespace) -> int:
         store.close()
     scope = f"every halt of agent {args.agent!r}" if args.all_runs else _scope(args)
     print(f"resumed {scope}" if cleared else f"nothing to resume: {scope} was not halted")
+    if cleared:
+        _announce(policy, args, "resume", f"{args.agent}: resumed by an operator", f"{scope} may run again.")
+    if policy is not None and policy.kill_switch.stop_file:
+        stop_file = policy.resolve_path(policy.kill_switch.stop_file)
+        if stop_file.exists():
+            print(f"  note: the STOP file {stop_file} still exists; the next call will halt again")
     for halt in still:
         print(f"  run {halt.run_id} is still halted ({halt.reason}); resume it with --run {halt.run_id}")
     return EXIT_OK

@@ -526,28 +526,19 @@ class Guard:
         assert refusal is not None
         figures = {"action": step.action, **refusal.figures}
         self._emit("refused", reason=refusal.reason, **figures)
+        alert: tuple[str, str, str] | None = None  # kind, title, de-duplication key
         if result.halt is not None:
             self._emit("halt", reason=refusal.reason, **{"source": result.halt.source, **figures})
-            self._alert(
-                "halt" if refusal.kind != "budget" else "cap_hit",
-                f"{self.agent}: run halted ({refusal.reason})",
-                refusal.message,
-                dedupe_key=f"halt:{self.run_id}:{refusal.reason}",
-            )
+            kind = "cap_hit" if refusal.kind == "budget" else "halt"
+            alert = (kind, f"run halted ({refusal.reason})", f"halt:{self.run_id}:{refusal.reason}")
         elif refusal.kind == "budget":
-            self._alert(
-                "cap_hit",
-                f"{self.agent}: {refusal.reason.replace('_', ' ')} reached",
-                refusal.message,
-                dedupe_key=f"cap:{refusal.reason}",
-            )
+            alert = ("cap_hit", f"{refusal.reason.replace('_', ' ')} reached", f"cap:{refusal.reason}")
         elif refusal.kind == "max_attempts":
-            self._alert(
-                "max_attempts",
-                f"{self.agent}: {step.action!r} refused after repeated failures",
-                refusal.message,
-                dedupe_key=f"max_attempts:{self.run_id}:{step.action}",
-            )
+            title = f"{step.action!r} refused after repeated failures"
+            alert = ("max_attempts", title, f"max_attempts:{self.run_id}:{step.action}")
+        if alert is not None:
+            kind, title, key = alert
+            self._alert(kind, f"{self.agent}: {title}", refusal.message, dedupe_key=key)
         raise REFUSALS[refusal.kind](
             refusal.message,
             reason=refusal.reason,

@@ -260,9 +260,9 @@ class Guard:
         self.agent = policy.agent
         self._owns_store = owns_store
         self._deferred = deferred
+        """Shared with child guards; None settles every call in its own transaction."""
         self._unopened: tuple[str | None, int | None] | None = None
         """(parent id, cap) of a run not yet written to the store (it was unreachable)."""
-        """Shared with child guards; None settles every call in its own transaction."""
         self._zone = ZoneInfo(policy.timezone)
         self._stop_file = (
             policy.resolve_path(policy.kill_switch.stop_file) if policy.kill_switch.stop_file else None

@@ -55,6 +55,10 @@ class ClientTable:
     ``constructor_prefixes`` or ``constructor_names`` (LangChain, LlamaIndex)."""
     constructor_prefixes: tuple[str, ...] = ()
     constructor_names: frozenset[str] = frozenset()
+    generic_modules: tuple[str, ...] = ()
+    """Of ``constructor_modules``, those holding more than models (``langchain_core``): there a
+    prefix match counts only in a module path with a segment of ``model_segments``."""
+    model_segments: frozenset[str] = frozenset()
     service: str | None = None
     """boto3: the client is ``<anything>.client("<service>")``."""
 
@@ -65,12 +69,20 @@ class ClientTable:
         if not self.constructor_modules:
             return False
         module, _, name = qualified.rpartition(".")
-        if not any(module == m or module.startswith(m + ".") for m in self.constructor_modules):
+        if not _in_modules(module, self.constructor_modules):
             return False
-        return name in self.constructor_names or name.startswith(self.constructor_prefixes)
+        if name in self.constructor_names:
+            return True
+        if not name.startswith(self.constructor_prefixes):
+            return False
+        return not _in_modules(module, self.generic_modules) or bool(self.model_segments & set(module.split(".")))
 
     def api_name(self, path: str) -> str:
         return f"{self.provider} {path}"
+
+
+def _in_modules(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == prefix or module.startswith(prefix + ".") for prefix in prefixes)
 
 
 def _paths(*groups: Iterable[str]) -> frozenset[str]:
@@ -335,6 +347,8 @@ LANGCHAIN = ClientTable(
     ),
     constructor_modules=(
         "langchain",
+        "langchain_core",
+        "langgraph.prebuilt",
         "langchain_openai",
         "langchain_anthropic",
         "langchain_community",
@@ -352,9 +366,17 @@ LANGCHAIN = ClientTable(
         "langchain_xai",
     ),
     constructor_prefixes=("Chat", "AzureChat"),
+    generic_modules=("langchain", "langchain_core", "langchain_community"),
+    model_segments=frozenset({"chat_models", "llms"}),
     constructor_names=frozenset(
         {
             "init_chat_model",
+            "BaseChatModel",
+            "BaseLanguageModel",
+            "BaseLLM",
+            "create_react_agent",
+            "create_agent",
+            "AgentExecutor",
             "OpenAI",
             "AzureOpenAI",
             "Ollama",

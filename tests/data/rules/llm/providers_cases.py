@@ -109,3 +109,20 @@ class Engineer:
     def next(self) -> None:
         self.llm.invoke([])  # expect: AF101
         self.llm.get_num_tokens("x")  # clean: AF101
+
+
+def typed_langchain(model: "BaseChatModel", prompt: ChatPromptTemplate) -> None:
+    from langchain_core.language_models import BaseChatModel  # noqa: F401
+    from langgraph.prebuilt import create_react_agent
+
+    model.invoke("hi")  # expect: AF101
+    prompt.invoke({"q": "hi"})  # clean: AF101
+    create_react_agent(model, tools=[]).invoke({"messages": []})  # expect: AF101
+
+
+def langchain_look_alikes() -> None:
+    from langchain.prompts import ChatPromptTemplate as Template
+    from langchain_community.chat_models import ChatOllama
+
+    Template(messages=[]).invoke({})  # clean: AF101
+    ChatOllama(model="llama3").invoke("hi")  # expect: AF101

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -52,6 +52,7 @@ class RedisServer:
         password: str | None = None,
         host: str = "127.0.0.1",
         persistent: bool = False,
+        launcher: Sequence[str] = (),
     ) -> None:
         binary = redis_server_binary()
         assert binary is not None
@@ -60,6 +61,8 @@ class RedisServer:
         self.password = password
         self.host = host
         self.persistent = persistent
+        self.launcher = tuple(launcher)
+        """A command prefix for the server, e.g. ``ip netns exec NAME`` to run it in a namespace."""
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -74,6 +77,7 @@ class RedisServer:
     def start(self) -> None:
         """Start the server (no RDB; AOF only if persistent) and wait until it answers PING."""
         args = [
+            *self.launcher,
             self.binary,
             "--port", str(self.port),
             "--bind", self.host,

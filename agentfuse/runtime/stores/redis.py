@@ -2,9 +2,14 @@
 
 Every deciding operation (``open_run``, ``gate``, ``settle``) is ONE Lua script, loaded once and
 run by SHA (reloaded on ``NOSCRIPT``), so no two workers can pass a check with the same last cent.
-The gate script mirrors :func:`agentfuse.runtime.decisions.decide_gate` and the breaker rules; it
-returns the state it decided on, and the Python side replays the pure decision on that state to
-build the refusal's message and figures, and to check that the script and the rules agree.
+The gate script mirrors :func:`agentfuse.runtime.decisions.decide_gate` and the breaker rules.
+An allowed call gets a one-line answer; a refusal returns the state it was decided on, and the
+Python side replays the pure decision on that state to build the refusal's message and figures
+and to check that script and rules agree (the contract suite compares both stores call by call).
+
+Cost per guarded call: one round trip (a deferred settlement rides along with the next gate),
+on a connection held by the thread (a pool checkout costs more than the call), with every
+argument in one JSON bulk. Other reads and writes go through redis-py's pool.
 
 Time: by default the scripts read Redis ``TIME``, so rolling windows, cooldowns, probe leases and
 deadlines do not depend on any worker's clock (clock skew between hosts cannot widen a window).

@@ -170,12 +170,16 @@ local function settle_one(at)
   local bk = me .. ':breaker:' .. argv[at + 8]
   local b = redis.call('HMGET', bk, 'state', 'failures', 'opened', 'probe', 'probe_exp')
   local state, bfail = b[1] or 'closed', tonumber(b[2] or '0')
+  local after = state
   local function open_breaker(failures)
     redis.call('DEL', bk)
     redis.call('HSET', bk, 'state', 'open', 'failures', failures, 'opened', fmt(now))
+    after = 'open'
   end
   if state == 'half_open' and b[4] == rid then
-    if outcome == 'success' then redis.call('DEL', bk)
+    if outcome == 'success' then
+      redis.call('DEL', bk)
+      after = 'closed'
     elseif failed and reported then open_breaker(bfail)
     else redis.call('HDEL', bk, 'probe', 'probe_exp') end
   elseif state == 'closed' and reported then
@@ -188,7 +192,6 @@ local function settle_one(at)
     end
   end
   if argv[at + 11] ~= '' then redis.call('HSET', me .. ':halts', argv[at + 10], argv[at + 11]) end
-  local after = redis.call('HGET', bk, 'state') or 'closed'
   return {fmt(now), action_failures, run_failures, b[1], b[2], b[3], b[4], b[5], after}
 end
 """

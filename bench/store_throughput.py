@@ -7,7 +7,8 @@
 For each store and process count, every process guards no-op calls (``guard.call(noop)``) on its
 own run of one agent, with every gate on (run, daily and hourly caps, steps, retries, timeout,
 attempts, breaker), for a fixed time after a common start. Reported: aggregate guarded calls/s,
-and p50/p99 microseconds per guarded call (a bare no-op costs ~0.05 us, so this is the overhead).
+and p50/p99 microseconds per guarded call (a bare no-op costs ~0.05 us, so this is the overhead);
+each point is the median of ``--repeat`` runs, with their range (the machine may be shared).
 Then the race: N processes spend $0.01 per call against one agent's $10.00 daily cap; the
 overshoot (recorded spend above the cap) must be 0 and exactly 1,000 calls must be made.
 
@@ -130,16 +131,25 @@ def run_processes(target: Any, args: tuple[Any, ...], processes: int) -> tuple[l
     return collected, elapsed
 
 
-def measure(name: str, url: str, process_counts: list[int], seconds: float) -> list[str]:
+def measure(name: str, url: str, process_counts: list[int], seconds: float, repeat: int) -> list[str]:
+    """One row per process count: the median of ``repeat`` runs (and their range, since the
+    machine is shared), with that run's p50/p99."""
     rows = []
     for processes in process_counts:
-        agent = f"bench-{uuid.uuid4().hex[:8]}"
-        per_process, _elapsed = run_processes(spin, (url, agent, seconds), processes)
-        samples = sorted(s for chunk in per_process for s in chunk)
-        rate = sum(len(chunk) / (sum(chunk) / 1e6) for chunk in per_process)  # each process busy all along
+        runs = []
+        for _ in range(repeat):
+            agent = f"bench-{uuid.uuid4().hex[:8]}"
+            per_process, _elapsed = run_processes(spin, (url, agent, seconds), processes)
+            samples = sorted(s for chunk in per_process for s in chunk)
+            runs.append((len(samples) / seconds, samples))  # every process runs `seconds` from one start
+        runs.sort(key=lambda run: run[0])
+        rate, samples = runs[len(runs) // 2]
+        low, high = runs[0][0], runs[-1][0]
         p50 = statistics.median(samples)
         p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-        rows.append(f"| {name} | {processes} | {rate:,.0f} | {p50:,.0f} | {p99:,.0f} | {len(samples):,} |")
+        rows.append(
+            f"| {name} | {processes} | {rate:,.0f} | {low:,.0f}-{high:,.0f} | {p50:,.0f} | {p99:,.0f} |"
+        )
         print(rows[-1], flush=True)
     return rows
 
@@ -162,7 +172,8 @@ def overshoot(name: str, url: str, processes: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per point")
+    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per point (the median is shown)")
     parser.add_argument("--processes", default="1,4,8", help="process counts, comma-separated")
     parser.add_argument("--stores", default="sqlite,redis", help="sqlite, redis or both")
     parser.add_argument("--redis-url", help="an existing Redis (default: start a throwaway one)")
@@ -190,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:
                 server.start()
                 urls["redis"] = f"redis://{server.host}:{server.port}/0?prefix=bench"
         try:
-            print("| store | processes | guarded calls/s | p50 us/call | p99 us/call | calls |")
+            print("| store | processes | guarded calls/s (median) | range of runs | p50 us/call | p99 us/call |")
             print("|---|---|---|---|---|---|")
             for name in stores:
-                measure(name, urls[name], counts, args.seconds)
+                measure(name, urls[name], counts, args.seconds, max(1, args.repeat))
             print()
             print("| store | racers | calls made | recorded spend | overshoot |")
             print("|---|---|---|---|---|")

@@ -18,6 +18,7 @@ import libcst as cst
 
 from agentfuse.lint_rules._llm_catalogue import (
     ARGV_FUNCTIONS,
+    CLI_HOUSEKEEPING,
     CLI_INFO_FLAGS,
     ENFORCE_NAMES,
     GUARD_CALL_METHODS,
@@ -707,6 +708,8 @@ class ModuleAnalysis:
         text = _leading_text(expr)
         if text is not None:
             return _split_command(text)
+        if isinstance(expr, cst.Call) and self.imports.resolve(expr.func) == "shlex.split" and expr.args:
+            return self._argv(expr.args[0].value, scope, depth)
         if depth < 2:
             for binding in self.bindings_of(expr, scope):
                 if not binding.annotation and (words := self._argv(binding.expr, binding.scope, depth + 1)):
@@ -732,7 +735,7 @@ class ModuleAnalysis:
             needed = LLM_CLIS[program]
             if needed is not None and (not rest or rest[0] != needed):
                 continue
-            if rest and rest[0] in CLI_INFO_FLAGS:
+            if rest and (rest[0] in CLI_INFO_FLAGS or rest[0] in CLI_HOUSEKEEPING.get(program, ())):
                 continue
             label = f"{program} {needed}" if needed else program
             return f"the `{label}` CLI run through {qualified}"

@@ -462,6 +462,12 @@ LLM_CLIS: Mapping[str, str | None] = {"claude": None, "llm": None, "codex": None
 """CLI name -> the sub-command that makes it send a prompt (None: any sub-command)."""
 CLI_INFO_FLAGS = frozenset({"--version", "-v", "-V", "--help", "-h", "help"})
 """A CLI run with only these asks for information and sends no prompt."""
+CLI_HOUSEKEEPING: Mapping[str, frozenset[str]] = {
+    "llm": frozenset({"models", "keys", "plugins", "install", "uninstall", "logs", "templates", "aliases"}),
+    "claude": frozenset({"mcp", "config", "update", "doctor", "install", "migrate-installer", "setup-token"}),
+    "codex": frozenset({"login", "logout", "mcp", "completion"}),
+}
+"""Sub-commands of an LLM CLI that manage it and send no prompt."""
 
 ENFORCE_NAMES = frozenset({"enforce"})
 GUARD_CLASS_NAMES = frozenset({"Guard"})

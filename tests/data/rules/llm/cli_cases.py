@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import shlex
 import subprocess
 import subprocess as sp
 from subprocess import check_output
@@ -21,6 +22,10 @@ subprocess.run(["ollama", "list"])  # clean: AF101
 subprocess.run(["git", "commit", "-m", "claude wrote this"])  # clean: AF101
 os.system("echo llm")  # clean: AF101
 subprocess.run(["python", "-m", "pytest"])  # clean: AF101
+subprocess.run(["llm", "models"])  # clean: AF101
+subprocess.run(["claude", "mcp", "list"])  # clean: AF101
+subprocess.run(["llm", "embed", "-c", "hello"])  # expect: AF101
+subprocess.run(shlex.split("codex exec 'fix the build'"))  # expect: AF101
 
 
 async def agent_cli() -> None:

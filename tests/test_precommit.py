@@ -54,6 +54,7 @@ def test_try_repo_agentfuse_hook_fails_on_the_bad_file(project: Path, tmp_path: 
 
 
 def test_manifest_and_project_config_are_valid() -> None:
-    for command, path in (("validate-manifest", ".pre-commit-hooks.yaml"), ("validate-config", ".pre-commit-config.yaml")):
+    checks = (("validate-manifest", ".pre-commit-hooks.yaml"), ("validate-config", ".pre-commit-config.yaml"))
+    for command, path in checks:
         result = subprocess.run([*PRE_COMMIT, command, str(REPO_ROOT / path)], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr

@@ -23,6 +23,7 @@ from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from agentfuse.lint.noqa import filter_noqa
 from agentfuse.lint.prefilter import TriggerMatcher
+from agentfuse.lint.prose import without_prose
 from agentfuse.lint_rules.base import FileContext, Finding, ImportCollector, ImportTable, Report, Rule
 
 PARSE_ERROR = "AF001"
@@ -81,6 +82,16 @@ class RuleSet:
             if answer:
                 chosen.append(rule)
         return chosen
+
+    def code_candidates(self, source: str, rules: Sequence[type[Rule]]) -> list[type[Rule]]:
+        """Of ``rules``, those whose triggers still occur once prose is blanked (see prose.py)."""
+        if any(self.matchers[self.rules.index(rule)] is None for rule in rules):
+            return list(rules)
+        code = without_prose(source)
+        if code is None:
+            return list(rules)
+        subset = RuleSet(tuple(rules), tuple(self.matchers[self.rules.index(r)] for r in rules), self.method_names)
+        return subset.candidates(code)
 
 
 class _LazyPositions(Mapping[cst.CSTNode, CodeRange]):
@@ -338,6 +349,8 @@ def lint_text(
     """
     if rules is None:
         rules = rule_set.candidates(source)
+    if rules:
+        rules = rule_set.code_candidates(source, rules)
     if not rules:
         return FileOutcome([], source)
     try:

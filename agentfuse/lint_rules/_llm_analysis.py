@@ -200,6 +200,8 @@ class ModuleAnalysis:
         self._finished = False
         self.llm_calls: list[LlmCall] = []
         self.enforce_calls: list[EnforceCall] = []
+        self.derived: dict[str, object] = {}
+        """Results other rules derive from the finished analysis, computed once per file."""
 
     @classmethod
     def shared(cls, context: FileContext) -> tuple[ModuleAnalysis, bool]:

@@ -210,6 +210,14 @@ def resolve_policies(analysis: ModuleAnalysis, context: FileContext) -> PolicyRe
     return resolution
 
 
+def module_policies(analysis: ModuleAnalysis, context: FileContext) -> PolicyResolution:
+    """:func:`resolve_policies`, once per file check (AF102 and AF103 both need it)."""
+    found = analysis.derived.get("policies")
+    if not isinstance(found, PolicyResolution):
+        found = analysis.derived["policies"] = resolve_policies(analysis, context)
+    return found
+
+
 def _places(spec: PolicySpec, folder: Path | None) -> list[Path]:
     """Folders a policy path is resolved against, in order."""
     if os.path.isabs(spec.text):
@@ -284,7 +292,7 @@ guard = enforce(POLICY)  # expect: AF102
     )
 
     def check(self, analysis: ModuleAnalysis) -> None:
-        for node, message in resolve_policies(analysis, self.context).missing:
+        for node, message in module_policies(analysis, self.context).missing:
             self.report(node, message)
 
 
@@ -338,7 +346,7 @@ guard = agentfuse.enforce(os.path.join("/", "."))  # expect: AF103
         self._issues: dict[Path, list[PolicyIssue]] = {}
 
     def check(self, analysis: ModuleAnalysis) -> None:
-        for node, path in resolve_policies(analysis, self.context).found:
+        for node, path in module_policies(analysis, self.context).found:
             issues = self._issues.get(path)
             if issues is None:
                 issues = self._issues[path] = policy_issues(shown_path(path))

@@ -191,3 +191,39 @@ def test_fail_open_policy_starts_while_the_store_is_locked_and_registers_the_run
     guard.close()
     run = store.get_run(guard.run_id)
     assert run is not None and run.steps == 1
+
+
+def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
+    """SQLite forbids carrying a connection across fork(); the store notices and reconnects."""
+    import multiprocessing
+
+    from agentfuse import enforce
+    from tests.runtime_helpers import make_policy, store_url
+
+    guard = enforce(make_policy(budget={"run_usd": "1.00", "estimate_usd": "0.01"}), store=store_url(tmp_path / "s.db"))
+    with guard.step():
+        pass
+    store = guard.store
+    assert isinstance(store, SQLiteStore)
+    parent_connection = id(store._connection())
+    context = multiprocessing.get_context("fork")
+    reused = context.Queue()
+
+    def child() -> None:
+        reused.put(id(store._connection()) == parent_connection)
+        for _ in range(20):
+            with guard.step():
+                pass
+        guard.close()
+
+    process = context.Process(target=child)
+    process.start()
+    for _ in range(20):
+        with guard.step():
+            pass
+    assert reused.get(timeout=60) is False
+    process.join(60)
+    guard.close()
+    assert process.exitcode == 0
+    run = guard.store.get_run(guard.run_id)
+    assert run is not None and run.steps == 41 and run.spent_micros + run.reserved_micros == 410_000

@@ -154,6 +154,7 @@ class SQLiteStore:
         self.durability = durability
         self.busy_timeout_s = busy_timeout_s
         self._local = threading.local()
+        self._inherited: list[sqlite3.Connection] = []
         self._lineage: dict[str, tuple[str, ...]] = {}
         """run id -> it and its ancestors' ids; parents never change, so this cannot go stale."""
         self._create_file()
@@ -174,6 +175,11 @@ class SQLiteStore:
 
     def _connection(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is not None and self._local.pid != os.getpid():
+            # A connection must not cross a fork: the child opens its own and never touches
+            # (or closes) the parent's, which stays referenced so it is never collected here.
+            self._inherited.append(db)
+            db = None
         if db is None:
             try:
                 db = sqlite3.connect(
@@ -186,6 +192,7 @@ class SQLiteStore:
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"cannot open the store {self.path}: {exc}") from None
             self._local.db = db
+            self._local.pid = os.getpid()
         return db
 
     @contextlib.contextmanager
@@ -468,7 +475,7 @@ class SQLiteStore:
 
     def close(self) -> None:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is not None:
+        if db is not None and self._local.pid == os.getpid():
             db.close()
             self._local.db = None
 

@@ -224,8 +224,12 @@ def test_fix_only_applies_selected_codes(tmp_path: Path) -> None:
     assert (tmp_path / "retry.py").read_text() == RETRY_BAD
 
 
-def test_policy_yaml_given_explicitly_is_not_parsed_as_python(tmp_path: Path) -> None:
-    write(tmp_path, {"policy.yaml": "version: 1\nagent: x\n"})
-    result = agentfuse("--format", "json", "policy.yaml", cwd=tmp_path)
-    assert_no_traceback(result)
-    assert all(r["path"] == "policy.yaml" and r["code"] != "AF001" for r in json.loads(result.stdout))
+def test_policy_files_named_explicitly_are_checked_by_the_policy_loader(tmp_path: Path) -> None:
+    shipped = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
+    write(tmp_path, {"policy.yaml": "version: 1\nagent: x\n", "good/agentfuse.yaml": shipped.read_text()})
+    bad = agentfuse("--format", "json", "policy.yaml", cwd=tmp_path)
+    assert_no_traceback(bad)
+    assert bad.returncode == 1
+    assert {(r["path"], r["code"]) for r in json.loads(bad.stdout)} == {("policy.yaml", "AF103")}
+    good = agentfuse("good/agentfuse.yaml", cwd=tmp_path)
+    assert (good.returncode, good.stdout) == (0, "")

@@ -132,7 +132,7 @@ def check_policy_files(paths: Sequence[Path], cwd: Path) -> list[Finding]:
     findings: list[Finding] = []
     for path in paths:
         display = display_path(path, cwd)
-        findings.extend(dataclasses.replace(f, path=display) for f in check_policy_file(path))
+        findings.extend(dataclasses.replace(f, path=display) for f in check_policy_file(str(path)))
     return findings
 
 

@@ -367,3 +367,21 @@ def test_odd_numeric_arguments_never_crash(value: str) -> None:
 )
 def test_huge_client_retry_counts_are_flagged(value: str, flagged: bool) -> None:
     assert bool(findings_for("AF203", f"import openai\nc = openai.OpenAI(max_retries={value})\n")) is flagged
+
+
+@pytest.mark.timeout(30)
+def test_loop_guard_check_is_linear_in_chained_assignments() -> None:
+    chain = "".join(f"x{i} = x{i - 1} + x{i - 1}\nx{i} = x{i - 1} * 2\n" for i in range(1, 60))
+    source = (
+        f"x0 = 1\n{chain}"
+        "while True:\n"
+        "    if x59:\n"
+        "        break\n"
+        "    try:\n"
+        "        result = fetch()\n"
+        "        break\n"
+        "    except OSError:\n"
+        "        pass\n"
+    )
+    [finding] = findings_for("AF204", source)
+    assert finding.line == 120

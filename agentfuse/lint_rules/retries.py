@@ -1015,26 +1015,28 @@ class UnboundedRetryLoop(_BindingsRule):
 
     def _has_guard(self, loop: cst.While) -> bool:
         """True if an ``if`` in the loop tests a counter, a deadline or a clock, then exits."""
-        counters = _counters(loop)
+        bounds: dict[str, bool] = {name: True for name in _counters(loop)}
         for node, _ in _walk(loop.body):
-            if isinstance(node, cst.If) and self._is_bound_test(node.test, counters) and self._exits(node.body):
+            if isinstance(node, cst.If) and self._reads_bound(node.test, bounds) and self._exits(node.body):
                 return True
         return False
 
-    def _is_bound_test(
-        self, test: cst.BaseExpression, counters: set[str], seen: frozenset[str] = frozenset()
-    ) -> bool:
-        """True if ``test`` reads a counter, a clock, or a name assigned from a clock."""
-        for node in [test, *(child for child, _ in _walk(test))]:
+    def _reads_bound(self, expr: cst.BaseExpression, bounds: dict[str, bool]) -> bool:
+        """True if ``expr`` reads a clock, a counter, or a name assigned from either.
+
+        ``bounds`` memoises names (counters start as True), so each name is examined once per
+        loop however many assignments and references a module has.
+        """
+        for node in [expr, *(child for child, _ in _walk(expr))]:
             if isinstance(node, cst.Call) and _last_segment(node.func) in _TIME_FUNCTIONS:
                 return True
             name = dotted_name(node) if isinstance(node, (cst.Name, cst.Attribute)) else None
-            if name is None or name in seen:
+            if name is None:
                 continue
-            if name in counters:
-                return True
-            inner = seen | {name}
-            if any(self._is_bound_test(value, counters, inner) for value in self.bindings.get(name, ())):
+            if name not in bounds:
+                bounds[name] = False
+                bounds[name] = any(self._reads_bound(value, bounds) for value in self.bindings.get(name, ()))
+            if bounds[name]:
                 return True
         return False
 

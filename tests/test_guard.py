@@ -680,3 +680,10 @@ def test_a_deferred_settlement_is_applied_when_the_process_exits(tmp_path: Path)
     subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True, timeout=60)
     run = SQLiteStore(db).get_run("r1")
     assert run is not None and (run.spent_micros, run.reserved_micros) == (10_000, 0)
+
+
+def test_without_an_estimate_a_spent_cap_still_refuses(url: str) -> None:
+    guard = enforce(make_policy(budget={"run_usd": "0.02"}), store=url)
+    client = FakeClient()
+    refusal = spend_until_refused(guard, client)
+    assert client.calls == 2 and refusal.reason == "run_budget"

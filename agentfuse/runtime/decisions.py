@@ -150,12 +150,13 @@ def decide_gate(snapshot: GateSnapshot, request: GateRequest) -> GateDecision:
                 retry_after_s=rate.retry_after_s,
             )
     estimate = request.estimate_micros
+    needed = max(estimate, 1)  # a call with no estimate still needs room: a spent cap refuses
     fractions = [0.0]
     for depth, ancestor in enumerate(snapshot.chain):
         if ancestor.cap_micros is None:
             continue
         used = ancestor.spent_micros + ancestor.reserved_micros
-        if used + estimate > ancestor.cap_micros:
+        if used + needed > ancestor.cap_micros:
             which = "run_budget" if depth == 0 else "ancestor_budget"
             return _refuse(
                 request,
@@ -176,7 +177,7 @@ def decide_gate(snapshot: GateSnapshot, request: GateRequest) -> GateDecision:
     ):
         if cap is None:
             continue
-        if used + estimate > cap:
+        if used + needed > cap:
             return _refuse(
                 request,
                 "budget",

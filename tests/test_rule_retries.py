@@ -385,3 +385,17 @@ def test_loop_guard_check_is_linear_in_chained_assignments() -> None:
     )
     [finding] = findings_for("AF204", source)
     assert finding.line == 120
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("code", "call"),
+    [
+        ("AF201", "from tenacity import Retrying\nr = Retrying(stop=x59)\n"),
+        ("AF202", "import backoff\nd = backoff.on_exception(backoff.expo, OSError, max_tries=x59)\n"),
+        ("AF203", "import openai\nc = openai.OpenAI(max_retries=x59)\n"),
+    ],
+)
+def test_argument_values_are_followed_through_names_in_linear_time(code: str, call: str) -> None:
+    chain = "".join(f"x{i} = x{i - 1} | x{i - 1}\nx{i} = x{i - 1} * x{i - 1}\n" for i in range(1, 60))
+    assert findings_for(code, f"x0 = None\n{chain}{call}") == []

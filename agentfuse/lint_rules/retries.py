@@ -13,12 +13,14 @@ import or a ``STOP = ...`` written below its use still counts.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterator, Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import Any, ClassVar, TypeVar
 
 import libcst as cst
 
 from agentfuse.lint_rules.base import FileContext, Fix, Rule, dotted_name
+
+T = TypeVar("T")
 
 DEFAULT_FIX_MAX_ATTEMPTS = 5
 DEFAULT_MAX_CLIENT_RETRIES = 10
@@ -320,6 +322,8 @@ class _RetryRule(_BindingsRule):
         super().__init__(context)
         self.calls: list[cst.Call] = []
         self.bare_decorators: list[cst.Decorator] = []
+        self._none_memo: dict[str, bool] = {}
+        self._number_memo: dict[str, float | None] = {}
 
     def visit_Call(self, node: cst.Call) -> None:
         if self._may_matter(node.func):
@@ -360,28 +364,40 @@ class _RetryRule(_BindingsRule):
                     return f"{module}.{name}"
         return None
 
-    def values_of(
-        self, expr: cst.BaseExpression, seen: frozenset[str] = frozenset()
-    ) -> list[cst.BaseExpression] | None:
-        """What a local Name/attribute held in ``expr`` may be bound to, if visible here."""
+    def local_name(self, expr: cst.BaseExpression) -> str | None:
+        """The dotted name in ``expr`` if this module assigns it (and it is not an import)."""
         name = dotted_name(expr)
-        if name is None or name in seen or name not in self.bindings:
+        if name is None or name not in self.bindings or self.context.imports.resolve(expr) is not None:
             return None
-        if self.context.imports.resolve(expr) is not None:
-            return None
-        return self.bindings[name]
+        return name
 
-    def is_none(self, expr: cst.BaseExpression, seen: frozenset[str] = frozenset()) -> bool:
+    def name_fact(
+        self,
+        expr: cst.BaseExpression,
+        memo: dict[str, T],
+        compute: Callable[[list[cst.BaseExpression]], T],
+        default: T,
+    ) -> T:
+        """``compute(values)`` over what the local name in ``expr`` is bound to, memoised.
+
+        ``default`` answers for names not assigned here and for a name met again while its
+        own answer is being computed (``a = b``, ``b = a``), so every name is examined once.
+        """
+        name = self.local_name(expr)
+        if name is None:
+            return default
+        if name not in memo:
+            memo[name] = default
+            memo[name] = compute(self.bindings[name])
+        return memo[name]
+
+    def is_none(self, expr: cst.BaseExpression) -> bool:
         """True for ``None`` or a name whose every visible binding is ``None``."""
         if isinstance(expr, cst.Name) and expr.value == "None":
             return True
-        values = self.values_of(expr, seen)
-        if not values:
-            return False
-        inner = seen | {dotted_name(expr) or ""}
-        return all(self.is_none(value, inner) for value in values)
+        return self.name_fact(expr, self._none_memo, lambda values: all(map(self.is_none, values)), False)
 
-    def number(self, expr: cst.BaseExpression, seen: frozenset[str] = frozenset()) -> float | None:
+    def number(self, expr: cst.BaseExpression) -> float | None:
         """The value of a numeric literal (``-1``, ``10**6``, ``float("inf")``, ``math.inf``)."""
         if isinstance(expr, cst.Integer | cst.Float):
             try:
@@ -389,10 +405,10 @@ class _RetryRule(_BindingsRule):
             except OverflowError:
                 return math.inf
         if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus):
-            inner = self.number(expr.expression, seen)
+            inner = self.number(expr.expression)
             return None if inner is None else -inner
         if isinstance(expr, cst.BinaryOperation):
-            return self._binary_number(expr, seen)
+            return self._binary_number(expr)
         if isinstance(expr, cst.Call) and dotted_name(expr.func) == "float" and len(expr.args) == 1:
             literal = expr.args[0].value
             if isinstance(literal, cst.SimpleString) and literal.evaluated_value.strip().lower().lstrip("+") in {
@@ -403,14 +419,13 @@ class _RetryRule(_BindingsRule):
             return None
         if self.context.imports.resolve(expr) in _INFINITE_CONSTANTS:
             return math.inf
-        values = self.values_of(expr, seen)
-        if values is not None and len(values) == 1:
-            return self.number(values[0], seen | {dotted_name(expr) or ""})
-        return None
+        return self.name_fact(
+            expr, self._number_memo, lambda values: self.number(values[0]) if len(values) == 1 else None, None
+        )
 
-    def _binary_number(self, expr: cst.BinaryOperation, seen: frozenset[str]) -> float | None:
-        left = self.number(expr.left, seen)
-        right = self.number(expr.right, seen)
+    def _binary_number(self, expr: cst.BinaryOperation) -> float | None:
+        left = self.number(expr.left)
+        right = self.number(expr.right)
         if left is None or right is None:
             return None
         try:
@@ -485,6 +500,10 @@ class UnboundedTenacityRetry(_RetryRule):
         "fetch = retry(reraise=True, stop=FOREVER)(download)  # expect: AF201\n",
     )
 
+    def __init__(self, context: FileContext) -> None:
+        super().__init__(context)
+        self._never_memo: dict[str, bool] = {}
+
     def check_bare_decorator(self, decorator: cst.Decorator) -> None:
         if self.lookup(decorator.decorator, {"tenacity.retry"}) is None:
             return
@@ -527,28 +546,24 @@ class UnboundedTenacityRetry(_RetryRule):
             replacement = with_keyword(call, "stop", value)
         return Fix(call, replacement, self._imports(call.func))
 
-    def _is_never(self, expr: cst.BaseExpression, seen: frozenset[str] = frozenset()) -> bool:
-        if self.lookup(expr, _TENACITY_NEVER) is not None or self.is_none(expr, seen):
+    def _is_never(self, expr: cst.BaseExpression) -> bool:
+        if self.lookup(expr, _TENACITY_NEVER) is not None or self.is_none(expr):
             return True
         if isinstance(expr, cst.BinaryOperation):
-            left, right = self._is_never(expr.left, seen), self._is_never(expr.right, seen)
+            left, right = self._is_never(expr.left), self._is_never(expr.right)
             if isinstance(expr.operator, cst.BitOr):
                 return left and right
             if isinstance(expr.operator, cst.BitAnd):
                 return left or right
             return False
         if isinstance(expr, cst.Call) and expr.args and not _has_splat(expr):
-            parts = [self._is_never(arg.value, seen) for arg in expr.args]
+            parts = [self._is_never(arg.value) for arg in expr.args]
             if self.lookup(expr.func, _TENACITY_STOP_ANY):
                 return all(parts)
             if self.lookup(expr.func, _TENACITY_STOP_ALL):
                 return any(parts)
             return False
-        values = self.values_of(expr, seen)
-        if not values:
-            return False
-        inner = seen | {dotted_name(expr) or ""}
-        return all(self._is_never(value, inner) for value in values)
+        return self.name_fact(expr, self._never_memo, lambda values: all(map(self._is_never, values)), False)
 
     def _max_attempts(self) -> int:
         return positive_int_option(self.context.options, "fix-max-attempts", DEFAULT_FIX_MAX_ATTEMPTS)

@@ -530,6 +530,7 @@ class RedisStore:
             options["socket_timeout"] = DEFAULT_SOCKET_TIMEOUT_S
         if "socket_connect_timeout" not in query:
             options["socket_connect_timeout"] = DEFAULT_CONNECT_TIMEOUT_S
+        self._client: Any  # redis-py types replies as bytes | str; decode_responses=True makes them str
         try:
             self._client = redis.Redis.from_url(redis_url, **options)
         except (ValueError, redis.RedisError) as exc:
@@ -538,7 +539,7 @@ class RedisStore:
         self._gate = self._client.register_script(_GATE)
         self._settle = self._client.register_script(_SETTLE)
         self._local = threading.local()
-        self._connections: list[redis.connection.AbstractConnection] = []
+        self._connections: list[Any] = []  # redis-py connections (untyped there)
         self._connections_lock = threading.Lock()
 
     @classmethod
@@ -560,7 +561,7 @@ class RedisStore:
                 f"Redis store {self.url} is unavailable: {type(exc).__name__}: {exc}"
             ) from None
 
-    def _script_connection(self) -> redis.connection.AbstractConnection:
+    def _script_connection(self) -> Any:
         """This thread's own connection for the scripts (a pool round costs more than the call).
 
         A forked child gets a new one; the parent's socket is left to the parent.

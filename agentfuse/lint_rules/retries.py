@@ -411,10 +411,8 @@ class _RetryRule(_BindingsRule):
             return self._binary_number(expr)
         if isinstance(expr, cst.Call) and dotted_name(expr.func) == "float" and len(expr.args) == 1:
             literal = expr.args[0].value
-            if isinstance(literal, cst.SimpleString) and literal.evaluated_value.strip().lower().lstrip("+") in {
-                "inf",
-                "infinity",
-            }:
+            text = literal.evaluated_value if isinstance(literal, cst.SimpleString) else None
+            if isinstance(text, str) and text.strip().lower().lstrip("+") in {"inf", "infinity"}:
                 return math.inf
             return None
         if self.context.imports.resolve(expr) in _INFINITE_CONSTANTS:

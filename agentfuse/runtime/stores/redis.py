@@ -336,6 +336,7 @@ if rate_action ~= '' then
     if rcool > 0 then rate_cool = fmt(now + rcool) end
   end
 end
+local needed = math.max(estimate, 1)  -- a call with no estimate still needs room: a spent cap refuses
 local fraction = 0.0
 local function use(used, cap)
   local share = 1.0
@@ -346,7 +347,7 @@ for depth, scope in ipairs(chain) do
   if scope.cap then
     local used = scope.spent + scope.reserved
     use(used, scope.cap)
-    if used + estimate > scope.cap then
+    if used + needed > scope.cap then
       local which = 'ancestor_budget'
       if depth == 1 then which = 'run_budget' end
       halt_run(which, {capped_run = scope.id, used_usd = usd(used), estimate_usd = usd(estimate),
@@ -356,11 +357,11 @@ for depth, scope in ipairs(chain) do
   end
 end
 if daily_cap then
-  if day_used + estimate > daily_cap then return refuse('budget') end
+  if day_used + needed > daily_cap then return refuse('budget') end
   use(day_used, daily_cap)
 end
 if hourly_cap then
-  if hour_used + estimate > hourly_cap then return refuse('budget') end
+  if hour_used + needed > hourly_cap then return refuse('budget') end
   use(hour_used, hourly_cap)
 end
 if max_steps and run.steps >= max_steps then

@@ -180,6 +180,18 @@ def test_hundred_cent_reservations_under_a_dollar_cap_are_exactly_one_hundred(st
     assert admitted == 100 and run is not None and run.spent_micros == 1_000_000
 
 
+def test_a_spent_cap_refuses_even_a_call_with_no_estimate(store: Store) -> None:
+    open_run(store, "r", cap=20_000)
+    for rid in ("1", "2"):
+        assert gate(store, "r", rid, 0, daily_cap_micros=50_000).allowed
+        settle(store, "r", rid, 10_000)
+    refused = gate(store, "r", "3", 0)
+    assert refused.refusal is not None and refused.refusal.reason == "run_budget"
+    open_run(store, "other")
+    daily = gate(store, "other", "4", 0, daily_cap_micros=20_000)
+    assert daily.refusal is not None and daily.refusal.reason == "daily_budget"
+
+
 def test_a_refused_gate_writes_nothing_but_its_halt(store: Store) -> None:
     open_run(store, "r")
     open_run(store, "capped", cap=5_000)

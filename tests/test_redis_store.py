@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ from agentfuse.runtime.stores import open_store
 from agentfuse.runtime.stores.base import BreakerSpec, GateRequest, Outcome, RateLimitSpec, Settlement
 from agentfuse.runtime.stores.redis import DAY_TTL_S, RedisStore, parse_url, redact_url
 from tests.redis_server import RedisServer, free_port, running_server
-from tests.runtime_helpers import FakeClient, make_policy
+from tests.runtime_helpers import REPO, FakeClient, make_policy
 
 SECRET = "s3cret-Pa55"
 
@@ -207,3 +209,23 @@ def test_halts_and_runs_read_back_exactly(server: RedisServer) -> None:
     assert halt == refused.halt
     stored = json.loads(raw(server).hget(store.key("a", "halts"), "r"))
     assert stored["figures"] == {"capped_run": "r", "used_usd": "0.00", "estimate_usd": "0.04", "cap_usd": "0.03"}
+
+
+@pytest.mark.slow
+def test_operator_halt_and_resume_work_on_redis_and_never_print_the_password(locked_server: RedisServer) -> None:
+    url = locked_server.url()
+
+    def agentfuse(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "agentfuse", *args], cwd=str(REPO), capture_output=True, text=True, timeout=60
+        )
+
+    halted = agentfuse("halt", "--agent", "a", "--reason", "maintenance", "--store", url)
+    assert halted.returncode == 0, halted.stderr
+    store = RedisStore(url)
+    assert [(h.agent, h.run_id, h.reason, h.source) for h in store.halts()] == [("a", "", "maintenance", "operator")]
+    assert agentfuse("resume", "--agent", "a", "--store", url).returncode == 0
+    assert store.halts() == []
+    refused = agentfuse("halt", "--agent", "a", "--reason", "x", "--store", url.replace(SECRET, "wrong-pass"))
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "unavailable" in refused.stderr and "wrong-pass" not in refused.stderr + refused.stdout

@@ -398,7 +398,9 @@ for i, scope in ipairs(chain) do
   if i == 1 then redis.call('HINCRBY', key, 'steps', 1) end
 end
 redis.call('INCR', me .. ':open')
-redis.call('HINCRBY', dk, 'reserved', estimate)
+if redis.call('HINCRBY', dk, 'reserved', estimate) == estimate then  -- a new day (or all settled)
+  redis.call('EXPIRE', dk, tonumber(argv[25]))
+end
 redis.call('HINCRBY', mk, string.format('%d', minute), estimate)
 redis.call('HINCRBY', mk, 'total', estimate)
 if redis.call('TTL', mk) < 3600 then  -- refreshed once a minute, not on every call

@@ -227,3 +227,32 @@ def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
     assert process.exitcode == 0
     run = guard.store.get_run(guard.run_id)
     assert run is not None and run.steps == 41 and run.spent_micros + run.reserved_micros == 410_000
+
+
+def test_a_second_store_on_the_same_file_keeps_the_first_ones_locks(tmp_path: Path) -> None:
+    """Opening another store must not close a descriptor of the file (POSIX locks are per process).
+
+    When it did, a second process checkpointed under the first connection's read snapshot: the
+    first store kept seeing a halt that an operator had cleared, then read a "malformed" file.
+    """
+    import subprocess
+    import sys
+
+    path = tmp_path / "state.db"
+    first = SQLiteStore(path)
+    first.open_run("r1", agent="a", parent_id=None, cap_micros=None, now=1.0)
+    assert first.gate(request("r1", "res-1")).allowed
+    second = SQLiteStore(path)  # e.g. a guard of another agent in the same process
+    second.open_run("r2", agent="b", parent_id=None, cap_micros=None, now=1.0)
+    script = (
+        "import sys; from agentfuse.runtime.stores.sqlite import SQLiteStore;"
+        "from agentfuse.runtime.stores.base import HaltRecord;"
+        "s = SQLiteStore(sys.argv[1]);"
+        "s.halt(HaltRecord(agent='b', run_id='', reason='x', source='operator', created_at=2.0)) "
+        "if sys.argv[2] == 'halt' else s.resume('b'); s.close()"
+    )
+    subprocess.run([sys.executable, "-c", script, str(path), "halt"], check=True)
+    assert [h.reason for h in second.halts("b")] == ["x"]
+    subprocess.run([sys.executable, "-c", script, str(path), "resume"], check=True)
+    assert second.halts("b") == []
+    assert first.halts("b") == []

@@ -38,12 +38,13 @@ def clean_workspace(path: str) -> None:
 
 
 def main() -> None:
-    while True:  # a crash loop: every failure goes round again, forever
+    while True:  # "retry until it works": every failure goes round again, forever
         try:
             publish(draft_post("circuit breakers"), "bot", "secret")
-            clean_workspace("/tmp/agent-work")
+            break
         except Exception:
             continue
+    clean_workspace("/tmp/agent-work")
 
 
 if __name__ == "__main__":

@@ -166,9 +166,21 @@ class SQLiteStore:
         return cls(path_from_url(url), durability=durability)
 
     def _create_file(self) -> None:
+        """Create the file with mode 0600 if it is missing; never open an existing one.
+
+        Closing any descriptor of a SQLite file drops every POSIX lock this process holds on
+        it, including those of other connections (another store on the same file), which lets
+        a second process checkpoint under them and corrupt their reads. So an existing file is
+        left alone.
+        """
+        if self.path.exists():
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+            except FileExistsError:
+                return  # another process created it in between
             os.close(fd)
         except OSError as exc:
             raise StoreUnavailable(f"cannot create the store file {self.path}: {exc.strerror}") from None

@@ -144,19 +144,35 @@ def _collect_methods(
 
 
 class _BatchedVisitor(cst.CSTVisitor):
-    """Dispatches each node to every rule's ``visit_``/``leave_`` methods in one traversal."""
+    """Dispatches each node to every rule's ``visit_``/``leave_`` methods in one traversal.
+
+    libcst calls four hooks per node (and two per child field); method lists are looked
+    up once per node type, and the per-field hooks do nothing unless a rule needs them.
+    """
 
     def __init__(self, methods: Mapping[str, list[Callable[..., Any]]]) -> None:
         super().__init__()
         self._methods = methods
+        self._visits: dict[type[cst.CSTNode], Sequence[Callable[..., Any]]] = {}
+        self._leaves: dict[type[cst.CSTNode], Sequence[Callable[..., Any]]] = {}
+        if not any(name.count("_") > 1 for name in methods):
+            self.on_visit_attribute = self.on_leave_attribute = _ignore_attribute  # type: ignore[method-assign]
 
     def on_visit(self, node: cst.CSTNode) -> bool:
-        for method in self._methods.get(f"visit_{type(node).__name__}", ()):
+        kind = type(node)
+        methods = self._visits.get(kind)
+        if methods is None:
+            methods = self._visits[kind] = self._methods.get(f"visit_{kind.__name__}", ())
+        for method in methods:
             method(node)
         return True
 
     def on_leave(self, original_node: cst.CSTNode) -> None:
-        for method in self._methods.get(f"leave_{type(original_node).__name__}", ()):
+        kind = type(original_node)
+        methods = self._leaves.get(kind)
+        if methods is None:
+            methods = self._leaves[kind] = self._methods.get(f"leave_{kind.__name__}", ())
+        for method in methods:
             method(original_node)
 
     def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
@@ -166,6 +182,10 @@ class _BatchedVisitor(cst.CSTVisitor):
     def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
         for method in self._methods.get(f"leave_{type(original_node).__name__}_{attribute}", ()):
             method(original_node)
+
+
+def _ignore_attribute(node: cst.CSTNode, attribute: str) -> None:
+    """The per-field hook when no rule has a ``visit_<Node>_<field>`` method."""
 
 
 def check_source(

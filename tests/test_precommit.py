@@ -20,11 +20,13 @@ def git(*args: str, cwd: Path) -> None:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A git repository with one bad Python file and one policy file."""
+    """A git repository with one bad Python file and one incomplete policy file."""
     root = tmp_path / "project"
-    root.mkdir()
+    (root / "agents").mkdir(parents=True)
     (root / "agent.py").write_text('import subprocess\n\nsubprocess.run(["rm", "-rf", "/srv/data"])\n')
     (root / "fine.py").write_text("print('hello')\n")
+    (root / "agents" / "policy.yaml").write_text("version: 1\nagent: writer\n")
+    (root / "config.yaml").write_text("not: a policy\n")
     git("init", "-q", cwd=root)
     git("add", ".", cwd=root)
     return root
@@ -50,7 +52,18 @@ def test_try_repo_agentfuse_hook_fails_on_the_bad_file(project: Path, tmp_path: 
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert "agent.py:3:1: AF401" in output
-    assert "fine.py" not in output.split("agentfuse", 1)[-1].replace("fine.py\n", "")
+    assert "fine.py:" not in output
+    assert "policy.yaml" not in output
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("git") is None, reason="pre-commit needs git")
+def test_try_repo_policy_hook_checks_only_policy_files(project: Path, tmp_path: Path) -> None:
+    result = try_repo(project, "agentfuse-policy", tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "agents/policy.yaml:1:1: AF103 the policy needs budget" in output
+    assert "config.yaml" not in output and "agent.py" not in output
 
 
 def test_manifest_and_project_config_are_valid() -> None:

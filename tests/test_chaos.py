@@ -250,4 +250,3 @@ def test_redis_killed_mid_run_refuses_calls_until_it_is_back(persistent_server: 
     run = guard.store.get_run(guard.run_id)
     assert run is not None and run.spent_micros + run.reserved_micros == 1_000_000
     assert guard.store.unsettled(guard.run_id) == run.reserved_micros // 10_000
-

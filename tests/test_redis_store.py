@@ -45,7 +45,8 @@ def server_time(server: RedisServer) -> float:
 
 
 def gate_request(rid: str, *, now: float, run_id: str = "r", **options: object) -> GateRequest:
-    return GateRequest(rid, "a", run_id, "login", 0, now, "2027-01-15", int(now // 60), **options)  # type: ignore[arg-type]
+    minute = int(now // 60)
+    return GateRequest(rid, "a", run_id, "login", 0, now, "2027-01-15", minute, **options)  # type: ignore[arg-type]
 
 
 # -- URLs and secrets -------------------------------------------------------------------------------
@@ -182,7 +183,8 @@ def test_windows_expire_and_runs_do_not(server: RedisServer) -> None:
 def test_every_key_of_an_agent_hashes_to_one_slot(server: RedisServer) -> None:
     url = server.url()
     prefix = url.split("prefix=")[1]
-    guard = enforce(make_policy(agent="bot:one", rate_limits=[{"action": "login", "max": 5, "window_s": 60}]), store=url)
+    policy = make_policy(agent="bot:one", rate_limits=[{"action": "login", "max": 5, "window_s": 60}])
+    guard = enforce(policy, store=url)
     child = guard.child(run_usd="0.10")
     client = FakeClient()
     for owner in (guard, child):

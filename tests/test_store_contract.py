@@ -19,6 +19,7 @@ import pytest
 
 from agentfuse.runtime.stores.base import (
     AGENT_WIDE,
+    BreakerRecord,
     BreakerSpec,
     BreakerState,
     GateRequest,
@@ -368,7 +369,7 @@ def test_breaker_opens_refuses_then_lets_one_probe_decide(store: Store) -> None:
     assert gate(store, "r", "again", now=NOW + 124, breaker=spec).probe
     closed = settle(store, "r", "again", 0, now=NOW + 125, breaker=spec)
     assert closed.breaker_transition is BreakerState.CLOSED
-    assert store.get_breaker("a") == type(store.get_breaker("a"))()
+    assert store.get_breaker("a") == BreakerRecord()
 
 
 def test_a_dead_probers_lease_lapses_and_a_neutral_probe_frees_it(store: Store) -> None:

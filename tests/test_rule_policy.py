@@ -7,11 +7,13 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from agentfuse.lint.checker import check_source
+from agentfuse.lint_rules.base import Finding, Rule
 from agentfuse.lint_rules.policy import InvalidPolicy, MissingPolicy, check_policy_file
 from agentfuse.runtime.policy import policy_issues
 
@@ -27,10 +29,10 @@ class Tree:
     """A repository on disk: files (None = folder), the module to check, its source, options."""
 
     name: str
-    files: dict[str, str | None]
+    files: Mapping[str, str | None]
     source: str
     module: str = "repo/agent/main.py"
-    options: dict[str, object] = dataclasses.field(default_factory=dict)
+    options: Mapping[str, object] = dataclasses.field(default_factory=dict)
 
     def build(self, root: Path, policy_text: str = VALID) -> Path:
         for relative, content in {"repo/.git": None, **self.files}.items():
@@ -54,7 +56,7 @@ def lines_marked(source: str, code: str) -> set[int]:
     }
 
 
-def run(tree: Tree, root: Path, rule: type, policy_text: str = VALID) -> list:
+def run(tree: Tree, root: Path, rule: type[Rule], policy_text: str = VALID) -> list[Finding]:
     module = tree.build(root, policy_text)
     options = {k: (v.replace("{root}", str(root)) if isinstance(v, str) else v) for k, v in tree.options.items()}
     return check_source(module.read_text(), [rule], path=str(module), options=options)

@@ -675,8 +675,8 @@ class ModuleAnalysis:
             found = self._constructed(self.imports.resolve(func))
             if found is not None:
                 return found
-            for factory in self._local_functions(func, scope):
-                found = next(filter(None, (self._binding_receiver(r, depth) for r in factory.returns)), None)
+            for maker in self._local_functions(func, scope):
+                found = next(filter(None, (self._binding_receiver(r, depth) for r in maker.returns)), None)
                 if found is not None:
                     return found
         if not isinstance(func, cst.Attribute):

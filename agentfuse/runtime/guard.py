@@ -16,11 +16,14 @@ import functools
 import inspect
 import os
 import secrets
+import shlex
+import socket
 import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -37,8 +40,11 @@ from agentfuse.runtime.stores.base import (
     GateRequest,
     GateResult,
     HaltRecord,
+    Heartbeat,
+    OperatorStore,
     Outcome,
     RateLimitSpec,
+    RestartSpec,
     Settlement,
     SettleResult,
     Store,
@@ -57,6 +63,11 @@ REFUSALS: Mapping[str, type[errors.Halted]] = {
     "max_attempts": errors.AttemptsExhausted,
 }
 """Refusal kind (from the store) -> the exception raised to the agent."""
+
+HEARTBEAT_INTERVAL_S = 5.0
+"""A guard writes its heartbeat at most this often (on a gate; no thread)."""
+DEFAULT_CLAIM_TTL_S = 7 * 24 * 3600.0
+"""How long a claimed message stays taken by default (a week: longer than any retry of it)."""
 
 _EVENT_FIELDS = frozenset({"ts", "agent", "run", "event", "reason"})
 """Names an event's own fields take; a figure with one of them is renamed ``figure_<name>``."""
@@ -249,7 +260,9 @@ class Guard:
         events: Any = None,
         alerter: Any = None,
         owns_store: bool = False,
+        owns_observers: bool | None = None,
         deferred: DeferredSettlements | None = None,
+        claim_ttl_s: float = DEFAULT_CLAIM_TTL_S,
     ) -> None:
         self.policy = policy
         self.store = store
@@ -259,6 +272,14 @@ class Guard:
         self.alerter = alerter
         self.agent = policy.agent
         self._owns_store = owns_store
+        self._owns_observers = owns_store if owns_observers is None else owns_observers
+        """Whether ``close()`` closes the events and alerter (a child guard shares its parent's)."""
+        self.claim_ttl_s = claim_ttl_s
+        self._operator_store = isinstance(store, OperatorStore)
+        self._host = socket.gethostname()
+        self._next_heartbeat = float("-inf")
+        self._restart_until: float | None = None
+        """While the clock is before this, calls are refused: the agent is in a restart loop."""
         self._deferred = deferred
         """Shared with child guards; None settles every call in its own transaction."""
         self._unopened: tuple[str | None, int | None] | None = None
@@ -342,8 +363,31 @@ class Guard:
             events=self.events,
             alerter=self.alerter,
             owns_store=False,
+            owns_observers=False,
             deferred=self._deferred,
+            claim_ttl_s=self.claim_ttl_s,
         )
+
+    @contextlib.contextmanager
+    def claim(self, message_id: str, ttl_s: float | None = None) -> Iterator[bool]:
+        """``with guard.claim(message_id) as fresh:`` take a message BEFORE working on it.
+
+        The claim is written durably (one atomic insert-if-absent) before the body runs, so a
+        process killed mid-message never works on it again: ``fresh`` is False for a message
+        already claimed and not expired (``ttl_s``, default ``claim_ttl_s``). A body that raises
+        keeps its claim too (at most once); let it expire, or use a new id, to retry.
+        """
+        if not self._operator_store:
+            raise TypeError(f"guard.claim() needs a store with claims; {self.store!r} has none")
+        store = cast(OperatorStore, self.store)
+        ttl = self.claim_ttl_s if ttl_s is None else float(ttl_s)
+        if ttl <= 0:
+            raise ValueError(f"claim ttl_s must be positive, got {ttl}")
+        fresh = store.claim(
+            self.agent, message_id, run_id=self.run_id, pid=os.getpid(), host=self._host, now=self.clock(), ttl_s=ttl
+        )
+        self._emit("claimed" if fresh else "claim_skipped", message_id=message_id)
+        yield fresh
 
     def halt(self, reason: str, *, scope_agent: bool = False) -> HaltRecord:
         """Halt this run (or the whole agent) durably, as an operator would."""
@@ -368,13 +412,14 @@ class Guard:
         self._deferred.discard(pending)
 
     def close(self) -> None:
-        """Apply deferred settlements; close the store, events and alerts if this guard opened them."""
+        """Apply deferred settlements; close the store, events and alerts this guard opened."""
         try:
             self.flush()
         except errors.StoreUnavailable as exc:
             self._emit("settle_failed", reason="store_unavailable", error=str(exc))
         if self._owns_store:
             self.store.close()
+        if self._owns_observers:
             if self.alerter is not None:
                 self.alerter.close()
             if self.events is not None:
@@ -393,6 +438,10 @@ class Guard:
             raise RuntimeError("a step can be entered once; call guard.step(...) for each call")
         now = self.clock()
         step.action = step.action or "call"
+        if now >= self._next_heartbeat:
+            self._beat(now)
+        if self._restart_until is not None and now < self._restart_until:
+            self._refuse_restart_loop(step)
         self._check_kill_switch(now, step)
         step.estimate_micros = self._estimate(step)
         step.reservation_id = _new_reservation_id()
@@ -474,6 +523,81 @@ class Guard:
             steps=run.steps,
         )
 
+    def _beat(self, now: float) -> None:
+        """Record this process's heartbeat (a store that is down only delays it)."""
+        if not self._operator_store:
+            return
+        self._next_heartbeat = now + HEARTBEAT_INTERVAL_S
+        beat = Heartbeat(agent=self.agent, run_id=self.run_id, pid=os.getpid(), host=self._host, at=now)
+        try:
+            cast(OperatorStore, self.store).record_heartbeat(beat)
+        except errors.StoreUnavailable:
+            return
+
+    def _check_restarts(self, sleep: Callable[[float], None]) -> None:
+        """Record this process's start; in a restart loop, refuse calls (or sleep) for the cooldown."""
+        config = self.policy.restart_guard
+        if config is None or not self._operator_store:
+            return
+        now = self.clock()
+        spec = RestartSpec(config.max_starts, config.window_s, config.cooldown_s)
+        try:
+            check = cast(OperatorStore, self.store).record_start(
+                self.agent, pid=os.getpid(), host=self._host, now=now, spec=spec
+            )
+        except errors.StoreUnavailable as exc:
+            self._emit("store_unavailable", reason="store_unavailable", error=str(exc))
+            return
+        if check.cooldown_until is None:
+            return
+        wait_s = max(0.0, check.cooldown_until - now)
+        if check.tripped:
+            self._emit(
+                "restart_loop",
+                reason="restart_loop",
+                starts=check.starts_in_window,
+                window_s=spec.window_s,
+                cooldown_s=spec.cooldown_s,
+                action=config.action,
+            )
+            then = "this process sleeps" if config.action == "sleep" else "calls are refused"
+            self._alert(
+                "restart_loop",
+                f"{self.agent}: restart loop",
+                f"{check.starts_in_window} process starts in {spec.window_s:g}s (restart_guard.max_starts"
+                f" {spec.max_starts}); {then} for {wait_s:g}s",
+                dedupe_key="restart_loop",
+            )
+        if config.action == "sleep":
+            sleep(wait_s)
+            return
+        self._restart_until = check.cooldown_until
+
+    def _refuse_restart_loop(self, step: Step) -> None:
+        assert self._restart_until is not None
+        figures = {"action": step.action, "cooldown_until": self._restart_until}
+        self._emit("refused", reason="restart_loop", **figures)
+        raise errors.RunHalted(
+            f"agent {self.agent!r} is in a restart loop (restart_guard); calls are refused for"
+            f" {self._restart_until - self.clock():.0f}s more",
+            reason="restart_loop",
+            agent=self.agent,
+            run_id=self.run_id,
+            figures=figures,
+        )
+
+    def _halt_message(self, refusal_reason: str, figures: Mapping[str, Any]) -> str:
+        """How a durable halt reads to the agent, with the exact command that clears it."""
+        source = figures.get("source", "operator")
+        halted_run = figures.get("halted_run", AGENT_WIDE)
+        resume = f"agentfuse resume --agent {shlex.quote(self.agent)}"
+        if halted_run == AGENT_WIDE:
+            return f"agent {self.agent!r} is halted ({refusal_reason}, by {source}); clear it with `{resume}`"
+        return (
+            f"run {halted_run} of agent {self.agent!r} is halted ({refusal_reason}, by {source});"
+            f" clear it with `{resume} --run {shlex.quote(str(halted_run))}`"
+        )
+
     def _day_key(self, now: float) -> str:
         """The calendar day of ``now`` in the policy's time zone (cached until the day ends)."""
         start, end, key = self._day
@@ -524,6 +648,8 @@ class Guard:
     def _refuse(self, step: Step, result: GateResult) -> None:
         refusal = result.refusal
         assert refusal is not None
+        if refusal.kind == "halted":
+            refusal = dataclasses.replace(refusal, message=self._halt_message(refusal.reason, refusal.figures))
         figures = {"action": step.action, **refusal.figures}
         self._emit("refused", reason=refusal.reason, **figures)
         alert: tuple[str, str, str] | None = None  # kind, title, de-duplication key
@@ -777,6 +903,8 @@ def _open_guard(
     alerter: Any,
     owns_store: bool,
     deferred: DeferredSettlements | None,
+    owns_observers: bool | None = None,
+    claim_ttl_s: float = DEFAULT_CLAIM_TTL_S,
 ) -> Guard:
     guard = Guard(
         policy,
@@ -786,7 +914,9 @@ def _open_guard(
         events=events,
         alerter=alerter,
         owns_store=owns_store,
+        owns_observers=owns_observers,
         deferred=deferred,
+        claim_ttl_s=claim_ttl_s,
     )
     guard._unopened = (parent_id, cap_micros)
     try:
@@ -795,6 +925,7 @@ def _open_guard(
         if policy.store_unavailable != "allow":
             raise
         guard._emit("store_unavailable", reason="store_unavailable", error=str(exc))
+    guard._beat(clock())
     return guard
 
 
@@ -821,6 +952,8 @@ def enforce(
     clock: Clock | None = None,
     environ: Mapping[str, str] | None = None,
     defer_settlement: bool = True,
+    claim_ttl_s: float = DEFAULT_CLAIM_TTL_S,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Guard:
     """Guard one run of the agent described by ``policy`` (a path or a :class:`Policy`).
 
@@ -829,6 +962,9 @@ def enforce(
     ``store:``, else ``sqlite:///.agentfuse/state.db`` relative to the current directory).
     ``defer_settlement`` lets a plain success settle inside the next gate's transaction (one
     store transaction per call instead of two; see :class:`DeferredSettlements`).
+    ``claim_ttl_s`` is how long :meth:`Guard.claim` keeps a message taken. With the policy's
+    ``restart_guard`` the process's start is recorded, and a restart loop refuses calls for
+    the cooldown (or, with ``action: sleep``, ``sleep`` waits it out once).
     """
     if not isinstance(policy, Policy):
         policy = load_policy(Path(policy), environ=environ)
@@ -862,8 +998,11 @@ def enforce(
         events=events,
         alerter=alerter,
         owns_store=owns_store,
+        owns_observers=True,
         deferred=deferred,
+        claim_ttl_s=claim_ttl_s,
     )
+    guard._check_restarts(sleep)
     if deferred is not None:
         weakref.finalize(guard, _flush_at_exit, resolved, deferred)
     return guard

@@ -21,6 +21,11 @@ Semantics every backend must keep (the contract suite checks them):
 * A refused ``gate`` writes nothing except the durable halt named in ``GateResult.halt`` (and
   the deferred settlements of ``GateRequest.settle_first``, which are applied either way).
 * ``open_run`` creates a run or returns the existing one unchanged (cap, start time, parent).
+* Each reservation records the pid and host of the process that made it (the store runs in
+  that process), so an operator can tell a reservation left by a dead process (``runs --stale``)
+  and settle it explicitly (``reconcile``, recorded durably, never silently).
+* ``claim`` is one atomic insert-if-absent (or if expired); ``record_start`` inserts the start,
+  counts the window and starts the cooldown in one atomic unit.
 """
 
 from __future__ import annotations
@@ -228,6 +233,94 @@ class AgentTotals:
     hour_micros: int
 
 
+@dataclasses.dataclass(frozen=True)
+class Heartbeat:
+    """A guard's sign of life: which process (pid on host) works on which run, and when."""
+
+    agent: str
+    run_id: str
+    pid: int
+    host: str
+    at: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RestartSpec:
+    """The policy's ``restart_guard``: more than ``max_starts`` in ``window_s`` -> cool down."""
+
+    max_starts: int
+    window_s: float
+    cooldown_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class StartCheck:
+    """What recording a process start found."""
+
+    starts_in_window: int
+    cooldown_until: float | None = None
+    """While ``now`` is before this, the agent is in a restart-loop cooldown."""
+    tripped: bool = False
+    """This start began the cooldown (alert once)."""
+
+
+def check_start(starts_in_window: int, cooldown_until: float | None, now: float, spec: RestartSpec) -> StartCheck:
+    """The restart guard's decision after a start was recorded (pure; every backend uses it)."""
+    if cooldown_until is not None and now < cooldown_until:
+        return StartCheck(starts_in_window, cooldown_until)
+    if starts_in_window > spec.max_starts:
+        return StartCheck(starts_in_window, now + spec.cooldown_s, tripped=True)
+    return StartCheck(starts_in_window)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    """A run's row with its activity: the operator's view (``agentfuse runs``)."""
+
+    run: RunInfo
+    last_activity_at: float
+    """The latest reservation of the run (its start time if it made none)."""
+    unsettled: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Reservation:
+    """An unsettled reservation and the process (pid on host) that made it."""
+
+    reservation_id: str
+    agent: str
+    run_id: str
+    action: str
+    estimate_micros: int
+    created_at: float
+    pid: int | None
+    host: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Reconciliation:
+    """An operator's explicit settlement of a stale reservation (kept durably in the store)."""
+
+    reservation_id: str
+    agent: str
+    run_id: str
+    settle_as: str
+    """``reserved`` (counted at its estimate) or ``zero`` (the call cost nothing)."""
+    cost_micros: int
+    reason: str
+    at: float
+
+
+@dataclasses.dataclass(frozen=True)
+class DaySpend:
+    """An agent's spent and reserved money on one calendar day (its policy's time zone)."""
+
+    agent: str
+    day_key: str
+    spent_micros: int
+    reserved_micros: int
+
+
 @runtime_checkable
 class Store(Protocol):
     """Durable state of runs, agents, breakers, rate limits and halts."""
@@ -275,3 +368,49 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+@runtime_checkable
+class OperatorStore(Store, Protocol):
+    """A store with the operator tools: heartbeats, restarts, claims, listings, reconciliation.
+
+    Separate from :class:`Store` while a backend lacks them: the guard skips heartbeats and the
+    restart guard on a plain ``Store`` (``claim`` says it needs this protocol).
+    """
+
+    def record_heartbeat(self, beat: Heartbeat) -> None:
+        """Write the process's heartbeat (one row per agent, host and pid; the latest wins)."""
+
+    def heartbeats(self, agent: str | None = None) -> list[Heartbeat]:
+        """Every heartbeat (of one agent, if given), newest first."""
+
+    def record_start(self, agent: str, *, pid: int, host: str, now: float, spec: RestartSpec) -> StartCheck:
+        """Record a process start (once per pid and host) and apply the restart guard atomically."""
+
+    def claim(
+        self, agent: str, message_id: str, *, run_id: str, pid: int, host: str, now: float, ttl_s: float
+    ) -> bool:
+        """Take the message if nobody holds an unexpired claim on it; True if this call took it."""
+
+    def list_runs(self, agent: str | None = None) -> list[RunSummary]:
+        """Every run (of one agent), most recently active first."""
+
+    def open_reservations(self, agent: str | None = None, run_id: str | None = None) -> list[Reservation]:
+        """Unsettled reservations (of one agent or run), oldest first."""
+
+    def reconcile(
+        self, reservation_id: str, *, settle_as: str, reason: str, now: float
+    ) -> Reconciliation | None:
+        """Settle an open reservation at its estimate or zero, recording why; None if not open."""
+
+    def reconciliations(self, agent: str | None = None) -> list[Reconciliation]:
+        """Every reconciliation (of one agent), oldest first."""
+
+    def daily_spend(self, agent: str | None = None, *, since_day: str = "") -> list[DaySpend]:
+        """Per-agent, per-day money from ``since_day`` (an ISO date) on, by day."""
+
+    def breakers(self, agent: str | None = None) -> list[tuple[str, str, BreakerRecord]]:
+        """(agent, key, state) of every breaker ever touched."""
+
+    def agents(self) -> list[str]:
+        """Every agent the store knows (runs, halts or heartbeats), sorted."""

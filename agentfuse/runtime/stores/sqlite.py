@@ -22,8 +22,10 @@ the WAL at every commit.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import socket
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -44,9 +46,17 @@ from agentfuse.runtime.stores.base import (
     HaltRecord,
     Outcome,
     RateLimitRecord,
+    Heartbeat,
+    DaySpend,
+    Reconciliation,
+    Reservation,
+    RestartSpec,
     RunInfo,
+    RunSummary,
     Settlement,
     SettleResult,
+    StartCheck,
+    check_start,
 )
 
 BUSY_TIMEOUT_S = 30.0
@@ -110,6 +120,29 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (run_id, agent)
     ) WITHOUT ROWID;
     """,
+    """
+    ALTER TABLE ledger ADD COLUMN pid INTEGER;
+    ALTER TABLE ledger ADD COLUMN host TEXT;
+    CREATE TABLE heartbeats (
+        agent TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL,
+        run_id TEXT NOT NULL, at REAL NOT NULL,
+        PRIMARY KEY (agent, host, pid)
+    ) WITHOUT ROWID;
+    CREATE TABLE process_starts (
+        agent TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL, started_at REAL NOT NULL,
+        PRIMARY KEY (agent, host, pid)
+    ) WITHOUT ROWID;
+    CREATE TABLE restart_cooldowns (agent TEXT PRIMARY KEY, until REAL NOT NULL) WITHOUT ROWID;
+    CREATE TABLE claims (
+        agent TEXT NOT NULL, message_id TEXT NOT NULL, run_id TEXT NOT NULL,
+        pid INTEGER NOT NULL, host TEXT NOT NULL, claimed_at REAL NOT NULL, expires_at REAL NOT NULL,
+        PRIMARY KEY (agent, message_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE reconciliations (
+        reservation_id TEXT PRIMARY KEY, agent TEXT NOT NULL, run_id TEXT NOT NULL,
+        settle_as TEXT NOT NULL, cost_micros INTEGER NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -155,6 +188,8 @@ class SQLiteStore:
         self.busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         self._inherited: list[sqlite3.Connection] = []
+        self.host = socket.gethostname()
+        """Recorded with each reservation, heartbeat and claim of this process."""
         self._lineage: dict[str, tuple[str, ...]] = {}
         """run id -> it and its ancestors' ids; parents never change, so this cannot go stale."""
         self._create_file()
@@ -341,7 +376,7 @@ class SQLiteStore:
             estimate = request.estimate_micros
             db.execute(
                 "INSERT INTO ledger (reservation_id, run_id, agent, action, estimate_micros,"
-                " day_key, minute, created_at) VALUES (?,?,?,?,?,?,?,?)",
+                " day_key, minute, created_at, pid, host) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     request.reservation_id,
                     request.run_id,
@@ -351,6 +386,8 @@ class SQLiteStore:
                     request.day_key,
                     request.minute,
                     request.now,
+                    os.getpid(),
+                    self.host,
                 ),
             )
             db.execute(
@@ -461,6 +498,137 @@ class SQLiteStore:
                     "SELECT COUNT(*) FROM ledger WHERE run_id = ? AND settled_at IS NULL", (run_id,)
                 ).fetchone()
             return int(row[0])
+
+    # -- operator tools -----------------------------------------------------------------------
+
+    def record_heartbeat(self, beat: Heartbeat) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO heartbeats (agent, host, pid, run_id, at) VALUES (?,?,?,?,?)",
+                (beat.agent, beat.host, beat.pid, beat.run_id, beat.at),
+            )
+
+    def heartbeats(self, agent: str | None = None) -> list[Heartbeat]:
+        with self._reading() as db:
+            sql = "SELECT agent, run_id, pid, host, at FROM heartbeats"
+            rows = (
+                db.execute(sql + " WHERE agent = ? ORDER BY at DESC", (agent,))
+                if agent is not None
+                else db.execute(sql + " ORDER BY at DESC")
+            )
+            return [Heartbeat(*row) for row in rows]
+
+    def record_start(self, agent: str, *, pid: int, host: str, now: float, spec: RestartSpec) -> StartCheck:
+        with self._transaction() as db:
+            db.execute(
+                "DELETE FROM process_starts WHERE agent = ? AND started_at <= ?", (agent, now - spec.window_s)
+            )
+            db.execute("INSERT OR IGNORE INTO process_starts VALUES (?,?,?,?)", (agent, host, pid, now))
+            count, until = db.execute(
+                "SELECT (SELECT COUNT(*) FROM process_starts WHERE agent = ?),"
+                " (SELECT until FROM restart_cooldowns WHERE agent = ?)",
+                (agent, agent),
+            ).fetchone()
+            check = check_start(count, until, now, spec)
+            if check.tripped:
+                db.execute("INSERT OR REPLACE INTO restart_cooldowns VALUES (?,?)", (agent, check.cooldown_until))
+            return check
+
+    def claim(
+        self, agent: str, message_id: str, *, run_id: str, pid: int, host: str, now: float, ttl_s: float
+    ) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO claims VALUES (?,?,?,?,?,?,?) ON CONFLICT (agent, message_id) DO UPDATE SET"
+                " run_id = excluded.run_id, pid = excluded.pid, host = excluded.host,"
+                " claimed_at = excluded.claimed_at, expires_at = excluded.expires_at"
+                " WHERE claims.expires_at <= excluded.claimed_at",
+                (agent, message_id, run_id, pid, host, now, now + ttl_s),
+            )
+            return cursor.rowcount == 1
+
+    def list_runs(self, agent: str | None = None) -> list[RunSummary]:
+        with self._reading() as db:
+            rows = db.execute(
+                f"SELECT {_RUN_COLUMNS},"
+                " COALESCE((SELECT MAX(created_at) FROM ledger WHERE ledger.run_id = runs.run_id), started_at),"
+                " (SELECT COUNT(*) FROM ledger WHERE ledger.run_id = runs.run_id AND settled_at IS NULL)"
+                " FROM runs WHERE ? IS NULL OR agent = ?",
+                (agent, agent),
+            ).fetchall()
+        summaries = [RunSummary(RunInfo(*row[:_RUN_WIDTH]), row[_RUN_WIDTH], row[_RUN_WIDTH + 1]) for row in rows]
+        return sorted(summaries, key=lambda summary: summary.last_activity_at, reverse=True)
+
+    def open_reservations(self, agent: str | None = None, run_id: str | None = None) -> list[Reservation]:
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT reservation_id, agent, run_id, action, estimate_micros, created_at, pid, host"
+                " FROM ledger WHERE settled_at IS NULL AND (? IS NULL OR agent = ?) AND (? IS NULL OR run_id = ?)"
+                " ORDER BY created_at",
+                (agent, agent, run_id, run_id),
+            ).fetchall()
+            return [Reservation(*row) for row in rows]
+
+    def reconcile(
+        self, reservation_id: str, *, settle_as: str, reason: str, now: float
+    ) -> Reconciliation | None:
+        if settle_as not in ("reserved", "zero"):
+            raise ValueError(f"settle_as must be 'reserved' or 'zero', got {settle_as!r}")
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT agent, run_id, action, estimate_micros FROM ledger"
+                " WHERE reservation_id = ? AND settled_at IS NULL",
+                (reservation_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            agent, run_id, action, estimate = row
+            cost = estimate if settle_as == "reserved" else 0
+            self._settle_in(
+                db,
+                Settlement(reservation_id, agent, run_id, action, cost, now, Outcome.NEUTRAL, breaker_counts=False),
+            )
+            record = Reconciliation(reservation_id, agent, run_id, settle_as, cost, reason, now)
+            db.execute(
+                "INSERT OR REPLACE INTO reconciliations VALUES (?,?,?,?,?,?,?)",
+                dataclasses.astuple(record),
+            )
+            return record
+
+    def reconciliations(self, agent: str | None = None) -> list[Reconciliation]:
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT reservation_id, agent, run_id, settle_as, cost_micros, reason, at FROM reconciliations"
+                " WHERE ? IS NULL OR agent = ? ORDER BY at",
+                (agent, agent),
+            ).fetchall()
+            return [Reconciliation(*row) for row in rows]
+
+    def daily_spend(self, agent: str | None = None, *, since_day: str = "") -> list[DaySpend]:
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT agent, day_key, spent_micros, reserved_micros FROM agent_days"
+                " WHERE (? IS NULL OR agent = ?) AND day_key >= ? ORDER BY day_key, agent",
+                (agent, agent, since_day),
+            ).fetchall()
+            return [DaySpend(*row) for row in rows]
+
+    def breakers(self, agent: str | None = None) -> list[tuple[str, str, BreakerRecord]]:
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT agent, key, state, consecutive_failures, opened_at, probe_id, probe_expires_at"
+                " FROM breakers WHERE ? IS NULL OR agent = ? ORDER BY agent, key",
+                (agent, agent),
+            ).fetchall()
+            return [(row[0], row[1], _breaker_from_row(row[2:])) for row in rows]
+
+    def agents(self) -> list[str]:
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT agent FROM runs UNION SELECT agent FROM halts UNION SELECT agent FROM heartbeats"
+                " UNION SELECT agent FROM agent_days ORDER BY agent"
+            ).fetchall()
+            return [row[0] for row in rows]
 
     def _lineage_ids(self, db: sqlite3.Connection, run_id: str) -> tuple[str, ...]:
         """The run's id and its ancestors' (raises KeyError for an unknown run)."""

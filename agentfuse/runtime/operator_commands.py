@@ -1,12 +1,17 @@
-"""Operator commands, out of band: ``agentfuse halt`` and ``agentfuse resume``.
+"""Operator commands, out of band: ``halt``, ``resume``, ``status``, ``runs``, ``reconcile``,
+``watch`` and ``report``.
 
 A halt is durable: every guarded call of the agent (or of one run) is refused, across restarts,
-until ``resume``. The store comes from ``--store URL`` or from the policy's ``store:`` key.
+until ``resume``. The store comes from ``--store URL`` or from the policy's ``store:`` key; with
+``--policy`` the commands also know the agent's caps, event log and alert webhook.
+See docs/operations.md for the status JSON schema and running ``watch`` from cron or systemd.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -14,10 +19,11 @@ from typing import Any
 
 from agentfuse.runtime.alerts import Alerter
 from agentfuse.runtime.errors import PolicyError, StoreUnavailable
-from agentfuse.runtime.events import EventLog
+from agentfuse.runtime.events import EventLog, redact
 from agentfuse.runtime.policy import Policy, load_policy
 from agentfuse.runtime.stores import DEFAULT_STORE_URL, AGENT_WIDE, Store, StoreURLError, open_store
-from agentfuse.runtime.stores.base import HaltRecord
+from agentfuse.runtime.stores.base import HaltRecord, OperatorStore
+from agentfuse.runtime import status as status_data
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -45,11 +51,111 @@ def register(subparsers: Any) -> None:
         "--all-runs", action="store_true", help="also clear the halts of every run of the agent"
     )
     resume.set_defaults(func=run_resume)
+    _register_views(subparsers)
+
+
+def _register_views(subparsers: Any) -> None:
+    """``status``, ``runs``, ``reconcile``, ``watch`` and ``report``."""
+    status = subparsers.add_parser(
+        "status",
+        help="spend against caps, active runs, breakers, halts, live workers and last events",
+        description="What every agent (or one) is spending and why it stopped. Caps, breaker"
+        " cooldowns and last events need --policy.",
+    )
+    _add_view_options(status)
+    status.add_argument("--stale-after", type=_seconds, default=status_data.DEFAULT_STALE_AFTER_S,
+                        metavar="SECONDS", help="a run or worker silent this long is not active (default 600)")
+    status.set_defaults(func=run_status)
+
+    runs = subparsers.add_parser(
+        "runs",
+        help="list runs; --stale lists reservations left by dead processes",
+        description="List runs, most recently active first. --stale lists unsettled reservations whose"
+        " process is dead (not running on this host, or no heartbeat from another host for"
+        " --stale-after seconds); settle them with `agentfuse reconcile`.",
+    )
+    _add_view_options(runs)
+    runs.add_argument("--stale", action="store_true", help="only reservations left by dead processes")
+    runs.add_argument("--stale-after", type=_seconds, default=status_data.DEFAULT_STALE_AFTER_S,
+                      metavar="SECONDS", help="heartbeat age that counts a remote process dead (default 600)")
+    runs.set_defaults(func=run_runs)
+
+    reconcile = subparsers.add_parser(
+        "reconcile",
+        help="settle a run's stale reservations explicitly (recorded in the store and the event log)",
+        description="Settle the reservations a dead process left in RUN: `reserved` counts each at its"
+        " estimate (the call may have been billed), `zero` at nothing (it was not). Recorded with"
+        " the reason in the store, and as an event with --policy.",
+    )
+    reconcile.add_argument("run", metavar="RUN", help="the run id (see `agentfuse runs --stale`)")
+    reconcile.add_argument("--settle-as", required=True, choices=("reserved", "zero"))
+    reconcile.add_argument("--reason", required=True, help="why (kept with the settlement)")
+    reconcile.add_argument("--stale-after", type=_seconds, default=status_data.DEFAULT_STALE_AFTER_S,
+                           metavar="SECONDS", help="heartbeat age that counts a remote process dead")
+    _add_where(reconcile)
+    reconcile.set_defaults(func=run_reconcile, agent=None)
+
+    watch = subparsers.add_parser(
+        "watch",
+        help="dead-man's switch: exit 1 (and alert) when an agent has no fresh heartbeat",
+        description="Check every agent's (or one agent's) freshest heartbeat; exit 1 when one is older"
+        " than --stale-after, 0 when all are fresh. Run it from cron or a systemd timer.",
+    )
+    watch.add_argument("--agent", default=None, help="only this agent (default: every agent in the store)")
+    watch.add_argument("--stale-after", type=_seconds, default=status_data.DEFAULT_STALE_AFTER_S, metavar="SECONDS")
+    watch.add_argument("--alert", action="store_true", help="also alert the policy's webhook (needs --policy)")
+    _add_where(watch)
+    watch.set_defaults(func=run_watch)
+
+    report = subparsers.add_parser(
+        "report",
+        help="write a self-contained HTML report (inline SVG charts, works offline)",
+        description="Spend over time per agent against its caps, the breaker and halt timeline, and the"
+        " top refusal and failure reasons, in one HTML file with no external resources.",
+    )
+    report.add_argument("--html", required=True, type=Path, metavar="FILE", help="where to write the report")
+    report.add_argument("--since", type=_duration, default=7 * 86400.0, metavar="DURATION",
+                        help="how far back: 7d (default), 12h, 30m")
+    report.add_argument("--agent", default=None, help="only this agent")
+    _add_where(report)
+    report.set_defaults(func=run_report)
+
+
+def _add_view_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--agent", default=None, help="only this agent (default: every agent in the store)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output (see docs/operations.md)")
+    _add_where(parser)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def _duration(text: str) -> float:
+    """``7d``, ``12h``, ``30m``, ``90s`` or plain seconds."""
+    match = _DURATION.match(text.lower())
+    if match is None or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; write e.g. 7d, 12h, 30m or 600")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--agent", required=True, help="the agent's name (policy `agent:`)")
     parser.add_argument("--run", default=None, help="one run id; without it the whole agent")
+    _add_where(parser)
+
+
+def _add_where(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--store", help="store URL, e.g. sqlite:///.agentfuse/state.db or redis://host:6379/0")
     where.add_argument("--policy", type=Path, help="the agent's policy.yaml (its `store:` is used)")
@@ -64,7 +170,7 @@ def _policy(args: argparse.Namespace) -> Policy | None:
     if not args.policy:
         return None
     policy = load_policy(args.policy)
-    if policy.agent != args.agent:
+    if args.agent is not None and policy.agent != args.agent:
         print(
             f"agentfuse: note: {args.policy} is the policy of agent {policy.agent!r}, not {args.agent!r}",
             file=sys.stderr,
@@ -164,4 +270,244 @@ def run_resume(args: argparse.Namespace) -> int:
             print(f"  note: the STOP file {stop_file} still exists; the next call will halt again")
     for halt in still:
         print(f"  run {halt.run_id} is still halted ({halt.reason}); resume it with --run {halt.run_id}")
+    return EXIT_OK
+
+
+def _open_operator(args: argparse.Namespace) -> tuple[OperatorStore, Policy | None, str] | int:
+    """Like ``_open``, for the commands that read operator data; also the store's URL."""
+    opened = _open(args)
+    if isinstance(opened, int):
+        return opened
+    store, policy = opened
+    url = str(args.store or (policy.store if policy else None) or DEFAULT_STORE_URL)
+    if not isinstance(store, OperatorStore):
+        store.close()
+        return _fail(f"the store {redact(url)} does not keep heartbeats, runs and claims yet", EXIT_FAILED)
+    return store, policy, url
+
+
+def _print_json(document: Any) -> None:
+    print(json.dumps(document, indent=2, sort_keys=False))
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """``agentfuse status``."""
+    opened = _open_operator(args)
+    if isinstance(opened, int):
+        return opened
+    store, policy, url = opened
+    try:
+        document = status_data.gather_status(
+            store, store_url=url, policy=policy, agent=args.agent, now=time.time(), stale_after_s=args.stale_after
+        )
+    except StoreUnavailable as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    finally:
+        store.close()
+    if args.json:
+        _print_json(document)
+    else:
+        print(status_data.format_table(document, status_data.palette_for(sys.stdout)))
+    return EXIT_OK
+
+
+def run_runs(args: argparse.Namespace) -> int:
+    """``agentfuse runs``."""
+    opened = _open_operator(args)
+    if isinstance(opened, int):
+        return opened
+    store, policy, _ = opened
+    now = time.time()
+    try:
+        if args.stale:
+            live = status_data.liveness(store, now, args.stale_after)
+            stale = status_data.stale_reservations(store, live, agent=args.agent)
+            rows = [status_data.reservation_json(item, now, reason) for item, reason in stale]
+        else:
+            rows = [
+                status_data.run_json(summary, now, policy if policy and policy.agent == summary.run.agent else None)
+                for summary in store.list_runs(args.agent)
+            ]
+    except StoreUnavailable as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    finally:
+        store.close()
+    if args.json:
+        _print_json({"stale_reservations" if args.stale else "runs": rows})
+    elif args.stale:
+        _print_stale(rows)
+    else:
+        _print_runs(rows)
+    return EXIT_OK
+
+
+def _print_runs(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("no runs")
+        return
+    for line in status_data.format_rows(
+        ("run", "agent", "parent", "spent", "reserved", "steps", "retries", "last activity", "open"),
+        [
+            (
+                row["run_id"],
+                row["agent"],
+                row["parent_id"] or "-",
+                status_data.money(row["spent_usd"]),
+                status_data.money(row["reserved_usd"]),
+                str(row["steps"]),
+                str(row["retries"]),
+                row["last_activity_at"],
+                str(row["unsettled"]),
+            )
+            for row in rows
+        ],
+        indent="",
+    ):
+        print(line)
+
+
+def _print_stale(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("no stale reservations")
+        return
+    for line in status_data.format_rows(
+        ("run", "agent", "reservation", "action", "estimate", "age", "process", "why stale"),
+        [
+            (
+                row["run_id"],
+                row["agent"],
+                row["reservation_id"],
+                row["action"],
+                status_data.money(row["estimate_usd"]),
+                f"{row['age_s']:.0f}s",
+                f"{row['pid']}@{row['host']}" if row["pid"] is not None else "-",
+                row["stale_reason"],
+            )
+            for row in rows
+        ],
+        indent="",
+    ):
+        print(line)
+    print("settle them with: agentfuse reconcile RUN --settle-as reserved|zero --reason TEXT")
+
+
+def run_reconcile(args: argparse.Namespace) -> int:
+    """``agentfuse reconcile``."""
+    if not args.reason.strip():
+        return _fail("--reason must say why")
+    opened = _open_operator(args)
+    if isinstance(opened, int):
+        return opened
+    store, policy, _ = opened
+    now = time.time()
+    done = []
+    try:
+        run = store.get_run(args.run)
+        if run is None:
+            return _fail(f"no run {args.run!r} in this store (see `agentfuse runs`)", EXIT_FAILED)
+        live = status_data.liveness(store, now, args.stale_after)
+        open_ones = store.open_reservations(run_id=args.run)
+        stale = status_data.stale_reservations(store, live, run_id=args.run)
+        for reservation, _why in stale:
+            record = store.reconcile(
+                reservation.reservation_id, settle_as=args.settle_as, reason=args.reason.strip(), now=now
+            )
+            if record is not None:
+                done.append(record)
+    except StoreUnavailable as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    finally:
+        store.close()
+    live_left = len(open_ones) - len(stale)
+    if not done:
+        print(f"run {args.run}: no stale reservations to reconcile")
+    for record in done:
+        print(
+            f"reconciled {record.reservation_id} of run {record.run_id} as {record.settle_as}:"
+            f" {status_data.money(status_data.usd(record.cost_micros))} ({record.reason})"
+        )
+    if live_left > 0:
+        print(f"  note: {live_left} open reservation(s) belong to a live process and were left alone")
+    if done and policy is not None:
+        events = EventLog.from_policy(policy)
+        for record in done:
+            events.emit(
+                "reconciled",
+                agent=record.agent,
+                run=record.run_id,
+                reason=record.reason,
+                reservation_id=record.reservation_id,
+                settle_as=record.settle_as,
+                cost_micros=record.cost_micros,
+                source="operator",
+            )
+        events.close()
+    return EXIT_OK
+
+
+def run_watch(args: argparse.Namespace) -> int:
+    """``agentfuse watch``: the dead-man's switch."""
+    if args.alert and not args.policy:
+        return _fail("--alert needs --policy (the webhook comes from the policy)")
+    opened = _open_operator(args)
+    if isinstance(opened, int):
+        return opened
+    store, policy, _ = opened
+    now = time.time()
+    try:
+        beats = store.heartbeats(args.agent)
+        agents = [args.agent] if args.agent else sorted({beat.agent for beat in beats} | ({policy.agent} if policy else set()))
+    except StoreUnavailable as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    finally:
+        store.close()
+    silent = []
+    for agent in agents:
+        latest = max((beat.at for beat in beats if beat.agent == agent), default=None)
+        if latest is None:
+            silent.append((agent, "no heartbeat ever"))
+            print(f"STALE {agent}: no heartbeat ever")
+        elif now - latest > args.stale_after:
+            silent.append((agent, f"last heartbeat {now - latest:.0f}s ago"))
+            print(f"STALE {agent}: last heartbeat {now - latest:.0f}s ago (limit {args.stale_after:g}s)")
+        else:
+            print(f"ok    {agent}: last heartbeat {now - latest:.0f}s ago")
+    if not agents:
+        print("no agents with heartbeats in this store")
+    if silent and args.alert and policy is not None:
+        events = EventLog.from_policy(policy)
+        alerter = Alerter.from_policy(policy, events)
+        for agent, detail in silent:
+            events.emit("heartbeat_missing", agent=agent, run=None, reason="no_heartbeat", detail=detail)
+            alerter.send(
+                "heartbeat_missing",
+                f"{agent}: no heartbeat",
+                f"{detail} (limit {args.stale_after:g}s): the agent's workers may be dead or stuck",
+                dedupe_key=f"{agent}:heartbeat_missing",
+            )
+        alerter.close(timeout=3.0)
+        events.close()
+    return EXIT_FAILED if silent else EXIT_OK
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """``agentfuse report --html FILE``."""
+    from agentfuse.runtime.report import gather_report, render_html
+
+    opened = _open_operator(args)
+    if isinstance(opened, int):
+        return opened
+    store, policy, url = opened
+    now = time.time()
+    try:
+        data = gather_report(store, store_url=url, policy=policy, agent=args.agent, now=now, since_s=args.since)
+    except StoreUnavailable as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    finally:
+        store.close()
+    try:
+        args.html.write_text(render_html(data), encoding="utf-8")
+    except OSError as exc:
+        return _fail(f"cannot write {args.html}: {exc.strerror}", EXIT_FAILED)
+    print(f"wrote {args.html}")
     return EXIT_OK

@@ -210,7 +210,7 @@ class ModuleAnalysis:
         AF101-AF103 share one analysis per file check (kept on the per-file context, never at
         module level), so enabling all three costs one collection, not three.
         """
-        store = vars(context)
+        store = context.shared
         found = store.get(SHARED_KEY)
         if isinstance(found, ModuleAnalysis) and found.context is context:
             return found, False

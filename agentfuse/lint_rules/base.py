@@ -156,6 +156,9 @@ class FileContext:
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """The ``[tool.agentfuse]`` table (kebab-case keys), for rule options such as
     ``fix-max-attempts``, ``llm-apis`` or ``guard-names``."""
+    shared: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Per-file scratch space for rules that share one analysis (e.g. AF101-AF103 collect the
+    module's LLM calls once), keyed by the helper module that owns the entry."""
 
 
 class Rule(cst.BatchableCSTVisitor):

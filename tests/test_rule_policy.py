@@ -348,3 +348,32 @@ def test_check_policy_file_never_constructs_python_tags(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "is not allowed" in result.stdout
     assert not marker.exists()
+
+
+POLICY_WITH_SECRET = """\
+version: 1
+agent: publisher
+budget: {run_usd: 1.0}
+breaker: {failure_threshold: 3, cooldown_s: 60}
+fail_fast: {halt_on: [PermissionError]}
+alerts: {webhook: "${AGENTFUSE_TEST_UNSET_WEBHOOK}"}
+"""
+
+
+def test_lint_treats_an_unset_secret_as_a_placeholder_but_the_runtime_does_not(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY_WITH_SECRET, encoding="utf-8")
+    environ = {k: v for k, v in os.environ.items() if k != "AGENTFUSE_TEST_UNSET_WEBHOOK"}
+    assert check_policy_file(str(policy)) == []
+    runtime_issues = policy_issues(policy, environ=environ)
+    assert [i.line for i in runtime_issues] == [6]
+    assert "AGENTFUSE_TEST_UNSET_WEBHOOK" in runtime_issues[0].message
+    agent = tmp_path / "agent.py"
+    agent.write_text(
+        "from agentfuse import enforce\nfrom openai import OpenAI\n"
+        "guard = enforce('policy.yaml')\nclient = OpenAI()\n"
+        "with guard.step():\n    client.chat.completions.create(model='m', messages=[])\n",
+        encoding="utf-8",
+    )
+    findings = check_source(agent.read_text(), [InvalidPolicy], path=str(agent))
+    assert findings == []

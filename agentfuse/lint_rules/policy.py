@@ -302,7 +302,8 @@ class InvalidPolicy(LlmAnalysisRule):
     time, with the loader's own ``file:line`` message, catches it before the agent ships.
 
     Heuristic: the policy found as for AF102 is checked with the runtime loader
-    (``policy_issues``), with the current environment for ``${VAR}`` references. One finding
+    (``policy_issues``); a ``${VAR}`` whose VAR is unset here is a placeholder filled at run time
+    (CI rarely holds the agent's secrets), not a problem. One finding
     at the ``enforce()`` call or the first LLM request, naming the first problem and how many
     more there are. ``agentfuse lint policy.yaml`` reports every problem on the YAML file itself.
     """
@@ -349,7 +350,7 @@ guard = agentfuse.enforce(os.path.join("/", "."))  # expect: AF103
         for node, path in module_policies(analysis, self.context).found:
             issues = self._issues.get(path)
             if issues is None:
-                issues = self._issues[path] = policy_issues(shown_path(path))
+                issues = self._issues[path] = policy_issues(shown_path(path), unset_ok=True)
             if issues:
                 more = len(issues) - 1
                 tail = f" (and {more} more; run `agentfuse check-policy {shown_path(path)}`)" if more else ""
@@ -363,7 +364,7 @@ def check_policy_file(path: str) -> list[Finding]:
     pre-commit hook.
     """
     findings = []
-    for issue in policy_issues(path):
+    for issue in policy_issues(path, unset_ok=True):
         message = f"{issue.message}. Fix: {issue.fix}" if issue.fix else issue.message
         findings.append(Finding(path, issue.line, issue.col, issue.line, issue.col + 1, InvalidPolicy.code, message))
     return sorted(findings)

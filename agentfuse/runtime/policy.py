@@ -385,9 +385,10 @@ def _tag_shown(tag: str) -> str:
 class _Checker:
     """Validates a composed document into a Policy, collecting every issue on the way."""
 
-    def __init__(self, path: str, environ: Mapping[str, str]) -> None:
+    def __init__(self, path: str, environ: Mapping[str, str], *, unset_ok: bool = False) -> None:
         self.path = path
         self.environ = environ
+        self.unset_ok = unset_ok
         self.issues: list[PolicyIssue] = []
         self._constructor = yaml.constructor.SafeConstructor()
         self._resolver = yaml.resolver.Resolver()
@@ -447,6 +448,9 @@ class _Checker:
             if value is None or (value == "" and default is not None):
                 value = default
             if value is None:
+                ok = False
+                if self.unset_ok:  # a placeholder filled in at run time: nothing to check
+                    continue
                 self.add(
                     node,
                     f"{name} uses ${{{variable}}}, which is not set",
@@ -1163,7 +1167,7 @@ def _finish(issues: list[PolicyIssue]) -> list[PolicyIssue]:
 
 
 def _check_text(
-    data: bytes | str, path: str, environ: Mapping[str, str] | None
+    data: bytes | str, path: str, environ: Mapping[str, str] | None, *, unset_ok: bool = False
 ) -> tuple[list[PolicyIssue], Policy | None]:
     text = _decode(data, path)
     if isinstance(text, list):
@@ -1178,7 +1182,7 @@ def _check_text(
             ),
             None,
         )
-    checker = _Checker(path, os.environ if environ is None else environ)
+    checker = _Checker(path, os.environ if environ is None else environ, unset_ok=unset_ok)
     checker.check_tags(root)
     policy = checker.policy(root, Path(path).resolve())
     return _finish(checker.issues), policy
@@ -1202,12 +1206,22 @@ def _read(path: str) -> bytes | list[PolicyIssue]:
 
 
 def policy_issues(
-    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    unset_ok: bool = False,
 ) -> list[PolicyIssue]:
-    """Every problem in the policy file at ``path``; empty when it is valid."""
+    """Every problem in the policy file at ``path``; empty when it is valid.
+
+    ``unset_ok`` (the linter's mode) treats ``${VAR}`` with VAR unset as a placeholder to be
+    filled at run time, so a CI job without the agent's secrets does not fail the policy;
+    ``enforce()`` and ``check-policy`` report it.
+    """
     shown = os.fspath(path)
     data = _read(shown)
-    return data if isinstance(data, list) else _check_text(data, shown, environ)[0]
+    if isinstance(data, list):
+        return data
+    return _check_text(data, shown, environ, unset_ok=unset_ok)[0]
 
 
 def load_policy_text(

@@ -218,7 +218,7 @@ def _tree(root: Path, count: int) -> list[Path]:
 
 
 def test_process_pool_gives_the_same_findings_as_one_process(tmp_path: Path) -> None:
-    files = _tree(tmp_path, 60)
+    files = _tree(tmp_path, 150)
     config = LintConfig(root=tmp_path)
     rule_set = RuleSet.of([DangerCall])
     serial = lint_files(files, rule_set, config, jobs=1, cwd=tmp_path)

@@ -1,9 +1,9 @@
-"""Lint many files: pre-filter in the parent, parse and check candidates in a process pool.
+"""Lint many files: serially for a few, else in a process pool, in chunks balanced by size.
 
-The parent reads every file once and keeps only the candidates (files whose text matches
-an enabled rule's triggers): typically 15% of a general tree. Candidates go to worker
-processes as paths plus the indices of the rules that may fire, in chunks balanced by
-size; a small run stays in one process, where a pool would only add start-up time.
+Each worker reads its files, runs the text pre-filter and the candidate stage, and parses
+only what is left; so the pre-filter, which reads every byte of the tree, is shared by the
+workers too. Below ``PARALLEL_FROM`` files (a pre-commit run, a single package) the pool's
+start-up would cost more than it saves: everything runs in this process.
 """
 
 from __future__ import annotations
@@ -16,23 +16,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agentfuse.lint.checker import RuleSet, decode_source, lint_bytes, parse_error
+from agentfuse.lint.checker import RuleSet, lint_bytes, parse_error
 from agentfuse.lint.config import LintConfig, Selection
 from agentfuse.lint.reporters import sort_key
 from agentfuse.lint_rules.base import Finding
 
-SERIAL_BELOW = 20
-"""Fewer candidate files than this are checked in the parent process."""
+PARALLEL_FROM = 100
+"""From this many files on, a run with more than one job uses a process pool."""
 CHUNKS_PER_JOB = 8
 
 
 @dataclasses.dataclass(frozen=True)
-class Candidate:
-    """A file worth parsing: where it is, how it is shown, which rules may fire in it."""
+class WorkItem:
+    """A file to lint: where it is, how reports show it, its size (for balancing chunks)."""
 
     path: str
     display: str
-    rule_indices: tuple[int, ...]
     size: int
 
 
@@ -65,29 +64,20 @@ def lint_files(
 ) -> list[Finding]:
     """Findings for ``files`` after noqa, selection and per-file ignores, in report order."""
     cwd = (cwd or Path.cwd()).absolute()
-    findings: list[Finding] = []
-    candidates: list[Candidate] = []
-    for path in files:
-        display = display_path(path, cwd)
-        data = read_file(path, display)
-        if isinstance(data, Finding):
-            findings.append(data)
-            continue
-        try:
-            source = decode_source(data)
-        except (SyntaxError, UnicodeDecodeError, LookupError):
-            findings.extend(lint_bytes(data, rule_set, path=display, options=config.options).findings)
-            continue
-        rules = rule_set.candidates(source)
-        if rules:
-            indices = tuple(rule_set.rules.index(rule) for rule in rules)
-            candidates.append(Candidate(str(path), display, indices, len(data)))
-    workers = min(jobs or os.cpu_count() or 1, max(1, len(candidates) // 4))
-    if workers <= 1 or len(candidates) < SERIAL_BELOW:
-        findings.extend(_lint_candidates(rule_set, config.options, candidates))
+    items = [WorkItem(str(path), display_path(path, cwd), _size(path)) for path in files]
+    workers = min(jobs or os.cpu_count() or 1, len(items))
+    if workers <= 1 or len(items) < PARALLEL_FROM:
+        findings = _lint_items(rule_set, config.options, items)
     else:
-        findings.extend(_lint_in_pool(rule_set, config.options, candidates, workers))
+        findings = _lint_in_pool(rule_set, config.options, items, workers)
     return sorted(apply_selection(findings, config, cwd), key=sort_key)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def apply_selection(findings: Iterable[Finding], config: LintConfig, cwd: Path) -> list[Finding]:
@@ -106,12 +96,12 @@ def apply_selection(findings: Iterable[Finding], config: LintConfig, cwd: Path) 
 
 
 def _lint_in_pool(
-    rule_set: RuleSet, options: Mapping[str, Any], candidates: Sequence[Candidate], workers: int
+    rule_set: RuleSet, options: Mapping[str, Any], items: Sequence[WorkItem], workers: int
 ) -> list[Finding]:
-    by_size = sorted(candidates, key=lambda c: c.size, reverse=True)
+    by_size = sorted(items, key=lambda item: item.size, reverse=True)
     count = min(len(by_size), workers * CHUNKS_PER_JOB)
     chunks = [by_size[i::count] for i in range(count)]
-    work = functools.partial(_lint_candidates, rule_set, options)
+    work = functools.partial(_lint_items, rule_set, options)
     findings: list[Finding] = []
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
         for chunk_findings in pool.map(work, chunks):
@@ -119,17 +109,13 @@ def _lint_in_pool(
     return findings
 
 
-def _lint_candidates(
-    rule_set: RuleSet, options: Mapping[str, Any], candidates: Sequence[Candidate]
-) -> list[Finding]:
-    """Parse and check candidate files (runs in a worker process, or in the parent)."""
+def _lint_items(rule_set: RuleSet, options: Mapping[str, Any], items: Sequence[WorkItem]) -> list[Finding]:
+    """Read, pre-filter, parse and check files (in a worker process, or in this one)."""
     findings: list[Finding] = []
-    for candidate in candidates:
-        data = read_file(Path(candidate.path), candidate.display)
+    for item in items:
+        data = read_file(Path(item.path), item.display)
         if isinstance(data, Finding):
             findings.append(data)
-            continue
-        rules = [rule_set.rules[i] for i in candidate.rule_indices]
-        outcome = lint_bytes(data, rule_set, path=candidate.display, options=options, rules=rules)
-        findings.extend(outcome.findings)
+        else:
+            findings.extend(lint_bytes(data, rule_set, path=item.display, options=options).findings)
     return findings

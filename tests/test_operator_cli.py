@@ -141,7 +141,9 @@ def test_status_halts_and_open_breaker_are_shown_with_reason_and_time_to_half_op
         with pytest.raises(TimeoutError), guard.step(action=f"post-{attempt}"):
             raise TimeoutError("provider timed out")
     guard.close()
-    halted = agentfuse_cli("halt", "--agent", "publisher", "--reason", "bill too high", "--policy", str(fleet["policy"]))
+    halted = agentfuse_cli(
+        "halt", "--agent", "publisher", "--reason", "bill too high", "--policy", str(fleet["policy"])
+    )
     assert halted.returncode == 0, halted.stderr
     document = json.loads(agentfuse_cli("status", "--policy", str(fleet["policy"]), "--json").stdout)
     jsonschema.validate(document, SCHEMA)
@@ -183,7 +185,9 @@ def test_runs_lists_every_run_and_stale_lists_only_the_killed_workers_reservatio
 def test_runs_stale_leaves_out_a_live_workers_open_reservation(tmp_path: Path) -> None:
     policy = write_policy(tmp_path)
     calls, release = tmp_path / "calls.txt", tmp_path / "release"
-    proc = start_worker({"policy_file": str(policy), "calls_file": str(calls), "release_file": str(release), "max_calls": 1})
+    proc = start_worker(
+        {"policy_file": str(policy), "calls_file": str(calls), "release_file": str(release), "max_calls": 1}
+    )
     try:
         wait_until(lambda: count_lines(calls) == 1)
         stale = json.loads(agentfuse_cli("runs", "--stale", "--policy", str(policy), "--json").stdout)
@@ -218,11 +222,15 @@ def test_reconcile_settles_the_stale_reservation_explicitly_and_logs_it(
     finally:
         store.close()
     assert record.settle_as == settle_as and record.reason == "checked the provider's usage page"
-    again = agentfuse_cli("reconcile", fleet["killed"], "--settle-as", "zero", "--reason", "x", "--policy", str(fleet["policy"]))
+    again = agentfuse_cli(
+        "reconcile", fleet["killed"], "--settle-as", "zero", "--reason", "x", "--policy", str(fleet["policy"])
+    )
     assert again.returncode == 0 and "no stale reservations" in again.stdout
 
 
-def test_watch_exits_0_when_heartbeats_are_fresh_and_1_with_an_alert_when_stale(fleet: dict[str, Any], tmp_path: Path) -> None:
+def test_watch_exits_0_when_heartbeats_are_fresh_and_1_with_an_alert_when_stale(
+    fleet: dict[str, Any], tmp_path: Path
+) -> None:
     fresh = agentfuse_cli("watch", "--stale-after", "600", "--store", store_url(fleet["db"]))
     assert fresh.returncode == 0, fresh.stdout + fresh.stderr
     assert "ok    publisher" in fresh.stdout
@@ -255,6 +263,44 @@ def test_bad_usage_exits_2_with_a_message_and_no_traceback(tmp_path: Path, args:
 
 
 def test_reconcile_of_an_unknown_run_fails_with_a_message(tmp_path: Path) -> None:
-    result = agentfuse_cli("reconcile", "nope", "--settle-as", "zero", "--reason", "r", "--store", store_url(tmp_path / "s.db"))
+    result = agentfuse_cli(
+        "reconcile", "nope", "--settle-as", "zero", "--reason", "r", "--store", store_url(tmp_path / "s.db")
+    )
     assert result.returncode == 1
     assert "no run 'nope'" in result.stderr and "Traceback" not in result.stderr
+
+
+def status_on_a_terminal(policy: Path, env: dict[str, str]) -> str:
+    """``agentfuse status`` with its stdout on a real pseudo-terminal; what it wrote there."""
+    leader, follower = os.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "agentfuse", "status", "--policy", str(policy)],
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            env={**{k: v for k, v in os.environ.items() if k != "NO_COLOR"}, "PYTHONPATH": str(REPO), **env},
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+    return b"".join(chunks).decode()
+
+
+def test_status_colours_only_on_a_terminal_without_no_color(tmp_path: Path) -> None:
+    policy = write_policy(tmp_path)
+    run_worker({"policy_file": str(policy), "max_calls": 1})
+    coloured = status_on_a_terminal(policy, {})
+    assert "\x1b[1magent publisher\x1b[0m" in coloured
+    plain = status_on_a_terminal(policy, {"NO_COLOR": "1"})
+    assert "agent publisher" in plain and "\x1b[" not in plain

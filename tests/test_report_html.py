@@ -103,6 +103,7 @@ def test_report_from_a_store_alone_says_the_event_log_is_missing(report: Path, t
 
 
 def test_report_to_an_unwritable_path_fails_cleanly(report: Path, tmp_path: Path) -> None:
-    result = agentfuse_cli("report", "--html", str(tmp_path / "missing" / "r.html"), "--store", store_url(tmp_path / "state.db"))
+    out = tmp_path / "missing" / "r.html"
+    result = agentfuse_cli("report", "--html", str(out), "--store", store_url(tmp_path / "state.db"))
     assert result.returncode == 1
     assert "cannot write" in result.stderr and "Traceback" not in result.stderr

@@ -36,7 +36,11 @@ os._exit(1)  # the bug: the process dies after its first call, and the superviso
 
 def start_agent(policy: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", CRASHING_AGENT, str(policy)], capture_output=True, text=True, timeout=60, cwd=policy.parent
+        [sys.executable, "-c", CRASHING_AGENT, str(policy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=policy.parent,
     )
 
 

@@ -456,7 +456,8 @@ def run_watch(args: argparse.Namespace) -> int:
     now = time.time()
     try:
         beats = store.heartbeats(args.agent)
-        agents = [args.agent] if args.agent else sorted({beat.agent for beat in beats} | ({policy.agent} if policy else set()))
+        known = {beat.agent for beat in beats} | ({policy.agent} if policy else set())
+        agents = [args.agent] if args.agent else sorted(known)
     except StoreUnavailable as exc:
         return _fail(str(exc), EXIT_FAILED)
     finally:

@@ -231,7 +231,8 @@ def _spend_chart(agent: str, by_day: Mapping[str, float], days: Sequence[str], c
         f'<h3>{esc(agent)}</h3>',
         f'<svg class="chart spend" data-agent="{esc(agent)}" width="{WIDTH}" height="{CHART_HEIGHT}"'
         f' viewBox="0 0 {WIDTH} {CHART_HEIGHT}" role="img" aria-label="spend per day of {esc(agent)}">',
-        f'<line x1="{PAD_LEFT}" y1="{PAD_TOP + plot_h}" x2="{WIDTH - PAD_RIGHT}" y2="{PAD_TOP + plot_h}" stroke="#9ca3af"/>',
+        f'<line x1="{PAD_LEFT}" y1="{PAD_TOP + plot_h}" x2="{WIDTH - PAD_RIGHT}" y2="{PAD_TOP + plot_h}"'
+        ' stroke="#9ca3af"/>',
     ]
     for tick in (0.0, top / 2, top):
         out.append(
@@ -294,11 +295,14 @@ def _timeline(data: ReportData) -> str:
             colour = MARK_COLOURS.get(mark.event, "#374151")
             out.append(
                 f'<circle class="mark {esc(mark.event)}" cx="{x_of(mark.at):.1f}" cy="{y:.1f}" r="5"'
-                f' fill="{colour}"><title>{esc(format_ts(mark.at))} {esc(mark.event)}: {esc(mark.detail)}</title></circle>'
+                f' fill="{colour}"><title>{esc(format_ts(mark.at))} {esc(mark.event)}: {esc(mark.detail)}'
+                "</title></circle>"
             )
     axis_y = PAD_TOP + lane * len(agents) + 16
     out.append(f'<text x="{left}" y="{axis_y}">{esc(format_ts(data.since)[:16])}</text>')
-    out.append(f'<text x="{left + plot_w}" y="{axis_y}" text-anchor="end">{esc(format_ts(data.generated_at)[:16])}</text>')
+    out.append(
+        f'<text x="{left + plot_w}" y="{axis_y}" text-anchor="end">{esc(format_ts(data.generated_at)[:16])}</text>'
+    )
     out.append("</svg>")
     used = sorted({mark.event for mark in (*data.marks, *data.halted)})
     out.append(

@@ -340,7 +340,8 @@ def format_table(document: Mapping[str, Any], colours: Palette) -> str:
             colours.bold(f"agent {agent['agent']}"),
             f"  today {agent['today']['day']:<12} "
             + _against(agent["today"]["used_usd"], agent["today"]["cap_usd"], colours, known),
-            "  last hour          " + _against(agent["last_hour"]["used_usd"], agent["last_hour"]["cap_usd"], colours, known),
+            "  last hour          "
+            + _against(agent["last_hour"]["used_usd"], agent["last_hour"]["cap_usd"], colours, known),
         ]
         for halt in agent["halts"]:
             scope = f"run {halt['run_id']}" if halt["run_id"] else "agent-wide"

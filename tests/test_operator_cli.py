@@ -304,3 +304,18 @@ def test_status_colours_only_on_a_terminal_without_no_color(tmp_path: Path) -> N
     assert "\x1b[1magent publisher\x1b[0m" in coloured
     plain = status_on_a_terminal(policy, {"NO_COLOR": "1"})
     assert "agent publisher" in plain and "\x1b[" not in plain
+
+
+def test_status_lists_recent_and_live_workers_not_every_process_that_ever_ran(tmp_path: Path) -> None:
+    from agentfuse.runtime.stores.base import Heartbeat
+
+    policy = write_policy(tmp_path)
+    run_worker({"policy_file": str(policy), "max_calls": 1})
+    store = SQLiteStore(tmp_path / "state.db")
+    try:
+        store.record_heartbeat(Heartbeat("publisher", "old-run", 999_999, "elsewhere", time.time() - 7200))
+    finally:
+        store.close()
+    document = json.loads(agentfuse_cli("status", "--policy", str(policy), "--json").stdout)
+    workers = document["agents"][0]["workers"]
+    assert len(workers) == 1 and workers[0]["run_id"] != "old-run"

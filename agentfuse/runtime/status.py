@@ -219,7 +219,11 @@ def _agent_status(store: OperatorStore, agent: str, policy: Policy | None, live:
         for summary in store.list_runs(agent)
         if summary.unsettled or now - summary.last_activity_at <= live.stale_after_s
     ]
-    beats = [beat for beat in live.heartbeats if beat.agent == agent]
+    beats = [
+        beat
+        for beat in live.heartbeats
+        if beat.agent == agent and (now - beat.at <= live.stale_after_s or live.process_alive(beat.pid, beat.host))
+    ]
     return {
         "agent": agent,
         "caps_known": policy is not None,

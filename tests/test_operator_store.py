@@ -1,4 +1,7 @@
-"""The store's operator operations on SQLite, and how a dead process is told from a live one."""
+"""The store's operator operations, and how a dead process is told from a live one.
+
+The tests taking ``url`` run on SQLite here and on a real redis-server in test_operator_redis.py.
+"""
 
 from __future__ import annotations
 
@@ -7,33 +10,44 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from agentfuse import enforce
 from agentfuse.runtime.status import Liveness, process_alive
-from agentfuse.runtime.stores.base import Heartbeat, OperatorStore, Reservation
+from agentfuse.runtime.stores import open_store
+from agentfuse.runtime.stores.base import Heartbeat, OperatorStore, Reservation, RestartSpec
 from agentfuse.runtime.stores.sqlite import MIGRATIONS, SQLiteStore
-from tests.runtime_helpers import make_policy
+from tests.runtime_helpers import make_policy, store_url
 
 NOW = 1_800_000_000.0
 DAY = "2027-01-15"  # the UTC day of NOW
 
 
-def open_call(store: SQLiteStore, agent: str, estimate: str) -> str:
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return store_url(tmp_path / "s.db")
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[Any]:
+    opened = open_store(url)
+    assert isinstance(opened, OperatorStore)
+    yield opened
+    opened.close()
+
+
+def open_call(store: Any, agent: str, estimate: str) -> str:
     """A guarded call entered and never left (as by a killed process); returns its run id."""
     guard = enforce(make_policy(agent=agent), store=store, clock=lambda: NOW)
     guard.step(estimate_usd=estimate).__enter__()
     return guard.run_id
 
 
-def test_sqlite_store_has_the_operator_operations(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.db")
-    assert isinstance(store, OperatorStore)
-    store.close()
-
-
-def test_reservations_record_the_process_and_reconcile_settles_them_once(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.db")
+def test_reservations_record_the_process_and_reconcile_settles_them_once(store: Any) -> None:
     run_a = open_call(store, "a", "0.30")
     run_b = open_call(store, "b", "0.20")
     (reservation,) = store.open_reservations(agent="a")
@@ -56,11 +70,9 @@ def test_reservations_record_the_process_and_reconcile_settles_them_once(tmp_pat
         ("b", "reserved", "billed"),
     ]
     assert store.open_reservations() == []
-    store.close()
 
 
-def test_listings_of_runs_agents_days_breakers_and_heartbeats(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.db")
+def test_listings_of_runs_agents_days_breakers_and_heartbeats(store: Any) -> None:
     older = open_call(store, "a", "0.10")
     store.open_run("quiet", agent="a", parent_id=None, cap_micros=None, now=NOW + 50)
     runs = store.list_runs("a")
@@ -76,11 +88,37 @@ def test_listings_of_runs_agents_days_breakers_and_heartbeats(tmp_path: Path) ->
     assert [(b.agent, b.run_id, b.at) for b in store.heartbeats()][:2] == [("a", "quiet", NOW + 9), ("z", "r", NOW + 1)]
     assert len(store.heartbeats("a")) == 2  # the guard's own beat plus process 42
     assert store.agents() == ["a", "z"]
-    store.close()
 
 
-def test_a_guard_beats_at_most_every_few_seconds(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.db")
+def test_claims_are_taken_once_until_they_expire(store: Any) -> None:
+    def take(agent: str, message: str, now: float) -> bool:
+        return bool(store.claim(agent, message, run_id="r", pid=1, host="h", now=now, ttl_s=60))
+
+    assert take("a", "m1", NOW)
+    assert not take("a", "m1", NOW + 59)
+    assert take("b", "m1", NOW + 1)  # another agent's inbox
+    assert take("a", "m1", NOW + 60)
+    assert not take("a", "m1", NOW + 61)
+
+
+def test_starts_are_counted_once_per_process_and_the_cooldown_ends(store: Any) -> None:
+    spec = RestartSpec(max_starts=2, window_s=60, cooldown_s=100)
+
+    def start(pid: int, at: float, agent: str = "a") -> Any:
+        return store.record_start(agent, pid=pid, host="h", now=NOW + at, spec=spec)
+
+    assert start(7, 0).starts_in_window == 1
+    assert start(7, 1).starts_in_window == 1
+    assert start(8, 2).cooldown_until is None
+    tripped = start(9, 3)
+    assert tripped.tripped and tripped.cooldown_until == NOW + 103
+    later = start(10, 90)  # the window slid, the cooldown holds
+    assert later.starts_in_window == 1 and later.cooldown_until == NOW + 103 and not later.tripped
+    assert start(11, 104).cooldown_until is None
+    assert start(9, 3, agent="other").starts_in_window == 1
+
+
+def test_a_guard_beats_at_most_every_few_seconds(store: Any) -> None:
     now = [NOW]
     guard = enforce(make_policy(), store=store, clock=lambda: now[0], defer_settlement=False)
     for _ in range(3):
@@ -94,6 +132,11 @@ def test_a_guard_beats_at_most_every_few_seconds(tmp_path: Path) -> None:
         pass
     assert store.heartbeats("tester")[0].at == NOW + 8
     guard.close()
+
+
+def test_sqlite_store_has_the_operator_operations(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    assert isinstance(store, OperatorStore)
     store.close()
 
 

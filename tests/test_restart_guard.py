@@ -86,23 +86,6 @@ def test_sleep_action_waits_out_the_cooldown_once_then_calls_go_through(tmp_path
     store.close()
 
 
-def test_starts_are_counted_once_per_process_and_the_cooldown_ends(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "state.db")
-    spec = RestartSpec(max_starts=2, window_s=60, cooldown_s=100)
-    try:
-        assert store.record_start("a", pid=7, host="h", now=0, spec=spec).starts_in_window == 1
-        assert store.record_start("a", pid=7, host="h", now=1, spec=spec).starts_in_window == 1
-        assert store.record_start("a", pid=8, host="h", now=2, spec=spec).cooldown_until is None
-        tripped = store.record_start("a", pid=9, host="h", now=3, spec=spec)
-        assert tripped.tripped and tripped.cooldown_until == 103
-        later = store.record_start("a", pid=10, host="h", now=90, spec=spec)  # window slid, cooldown holds
-        assert later.starts_in_window == 1 and later.cooldown_until == 103 and not later.tripped
-        assert store.record_start("a", pid=11, host="h", now=104, spec=spec).cooldown_until is None
-        assert store.record_start("other", pid=9, host="h", now=3, spec=spec).starts_in_window == 1
-    finally:
-        store.close()
-
-
 def test_refused_calls_are_refused_without_reaching_the_provider(tmp_path: Path) -> None:
     policy = write_policy(tmp_path, extra=RESTART_GUARD % "")
     store = SQLiteStore(tmp_path / "state.db")

@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -53,11 +54,19 @@ from agentfuse.runtime.stores.base import (
     BreakerState,
     GateRequest,
     GateResult,
+    DaySpend,
     HaltRecord,
+    Heartbeat,
+    Outcome,
     RateLimitRecord,
+    Reconciliation,
+    Reservation,
+    RestartSpec,
     RunInfo,
+    RunSummary,
     Settlement,
     SettleResult,
+    StartCheck,
 )
 
 DEFAULT_PREFIX = "agentfuse"
@@ -231,8 +240,10 @@ _GATE = (
 --       breaker key, failure_threshold, cooldown_s, probe_lease_s,
 --       rate action, rate max, rate window_s, rate cooldown_s, rate ttl_s,
 --       daily cap, hourly cap, max_steps, max_retries_total, timeout_s, max_attempts, day ttl,
---       count of deferred settlements, then 12 fields for each (see settle_one)
+--       count of deferred settlements, then 12 fields for each (see settle_one),
+--       then the pid and host of the process making the reservation
 for n = 1, tonumber(argv[26]) do settle_one(27 + 12 * (n - 1)) end
+local process_at = 27 + 12 * tonumber(argv[26])
 local agent, run_id, rid, action = argv[2], argv[3], argv[4], argv[5]
 local estimate = tonumber(argv[6])
 local now = clock_now(argv[7])
@@ -385,6 +396,7 @@ if max_attempts and attempts >= max_attempts then return refuse('max_attempts') 
 
 -- reserve
 local entry = 'u|' .. argv[6] .. '|' .. day_key .. '|' .. string.format('%d', minute) .. '|' .. fmt(now)
+  .. '|' .. argv[process_at] .. '|' .. argv[process_at + 1] .. '|' .. action
 if redis.call('HSETNX', me .. ':ledger:' .. run_id, rid, entry) == 0 then return {'duplicate'} end
 if bwrite then redis.call('HSET', bk, unpack(bwrite)) end
 if admitted then
@@ -428,6 +440,43 @@ if not result then return {'unknown'} end
 return {'ok', unpack(result)}
 """
 )
+
+
+_RECORD_START = r"""
+-- ARGV (plain): prefix, agent, host|pid, now, window_s, max_starts, cooldown_s.
+-- One process start (once per host|pid in the window) and the restart guard, mirroring
+-- agentfuse.runtime.stores.base.check_start.
+local me = ARGV[1] .. ':{' .. ARGV[2] .. '}'
+local now, window, max_starts, cooldown = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local starts = me .. ':starts'
+redis.call('ZREMRANGEBYSCORE', starts, '-inf', string.format('%.17g', now - window))
+redis.call('ZADD', starts, 'NX', string.format('%.17g', now), ARGV[3])
+redis.call('EXPIRE', starts, math.ceil(window) + 60)
+redis.call('SADD', ARGV[1] .. ':agents', ARGV[2])
+local count = redis.call('ZCARD', starts)
+local until_at = tonumber(redis.call('GET', me .. ':restart_cooldown') or '')
+if until_at and now < until_at then return {count, string.format('%.17g', until_at), 0} end
+if count > max_starts then
+  until_at = now + cooldown
+  redis.call('SET', me .. ':restart_cooldown', string.format('%.17g', until_at))
+  return {count, string.format('%.17g', until_at), 1}
+end
+return {count, '', 0}
+"""
+
+_CLAIM = r"""
+-- ARGV (plain): prefix, agent, message_id, now, ttl_s, value. Take the claim unless an unexpired one
+-- exists (expiry by the guard's clock; Redis drops the key a minute after, by its own).
+local key = ARGV[1] .. ':{' .. ARGV[2] .. '}:claim:' .. ARGV[3]
+local now, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local held = redis.call('GET', key)
+if held then
+  local expires = tonumber(string.match(held, '^[^|]+'))
+  if expires and expires > now then return 0 end
+end
+redis.call('SET', key, string.format('%.17g', now + ttl) .. '|' .. ARGV[6], 'EX', math.ceil(ttl) + 60)
+return 1
+"""
 
 
 class RedisStoreError(RuntimeError):
@@ -538,7 +587,11 @@ class RedisStore:
             self._client = redis.Redis.from_url(redis_url, **options)
         except (ValueError, redis.RedisError) as exc:
             raise ValueError(f"bad Redis URL {self.url!r}: {exc}") from None
+        self.host = socket.gethostname().replace("|", "_")
+        """Recorded with each reservation of this process (``|`` separates ledger fields)."""
         self._open_run = self._client.register_script(_OPEN_RUN)
+        self._record_start = self._client.register_script(_RECORD_START)
+        self._claim = self._client.register_script(_CLAIM)
         self._gate = self._client.register_script(_GATE)
         self._settle = self._client.register_script(_SETTLE)
         self._local = threading.local()
@@ -666,6 +719,7 @@ class RedisStore:
         ]
         for deferred in request.settle_first:
             args += self._settlement_args(deferred)
+        args += [str(os.getpid()), self.host]
         reply = self._run_script(self._gate, request.agent, args)
         if isinstance(reply, str):
             _, probe, transition, tripped, remaining, fraction, clean = reply.split("|")
@@ -813,6 +867,164 @@ class RedisStore:
             ledger[reservation_id] = (int(fields[1]), int(fields[2]) if fields[0] == "s" else None)
         return ledger
 
+    # -- operator tools -----------------------------------------------------------------------
+
+    def _agents(self) -> list[str]:
+        return sorted(self._client.smembers(f"{self.prefix}:agents"))
+
+    def _scan(self, agent: str, *parts: str) -> list[str]:
+        """Keys of the agent's records under ``parts`` (one SCAN; agent names are escaped)."""
+        escaped = "".join("\\" + char if char in "*?[]\\" else char for char in self._base(agent))
+        pattern = ":".join((escaped, *parts)) + ":*"
+        return sorted(self._client.scan_iter(match=pattern, count=1000))
+
+    def record_heartbeat(self, beat: Heartbeat) -> None:
+        def write() -> None:
+            pipe = self._client.pipeline(transaction=True)
+            value = json.dumps({"run_id": beat.run_id, "at": beat.at})
+            pipe.hset(self.key(beat.agent, "heartbeats"), f"{beat.host}|{beat.pid}", value)
+            pipe.sadd(f"{self.prefix}:agents", beat.agent)
+            pipe.execute()
+
+        self._call(write)
+
+    def heartbeats(self, agent: str | None = None) -> list[Heartbeat]:
+        def read() -> list[Heartbeat]:
+            agents = [agent] if agent is not None else self._agents()
+            pipe = self._client.pipeline(transaction=False)
+            for name in agents:
+                pipe.hgetall(self.key(name, "heartbeats"))
+            beats = []
+            for name, rows in zip(agents, pipe.execute()):
+                for process, text in rows.items():
+                    host, _, pid = process.rpartition("|")
+                    value = json.loads(text)
+                    beats.append(Heartbeat(name, value["run_id"], int(pid), host, float(value["at"])))
+            return sorted(beats, key=lambda beat: beat.at, reverse=True)
+
+        return self._call(read)
+
+    def record_start(self, agent: str, *, pid: int, host: str, now: float, spec: RestartSpec) -> StartCheck:
+        args = [
+            self.prefix, agent, f"{host}|{pid}", repr(float(now)), repr(float(spec.window_s)),
+            str(spec.max_starts), repr(float(spec.cooldown_s)),
+        ]
+        count, until, tripped = self._call(
+            lambda: self._record_start(keys=[self._base(agent)], args=args)
+        )
+        return StartCheck(int(count), float(until) if until else None, tripped == 1)
+
+    def claim(
+        self, agent: str, message_id: str, *, run_id: str, pid: int, host: str, now: float, ttl_s: float
+    ) -> bool:
+        value = json.dumps({"run_id": run_id, "pid": pid, "host": host, "claimed_at": now})
+        args = [self.prefix, agent, message_id, repr(float(now)), repr(float(ttl_s)), value]
+        return bool(self._call(lambda: self._claim(keys=[self._base(agent)], args=args)))
+
+    def _runs_of(self, agent: str | None) -> list[tuple[str, str]]:
+        """(run id, agent) of every run, or of one agent's."""
+        index = self._client.hgetall(f"{self.prefix}:runs")
+        return sorted((run_id, owner) for run_id, owner in index.items() if agent is None or owner == agent)
+
+    def list_runs(self, agent: str | None = None) -> list[RunSummary]:
+        """Last activity: the latest open reservation or heartbeat of the run, else its start
+        (a settled ledger entry keeps no time)."""
+
+        def read() -> list[RunSummary]:
+            runs = self._runs_of(agent)
+            pipe = self._client.pipeline(transaction=False)
+            for run_id, owner in runs:
+                pipe.hmget(self.key(owner, "run", run_id), list(_RUN_FIELD_NAMES))
+                pipe.hvals(self.key(owner, "ledger", run_id))
+            replies = pipe.execute()
+            beats: dict[str, float] = {}
+            for beat in self.heartbeats(agent):
+                beats[beat.run_id] = max(beats.get(beat.run_id, 0.0), beat.at)
+            summaries = []
+            for index, (run_id, owner) in enumerate(runs):
+                fields, entries = replies[2 * index], replies[2 * index + 1]
+                if fields[3] is None:
+                    continue
+                run = _run_from(run_id, owner, fields)
+                open_times = [float(entry.split("|")[4]) for entry in entries if entry.startswith("u|")]
+                last = max([run.started_at, beats.get(run_id, 0.0), *open_times])
+                summaries.append(RunSummary(run, last, len(open_times)))
+            return sorted(summaries, key=lambda summary: summary.last_activity_at, reverse=True)
+
+        return self._call(read)
+
+    def open_reservations(self, agent: str | None = None, run_id: str | None = None) -> list[Reservation]:
+        def read() -> list[Reservation]:
+            runs = [(r, a) for r, a in self._runs_of(agent) if run_id is None or r == run_id]
+            pipe = self._client.pipeline(transaction=False)
+            for run, owner in runs:
+                pipe.hgetall(self.key(owner, "ledger", run))
+            found = []
+            for (run, owner), entries in zip(runs, pipe.execute()):
+                opened = {rid: entry for rid, entry in entries.items() if entry.startswith("u|")}
+                found += [_reservation_from(rid, owner, run, entry) for rid, entry in opened.items()]
+            return sorted(found, key=lambda item: item.created_at)
+
+        return self._call(read)
+
+    def reconcile(
+        self, reservation_id: str, *, settle_as: str, reason: str, now: float
+    ) -> Reconciliation | None:
+        if settle_as not in ("reserved", "zero"):
+            raise ValueError(f"settle_as must be 'reserved' or 'zero', got {settle_as!r}")
+        found = [item for item in self.open_reservations() if item.reservation_id == reservation_id]
+        if not found:
+            return None
+        (item,) = found
+        cost = item.estimate_micros if settle_as == "reserved" else 0
+        settled = self.settle(
+            Settlement(
+                reservation_id, item.agent, item.run_id, item.action, cost, now, Outcome.NEUTRAL,
+                breaker_counts=False,
+            )
+        )
+        if not settled.settled:
+            return None  # settled in between by its process, or by another operator
+        record = Reconciliation(reservation_id, item.agent, item.run_id, settle_as, cost, reason, now)
+        row = json.dumps(dataclasses.asdict(record))
+        self._call(lambda: self._client.rpush(f"{self.prefix}:reconciliations", row))
+        return record
+
+    def reconciliations(self, agent: str | None = None) -> list[Reconciliation]:
+        rows = self._call(lambda: self._client.lrange(f"{self.prefix}:reconciliations", 0, -1))
+        records = [Reconciliation(**json.loads(row)) for row in rows]
+        return [record for record in records if agent is None or record.agent == agent]
+
+    def daily_spend(self, agent: str | None = None, *, since_day: str = "") -> list[DaySpend]:
+        def read() -> list[DaySpend]:
+            rows = []
+            for name in [agent] if agent is not None else self._agents():
+                prefix = self.key(name, "day") + ":"
+                for key in self._scan(name, "day"):
+                    day = key[len(prefix):]
+                    if day >= since_day:
+                        spent, reserved = self._client.hmget(key, ["spent", "reserved"])
+                        rows.append(DaySpend(name, day, int(spent or 0), int(reserved or 0)))
+            return sorted(rows, key=lambda row: (row.day_key, row.agent))
+
+        return self._call(read)
+
+    def breakers(self, agent: str | None = None) -> list[tuple[str, str, BreakerRecord]]:
+        def read() -> list[tuple[str, str, BreakerRecord]]:
+            found = []
+            for name in [agent] if agent is not None else self._agents():
+                prefix = self.key(name, "breaker") + ":"
+                for key in self._scan(name, "breaker"):
+                    fields = self._client.hmget(key, ["state", "failures", "opened", "probe", "probe_exp"])
+                    if fields[0] is not None:
+                        found.append((name, key[len(prefix):], _breaker_from(fields)))
+            return found
+
+        return self._call(read)
+
+    def agents(self) -> list[str]:
+        return self._call(self._agents)
+
     def close(self) -> None:
         with self._connections_lock:
             connections, self._connections = self._connections, []
@@ -820,6 +1032,19 @@ class RedisStore:
             connection.disconnect()
         self._local = threading.local()
         self._client.close()
+
+
+_RUN_FIELD_NAMES = ("parent", "pagent", "cap", "started", "spent", "reserved", "steps", "failures")
+
+
+def _reservation_from(reservation_id: str, agent: str, run_id: str, entry: str) -> Reservation:
+    """An open ledger entry ``u|estimate|day|minute|created[|pid|host|action]`` (older ones lack the
+    process and action; the action is last, as it may hold a ``|``)."""
+    fields = entry.split("|", 7)
+    pid = int(fields[5]) if len(fields) > 6 and fields[5] else None
+    host = fields[6] if len(fields) > 6 and fields[6] else None
+    action = fields[7] if len(fields) > 7 else ""
+    return Reservation(reservation_id, agent, run_id, action, int(fields[1]), float(fields[4]), pid, host)
 
 
 def _halt_json(record: HaltRecord) -> str:

@@ -42,8 +42,9 @@ def write_policy(
     db: Path | None = None,
     webhook: str | None = None,
     extra: str = "",
+    store: str | None = None,
 ) -> Path:
-    """A policy file with caps, an event log next to it and the given store and webhook."""
+    """A policy file with caps, an event log next to it and the given store (URL or SQLite file) and webhook."""
     lines = [
         "version: 1",
         f"agent: {agent}",
@@ -52,7 +53,7 @@ def write_policy(
         "breaker: {failure_threshold: 5, cooldown_s: 300}",
         "fail_fast: {max_attempts: 3, halt_on: [PermissionError]}",
         "events: {path: events.jsonl}",
-        f"store: {store_url(db or folder / 'state.db')}",
+        f"store: '{store or store_url(db or folder / 'state.db')}'",
     ]
     if webhook:
         lines.append(f"alerts: {{webhook: '{webhook}'}}")

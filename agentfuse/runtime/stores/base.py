@@ -374,8 +374,9 @@ class Store(Protocol):
 class OperatorStore(Store, Protocol):
     """A store with the operator tools: heartbeats, restarts, claims, listings, reconciliation.
 
-    Separate from :class:`Store` while a backend lacks them: the guard skips heartbeats and the
-    restart guard on a plain ``Store`` (``claim`` says it needs this protocol).
+    SQLite and Redis implement it. It is kept apart from :class:`Store` so that a minimal store
+    (a benchmark's null store, a user's own) still guards calls: the guard then skips heartbeats
+    and the restart guard, and ``claim`` says it needs this protocol.
     """
 
     def record_heartbeat(self, beat: Heartbeat) -> None:

@@ -150,8 +150,11 @@ def _collect_methods(
 class _BatchedVisitor(cst.CSTVisitor):
     """Dispatches each node to every rule's ``visit_``/``leave_`` methods in one traversal.
 
-    libcst calls four hooks per node (and two per child field); method lists are looked
-    up once per node type, and the per-field hooks do nothing unless a rule needs them.
+    libcst calls four hooks per node (and two per child field) and rebuilds every node it
+    descends into. Method lists are looked up once per node type; the per-field hooks do
+    nothing unless a rule needs them; and the traversal does not descend below trivia
+    (whitespace, punctuation) or leaf expressions, unless a rule visits trivia itself.
+    Rules still see every Name and string: only what lies under them is skipped.
     """
 
     def __init__(self, methods: Mapping[str, list[Callable[..., Any]]]) -> None:
@@ -161,6 +164,10 @@ class _BatchedVisitor(cst.CSTVisitor):
         self._leaves: dict[type[cst.CSTNode], Sequence[Callable[..., Any]]] = {}
         if not any(name.count("_") > 1 for name in methods):
             self.on_visit_attribute = self.on_leave_attribute = _ignore_attribute  # type: ignore[method-assign]
+        wanted = {name.split("_")[1] for name in methods}
+        self._leaves_only: frozenset[type[cst.CSTNode]] = (
+            frozenset() if wanted & _TRIVIA_NAMES else _TRIVIA | _LEAF_EXPRESSIONS
+        )
 
     def on_visit(self, node: cst.CSTNode) -> bool:
         kind = type(node)
@@ -169,7 +176,7 @@ class _BatchedVisitor(cst.CSTVisitor):
             methods = self._visits[kind] = self._methods.get(f"visit_{kind.__name__}", ())
         for method in methods:
             method(node)
-        return True
+        return kind not in self._leaves_only
 
     def on_leave(self, original_node: cst.CSTNode) -> None:
         kind = type(original_node)
@@ -186,6 +193,35 @@ class _BatchedVisitor(cst.CSTVisitor):
     def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
         for method in self._methods.get(f"leave_{type(original_node).__name__}_{attribute}", ()):
             method(original_node)
+
+
+def _subclasses(base: type) -> set[type]:
+    found = set()
+    for sub in base.__subclasses__():
+        found |= {sub, *_subclasses(sub)}
+    return found
+
+
+_TRIVIA: frozenset[type[cst.CSTNode]] = frozenset(
+    {
+        cst.SimpleWhitespace, cst.ParenthesizedWhitespace, cst.TrailingWhitespace, cst.EmptyLine,
+        cst.Newline, cst.Comment, cst.Comma, cst.Dot, cst.Colon, cst.Semicolon, cst.AssignEqual,
+        cst.LeftParen, cst.RightParen, cst.LeftSquareBracket, cst.RightSquareBracket,
+        cst.LeftCurlyBrace, cst.RightCurlyBrace, cst.ImportStar,
+    }
+    | {
+        op
+        for base in (cst.BaseBinaryOp, cst.BaseBooleanOp, cst.BaseCompOp, cst.BaseUnaryOp, cst.BaseAugOp)
+        for op in _subclasses(base)
+    }
+)
+"""Whitespace, comments and punctuation: more than half of a tree's nodes, with nothing
+but more of the same below them."""
+_TRIVIA_NAMES = frozenset(kind.__name__ for kind in _TRIVIA)
+_LEAF_EXPRESSIONS: frozenset[type[cst.CSTNode]] = frozenset(
+    {cst.Name, cst.SimpleString, cst.Integer, cst.Float, cst.Imaginary, cst.Ellipsis}
+)
+"""Expressions whose only children are parentheses (trivia)."""
 
 
 def _ignore_attribute(node: cst.CSTNode, attribute: str) -> None:

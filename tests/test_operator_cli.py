@@ -263,12 +263,21 @@ def test_bad_usage_exits_2_with_a_message_and_no_traceback(tmp_path: Path, args:
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_reconcile_of_an_unknown_run_fails_with_a_message(tmp_path: Path) -> None:
+def test_reconcile_of_an_unknown_run_fails_with_a_message(fleet: dict[str, Any]) -> None:
     result = agentfuse_cli(
-        "reconcile", "nope", "--settle-as", "zero", "--reason", "r", "--store", store_url(tmp_path / "s.db")
+        "reconcile", "nope", "--settle-as", "zero", "--reason", "r", "--store", store_url(fleet["db"])
     )
     assert result.returncode == 1
     assert "no run 'nope'" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["status"], ["runs"], ["watch"], ["report", "--html", "r.html"]])
+def test_reading_commands_never_create_a_missing_store(tmp_path: Path, command: list[str]) -> None:
+    missing = tmp_path / "typo.db"
+    result = agentfuse_cli(*command, "--store", store_url(missing), cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"no store at {missing}" in result.stderr and "Traceback" not in result.stderr
+    assert not missing.exists()
 
 
 def status_on_a_terminal(policy: Path, env: dict[str, str]) -> str:

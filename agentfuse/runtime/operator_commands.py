@@ -23,6 +23,7 @@ from agentfuse.runtime.events import EventLog, redact
 from agentfuse.runtime.policy import Policy, load_policy
 from agentfuse.runtime.stores import DEFAULT_STORE_URL, AGENT_WIDE, Store, StoreURLError, open_store
 from agentfuse.runtime.stores.base import HaltRecord, OperatorStore
+from agentfuse.runtime.stores.sqlite import path_from_url
 from agentfuse.runtime import status as status_data
 
 EXIT_OK = 0
@@ -178,11 +179,16 @@ def _policy(args: argparse.Namespace) -> Policy | None:
     return policy
 
 
-def _open(args: argparse.Namespace) -> tuple[Store, Policy | None] | int:
-    """The store the arguments name (and the policy, if given), or an exit status after saying why."""
+def _open(args: argparse.Namespace, *, must_exist: bool = False) -> tuple[Store, Policy | None] | int:
+    """The store the arguments name (and the policy, if given), or an exit status after saying why.
+
+    ``must_exist``: a command that only reads refuses to create a SQLite file (a typo in a path).
+    """
     try:
         policy = _policy(args)
         url = args.store or (policy.store if policy else None) or DEFAULT_STORE_URL
+        if must_exist and str(url).lower().startswith("sqlite:") and not path_from_url(str(url)).exists():
+            return _fail(f"no store at {path_from_url(str(url))} (nothing has run with it yet?)", EXIT_FAILED)
         return open_store(str(url)), policy
     except PolicyError as exc:
         return _fail(f"invalid policy:\n{exc}")
@@ -275,7 +281,7 @@ def run_resume(args: argparse.Namespace) -> int:
 
 def _open_operator(args: argparse.Namespace) -> tuple[OperatorStore, Policy | None, str] | int:
     """Like ``_open``, for the commands that read operator data; also the store's URL."""
-    opened = _open(args)
+    opened = _open(args, must_exist=True)
     if isinstance(opened, int):
         return opened
     store, policy = opened

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agentfuse import enforce
-from agentfuse.runtime.errors import RunHalted
+from agentfuse.runtime.errors import RestartLoop
 from agentfuse.runtime.stores.base import RestartSpec
 from agentfuse.runtime.stores.sqlite import SQLiteStore
 from tests.runtime_helpers import REPO, recording_webhook
@@ -53,7 +53,7 @@ def test_a_process_dying_five_times_is_refused_at_the_fifth_start_and_the_alert_
         fifth = start_agent(policy)
         assert fifth.returncode == 3, fifth.stderr
         refusal = json.loads(fifth.stdout)
-        assert refusal["type"] == RunHalted.__name__ and refusal["reason"] == "restart_loop"
+        assert refusal["type"] == RestartLoop.__name__ and refusal["reason"] == "restart_loop"
         assert "restart loop" in refusal["message"]
         assert hook.arrived.wait(10)
         sixth = start_agent(policy)  # the cooldown is durable: a further restart is refused too
@@ -94,7 +94,7 @@ def test_refused_calls_are_refused_without_reaching_the_provider(tmp_path: Path)
     for pid in range(1, 5):
         store.record_start("publisher", pid=pid, host="elsewhere", now=now, spec=spec)
     guard = enforce(policy, store=store, clock=lambda: now)
-    with pytest.raises(RunHalted, match="restart loop") as refused:
+    with pytest.raises(RestartLoop, match="restart loop") as refused:
         with guard.step(estimate_usd="0.01"):
             pytest.fail("the call ran")
     assert refused.value.reason == "restart_loop"

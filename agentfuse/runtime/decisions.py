@@ -110,12 +110,11 @@ def decide_gate(snapshot: GateSnapshot, request: GateRequest) -> GateDecision:
     run = snapshot.chain[0]
     if snapshot.halts:
         halt = snapshot.halts[0]
-        scope = "agent" if halt.run_id == "" else f"run {halt.run_id}"
+        scope = f"agent {halt.agent!r}" if halt.run_id == "" else f"run {halt.run_id} of agent {halt.agent!r}"
         return _refuse(
             request,
             "halted",
-            f"{scope} of agent {halt.agent!r} is halted ({halt.reason}, by {halt.source});"
-            " clear it with `agentfuse resume`",
+            f"{scope} is halted ({halt.reason}, by {halt.source}); clear it with `agentfuse resume`",
             reason=halt.reason,
             **{
                 **{key: value for key, value in halt.figures.items() if key not in ("reason", "halt")},

@@ -7,6 +7,7 @@
     └── Halted                    a guard refused a call; the call was not made
         ├── KillSwitchEngaged     STOP file present
         ├── RunHalted             durable halt flag (operator, fail-fast, budget) for the run/agent
+        │   └── RestartLoop       restart_guard: too many process starts, cooling down
         ├── CircuitOpen           breaker open, or half-open with the probe taken
         ├── RateLimited           too many calls of one action in its window, or its cooldown
         ├── BudgetExceeded        a money cap (run, ancestor, daily, hourly) would be exceeded
@@ -81,6 +82,10 @@ class KillSwitchEngaged(Halted):
 
 class RunHalted(Halted):
     default_reason = "halted"
+
+
+class RestartLoop(RunHalted):
+    default_reason = "restart_loop"
 
 
 class CircuitOpen(Halted):

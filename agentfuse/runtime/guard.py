@@ -515,7 +515,7 @@ class Guard:
             raise ValueError(f"parent run {parent_id!r} does not exist in {self.store!r}") from None
         self._unopened = None
         self._emit(
-            "run_started" if run.started_at == now and run.steps == 0 else "run_resumed",
+            "run_started" if run.steps == 0 and run.spent_micros == run.reserved_micros == 0 else "run_resumed",
             parent=run.parent_id,
             cap_micros=run.cap_micros,
             spent_micros=run.spent_micros,
@@ -577,7 +577,7 @@ class Guard:
         assert self._restart_until is not None
         figures = {"action": step.action, "cooldown_until": self._restart_until}
         self._emit("refused", reason="restart_loop", **figures)
-        raise errors.RunHalted(
+        raise errors.RestartLoop(
             f"agent {self.agent!r} is in a restart loop (restart_guard); calls are refused for"
             f" {self._restart_until - self.clock():.0f}s more",
             reason="restart_loop",

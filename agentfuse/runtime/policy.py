@@ -1030,7 +1030,7 @@ class _Checker:
             "action": partial(
                 self.text,
                 choices=("refuse", "sleep"),
-                fix="write refuse (exit at start) or sleep (wait out the cooldown)",
+                fix="write refuse (refuse calls until the cooldown ends) or sleep (wait it out once at start)",
             ),
         }
         parsed = self.section(node, name, fields, example="{max_starts: 4, window_s: 60}")

@@ -74,6 +74,12 @@ def pct(samples: list[float], q: float) -> float:
     return samples[min(len(samples) - 1, int(len(samples) * q))]
 
 
+_HISTORY_INSERT = (
+    "INSERT INTO ledger (reservation_id, run_id, agent, action, estimate_micros, cost_micros, day_key,"
+    " minute, created_at, settled_at, outcome) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
 def grow_ledger(path: Path, rows: int) -> None:
     """Append settled history rows (what months of calls leave behind) straight into the ledger."""
     db = sqlite3.connect(path)
@@ -83,9 +89,9 @@ def grow_ledger(path: Path, rows: int) -> None:
     for i in range(have, rows):
         batch.append((f"{base + i:016x}00000000", "history", "bench", "call", 1, 1, "2020-01-01", 0, 0.0, 0.0, "success"))
         if len(batch) == 50_000:
-            db.executemany("INSERT INTO ledger VALUES (?,?,?,?,?,?,?,?,?,?,?)", batch)
+            db.executemany(_HISTORY_INSERT, batch)
             batch.clear()
-    db.executemany("INSERT INTO ledger VALUES (?,?,?,?,?,?,?,?,?,?,?)", batch)
+    db.executemany(_HISTORY_INSERT, batch)
     db.commit()
     db.close()
 

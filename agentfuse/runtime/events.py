@@ -138,9 +138,14 @@ def redact_url(url: str) -> str:
 
 def _json_safe(value: Any, depth: int = 0) -> Any:
     """A JSON-native copy of ``value`` with every string redacted (see module docstring)."""
+    kind = type(value)
+    if kind is str:
+        return redact(value)
+    if kind is int or kind is bool or value is None:
+        return value  # the figures of nearly every event: answered before the isinstance chain
     if isinstance(value, str):
         return redact(value)
-    if value is None or isinstance(value, (bool, int)):
+    if isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
@@ -175,6 +180,33 @@ def format_ts(epoch_s: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class _TimestampFormatter:
+    """:func:`format_ts` with the date and time of the current second formatted once per second.
+
+    Splits ``epoch_s`` exactly as ``datetime.fromtimestamp`` does (whole seconds, then the
+    fraction rounded half-even to microseconds, carried into the seconds), so the text is the
+    same; only the per-line ``datetime`` object and its formatting are saved.
+    """
+
+    def __init__(self) -> None:
+        self._second: int | None = None
+        self._prefix = ""
+
+    def __call__(self, epoch_s: float) -> str:
+        if not 0 <= epoch_s < 253_402_300_800:  # outside years 1970..9999: the general path
+            return format_ts(epoch_s)
+        second = int(epoch_s)
+        micros = round((epoch_s - second) * 1e6)
+        if micros >= 1_000_000:
+            second += 1
+            micros -= 1_000_000
+        if second != self._second:
+            moment = dt.datetime.fromtimestamp(second, dt.timezone.utc)
+            self._prefix = moment.strftime("%Y-%m-%dT%H:%M:%S.")
+            self._second = second
+        return f"{self._prefix}{micros // 1000:03d}Z"
+
+
 class _JsonlFileHandler(logging.handlers.RotatingFileHandler):
     """``RotatingFileHandler`` that also rotates when a new period (UTC day or hour) starts.
 
@@ -205,6 +237,7 @@ class _JsonlFileHandler(logging.handlers.RotatingFileHandler):
         return self._period.index(existing.st_mtime) if existing.st_size > 0 else None
 
     def _open(self) -> io.TextIOWrapper:
+        """The file opened for appending; lines bypass its buffer (see :meth:`emit`)."""
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         opened = os.fstat(fd)
         self._identity = (opened.st_dev, opened.st_ino)
@@ -236,7 +269,7 @@ class _JsonlFileHandler(logging.handlers.RotatingFileHandler):
         """A non-empty regular file whose period is over, or where the line does not fit."""
         if self.backupCount <= 0 or not self._regular or self.stream is None:
             return False
-        size = self.stream.seek(0, os.SEEK_END)  # O_APPEND: includes other writers' lines
+        size = os.lseek(self.stream.fileno(), 0, os.SEEK_END)  # includes other writers' lines
         if size == 0:
             return False
         period = self._period_of(record)
@@ -276,6 +309,16 @@ class _JsonlFileHandler(logging.handlers.RotatingFileHandler):
         finally:
             os.close(fd)
 
+    def _append(self, data: bytes) -> None:
+        """One ``write`` on the O_APPEND descriptor: the line reaches the kernel at once (a
+        killed process loses none) and lands whole after other writers' lines, without the
+        text layer's buffer, encoder and flush on every line."""
+        if self.stream is None:  # a rotation just closed the old file
+            self.stream = self._open()
+        fd = self.stream.fileno()
+        while data:
+            data = data[os.write(fd, data):]
+
     def emit(self, record: logging.LogRecord) -> None:
         """Rotate if due (under the lock, after re-checking), then append one line."""
         try:
@@ -284,7 +327,7 @@ class _JsonlFileHandler(logging.handlers.RotatingFileHandler):
                     # Whoever held the lock before us may have rotated already.
                     if not self._follow_rotation(record) or self._rotation_due(record):
                         self.doRollover()
-            logging.FileHandler.emit(self, record)
+            self._append((record.getMessage() + "\n").encode("utf-8"))
             self._file_period = self._period_of(record)
         except Exception:  # noqa: BLE001 - reported on stderr, never raised into the agent
             self.handleError(record)
@@ -293,6 +336,33 @@ class _JsonlFileHandler(logging.handlers.RotatingFileHandler):
         """One line on stderr instead of a traceback: a full disk must not break the agent."""
         error = sys.exc_info()[1]
         sys.stderr.write(f"agentfuse: cannot write event log {self.baseFilename}: {error}\n")
+
+
+class _EventRecord(logging.LogRecord):
+    """A log record carrying one finished JSON line.
+
+    ``logging.LogRecord.__init__`` looks up the thread, the process and its name, and splits
+    the source path for every record; an event line needs none of that (it has its own
+    ``ts``), and skipping it is most of what a line costs. The attributes a formatter may read
+    are still set, to fixed values.
+    """
+
+    def __init__(self, name: str, line: str, created: float) -> None:
+        self.name = name
+        self.msg = line
+        self.args = None
+        self.levelname = "INFO"
+        self.levelno = logging.INFO
+        self.pathname = self.filename = self.module = self.funcName = ""
+        self.lineno = 0
+        self.exc_info = self.exc_text = self.stack_info = None
+        self.created = created
+        self.msecs = 0.0
+        self.relativeCreated = 0.0
+        self.thread = self.threadName = self.processName = self.process = None
+
+    def getMessage(self) -> str:
+        return self.msg
 
 
 class EventLog:
@@ -322,6 +392,7 @@ class EventLog:
         self.path = None if path is None else Path(path)
         self._clock = clock
         self._encode = json.JSONEncoder(separators=(",", ":")).encode
+        self._format_ts = _TimestampFormatter()
         self._logger: logging.Logger | None = None
         self._handler: _JsonlFileHandler | None = None
         if self.path is not None:
@@ -355,18 +426,16 @@ class EventLog:
             raise TypeError(f"emit() figures may not be named {', '.join(sorted(clashes))}")
         now = self._clock()
         record: dict[str, Any] = {
-            "ts": format_ts(now),
+            "ts": self._format_ts(now),
             "agent": agent,
             "run": run,
             "event": event,
             "reason": None if reason is None else redact(reason),
         }
-        record.update(_json_safe(figures))
+        for key, value in figures.items():
+            record[key] = _json_safe(value, 1)
         if self._logger is not None:
-            line = self._encode(record)
-            log_record = logging.LogRecord(self._logger.name, logging.INFO, "", 0, line, None, None)
-            log_record.created = now
-            self._logger.handle(log_record)
+            self._logger.handle(_EventRecord(self._logger.name, self._encode(record), now))
         return record
 
     def close(self) -> None:

@@ -124,10 +124,15 @@ class DeferredSettlements:
 
     def discard(self, applied: tuple[Settlement, ...]) -> None:
         """Forget settlements the store has applied (by identity)."""
-        if applied:
+        if not applied:
+            return
+        with self._lock:
+            count = len(applied)
+            if all(mine is theirs for mine, theirs in zip(self._items[:count], applied)):
+                del self._items[:count]  # the usual case: what was applied is what came first
+                return
             done = {id(item) for item in applied}
-            with self._lock:
-                self._items = [item for item in self._items if id(item) not in done]
+            self._items = [item for item in self._items if id(item) not in done]
 
 
 class Step:
@@ -298,6 +303,10 @@ class Guard:
         self._daily_cap = to_micros(budget.daily_usd) if budget.daily_usd is not None else None
         self._hourly_cap = to_micros(budget.hourly_usd) if budget.hourly_usd is not None else None
         self._default_estimate = to_micros(budget.estimate_usd) if budget.estimate_usd is not None else 0
+        self._max_steps = budget.max_steps
+        self._max_retries_total = budget.max_retries_total
+        self._timeout_s = budget.timeout_s
+        self._max_attempts = policy.fail_fast.max_attempts
         self._rate_limits = {
             limit.action: RateLimitSpec(limit.action, limit.max, limit.window_s, limit.cooldown_s)
             for limit in policy.rate_limits
@@ -458,10 +467,10 @@ class Guard:
             rate_limit=self._rate_limits.get(step.action),
             daily_cap_micros=self._daily_cap,
             hourly_cap_micros=self._hourly_cap,
-            max_steps=self.policy.budget.max_steps,
-            max_retries_total=self.policy.budget.max_retries_total,
-            timeout_s=self.policy.budget.timeout_s,
-            max_attempts=self.policy.fail_fast.max_attempts,
+            max_steps=self._max_steps,
+            max_retries_total=self._max_retries_total,
+            timeout_s=self._timeout_s,
+            max_attempts=self._max_attempts,
             settle_first=self._deferred.peek() if self._deferred is not None else (),
         )
         try:
@@ -478,11 +487,13 @@ class Guard:
             self._refuse(step, result)
         if result.remaining_s is not None:
             step._deadline = now + result.remaining_s
-        self._apply_degrade(step, result.usage_fraction)
-        figures: dict[str, Any] = {"action": step.action, "estimate_micros": step.estimate_micros}
-        if result.probe:
-            figures["probe"] = True
-        self._emit("allowed", **figures)
+        if self._degrade:
+            self._apply_degrade(step, result.usage_fraction)
+        if self._events_on:
+            figures: dict[str, Any] = {"action": step.action, "estimate_micros": step.estimate_micros}
+            if result.probe:
+                figures["probe"] = True
+            self._emit("allowed", **figures)
         if result.breaker_transition is BreakerState.HALF_OPEN:
             self._emit("breaker_half_open", action=step.action)
         if result.rate_limit_tripped:
@@ -728,6 +739,13 @@ class Guard:
                     figures={"exception": _dotted(type(exc)), "halt_on": matched, "action": step.action},
                 )
         cost = step.cost_micros if step.cost_micros is not None else step.estimate_micros
+        deferrable = (
+            self._deferred is not None
+            and outcome is Outcome.SUCCESS
+            and step.result.breaker_clean
+            and not step.result.probe
+            and cost <= step.estimate_micros
+        )
         settlement = Settlement(
             reservation_id=step.reservation_id,
             agent=self.agent,
@@ -736,20 +754,13 @@ class Guard:
             cost_micros=cost,
             now=self.clock(),
             outcome=outcome,
-            breaker_counts=counts,
+            breaker_counts=counts and not deferrable,
             breaker=self._breaker_for(step),
             halt=halt,
         )
-        deferrable = (
-            self._deferred is not None
-            and outcome is Outcome.SUCCESS
-            and step.result.breaker_clean
-            and not step.result.probe
-            and cost <= step.estimate_micros
-        )
         if deferrable:
             assert self._deferred is not None
-            self._deferred.add(dataclasses.replace(settlement, breaker_counts=False))
+            self._deferred.add(settlement)
             self._emit("settled", outcome=outcome.value, action=step.action, cost_micros=cost)
             return
         try:

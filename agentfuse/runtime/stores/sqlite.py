@@ -190,6 +190,8 @@ class SQLiteStore:
         self._inherited: list[sqlite3.Connection] = []
         self.host = socket.gethostname()
         """Recorded with each reservation, heartbeat and claim of this process."""
+        self._gate_reads: dict[int, str] = {}
+        """lineage length -> the gate's read statement (the same text, so one prepared statement)."""
         self._lineage: dict[str, tuple[str, ...]] = {}
         """run id -> it and its ancestors' ids; parents never change, so this cannot go stale."""
         self._create_file()
@@ -321,13 +323,20 @@ class SQLiteStore:
     # -- gate and settle ----------------------------------------------------------------------
 
     def gate(self, request: GateRequest) -> GateResult:
+        """Settle the deferred calls, read, decide and reserve: one transaction.
+
+        Plain deferred successes change only money, so their changes to the run rows and the
+        windows are added to what the gate reads and written together with the reservation's
+        (one ``UPDATE runs`` and one upsert per window for both, in the usual case).
+        """
         with self._transaction() as db:
+            money = _MoneyChanges()
             for deferred in request.settle_first:
-                self._settle_in(db, deferred)
+                if not self._settle_plain(db, deferred, money):
+                    self._settle_in(db, deferred)
             ids = self._lineage_ids(db, request.run_id)
-            marks = ",".join("?" * len(ids))
             rows = db.execute(
-                f"SELECT {_RUN_COLUMNS}, {_GATE_READS.format(marks=marks)} FROM runs WHERE run_id IN ({marks})",
+                self._gate_sql(len(ids)),
                 (
                     request.agent,
                     *ids,
@@ -342,8 +351,8 @@ class SQLiteStore:
                     *ids,
                 ),
             ).fetchall()
-            by_id = {row[0]: RunInfo(*row[:_RUN_WIDTH]) for row in rows}
-            chain = [by_id[run_id] for run_id in ids]
+            by_id = {row[0]: row for row in rows}
+            chain = [money.run_seen(by_id[run_id]) for run_id in ids]
             halt_count, day_used, hour_used, action_failures, *breaker_row = rows[0][_RUN_WIDTH:]
             snapshot = GateSnapshot(
                 chain=chain,
@@ -352,14 +361,15 @@ class SQLiteStore:
                 rate=_fetch_rate(db, request.agent, request.rate_limit.action)
                 if request.rate_limit
                 else None,
-                day_micros=day_used,
-                hour_micros=hour_used,
+                day_micros=day_used + money.day_seen(request.agent, request.day_key),
+                hour_micros=hour_used + money.hour_seen(request.agent, request.minute),
                 action_failures=action_failures,
             )
             decision = decide_gate(snapshot, request)
             if decision.result.halt is not None:
                 _write_halt(db, decision.result.halt)
             if not decision.reserve:
+                money.write(db, stepped_run=None)
                 return decision.result
             if decision.breaker is not None:
                 _write_breaker(db, request.agent, request.breaker.key, decision.breaker)
@@ -390,13 +400,48 @@ class SQLiteStore:
                     self.host,
                 ),
             )
-            db.execute(
-                "UPDATE runs SET reserved_micros = reserved_micros + ?, steps = steps + (run_id = ?)"
-                f" WHERE run_id IN ({marks})",
-                (estimate, request.run_id, *ids),
-            )
-            _add_to_windows(db, request.agent, request.day_key, request.minute, reserved=estimate, spent=0)
+            money.add(request.agent, ids, request.day_key, request.minute, reserved=estimate, spent=0)
+            money.write(db, stepped_run=request.run_id)
             return decision.result
+
+    def _gate_sql(self, lineage_length: int) -> str:
+        """The gate's one read for a run with ``lineage_length - 1`` ancestors (built once)."""
+        sql = self._gate_reads.get(lineage_length)
+        if sql is None:
+            marks = ",".join("?" * lineage_length)
+            sql = f"SELECT {_RUN_COLUMNS}, {_GATE_READS.format(marks=marks)} FROM runs WHERE run_id IN ({marks})"
+            self._gate_reads[lineage_length] = sql
+        return sql
+
+    def _settle_plain(self, db: sqlite3.Connection, settlement: Settlement, money: _MoneyChanges) -> bool:
+        """Settle a success that touches only money, gathering its changes into ``money``.
+
+        False when the settlement is anything else (a failure, a counted outcome, a halt, the
+        breaker's probe, an unknown or settled reservation): :meth:`_settle_in` handles those.
+        """
+        if settlement.outcome is not Outcome.SUCCESS or settlement.breaker_counts or settlement.halt is not None:
+            return False
+        rows = db.execute(
+            "UPDATE ledger SET cost_micros = ?, settled_at = ?, outcome = ?"
+            " WHERE reservation_id = ? AND settled_at IS NULL AND NOT EXISTS (SELECT 1 FROM breakers"
+            "  WHERE agent = ? AND key = ? AND state = 'half_open' AND probe_id = ?)"
+            " RETURNING estimate_micros, day_key, minute",
+            (
+                settlement.cost_micros,
+                settlement.now,
+                settlement.outcome.value,
+                settlement.reservation_id,
+                settlement.agent,
+                settlement.breaker.key,
+                settlement.reservation_id,
+            ),
+        ).fetchall()
+        if not rows:
+            return False
+        estimate, day_key, minute = rows[0]
+        ids = self._lineage_ids(db, settlement.run_id)
+        money.add(settlement.agent, ids, day_key, minute, reserved=-estimate, spent=settlement.cost_micros)
+        return True
 
     def settle(self, settlement: Settlement) -> SettleResult:
         with self._transaction() as db:
@@ -663,6 +708,73 @@ class SQLiteStore:
         return f"SQLiteStore({str(self.path)!r}, durability={self.durability!r})"
 
 
+class _MoneyChanges:
+    """Additions to run rows and agent windows gathered in one gate, written at its end.
+
+    Every key touched is written (even with a zero sum), as separate settle and reserve
+    statements would, so the rows that exist are the same either way.
+    """
+
+    def __init__(self) -> None:
+        self.runs: dict[str, tuple[int, int]] = {}
+        """run id -> (reserved, spent) to add."""
+        self.days: dict[tuple[str, str], tuple[int, int]] = {}
+        """(agent, day_key) -> (reserved, spent) to add."""
+        self.minutes: dict[tuple[str, int], tuple[int, int]] = {}
+
+    def add(
+        self, agent: str, run_ids: Sequence[str], day_key: str, minute: int, *, reserved: int, spent: int
+    ) -> None:
+        for run_id in run_ids:
+            _add_pair(self.runs, run_id, reserved, spent)
+        _add_pair(self.days, (agent, day_key), reserved, spent)
+        _add_pair(self.minutes, (agent, minute), reserved, spent)
+
+    def run_seen(self, row: Sequence[Any]) -> RunInfo:
+        """The run as the gate must see it: its stored row plus the pending additions."""
+        change = self.runs.get(row[0])
+        if change is None:
+            return RunInfo(*row[:_RUN_WIDTH])
+        run_id, agent, parent_id, cap, started_at, spent, reserved, steps, failures = row[:_RUN_WIDTH]
+        return RunInfo(
+            run_id, agent, parent_id, cap, started_at, spent + change[1], reserved + change[0], steps, failures
+        )
+
+    def day_seen(self, agent: str, day_key: str) -> int:
+        return sum(self.days.get((agent, day_key), (0, 0)))
+
+    def hour_seen(self, agent: str, minute: int) -> int:
+        return sum(
+            sum(change)
+            for (owner, at), change in self.minutes.items()
+            if owner == agent and minute - HOUR_MINUTES < at <= minute
+        )
+
+    def write(self, db: sqlite3.Connection, *, stepped_run: str | None) -> None:
+        """Apply the additions: one ``UPDATE runs`` per distinct change, one upsert per bucket.
+
+        ``stepped_run`` (the run that reserved, if any) also gets one more step.
+        """
+        groups: dict[tuple[int, int], list[str]] = {}
+        for run_id, change in self.runs.items():
+            groups.setdefault(change, []).append(run_id)
+        for (reserved, spent), run_ids in groups.items():
+            db.execute(
+                "UPDATE runs SET reserved_micros = reserved_micros + ?, spent_micros = spent_micros + ?,"
+                f" steps = steps + (run_id IS ?) WHERE run_id IN ({','.join('?' * len(run_ids))})",
+                (reserved, spent, stepped_run, *run_ids),
+            )
+        for (agent, day_key), (reserved, spent) in self.days.items():
+            db.execute(_ADD_TO_DAY, (agent, day_key, spent, reserved))
+        for (agent, minute), (reserved, spent) in self.minutes.items():
+            db.execute(_ADD_TO_MINUTE, (agent, minute, spent, reserved))
+
+
+def _add_pair(changes: dict[Any, tuple[int, int]], key: Any, reserved: int, spent: int) -> None:
+    old_reserved, old_spent = changes.get(key, (0, 0))
+    changes[key] = (old_reserved + reserved, old_spent + spent)
+
+
 def _fetch_run(db: sqlite3.Connection, run_id: str) -> RunInfo | None:
     row = db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     return RunInfo(*row) if row else None
@@ -682,21 +794,23 @@ def _lineage_rows(db: sqlite3.Connection, run_id: str) -> list[RunInfo]:
     return [RunInfo(*row) for row in rows]
 
 
+_ADD_TO_DAY = (
+    "INSERT INTO agent_days VALUES (?,?,?,?) ON CONFLICT (agent, day_key) DO UPDATE SET"
+    " spent_micros = spent_micros + excluded.spent_micros,"
+    " reserved_micros = reserved_micros + excluded.reserved_micros"
+)
+_ADD_TO_MINUTE = (
+    "INSERT INTO agent_minutes VALUES (?,?,?,?) ON CONFLICT (agent, minute) DO UPDATE SET"
+    " spent_micros = spent_micros + excluded.spent_micros,"
+    " reserved_micros = reserved_micros + excluded.reserved_micros"
+)
+
+
 def _add_to_windows(
     db: sqlite3.Connection, agent: str, day_key: str, minute: int, *, reserved: int, spent: int
 ) -> None:
-    db.execute(
-        "INSERT INTO agent_days VALUES (?,?,?,?) ON CONFLICT (agent, day_key) DO UPDATE SET"
-        " spent_micros = spent_micros + excluded.spent_micros,"
-        " reserved_micros = reserved_micros + excluded.reserved_micros",
-        (agent, day_key, spent, reserved),
-    )
-    db.execute(
-        "INSERT INTO agent_minutes VALUES (?,?,?,?) ON CONFLICT (agent, minute) DO UPDATE SET"
-        " spent_micros = spent_micros + excluded.spent_micros,"
-        " reserved_micros = reserved_micros + excluded.reserved_micros",
-        (agent, minute, spent, reserved),
-    )
+    db.execute(_ADD_TO_DAY, (agent, day_key, spent, reserved))
+    db.execute(_ADD_TO_MINUTE, (agent, minute, spent, reserved))
 
 
 def _day_used(db: sqlite3.Connection, agent: str, day_key: str) -> int:

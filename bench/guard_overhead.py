@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/guard_overhead.py                     # the numbers in bench/RESULTS.md
     .venv/bin/python bench/guard_overhead.py --calls 2000 --ledger 0,100000 --processes 1,8
+    .venv/bin/python bench/guard_overhead.py --stages [--events]      # p50 per stage of one call
 
 Measures, per ledger size: p50/p99 microseconds added per guarded no-op call (``guard.call(noop)``
 minus a bare ``noop()``), by default (a plain success settles inside the next gate's transaction)
@@ -14,6 +15,7 @@ Every gate is active (run, daily and hourly caps, max_steps, retries, timeout, a
 from __future__ import annotations
 
 import argparse
+import collections
 import multiprocessing
 import os
 import sqlite3
@@ -87,7 +89,8 @@ def grow_ledger(path: Path, rows: int) -> None:
     base = time.time_ns() - 10**15
     batch = []
     for i in range(have, rows):
-        batch.append((f"{base + i:016x}00000000", "history", "bench", "call", 1, 1, "2020-01-01", 0, 0.0, 0.0, "success"))
+        rid = f"{base + i:016x}00000000"
+        batch.append((rid, "history", "bench", "call", 1, 1, "2020-01-01", 0, 0.0, 0.0, "success"))
         if len(batch) == 50_000:
             db.executemany(_HISTORY_INSERT, batch)
             batch.clear()
@@ -138,6 +141,107 @@ class _NullStore:
 def guard_only_us(n: int) -> float:
     guard = Guard(bench_policy("normal", None), _NullStore(), "bench")  # type: ignore[arg-type]
     return pct(timings_us(lambda: guard.call(noop), n), 0.5)
+
+
+_STAGES = (
+    ("BEGIN", "BEGIN IMMEDIATE"),
+    ("UPDATE ledger", "settle the deferred call (UPDATE ledger ... RETURNING)"),
+    ("SELECT run_id", "gate read (one SELECT: runs, halts, windows, attempts, breaker)"),
+    ("INSERT INTO ledger", "reserve (INSERT INTO ledger)"),
+    ("UPDATE runs", "run totals (UPDATE runs, settlement and reservation together)"),
+    ("INSERT INTO agent_days", "day bucket (upsert)"),
+    ("INSERT INTO agent_minutes", "minute bucket (upsert)"),
+    ("COMMIT", "COMMIT (WAL append, no fsync)"),
+)
+
+
+def _stage_of(sql: str) -> str:
+    for prefix, label in _STAGES:
+        if sql.startswith(prefix):
+            return label
+    return "other SQL (heartbeat, settlements that are not plain)"
+
+
+def _timed_connection(spent: collections.Counter[str]) -> type[sqlite3.Connection]:
+    """A connection class adding each statement's time to ``spent[stage]``."""
+
+    class TimedConnection(sqlite3.Connection):
+        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:  # type: ignore[override]
+            start = time.perf_counter_ns()
+            try:
+                return super().execute(sql, *args)
+            finally:
+                spent[_stage_of(sql)] += (time.perf_counter_ns() - start) / 1000
+
+    return TimedConnection
+
+
+def _timed(fn: Callable[..., object], spent: collections.Counter[str], stage: str) -> Callable[..., object]:
+    def timed(*args: object, **kwargs: object) -> object:
+        start = time.perf_counter_ns()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[stage] += (time.perf_counter_ns() - start) / 1000
+
+    return timed
+
+
+def _timer_cost_us(path: Path) -> float:
+    """What the statement timer adds per statement: a timed minus a plain ``SELECT 1``."""
+    spent: collections.Counter[str] = collections.Counter()
+    timed = sqlite3.connect(path, factory=_timed_connection(spent))
+    plain = sqlite3.connect(path)
+    timed_us = pct(timings_us(lambda: timed.execute("SELECT 1"), 5000), 0.5)
+    plain_us = pct(timings_us(lambda: plain.execute("SELECT 1"), 5000), 0.5)
+    timed.close()
+    plain.close()
+    return max(0.0, timed_us - plain_us)
+
+
+def stages(args: argparse.Namespace, folder: Path) -> list[str]:
+    """Where one guarded call's time goes (default mode, events as chosen): p50 per stage."""
+    spent: collections.Counter[str] = collections.Counter()
+    store = SQLiteStore(folder / "stages.db", durability=args.durability, connection_factory=_timed_connection(spent))
+    events = str(folder / "stages.jsonl") if args.events else None
+    guard = enforce(bench_policy(args.durability, events), store=store)
+    store.gate = _timed(store.gate, spent, "gate")  # type: ignore[method-assign]
+    if guard.events is not None:
+        guard.events.emit = _timed(guard.events.emit, spent, "event lines")  # type: ignore[method-assign]
+    bare = pct(timings_us(noop, args.calls), 0.5)
+    per_call: dict[str, list[float]] = collections.defaultdict(list)
+    for n in range(300 + args.calls):
+        spent.clear()
+        start = time.perf_counter_ns()
+        guard.call(noop)
+        total = (time.perf_counter_ns() - start) / 1000 - bare
+        if n < 300:
+            continue  # warm-up
+        sql = sum(us for stage, us in spent.items() if stage not in ("gate", "event lines"))
+        per_call["store's Python around the SQL (snapshot, decide_gate, result)"].append(spent["gate"] - sql)
+        per_call["guard's Python (step, request, settlement, deferral)"].append(
+            total - spent["gate"] - spent["event lines"]
+        )
+        for label in [label for _, label in _STAGES] + ["event lines"]:
+            per_call[label].append(spent[label])
+        per_call["total added per call"].append(total)
+    guard.close()
+    store.close()
+    timer_us = _timer_cost_us(folder / "calibrate.db")
+    statements = len(_STAGES)
+    python_row = "store's Python around the SQL (snapshot, decide_gate, result)"
+    per_call[python_row] = [us - timer_us * statements for us in per_call[python_row]]
+    per_call["total added per call"] = [us - timer_us * statements for us in per_call["total added per call"]]
+    print(f"# statement timer's own cost: {timer_us:.1f} us per statement, taken off the store's Python"
+          f" and the total ({statements} statements per call)")
+    rows = ["| stage | p50 us per call |", "|---|---:|"]
+    for label, samples in per_call.items():
+        samples.sort()
+        if label == "event lines" and not args.events:
+            continue
+        rows.append(f"| {label} | {pct(samples, 0.5):.1f} |")
+        print(rows[-1], flush=True)
+    return rows
 
 
 def overhead(args: argparse.Namespace, folder: Path) -> list[str]:
@@ -222,12 +326,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")
     parser.add_argument("--durability", choices=("normal", "full"), default="normal")
     parser.add_argument("--events", action="store_true", help="also write the JSONL event log")
+    parser.add_argument("--stages", action="store_true", help="only print where one call's time goes")
     args = parser.parse_args()
     print(f"# guard overhead: python {sys.version.split()[0]}, sqlite {sqlite3.sqlite_version},"
           f" {os.cpu_count()} cpus, durability={args.durability}, events={'on' if args.events else 'off'},"
           f" load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory(prefix="agentfuse-bench-") as tmp:
         folder = Path(tmp)
+        if args.stages:
+            stages(args, folder)
+            return 0
         overhead(args, folder)
         throughput(args, folder)
     print(f"# load average {os.getloadavg()[0]:.1f} at the end")

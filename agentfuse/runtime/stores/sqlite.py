@@ -181,11 +181,18 @@ class SQLiteStore:
     """:class:`~agentfuse.runtime.stores.base.Store` on one SQLite file (one connection per thread)."""
 
     def __init__(
-        self, path: Path | str, *, durability: str = "normal", busy_timeout_s: float = BUSY_TIMEOUT_S
+        self,
+        path: Path | str,
+        *,
+        durability: str = "normal",
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
+        connection_factory: type[sqlite3.Connection] = sqlite3.Connection,
     ) -> None:
+        """``connection_factory``: a ``sqlite3.Connection`` subclass (the benchmark times statements)."""
         self.path = Path(path)
         self.durability = durability
         self.busy_timeout_s = busy_timeout_s
+        self._connection_factory = connection_factory
         self._local = threading.local()
         self._inherited: list[sqlite3.Connection] = []
         self.host = socket.gethostname()
@@ -232,7 +239,11 @@ class SQLiteStore:
         if db is None:
             try:
                 db = sqlite3.connect(
-                    self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=True
+                    self.path,
+                    timeout=self.busy_timeout_s,
+                    isolation_level=None,
+                    check_same_thread=True,
+                    factory=self._connection_factory,
                 )
                 db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
                 db.execute("PRAGMA journal_mode=WAL")
@@ -396,7 +407,7 @@ class SQLiteStore:
                     request.day_key,
                     request.minute,
                     request.now,
-                    os.getpid(),
+                    self._local.pid,
                     self.host,
                 ),
             )
@@ -759,15 +770,27 @@ class _MoneyChanges:
         for run_id, change in self.runs.items():
             groups.setdefault(change, []).append(run_id)
         for (reserved, spent), run_ids in groups.items():
-            db.execute(
-                "UPDATE runs SET reserved_micros = reserved_micros + ?, spent_micros = spent_micros + ?,"
-                f" steps = steps + (run_id IS ?) WHERE run_id IN ({','.join('?' * len(run_ids))})",
-                (reserved, spent, stepped_run, *run_ids),
-            )
+            db.execute(_update_runs_sql(len(run_ids)), (reserved, spent, stepped_run, *run_ids))
         for (agent, day_key), (reserved, spent) in self.days.items():
             db.execute(_ADD_TO_DAY, (agent, day_key, spent, reserved))
         for (agent, minute), (reserved, spent) in self.minutes.items():
             db.execute(_ADD_TO_MINUTE, (agent, minute, spent, reserved))
+
+
+def _update_runs_sql(count: int) -> str:
+    """Add (reserved, spent) to ``count`` runs, and a step to the one named first (if any)."""
+    if count == 1:
+        return _UPDATE_ONE_RUN
+    return (
+        "UPDATE runs SET reserved_micros = reserved_micros + ?, spent_micros = spent_micros + ?,"
+        f" steps = steps + (run_id IS ?) WHERE run_id IN ({','.join('?' * count)})"
+    )
+
+
+_UPDATE_ONE_RUN = (
+    "UPDATE runs SET reserved_micros = reserved_micros + ?, spent_micros = spent_micros + ?,"
+    " steps = steps + (run_id IS ?) WHERE run_id IN (?)"
+)
 
 
 def _add_pair(changes: dict[Any, tuple[int, int]], key: Any, reserved: int, spent: int) -> None:
@@ -839,9 +862,12 @@ def _fetch_breaker(db: sqlite3.Connection, agent: str, key: str) -> BreakerRecor
     return _breaker_from_row(row)
 
 
+_CLOSED_BREAKER = BreakerRecord()
+
+
 def _breaker_from_row(row: Sequence[Any] | None) -> BreakerRecord:
     if row is None or row[0] is None:
-        return BreakerRecord()
+        return _CLOSED_BREAKER
     return BreakerRecord(BreakerState(row[0]), *row[1:])
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import inspect
 import io
 import itertools
 import re
@@ -53,6 +54,7 @@ class RuleSet:
     rules: tuple[type[Rule], ...]
     matchers: tuple[TriggerMatcher | None, ...]
     method_names: Mapping[type[cst.BatchableCSTVisitor], tuple[str, ...]]
+    child_fields: Mapping[type[cst.CSTNode], tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, rules: Sequence[type[Rule]]) -> RuleSet:
@@ -66,7 +68,7 @@ class RuleSet:
             key = (pattern.pattern, pattern.flags)
             matchers.append(shared.setdefault(key, TriggerMatcher.of(pattern)))
         names = {visitor: visitor_method_names(visitor) for visitor in (ImportCollector, *rules)}
-        return cls(tuple(rules), tuple(matchers), names)
+        return cls(tuple(rules), tuple(matchers), names, node_child_fields())
 
     def candidates(self, source: str) -> list[type[Rule]]:
         """The rules whose triggers occur in ``source`` (and rules without triggers).
@@ -157,12 +159,18 @@ class _BatchedVisitor(cst.CSTVisitor):
     Rules still see every Name and string: only what lies under them is skipped.
     """
 
-    def __init__(self, methods: Mapping[str, list[Callable[..., Any]]]) -> None:
+    def __init__(
+        self,
+        methods: Mapping[str, list[Callable[..., Any]]],
+        fields: Mapping[type[cst.CSTNode], tuple[str, ...]] | None = None,
+    ) -> None:
         super().__init__()
         self._methods = methods
+        self._fields = fields or {}
         self._visits: dict[type[cst.CSTNode], Sequence[Callable[..., Any]]] = {}
         self._leaves: dict[type[cst.CSTNode], Sequence[Callable[..., Any]]] = {}
-        if not any(name.count("_") > 1 for name in methods):
+        self.uses_field_hooks = any(name.count("_") > 1 for name in methods)
+        if not self.uses_field_hooks:
             self.on_visit_attribute = self.on_leave_attribute = _ignore_attribute  # type: ignore[method-assign]
         wanted = {name.split("_")[1] for name in methods}
         self._leaves_only: frozenset[type[cst.CSTNode]] = (
@@ -186,6 +194,24 @@ class _BatchedVisitor(cst.CSTVisitor):
         for method in methods:
             method(original_node)
 
+    def walk(self, node: cst.CSTNode) -> None:
+        """The same visits and leaves, in the same order, as ``node.visit(self)``.
+
+        libcst's own traversal rebuilds every node it descends into (a dataclass
+        construction with validation); reading the child fields in libcst's order does not.
+        """
+        kind = type(node)
+        self.on_visit(node)
+        if kind not in self._leaves_only:
+            for field in self._fields[kind]:
+                value = getattr(node, field)
+                if isinstance(value, cst.CSTNode):
+                    self.walk(value)
+                elif isinstance(value, (tuple, list)):
+                    for item in value:
+                        self.walk(item)
+        self.on_leave(node)
+
     def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
         for method in self._methods.get(f"visit_{type(node).__name__}_{attribute}", ()):
             method(node)
@@ -193,6 +219,24 @@ class _BatchedVisitor(cst.CSTVisitor):
     def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
         for method in self._methods.get(f"leave_{type(original_node).__name__}_{attribute}", ()):
             method(original_node)
+
+
+_VISITED_FIELD = re.compile(r'visit_(?:required|optional|sequence|sentinel|body_sequence|star)\(\s*self,\s*"(\w+)"')
+
+
+def node_child_fields() -> dict[type[cst.CSTNode], tuple[str, ...]]:
+    """For every libcst node type, the fields its traversal visits, in libcst's order.
+
+    Read from each type's ``_visit_and_replace_children`` source (the order of its
+    ``visit_*(self, "field", ...)`` calls); built once per :class:`RuleSet`.
+    """
+    fields = {}
+    for kind in _subclasses(cst.CSTNode):
+        current = getattr(sys.modules[kind.__module__], kind.__qualname__, None) is kind
+        if current and dataclasses.is_dataclass(kind) and not inspect.isabstract(kind):
+            found = _VISITED_FIELD.findall(inspect.getsource(kind._visit_and_replace_children))
+            fields[kind] = tuple(dict.fromkeys(found))
+    return fields
 
 
 def _subclasses(base: type) -> set[type]:
@@ -259,9 +303,14 @@ def run_rules(
     path: str,
     options: Mapping[str, Any],
     method_names: Mapping[type[cst.BatchableCSTVisitor], tuple[str, ...]] | None = None,
+    child_fields: Mapping[type[cst.CSTNode], tuple[str, ...]] | None = None,
 ) -> tuple[list[Finding], list[Report]]:
-    """Run ``rules`` over a parsed module; returns findings and the raw reports (for fixes)."""
-    return _deep(_run_rules, module, source, rules, path, options, method_names or {})
+    """Run ``rules`` over a parsed module; returns findings and the raw reports (for fixes).
+
+    With ``child_fields`` (see :func:`node_child_fields`) the engine walks the tree itself
+    instead of through libcst's rebuilding traversal.
+    """
+    return _deep(_run_rules, module, source, rules, path, options, method_names or {}, child_fields or {})
 
 
 def _run_rules(
@@ -271,6 +320,7 @@ def _run_rules(
     path: str,
     options: Mapping[str, Any],
     method_names: Mapping[type[cst.BatchableCSTVisitor], tuple[str, ...]],
+    child_fields: Mapping[type[cst.CSTNode], tuple[str, ...]],
 ) -> tuple[list[Finding], list[Report]]:
     table = ImportTable()
     context = FileContext(path=path, source=source, imports=table, options=options)
@@ -283,7 +333,11 @@ def _run_rules(
         metadata[PositionProvider] = positions
         instance.metadata = metadata
     visitors: list[cst.BatchableCSTVisitor] = [ImportCollector(table), *instances]
-    module.visit(_BatchedVisitor(_collect_methods(visitors, method_names)))
+    batched = _BatchedVisitor(_collect_methods(visitors, method_names), child_fields)
+    if batched.uses_field_hooks or not child_fields:
+        module.visit(batched)
+    else:
+        batched.walk(module)
     reports = [report for instance in instances for report in instance.reports]
     findings = [_finding(report, positions[report.node], path) for report in reports]
     order = sorted(range(len(findings)), key=findings.__getitem__)
@@ -424,7 +478,13 @@ def lint_text(
         return FileOutcome([parse_error(path, TOO_DEEP)], source)
     try:
         findings, reports = run_rules(
-            module, source, rules, path=path, options=options, method_names=rule_set.method_names
+            module,
+            source,
+            rules,
+            path=path,
+            options=options,
+            method_names=rule_set.method_names,
+            child_fields=rule_set.child_fields,
         )
     except (RecursionError, MemoryError):
         return FileOutcome([parse_error(path, TOO_DEEP)], source)

@@ -197,6 +197,10 @@ class SQLiteStore:
         self._inherited: list[sqlite3.Connection] = []
         self.host = socket.gethostname()
         """Recorded with each reservation, heartbeat and claim of this process."""
+        self._own_reservations: dict[str, tuple[int, str, int]] = {}
+        """reservation id -> (estimate, day_key, minute) of reservations made here and not yet
+        settled here: a plain settlement of one needs no ``RETURNING`` (about 10 us less). Only
+        facts of the ledger row, so an entry left by a reservation settled elsewhere is harmless."""
         self._gate_reads: dict[int, str] = {}
         """lineage length -> the gate's read statement (the same text, so one prepared statement)."""
         self._lineage: dict[str, tuple[str, ...]] = {}
@@ -411,6 +415,7 @@ class SQLiteStore:
                     self.host,
                 ),
             )
+            self._own_reservations[request.reservation_id] = (estimate, request.day_key, request.minute)
             money.add(request.agent, ids, request.day_key, request.minute, reserved=estimate, spent=0)
             money.write(db, stepped_run=request.run_id)
             return decision.result
@@ -432,24 +437,25 @@ class SQLiteStore:
         """
         if settlement.outcome is not Outcome.SUCCESS or settlement.breaker_counts or settlement.halt is not None:
             return False
-        rows = db.execute(
-            "UPDATE ledger SET cost_micros = ?, settled_at = ?, outcome = ?"
-            " WHERE reservation_id = ? AND settled_at IS NULL AND NOT EXISTS (SELECT 1 FROM breakers"
-            "  WHERE agent = ? AND key = ? AND state = 'half_open' AND probe_id = ?)"
-            " RETURNING estimate_micros, day_key, minute",
-            (
-                settlement.cost_micros,
-                settlement.now,
-                settlement.outcome.value,
-                settlement.reservation_id,
-                settlement.agent,
-                settlement.breaker.key,
-                settlement.reservation_id,
-            ),
-        ).fetchall()
-        if not rows:
-            return False
-        estimate, day_key, minute = rows[0]
+        parameters = (
+            settlement.cost_micros,
+            settlement.now,
+            settlement.outcome.value,
+            settlement.reservation_id,
+            settlement.agent,
+            settlement.breaker.key,
+            settlement.reservation_id,
+        )
+        known = self._own_reservations.pop(settlement.reservation_id, None)
+        if known is not None:
+            if db.execute(_SETTLE_PLAIN, parameters).rowcount != 1:
+                return False
+            estimate, day_key, minute = known
+        else:
+            rows = db.execute(_SETTLE_PLAIN + " RETURNING estimate_micros, day_key, minute", parameters).fetchall()
+            if not rows:
+                return False
+            estimate, day_key, minute = rows[0]
         ids = self._lineage_ids(db, settlement.run_id)
         money.add(settlement.agent, ids, day_key, minute, reserved=-estimate, spent=settlement.cost_micros)
         return True
@@ -459,6 +465,7 @@ class SQLiteStore:
             return self._settle_in(db, settlement)
 
     def _settle_in(self, db: sqlite3.Connection, settlement: Settlement) -> SettleResult:
+        self._own_reservations.pop(settlement.reservation_id, None)
         failed = settlement.outcome is Outcome.FAILURE
         row = db.execute(
             f"SELECT estimate_micros, day_key, minute, {_BREAKER_COLUMNS} FROM ledger"
@@ -817,6 +824,12 @@ def _lineage_rows(db: sqlite3.Connection, run_id: str) -> list[RunInfo]:
     return [RunInfo(*row) for row in rows]
 
 
+_SETTLE_PLAIN = (
+    "UPDATE ledger SET cost_micros = ?, settled_at = ?, outcome = ?"
+    " WHERE reservation_id = ? AND settled_at IS NULL AND NOT EXISTS (SELECT 1 FROM breakers"
+    "  WHERE agent = ? AND key = ? AND state = 'half_open' AND probe_id = ?)"
+)
+"""Settle a plain success unless it is settled already or holds the half-open probe."""
 _ADD_TO_DAY = (
     "INSERT INTO agent_days VALUES (?,?,?,?) ON CONFLICT (agent, day_key) DO UPDATE SET"
     " spent_micros = spent_micros + excluded.spent_micros,"

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -162,22 +163,22 @@ def _stage_of(sql: str) -> str:
     return "other SQL (heartbeat, settlements that are not plain)"
 
 
-def _timed_connection(spent: collections.Counter[str]) -> type[sqlite3.Connection]:
+def _timed_connection(spent: collections.defaultdict[str, float]) -> type[sqlite3.Connection]:
     """A connection class adding each statement's time to ``spent[stage]``."""
 
     class TimedConnection(sqlite3.Connection):
-        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:  # type: ignore[override]
+        def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
             start = time.perf_counter_ns()
             try:
-                return super().execute(sql, *args)
+                return super().execute(sql, parameters)
             finally:
                 spent[_stage_of(sql)] += (time.perf_counter_ns() - start) / 1000
 
     return TimedConnection
 
 
-def _timed(fn: Callable[..., object], spent: collections.Counter[str], stage: str) -> Callable[..., object]:
-    def timed(*args: object, **kwargs: object) -> object:
+def _timed(fn: Callable[..., Any], spent: collections.defaultdict[str, float], stage: str) -> Callable[..., Any]:
+    def timed(*args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter_ns()
         try:
             return fn(*args, **kwargs)
@@ -189,7 +190,7 @@ def _timed(fn: Callable[..., object], spent: collections.Counter[str], stage: st
 
 def _timer_cost_us(path: Path) -> float:
     """What the statement timer adds per statement: a timed minus a plain ``SELECT 1``."""
-    spent: collections.Counter[str] = collections.Counter()
+    spent: collections.defaultdict[str, float] = collections.defaultdict(float)
     timed = sqlite3.connect(path, factory=_timed_connection(spent))
     plain = sqlite3.connect(path)
     timed_us = pct(timings_us(lambda: timed.execute("SELECT 1"), 5000), 0.5)
@@ -201,7 +202,7 @@ def _timer_cost_us(path: Path) -> float:
 
 def stages(args: argparse.Namespace, folder: Path) -> list[str]:
     """Where one guarded call's time goes (default mode, events as chosen): p50 per stage."""
-    spent: collections.Counter[str] = collections.Counter()
+    spent: collections.defaultdict[str, float] = collections.defaultdict(float)
     store = SQLiteStore(folder / "stages.db", durability=args.durability, connection_factory=_timed_connection(spent))
     events = str(folder / "stages.jsonl") if args.events else None
     guard = enforce(bench_policy(args.durability, events), store=store)
@@ -263,6 +264,7 @@ def overhead(args: argparse.Namespace, folder: Path) -> list[str]:
         bare = pct(timings_us(noop, args.calls), 0.5)
         fast = timings_us(lambda: deferred.call(noop), args.calls)
         slow = timings_us(lambda: strict.call(noop), args.calls)
+        assert isinstance(deferred.store, SQLiteStore)
         gate_p50, settle_p50, combined_p50 = store_parts_us(deferred.store, deferred.run_id, min(args.calls, 2000))
         rows.append(
             f"| {size:,} | {pct(fast, 0.5) - bare:.0f} / {pct(fast, 0.99) - bare:.0f}"

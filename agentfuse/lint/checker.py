@@ -29,7 +29,15 @@ from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 from agentfuse.lint.noqa import filter_noqa
 from agentfuse.lint.prefilter import TriggerMatcher
 from agentfuse.lint.prose import without_prose
-from agentfuse.lint_rules.base import FileContext, Finding, ImportCollector, ImportTable, Report, Rule
+from agentfuse.lint_rules.base import (
+    FileContext,
+    Finding,
+    ImportCollector,
+    ImportTable,
+    Report,
+    Rule,
+    option_words,
+)
 
 PARSE_ERROR = "AF001"
 """The engine's own code: a file that cannot be read, decoded or parsed."""
@@ -49,55 +57,91 @@ T = TypeVar("T")
 
 @dataclasses.dataclass(frozen=True)
 class RuleSet:
-    """Enabled rules with their pre-filter matchers, built once per run."""
+    """Enabled rules with their pre-filter matchers, built once per run.
+
+    ``matchers[i]`` holds rule i's trigger groups (its ``triggers``, then its
+    ``required_triggers``): the rule runs on a file only if every group matches; an empty
+    tuple means the rule runs on every file.
+    """
 
     rules: tuple[type[Rule], ...]
-    matchers: tuple[TriggerMatcher | None, ...]
+    matchers: tuple[tuple[TriggerMatcher, ...], ...]
     method_names: Mapping[type[cst.BatchableCSTVisitor], tuple[str, ...]]
     child_fields: Mapping[type[cst.CSTNode], tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    option_names: frozenset[str] = frozenset()
+    """Options that add trigger words (``Rule.trigger_word_options``) to some rule."""
+    _with_options: dict[tuple[frozenset[str], ...], RuleSet] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
-    def of(cls, rules: Sequence[type[Rule]]) -> RuleSet:
-        shared: dict[tuple[str, int], TriggerMatcher] = {}
-        matchers: list[TriggerMatcher | None] = []
-        for rule in rules:
-            pattern = rule.trigger_pattern()
-            if pattern is None:
-                matchers.append(None)
-                continue
-            key = (pattern.pattern, pattern.flags)
-            matchers.append(shared.setdefault(key, TriggerMatcher.of(pattern)))
+    def of(cls, rules: Sequence[type[Rule]], options: Mapping[str, Any] | None = None) -> RuleSet:
         names = {visitor: visitor_method_names(visitor) for visitor in (ImportCollector, *rules)}
-        return cls(tuple(rules), tuple(matchers), names, node_child_fields())
+        option_names = frozenset(name for rule in rules for name in rule.trigger_word_options)
+        return cls(tuple(rules), _trigger_matchers(rules, options), names, node_child_fields(), option_names)
 
-    def candidates(self, source: str) -> list[type[Rule]]:
-        """The rules whose triggers occur in ``source`` (and rules without triggers).
+    def for_options(self, options: Mapping[str, Any] | None) -> RuleSet:
+        """This rule set with the trigger words ``options`` add (itself when they add none)."""
+        if not options or not any(options.get(name) for name in self.option_names):
+            return self
+        key = tuple(option_words(options, rule.trigger_word_options) for rule in self.rules)
+        found = self._with_options.get(key)
+        if found is None:
+            matchers = _trigger_matchers(self.rules, options)
+            found = self._with_options[key] = dataclasses.replace(self, matchers=matchers, _with_options={})
+        return found
 
-        Rules sharing a trigger pattern (AF101-AF103 do) search the text once.
+    def candidates(self, source: str, options: Mapping[str, Any] | None = None) -> list[type[Rule]]:
+        """The rules whose trigger groups all occur in ``source`` (and rules without triggers).
+
+        Rules sharing a trigger pattern (AF101-AF103 do) search the text once per pattern,
+        and a rule's second group is searched only when its first matched.
         """
+        matchers = self.for_options(options).matchers
         answers: dict[int, bool] = {}
         literals_seen: dict[str, bool] = {}
         chosen = []
-        for rule, matcher in zip(self.rules, self.matchers):
-            if matcher is None:
-                chosen.append(rule)
-                continue
-            answer = answers.get(id(matcher))
-            if answer is None:
-                answer = answers[id(matcher)] = matcher.search(source, literals_seen)
-            if answer:
+        for rule, groups in zip(self.rules, matchers):
+            if all(_answer(matcher, source, answers, literals_seen) for matcher in groups):
                 chosen.append(rule)
         return chosen
 
-    def code_candidates(self, source: str, rules: Sequence[type[Rule]]) -> list[type[Rule]]:
+    def code_candidates(
+        self, source: str, rules: Sequence[type[Rule]], options: Mapping[str, Any] | None = None
+    ) -> list[type[Rule]]:
         """Of ``rules``, those whose triggers still occur once prose is blanked (see prose.py)."""
-        if any(self.matchers[self.rules.index(rule)] is None for rule in rules):
+        if any(not self.matchers[self.rules.index(rule)] for rule in rules):
             return list(rules)
         code = without_prose(source)
         if code is None:
             return list(rules)
-        subset = RuleSet(tuple(rules), tuple(self.matchers[self.rules.index(r)] for r in rules), self.method_names)
-        return subset.candidates(code)
+        subset = [self.rules.index(rule) for rule in rules]
+        matchers = self.for_options(options).matchers
+        narrowed = RuleSet(tuple(rules), tuple(matchers[i] for i in subset), self.method_names)
+        return narrowed.candidates(code)
+
+
+def _answer(matcher: TriggerMatcher, source: str, answers: dict[int, bool], seen: dict[str, bool]) -> bool:
+    """``matcher.search(source)``, remembered by matcher for one file."""
+    answer = answers.get(id(matcher))
+    if answer is None:
+        answer = answers[id(matcher)] = matcher.search(source, seen)
+    return answer
+
+
+def _trigger_matchers(
+    rules: Sequence[type[Rule]], options: Mapping[str, Any] | None
+) -> tuple[tuple[TriggerMatcher, ...], ...]:
+    """Each rule's trigger groups as matchers; equal patterns share one matcher."""
+    shared: dict[tuple[str, int], TriggerMatcher] = {}
+    result = []
+    for rule in rules:
+        groups = []
+        for pattern in (rule.trigger_pattern(), rule.required_pattern(options)):
+            if pattern is not None:
+                groups.append(shared.setdefault((pattern.pattern, pattern.flags), TriggerMatcher.of(pattern)))
+        result.append(tuple(groups))
+    return tuple(result)
 
 
 class _LazyPositions(Mapping[cst.CSTNode, CodeRange]):
@@ -462,9 +506,9 @@ def lint_text(
     ``apply_noqa=False`` leaves noqa to the caller (flake8 does its own).
     """
     if rules is None:
-        rules = rule_set.candidates(source)
+        rules = rule_set.candidates(source, options)
     if rules:
-        rules = rule_set.code_candidates(source, rules)
+        rules = rule_set.code_candidates(source, rules, options)
     if not rules:
         return FileOutcome([], source)
     try:

@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover - Python 3.10
     import sre_parse
 
 _GLOBAL_FLAGS = re.compile(r"\(\?[aiLmsux]+\)")
+_PLAIN_WORD = re.compile(r"\w+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,15 +87,32 @@ def _contains(text: str, literal: str, seen: dict[str, bool]) -> bool:
 
 
 def _branches(pattern: str) -> list[str]:
-    """Top-level alternatives, with a group spanning a whole alternative opened up."""
+    """Top-level alternatives, with a group spanning a whole alternative opened up, and a
+    word list ``\\b(?:a|b)\\b`` distributed into ``\\ba\\b``, ``\\bb\\b`` (so each branch
+    starts with a literal, which ``re`` scans for in C)."""
     result: list[str] = []
     for alternative in split_alternatives(pattern):
         inner = _whole_group(alternative)
         if inner is not None and inner != pattern:
             result.extend(_branches(inner))
+            continue
+        words = _word_list(alternative)
+        if words is not None:
+            result.extend(rf"\b{word}\b" for word in words)
         else:
             result.append(alternative)
     return result
+
+
+def _word_list(text: str) -> list[str] | None:
+    """The words of ``\\b(?:w1|w2|...)\\b`` (plain identifiers only), else None."""
+    if not (text.startswith(r"\b(?:") and text.endswith(r")\b")):
+        return None
+    inner = _whole_group(text[2:-2])
+    if inner is None:
+        return None
+    words = split_alternatives(inner)
+    return words if all(_PLAIN_WORD.fullmatch(word) for word in words) else None
 
 
 def _whole_group(text: str) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import libcst as cst
@@ -166,13 +166,21 @@ class Rule(cst.BatchableCSTVisitor):
 
     Subclasses set ``code``, ``message`` (problem, then fix, one line), a docstring saying
     why the rule exists, ``triggers`` (regular expressions: a file whose text matches none
-    of them is never parsed for this rule), and ``VALID``/``INVALID`` examples. An invalid
-    example may mark the lines it expects findings on with ``# expect: AF301``.
+    of them is never parsed for this rule), optionally ``required_triggers`` (a second group
+    the text must also match: "mentions a provider *and* a request word"), and
+    ``VALID``/``INVALID`` examples. An invalid example may mark the lines it expects findings
+    on with ``# expect: AF301``.
     """
 
     code: ClassVar[str]
     message: ClassVar[str]
     triggers: ClassVar[tuple[str, ...]] = ()
+    required_triggers: ClassVar[tuple[str, ...]] = ()
+    """A file must match one of these too (all-of with ``triggers``); empty: no second group."""
+    trigger_word_options: ClassVar[tuple[str, ...]] = ()
+    """Options (kebab-case) whose entries' identifiers join ``required_triggers`` as words
+    (``llm-apis = ["mylib.ask"]`` adds ``mylib`` and ``ask``), so configured names are never
+    filtered out."""
     default_enabled: ClassVar[bool] = True
     METADATA_DEPENDENCIES = (PositionProvider,)
     VALID: ClassVar[tuple[str, ...]] = ()
@@ -196,3 +204,38 @@ class Rule(cst.BatchableCSTVisitor):
         if not cls.triggers:
             return None
         return re.compile("|".join(f"(?:{t})" for t in cls.triggers))
+
+    @classmethod
+    def required_pattern(cls, options: Mapping[str, Any] | None = None) -> re.Pattern[str] | None:
+        """The second trigger group as one regex (with the words ``options`` add), or None."""
+        if not cls.required_triggers:
+            return None
+        words = option_words(options or {}, cls.trigger_word_options)
+        extra = (any_word(words),) if words else ()
+        return re.compile("|".join(f"(?:{t})" for t in (*cls.required_triggers, *extra)))
+
+    @classmethod
+    def matches_triggers(cls, text: str, options: Mapping[str, Any] | None = None) -> bool:
+        """True if the pre-filter lets ``text`` through for this rule (both groups match)."""
+        patterns = (cls.trigger_pattern(), cls.required_pattern(options))
+        return all(pattern is None or pattern.search(text) is not None for pattern in patterns)
+
+
+_IDENTIFIER = re.compile(r"[^\W\d]\w*")
+
+
+def any_word(words: Iterable[str]) -> str:
+    """A trigger matching any of ``words`` as a whole word."""
+    return r"\b(?:" + "|".join(sorted(re.escape(word) for word in set(words))) + r")\b"
+
+
+def option_words(options: Mapping[str, Any], names: Sequence[str]) -> frozenset[str]:
+    """The identifiers in the string (or list of strings) options ``names``."""
+    words: set[str] = set()
+    for name in names:
+        value = options.get(name)
+        entries = [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else []
+        for entry in entries:
+            if isinstance(entry, str):
+                words.update(_IDENTIFIER.findall(entry))
+    return frozenset(words)

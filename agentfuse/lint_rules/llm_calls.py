@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from agentfuse.lint_rules._llm_analysis import LlmAnalysisRule, ModuleAnalysis
-from agentfuse.lint_rules._llm_catalogue import LLM_TRIGGERS
-from agentfuse.lint_rules.base import Rule
+from agentfuse.lint_rules._llm_catalogue import DEFAULT_CATALOGUE, LLM_TRIGGERS
+from agentfuse.lint_rules.base import Rule, any_word
 
 GUARD_FIX = "wrap it in `with guard.step():` or decorate its function with `@guard`"
 
@@ -43,6 +43,8 @@ class UnguardedLlmCall(LlmAnalysisRule):
     code = "AF101"
     message = f"an LLM request is not inside an agentfuse guard; {GUARD_FIX}"
     triggers = LLM_TRIGGERS
+    required_triggers = (any_word(DEFAULT_CATALOGUE.call_names),)
+    trigger_word_options = ("llm-apis", "guard-names")
 
     VALID = (
         # guarded by a decorator bound to enforce()

@@ -17,8 +17,8 @@ from pathlib import Path
 import libcst as cst
 
 from agentfuse.lint_rules._llm_analysis import LlmAnalysisRule, ModuleAnalysis, Scope
-from agentfuse.lint_rules._llm_catalogue import LLM_TRIGGERS
-from agentfuse.lint_rules.base import FileContext, Finding, Rule, dotted_name
+from agentfuse.lint_rules._llm_catalogue import DEFAULT_CATALOGUE, LLM_TRIGGERS
+from agentfuse.lint_rules.base import FileContext, Finding, Rule, any_word, dotted_name
 from agentfuse.runtime.errors import PolicyIssue
 from agentfuse.runtime.policy import policy_issues
 
@@ -248,6 +248,8 @@ class MissingPolicy(LlmAnalysisRule):
     code = "AF102"
     message = "this module makes LLM requests with no policy; create one with `agentfuse init`, pass it to `enforce()`"
     triggers = LLM_TRIGGERS + ENFORCE_TRIGGERS
+    required_triggers = (any_word(DEFAULT_CATALOGUE.call_names), *ENFORCE_TRIGGERS)
+    trigger_word_options = ("llm-apis", "guard-names")
 
     VALID = (
         """
@@ -311,6 +313,8 @@ class InvalidPolicy(LlmAnalysisRule):
     code = "AF103"
     message = "the policy of this module is invalid or lacks budget, breaker or fail_fast; run `agentfuse check-policy`"
     triggers = LLM_TRIGGERS + ENFORCE_TRIGGERS
+    required_triggers = (any_word(DEFAULT_CATALOGUE.call_names), *ENFORCE_TRIGGERS)
+    trigger_word_options = ("llm-apis", "guard-names")
 
     VALID = (
         """

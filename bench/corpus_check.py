@@ -6,7 +6,7 @@ Issue 4's real-world check, repeatable: downloads a fixed list of agent packages
 instead of downloaded), unpacks them, runs ``python -m agentfuse lint --format json
 --select AF -j 2`` over the unpacked tree once, and prints the findings per rule and per
 package as a Markdown table. ``--sample N --seed S`` also prints N findings with three
-lines of context either side, spread over the rules, for a hand check.
+lines of context either side (at least one per rule that has findings), for a hand check.
 
     python bench/corpus_check.py                          # table (several minutes)
     python bench/corpus_check.py --sample 40 --seed 2026  # table and a sample
@@ -28,6 +28,8 @@ import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+
+from agentfuse.lint_rules import all_rules
 
 PACKAGES: tuple[str, ...] = (
     "agno==3.1.10",
@@ -160,8 +162,8 @@ def count_files(folder: Path) -> int:
 
 
 def markdown_table(findings: Sequence[dict[str, object]], src: Path, packages: Sequence[Path]) -> str:
-    """Findings per package (rows) and per rule (columns), with totals."""
-    codes = sorted({str(f["code"]) for f in findings})
+    """Findings per package (rows) and per rule (columns, every registered rule), with totals."""
+    codes = sorted({rule.code for rule in all_rules()} | {str(f["code"]) for f in findings})
     per_package: dict[str, collections.Counter[str]] = {p.name: collections.Counter() for p in packages}
     for finding in findings:
         per_package.setdefault(package_of(str(finding["path"]), src), collections.Counter())[str(finding["code"])] += 1
@@ -184,18 +186,17 @@ def markdown_table(findings: Sequence[dict[str, object]], src: Path, packages: S
 
 
 def spread_sample(findings: Sequence[dict[str, object]], size: int, seed: int) -> list[dict[str, object]]:
-    """``size`` findings drawn round-robin over the rules, so rare rules are sampled too."""
+    """One finding of each rule that has any, then the rest drawn at random from all findings.
+
+    Rare rules are then always sampled, while the common ones keep their weight.
+    """
     rng = random.Random(seed)
     by_code: dict[str, list[dict[str, object]]] = collections.defaultdict(list)
     for finding in findings:
         by_code[str(finding["code"])].append(finding)
-    for group in by_code.values():
-        rng.shuffle(group)
-    picked: list[dict[str, object]] = []
-    while len(picked) < size and any(by_code.values()):
-        for code in sorted(by_code):
-            if by_code[code] and len(picked) < size:
-                picked.append(by_code[code].pop())
+    picked = [rng.choice(by_code[code]) for code in sorted(by_code)][:size]
+    rest = [finding for finding in findings if finding not in picked]
+    picked += rng.sample(rest, min(len(rest), size - len(picked)))
     return picked
 
 

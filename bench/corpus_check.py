@@ -6,7 +6,7 @@ Issue 4's real-world check, repeatable: downloads a fixed list of agent packages
 instead of downloaded), unpacks them, runs ``python -m agentfuse lint --format json
 --select AF -j 2`` over the unpacked tree once, and prints the findings per rule and per
 package as a Markdown table. ``--sample N --seed S`` also prints N findings with three
-lines of context either side (at least one per rule that has findings), for a hand check.
+lines of context either side (one per rule that has findings, when N allows), for a hand check.
 
     python bench/corpus_check.py                          # table (several minutes)
     python bench/corpus_check.py --sample 40 --seed 2026  # table and a sample
@@ -232,13 +232,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     wheels, src = args.cache / "wheels", args.cache / "src"
     saved = args.cache / FINDINGS_FILE
+    if args.reuse and not saved.is_file():
+        print(f"corpus_check: --reuse: no saved findings at {saved}; run without --reuse first", file=sys.stderr)
+        return 1
     try:
         wheels.mkdir(parents=True, exist_ok=True)
         src.mkdir(parents=True, exist_ok=True)
         packages = [unpack(fetch(requirement, wheels, EARLIER_DOWNLOADS), src) for requirement in PACKAGES]
         if args.reuse:
-            if not saved.is_file():
-                raise CorpusError(f"--reuse: no saved findings at {saved}; run without --reuse first")
             findings = json.loads(saved.read_text(encoding="utf-8"))
             print(f"findings from {saved} (not linted again)\n")
         else:

@@ -543,7 +543,17 @@ class ModuleAnalysis:
             table, path = receiver
             full = _strip_wrappers(_join(path, func.attr.value))
             return table.api_name(full) if full in table.methods else None
-        return None if self._bound_to_other(func.value, scope) else self._distinctive(func)
+        if self._bound_to_other(func.value, scope) or self._own_method(func, scope):
+            return None
+        return self._distinctive(func)
+
+    def _own_method(self, func: cst.Attribute, scope: Scope) -> bool:
+        """``self.invoke_model(...)`` where the class defines ``invoke_model``: a call of the
+        class's own wrapper, whose request inside is a candidate of its own."""
+        if not isinstance(func.value, cst.Name):
+            return False
+        cls = self._self_class(func.value.value, scope)
+        return cls is not None and bool(self._methods(cls, func.attr.value))
 
     def _bound_to_other(self, expr: cst.BaseExpression, scope: Scope) -> bool:
         """True if the receiver's root is known to be something else than a client.

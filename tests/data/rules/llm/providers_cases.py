@@ -48,6 +48,19 @@ s3 = boto3.client("s3")
 s3.invoke_model(Bucket="b")  # clean: AF101
 boto3.Session().client(service_name="bedrock-runtime").converse_stream(modelId="m", messages=[])  # expect: AF101
 
+
+class BedrockLLM:
+    """A provider wrapper (metagpt's shape): its own method shares the boto3 method's name."""
+
+    def __init__(self) -> None:
+        self.client = boto3.client("bedrock-runtime")
+
+    def invoke_model(self, body: str) -> object:
+        return self.client.invoke_model(modelId="m", body=body)  # expect: AF101
+
+    def completion(self, body: str) -> object:
+        return self.invoke_model(body)  # clean: AF101
+
 ollama.chat(model="llama3", messages=[])  # expect: AF101
 ollama.Client(host="http://localhost:11434").generate(model="llama3", prompt="hi")  # expect: AF101
 ollama.list()  # clean: AF101

@@ -1,7 +1,8 @@
 """Check one file: pre-filter, parse once, run every rule in one batched traversal.
 
 The stages, cheapest first, each run only on what the previous one let through:
-1. the text pre-filter (prefilter.py): the rules whose trigger words occur in the text;
+1. the text pre-filter (prefilter.py): the rules whose trigger groups all match the text
+   (``triggers``, and ``required_triggers`` when a rule has them);
 2. the candidate stage (prose.py): the same check on the code with docstrings and comment
    lines blanked, using CPython's ``ast`` (about 10x cheaper than libcst);
 3. libcst's parse and one batched traversal of the remaining rules;

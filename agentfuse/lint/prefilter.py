@@ -10,7 +10,8 @@ where the relaxed pattern matches, so the answer is the same as ``pattern.search
 Before any regex runs, each alternative's required literals (``subprocess`` in
 ``\\bsubprocess\\.run\\b``; one of ``openai``/``anthropic`` in ``(?:openai|anthropic)``)
 are looked for with ``str`` containment, which runs at memory speed; most files of a
-general tree contain none of them and never reach the regex engine.
+general tree contain none of them and never reach the regex engine. A word list
+``\\b(?:run|call|...)\\b`` becomes one branch per word, so each one starts with a literal.
 """
 
 from __future__ import annotations

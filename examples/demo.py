@@ -150,7 +150,10 @@ def kill_and_resume() -> None:
     after = sum(line.startswith("call") for line in second.stdout.splitlines())
     last = second.stdout.strip().splitlines()[-1]
     print(f"process 2 resumed run {run_id!r}: {after} more calls, then {last}")
-    print(f"calls in the run: {before + after} (the $0.25 budget allows 25; a fresh budget would allow 35)")
+    print(
+        f"calls in the run: {before + after} (the $0.25 budget allows 25, a fresh budget would allow 35;"
+        " a call the kill cut short stays counted, so 24 completed calls are possible too)"
+    )
 
 
 def operator_halt() -> None:

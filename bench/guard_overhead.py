@@ -147,6 +147,7 @@ def guard_only_us(n: int) -> float:
 _STAGES = (
     ("BEGIN", "BEGIN IMMEDIATE"),
     ("UPDATE ledger", "settle the deferred call (UPDATE ledger)"),
+    ("PRAGMA data_version", "data_version check"),
     ("SELECT run_id", "gate read (one SELECT: runs, halts, windows, attempts, breaker)"),
     ("INSERT INTO ledger", "reserve (INSERT INTO ledger)"),
     ("UPDATE runs", "run totals (UPDATE runs, settlement and reservation together)"),

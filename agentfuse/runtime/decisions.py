@@ -241,6 +241,6 @@ def decide_gate(snapshot: GateSnapshot, request: GateRequest) -> GateDecision:
     )
     return GateDecision(
         result,
-        breaker=admission.record if admission.record != snapshot.breaker else None,
+        breaker=None if admission.record is snapshot.breaker or admission.record == snapshot.breaker else admission.record,
         rate=rate.record if rate is not None else None,
     )

@@ -257,11 +257,13 @@ class SQLiteStore:
                 raise StoreUnavailable(f"cannot open the store {self.path}: {exc}") from None
             self._local.db = db
             self._local.pid = os.getpid()
+            self._local.view = None
         return db
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         db = self._connection()
+        self._local.view = None  # only a gate that commits cleanly leaves a view behind
         try:
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -343,42 +345,35 @@ class SQLiteStore:
         Plain deferred successes change only money, so their changes to the run rows and the
         windows are added to what the gate reads and written together with the reservation's
         (one ``UPDATE runs`` and one upsert per window for both, in the usual case).
+
+        The read is skipped when ``PRAGMA data_version`` shows that no other connection has
+        committed since this connection's last gate, which left a :class:`_GateView` of what
+        it wrote: then the stored state is exactly that view (one process calling in a loop).
         """
+        view: _GateView | None = getattr(self._local, "view", None)
         with self._transaction() as db:
             money = _MoneyChanges()
+            clean = True
             for deferred in request.settle_first:
                 if not self._settle_plain(db, deferred, money):
                     self._settle_in(db, deferred)
+                    clean = False
             ids = self._lineage_ids(db, request.run_id)
-            rows = db.execute(
-                self._gate_sql(len(ids)),
-                (
-                    request.agent,
-                    *ids,
-                    request.agent,
-                    request.day_key,
-                    request.agent,
-                    request.minute - HOUR_MINUTES,
-                    request.minute,
-                    request.run_id,
-                    request.action,
-                    *(request.agent, request.breaker.key) * 5,
-                    *ids,
-                ),
-            ).fetchall()
-            by_id = {row[0]: row for row in rows}
-            chain = [money.run_seen(by_id[run_id]) for run_id in ids]
-            halt_count, day_used, hour_used, action_failures, *breaker_row = rows[0][_RUN_WIDTH:]
+            key = (request.agent, request.run_id, request.action, request.breaker.key, request.day_key, request.minute)
+            version = db.execute("PRAGMA data_version").fetchone()[0]
+            if view is None or not clean or view.version != version or view.key != key:
+                view = self._read_view(db, request, ids, key, version)
+            chain = [money.run_seen(run) for run in view.chain]
             snapshot = GateSnapshot(
                 chain=chain,
-                halts=_halts_for(db, request.agent, ids) if halt_count else (),
-                breaker=_breaker_from_row(breaker_row),
+                halts=_halts_for(db, request.agent, ids) if view.halted else (),
+                breaker=view.breaker,
                 rate=_fetch_rate(db, request.agent, request.rate_limit.action)
                 if request.rate_limit
                 else None,
-                day_micros=day_used + money.day_seen(request.agent, request.day_key),
-                hour_micros=hour_used + money.hour_seen(request.agent, request.minute),
-                action_failures=action_failures,
+                day_micros=view.day_micros + money.day_seen(request.agent, request.day_key),
+                hour_micros=view.hour_micros + money.hour_seen(request.agent, request.minute),
+                action_failures=view.action_failures,
             )
             decision = decide_gate(snapshot, request)
             if decision.result.halt is not None:
@@ -388,6 +383,7 @@ class SQLiteStore:
                 return decision.result
             if decision.breaker is not None:
                 _write_breaker(db, request.agent, request.breaker.key, decision.breaker)
+                clean = False
             if decision.rate is not None and request.rate_limit is not None:
                 db.execute(
                     "INSERT OR REPLACE INTO rate_limits VALUES (?,?,?,?)",
@@ -418,7 +414,42 @@ class SQLiteStore:
             self._own_reservations[request.reservation_id] = (estimate, request.day_key, request.minute)
             money.add(request.agent, ids, request.day_key, request.minute, reserved=estimate, spent=0)
             money.write(db, stepped_run=request.run_id)
-            return decision.result
+            after = view.after(money, request) if clean and not view.halted else None
+        self._local.view = after  # set only once the transaction has committed
+        return decision.result
+
+    def _read_view(
+        self, db: sqlite3.Connection, request: GateRequest, ids: tuple[str, ...], key: tuple[Any, ...], version: int
+    ) -> _GateView:
+        """The gate's one read: the run rows, halts, windows, the action's failures, the breaker."""
+        rows = db.execute(
+            self._gate_sql(len(ids)),
+            (
+                request.agent,
+                *ids,
+                request.agent,
+                request.day_key,
+                request.agent,
+                request.minute - HOUR_MINUTES,
+                request.minute,
+                request.run_id,
+                request.action,
+                *(request.agent, request.breaker.key) * 5,
+                *ids,
+            ),
+        ).fetchall()
+        by_id = {row[0]: row for row in rows}
+        halt_count, day_used, hour_used, action_failures, *breaker_row = rows[0][_RUN_WIDTH:]
+        return _GateView(
+            version=version,
+            key=key,
+            chain=[RunInfo(*by_id[run_id][:_RUN_WIDTH]) for run_id in ids],
+            halted=bool(halt_count),
+            day_micros=day_used,
+            hour_micros=hour_used,
+            action_failures=action_failures,
+            breaker=_breaker_from_row(breaker_row),
+        )
 
     def _gate_sql(self, lineage_length: int) -> str:
         """The gate's one read for a run with ``lineage_length - 1`` ancestors (built once)."""
@@ -726,6 +757,38 @@ class SQLiteStore:
         return f"SQLiteStore({str(self.path)!r}, durability={self.durability!r})"
 
 
+@dataclasses.dataclass(frozen=True)
+class _GateView:
+    """What a gate read, as stored once its transaction committed.
+
+    Valid for the next gate on the same connection with the same ``key`` while ``PRAGMA
+    data_version`` still reads ``version`` (no other connection has committed since).
+    """
+
+    version: int
+    key: tuple[Any, ...]
+    """(agent, run id, action, breaker key, day key, minute) the view was read for."""
+    chain: list[RunInfo]
+    halted: bool
+    day_micros: int
+    hour_micros: int
+    action_failures: int
+    breaker: BreakerRecord
+
+    def after(self, money: _MoneyChanges, request: GateRequest) -> _GateView:
+        """This view once ``money`` and the reservation's step have been written."""
+        return _GateView(
+            self.version,
+            self.key,
+            [money.run_seen(run, steps=run.run_id == request.run_id) for run in self.chain],
+            self.halted,
+            self.day_micros + money.day_seen(request.agent, request.day_key),
+            self.hour_micros + money.hour_seen(request.agent, request.minute),
+            self.action_failures,
+            self.breaker,
+        )
+
+
 class _MoneyChanges:
     """Additions to run rows and agent windows gathered in one gate, written at its end.
 
@@ -743,29 +806,43 @@ class _MoneyChanges:
     def add(
         self, agent: str, run_ids: Sequence[str], day_key: str, minute: int, *, reserved: int, spent: int
     ) -> None:
+        runs = self.runs
         for run_id in run_ids:
-            _add_pair(self.runs, run_id, reserved, spent)
-        _add_pair(self.days, (agent, day_key), reserved, spent)
-        _add_pair(self.minutes, (agent, minute), reserved, spent)
+            old = runs.get(run_id)
+            runs[run_id] = (reserved, spent) if old is None else (old[0] + reserved, old[1] + spent)
+        old = self.days.get((agent, day_key))
+        self.days[agent, day_key] = (reserved, spent) if old is None else (old[0] + reserved, old[1] + spent)
+        old = self.minutes.get((agent, minute))
+        self.minutes[agent, minute] = (reserved, spent) if old is None else (old[0] + reserved, old[1] + spent)
 
-    def run_seen(self, row: Sequence[Any]) -> RunInfo:
+    def run_seen(self, run: RunInfo, *, steps: int = 0) -> RunInfo:
         """The run as the gate must see it: its stored row plus the pending additions."""
-        change = self.runs.get(row[0])
-        if change is None:
-            return RunInfo(*row[:_RUN_WIDTH])
-        run_id, agent, parent_id, cap, started_at, spent, reserved, steps, failures = row[:_RUN_WIDTH]
-        return RunInfo(
-            run_id, agent, parent_id, cap, started_at, spent + change[1], reserved + change[0], steps, failures
+        change = self.runs.get(run.run_id)
+        if change is None and not steps:
+            return run
+        reserved, spent = change or (0, 0)
+        return RunInfo(  # positional, not dataclasses.replace: this runs on every gate
+            run.run_id,
+            run.agent,
+            run.parent_id,
+            run.cap_micros,
+            run.started_at,
+            run.spent_micros + spent,
+            run.reserved_micros + reserved,
+            run.steps + steps,
+            run.failures,
         )
 
     def day_seen(self, agent: str, day_key: str) -> int:
-        return sum(self.days.get((agent, day_key), (0, 0)))
+        change = self.days.get((agent, day_key))
+        return 0 if change is None else change[0] + change[1]
 
     def hour_seen(self, agent: str, minute: int) -> int:
+        oldest = minute - HOUR_MINUTES
         return sum(
-            sum(change)
-            for (owner, at), change in self.minutes.items()
-            if owner == agent and minute - HOUR_MINUTES < at <= minute
+            reserved + spent
+            for (owner, at), (reserved, spent) in self.minutes.items()
+            if owner == agent and oldest < at <= minute
         )
 
     def write(self, db: sqlite3.Connection, *, stepped_run: str | None) -> None:
@@ -798,11 +875,6 @@ _UPDATE_ONE_RUN = (
     "UPDATE runs SET reserved_micros = reserved_micros + ?, spent_micros = spent_micros + ?,"
     " steps = steps + (run_id IS ?) WHERE run_id IN (?)"
 )
-
-
-def _add_pair(changes: dict[Any, tuple[int, int]], key: Any, reserved: int, spent: int) -> None:
-    old_reserved, old_spent = changes.get(key, (0, 0))
-    changes[key] = (old_reserved + reserved, old_spent + spent)
 
 
 def _fetch_run(db: sqlite3.Connection, run_id: str) -> RunInfo | None:

@@ -151,8 +151,7 @@ _STAGES = (
     ("SELECT run_id", "gate read (one SELECT: runs, halts, windows, attempts, breaker)"),
     ("INSERT INTO ledger", "reserve (INSERT INTO ledger)"),
     ("UPDATE runs", "run totals (UPDATE runs, settlement and reservation together)"),
-    ("INSERT INTO agent_days", "day bucket (upsert)"),
-    ("INSERT INTO agent_minutes", "minute bucket (upsert)"),
+    ("INSERT INTO agent_windows", "day and minute buckets (one upsert)"),
     ("COMMIT", "COMMIT (WAL append, no fsync)"),
 )
 

@@ -213,3 +213,48 @@ def test_a_second_store_on_the_same_file_keeps_the_first_ones_locks(tmp_path: Pa
     subprocess.run([sys.executable, "-c", script, str(path), "resume"], check=True)
     assert second.halts("b") == []
     assert first.halts("b") == []
+
+
+def test_a_version_2_store_migrates_its_windows_and_keeps_its_books(tmp_path: Path) -> None:
+    """Schema 3 merged the day and minute buckets: a store written by schema 2 keeps every figure."""
+    from agentfuse.runtime.stores.sqlite import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    minute = int(NOW // 60)
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for script in MIGRATIONS[:2]:
+            for statement in script.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        db.execute("INSERT INTO schema_version VALUES (2)")
+        db.execute("INSERT INTO runs (run_id, agent, started_at, reserved_micros, steps) VALUES ('r', 'a', ?, 7, 1)", (NOW,))
+        db.execute(
+            "INSERT INTO ledger (reservation_id, run_id, agent, action, estimate_micros, day_key, minute, created_at)"
+            " VALUES ('open', 'r', 'a', 'call', 7, '2027-01-15', ?, ?)",
+            (minute, NOW),
+        )
+        db.executemany(
+            "INSERT INTO agent_days VALUES ('a', ?, ?, ?)", [("2027-01-14", 500, 0), ("2027-01-15", 20, 7)]
+        )
+        db.executemany(
+            "INSERT INTO agent_minutes VALUES ('a', ?, ?, ?)", [(minute - 90, 500, 0), (minute - 1, 20, 0), (minute, 0, 7)]
+        )
+    store = SQLiteStore(path)
+    assert [(d.day_key, d.spent_micros, d.reserved_micros) for d in store.daily_spend("a")] == [
+        ("2027-01-14", 500, 0),
+        ("2027-01-15", 20, 7),
+    ]
+    totals = store.agent_totals("a", day_key="2027-01-15", minute=minute)
+    assert (totals.day_micros, totals.hour_micros) == (27, 27)
+    assert store.unsettled("r") == 1 and [r.reservation_id for r in store.open_reservations()] == ["open"]
+    (summary,) = store.list_runs("a")
+    assert summary.unsettled == 1 and summary.last_activity_at == NOW
+    # and the store goes on: the open reservation settles into the migrated buckets
+    assert store.settle(Settlement("open", "a", "r", "call", 5, NOW, Outcome.SUCCESS)).settled
+    totals = store.agent_totals("a", day_key="2027-01-15", minute=minute)
+    assert (totals.day_micros, totals.hour_micros) == (25, 25)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert "agent_days" not in tables and "agent_minutes" not in tables and "ledger_unsettled" not in tables

@@ -133,3 +133,16 @@ def test_another_action_reads_its_own_failures(tmp_path: Path) -> None:
     assert first.gate(request("c1", action="call", max_attempts=1)).allowed
     refused = first.gate(request("l2", action="login", max_attempts=1, deferred=(success("c1"),)))
     assert refused.refusal is not None and refused.refusal.kind == "max_attempts"
+
+
+def test_minute_buckets_older_than_the_hour_are_pruned_and_days_stay(tmp_path: Path) -> None:
+    first, _ = stores(tmp_path, cap_micros=None)
+    for i in range(0, 180, 7):  # three hours of calls, one every seven minutes
+        assert first.gate(request(f"p{i:03d}", now=NOW + i * 60, hourly_cap_micros=10**9)).allowed
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        minutes = [row[0] for row in db.execute("SELECT bucket FROM agent_windows WHERE bucket LIKE 'minute:%'")]
+        (day,) = db.execute("SELECT reserved_micros FROM agent_windows WHERE bucket = 'day:2027-01-15'").fetchone()
+    last = MINUTE + 175
+    assert minutes and all(last - 60 < int(bucket.split(":")[1]) <= last for bucket in minutes)
+    assert day == 26 * 10_000  # the day keeps every call
+    assert first.agent_totals("a", day_key="2027-01-15", minute=last).hour_micros == len(minutes) * 10_000

@@ -13,9 +13,9 @@ import dataclasses
 from agentfuse.runtime.stores.base import BreakerRecord, BreakerSpec, BreakerState, Outcome
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class BreakerAdmission:
-    """The breaker's answer to one gate."""
+    """The breaker's answer to one gate (not frozen: it is built on every call)."""
 
     allowed: bool
     record: BreakerRecord

@@ -27,9 +27,13 @@ from agentfuse.runtime.stores.base import (
 )
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class GateSnapshot:
-    """The state one gate reads: the run and its ancestors (run first), halts, windows."""
+    """The state one gate reads: the run and its ancestors (run first), halts, windows.
+
+    Not frozen, like the other values built on every call here: a frozen dataclass costs about
+    twice as much to build. Nothing changes them once built.
+    """
 
     chain: Sequence[RunInfo]
     halts: Sequence[HaltRecord]
@@ -40,7 +44,7 @@ class GateSnapshot:
     action_failures: int
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class GateDecision:
     """A gate's result plus the state to write back (``None``: leave unchanged)."""
 
@@ -53,7 +57,7 @@ class GateDecision:
         return self.result.allowed
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class RateAdmission:
     allowed: bool
     record: RateLimitRecord
@@ -149,27 +153,28 @@ def decide_gate(snapshot: GateSnapshot, request: GateRequest) -> GateDecision:
                 retry_after_s=rate.retry_after_s,
             )
     estimate = request.estimate_micros
-    needed = max(estimate, 1)  # a call with no estimate still needs room: a spent cap refuses
-    fractions = [0.0]
+    needed = estimate if estimate > 0 else 1  # a call with no estimate still needs room: a spent cap refuses
+    usage = 0.0  # the highest fraction of any money cap in use after this reservation
     for depth, ancestor in enumerate(snapshot.chain):
-        if ancestor.cap_micros is None:
+        cap = ancestor.cap_micros
+        if cap is None:
             continue
         used = ancestor.spent_micros + ancestor.reserved_micros
-        if used + needed > ancestor.cap_micros:
+        if used + needed > cap:
             which = "run_budget" if depth == 0 else "ancestor_budget"
             return _refuse(
                 request,
                 "budget",
                 f"run {ancestor.run_id} would exceed its cap: spent+reserved ${_usd(used)}"
-                f" + estimate ${_usd(estimate)} > cap ${_usd(ancestor.cap_micros)}",
+                f" + estimate ${_usd(estimate)} > cap ${_usd(cap)}",
                 reason=which,
                 halt=True,
                 capped_run=ancestor.run_id,
                 used_usd=_usd(used),
                 estimate_usd=_usd(estimate),
-                cap_usd=_usd(ancestor.cap_micros),
+                cap_usd=_usd(cap),
             )
-        fractions.append((used + estimate) / ancestor.cap_micros if ancestor.cap_micros else 1.0)
+        usage = max(usage, (used + estimate) / cap if cap else 1.0)
     for window, used, cap in (
         ("daily", snapshot.day_micros, request.daily_cap_micros),
         ("hourly", snapshot.hour_micros, request.hourly_cap_micros),
@@ -187,7 +192,7 @@ def decide_gate(snapshot: GateSnapshot, request: GateRequest) -> GateDecision:
                 estimate_usd=_usd(estimate),
                 cap_usd=_usd(cap),
             )
-        fractions.append((used + estimate) / cap if cap else 1.0)
+        usage = max(usage, (used + estimate) / cap if cap else 1.0)
     if request.max_steps is not None and run.steps >= request.max_steps:
         return _refuse(
             request,
@@ -230,17 +235,14 @@ def decide_gate(snapshot: GateSnapshot, request: GateRequest) -> GateDecision:
             failures=snapshot.action_failures,
             max_attempts=request.max_attempts,
         )
+    after = admission.record
     result = GateResult(
         probe=admission.probe,
         breaker_transition=admission.transition,
-        rate_limit_tripped=bool(rate and rate.tripped),
+        rate_limit_tripped=rate is not None and rate.tripped,
         remaining_s=remaining,
-        usage_fraction=max(fractions),
-        breaker_clean=admission.record.state is BreakerState.CLOSED
-        and admission.record.consecutive_failures == 0,
+        usage_fraction=usage,
+        breaker_clean=after.state is BreakerState.CLOSED and after.consecutive_failures == 0,
     )
-    return GateDecision(
-        result,
-        breaker=None if admission.record is snapshot.breaker or admission.record == snapshot.breaker else admission.record,
-        rate=rate.record if rate is not None else None,
-    )
+    changed = after is not snapshot.breaker and after != snapshot.breaker
+    return GateDecision(result, after if changed else None, rate.record if rate is not None else None)

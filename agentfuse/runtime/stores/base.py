@@ -57,7 +57,7 @@ class Outcome(str, enum.Enum):
     """Cancelled, interrupted or refused deeper down: settle the money, count nothing."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class RunInfo:
     """One run's durable row. Totals include every descendant run."""
 
@@ -127,7 +127,7 @@ class RateLimitRecord:
     cooldown_until: float | None = None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class GateRequest:
     """Everything one gate needs; caps are ``None`` when the policy sets none."""
 
@@ -168,7 +168,7 @@ class Refusal:
     figures: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class GateResult:
     """The outcome of one gate: a reservation, or a refusal (and maybe a new durable halt)."""
 
@@ -193,7 +193,7 @@ class GateResult:
         return self.refusal is None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class Settlement:
     """The end of one guarded call."""
 

@@ -368,16 +368,16 @@ class SQLiteStore:
                     _prune_minutes(db, request.agent, request.minute)
                     self._pruned[request.agent] = request.minute
                 view = self._read_view(db, request, ids, key, version)
-            chain = [money.run_seen(run) for run in view.chain]
+            view.add_money(money)
             snapshot = GateSnapshot(
-                chain=chain,
+                chain=view.chain,
                 halts=_halts_for(db, request.agent, ids) if view.halted else (),
                 breaker=view.breaker,
                 rate=_fetch_rate(db, request.agent, request.rate_limit.action)
                 if request.rate_limit
                 else None,
-                day_micros=view.day_micros + money.day_seen(request.agent, request.day_key),
-                hour_micros=view.hour_micros + money.hour_seen(request.agent, request.minute),
+                day_micros=view.day_micros,
+                hour_micros=view.hour_micros,
                 action_failures=view.action_failures,
             )
             decision = decide_gate(snapshot, request)
@@ -419,8 +419,9 @@ class SQLiteStore:
             self._own_reservations[request.reservation_id] = (estimate, request.day_key, request.minute)
             money.add(request.agent, ids, request.day_key, request.minute, reserved=estimate, spent=0)
             money.write(db, stepped_run=request.run_id)
-            after = view.after(money, request) if clean and not view.halted else None
-        self._local.view = after  # set only once the transaction has committed
+        if clean and not view.halted:
+            view.add_reservation(estimate)
+            self._local.view = view  # kept only once the transaction has committed
         return decision.result
 
     def _read_view(
@@ -448,7 +449,7 @@ class SQLiteStore:
         return _GateView(
             version=version,
             key=key,
-            chain=[RunInfo(*by_id[run_id][:_RUN_WIDTH]) for run_id in ids],
+            chain=[RunInfo(*by_id[run_id][:_RUN_WIDTH]) for run_id in ids],  # fresh: the gate changes them
             halted=bool(halt_count),
             day_micros=day_used,
             hour_micros=hour_used,
@@ -798,36 +799,45 @@ class _Transaction:
             raise StoreUnavailable(f"store {self.path} could not commit: {commit_error}") from None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class _GateView:
-    """What a gate read, as stored once its transaction committed.
+    """What one gate sees of the stored state, and (once it commits) what it left stored.
 
-    Valid for the next gate on the same connection with the same ``key`` while ``PRAGMA
-    data_version`` still reads ``version`` (no other connection has committed since).
+    Read from the database, or kept from the previous gate of the same connection: valid for
+    the next gate with the same ``key`` while ``PRAGMA data_version`` still reads ``version``
+    (no other connection has committed since). A gate updates it in place as it settles and
+    reserves, and keeps it only once its transaction has committed.
     """
 
     version: int
     key: tuple[Any, ...]
     """(agent, run id, action, breaker key, day key, minute) the view was read for."""
     chain: list[RunInfo]
+    """The run and its ancestors, run first (this view's own objects, changed in place)."""
     halted: bool
     day_micros: int
     hour_micros: int
     action_failures: int
     breaker: BreakerRecord
 
-    def after(self, money: _MoneyChanges, request: GateRequest) -> _GateView:
-        """This view once ``money`` and the reservation's step have been written."""
-        return _GateView(
-            self.version,
-            self.key,
-            [money.run_seen(run, steps=run.run_id == request.run_id) for run in self.chain],
-            self.halted,
-            self.day_micros + money.day_seen(request.agent, request.day_key),
-            self.hour_micros + money.hour_seen(request.agent, request.minute),
-            self.action_failures,
-            self.breaker,
-        )
+    def add_money(self, money: _MoneyChanges) -> None:
+        """Add what ``money`` will write to the runs of the chain and to the day and the hour."""
+        for run in self.chain:
+            change = money.runs.get(run.run_id)
+            if change is not None:
+                run.reserved_micros += change[0]
+                run.spent_micros += change[1]
+        agent, _, _, _, day_key, minute = self.key
+        self.day_micros += money.day_seen(agent, day_key)
+        self.hour_micros += money.hour_seen(agent, minute)
+
+    def add_reservation(self, estimate: int) -> None:
+        """Add one reservation of ``estimate`` (and its step) to the chain, the day and the hour."""
+        for run in self.chain:
+            run.reserved_micros += estimate
+        self.chain[0].steps += 1
+        self.day_micros += estimate
+        self.hour_micros += estimate
 
 
 class _MoneyChanges:
@@ -855,24 +865,6 @@ class _MoneyChanges:
         self.days[agent, day_key] = (reserved, spent) if old is None else (old[0] + reserved, old[1] + spent)
         old = self.minutes.get((agent, minute))
         self.minutes[agent, minute] = (reserved, spent) if old is None else (old[0] + reserved, old[1] + spent)
-
-    def run_seen(self, run: RunInfo, *, steps: int = 0) -> RunInfo:
-        """The run as the gate must see it: its stored row plus the pending additions."""
-        change = self.runs.get(run.run_id)
-        if change is None and not steps:
-            return run
-        reserved, spent = change or (0, 0)
-        return RunInfo(  # positional, not dataclasses.replace: this runs on every gate
-            run.run_id,
-            run.agent,
-            run.parent_id,
-            run.cap_micros,
-            run.started_at,
-            run.spent_micros + spent,
-            run.reserved_micros + reserved,
-            run.steps + steps,
-            run.failures,
-        )
 
     def day_seen(self, agent: str, day_key: str) -> int:
         change = self.days.get((agent, day_key))

@@ -174,7 +174,8 @@ def decide_gate(snapshot: GateSnapshot, request: GateRequest) -> GateDecision:
                 estimate_usd=_usd(estimate),
                 cap_usd=_usd(cap),
             )
-        usage = max(usage, (used + estimate) / cap if cap else 1.0)
+        fraction = (used + estimate) / cap if cap else 1.0
+        usage = fraction if fraction > usage else usage
     for window, used, cap in (
         ("daily", snapshot.day_micros, request.daily_cap_micros),
         ("hourly", snapshot.hour_micros, request.hourly_cap_micros),
@@ -192,7 +193,8 @@ def decide_gate(snapshot: GateSnapshot, request: GateRequest) -> GateDecision:
                 estimate_usd=_usd(estimate),
                 cap_usd=_usd(cap),
             )
-        usage = max(usage, (used + estimate) / cap if cap else 1.0)
+        fraction = (used + estimate) / cap if cap else 1.0
+        usage = fraction if fraction > usage else usage
     if request.max_steps is not None and run.steps >= request.max_steps:
         return _refuse(
             request,

@@ -133,6 +133,9 @@ class DeferredSettlements:
             return
         with self._lock:
             count = len(applied)
+            if count == 1 and self._items and self._items[0] is applied[0]:
+                del self._items[0]  # the usual case: one call, then the next
+                return
             if all(mine is theirs for mine, theirs in zip(self._items[:count], applied)):
                 del self._items[:count]  # the usual case: what was applied is what came first
                 return

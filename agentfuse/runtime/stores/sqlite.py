@@ -477,7 +477,7 @@ class SQLiteStore:
         parameters = (
             settlement.cost_micros,
             settlement.now,
-            settlement.outcome.value,
+            _SUCCESS,
             settlement.reservation_id,
             settlement.agent,
             settlement.breaker.key,
@@ -1008,6 +1008,7 @@ def _fetch_breaker(db: sqlite3.Connection, agent: str, key: str) -> BreakerRecor
 
 
 _CLOSED_BREAKER = BreakerRecord()
+_SUCCESS = Outcome.SUCCESS.value
 
 
 def _breaker_from_row(row: Sequence[Any] | None) -> BreakerRecord:

@@ -421,10 +421,23 @@ class EventLog:
         self, event: str, *, agent: str, run: str | None, reason: str | None = None, **figures: Any
     ) -> dict[str, Any]:
         """Write one event line and return it as written (JSON-safe, redacted)."""
+        now = self._clock()
+        record = self._line(now, event, agent, run, reason, figures)
+        self.write([record], now=now)
+        return record
+
+    def line(
+        self, event: str, *, agent: str, run: str | None, reason: str | None = None, **figures: Any
+    ) -> dict[str, Any]:
+        """One event as :meth:`emit` writes it (timestamped now), without writing it."""
+        return self._line(self._clock(), event, agent, run, reason, figures)
+
+    def _line(
+        self, now: float, event: str, agent: str, run: str | None, reason: str | None, figures: dict[str, Any]
+    ) -> dict[str, Any]:
         clashes = RESERVED_KEYS.intersection(figures)
         if clashes:
             raise TypeError(f"emit() figures may not be named {', '.join(sorted(clashes))}")
-        now = self._clock()
         record: dict[str, Any] = {
             "ts": self._format_ts(now),
             "agent": agent,
@@ -434,9 +447,18 @@ class EventLog:
         }
         for key, value in figures.items():
             record[key] = _json_safe(value, 1)
-        if self._logger is not None:
-            self._logger.handle(_EventRecord(self._logger.name, self._encode(record), now))
         return record
+
+    def write(self, records: list[dict[str, Any]], *, now: float | None = None) -> None:
+        """Append events made by :meth:`line`, in order, with one ``write`` (whole lines only).
+
+        ``now`` (default: the clock) decides the rotation period the lines are written in.
+        """
+        if self._logger is None or not records:
+            return
+        text = "\n".join(self._encode(record) for record in records)
+        created = self._clock() if now is None else now
+        self._logger.handle(_EventRecord(self._logger.name, text, created))
 
     def close(self) -> None:
         """Flush and close the file; later emits still return their events, unwritten."""

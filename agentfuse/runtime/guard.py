@@ -427,6 +427,8 @@ class Guard:
         for settlement in pending:
             self.store.settle(settlement)
         self._deferred.discard(pending)
+        if self._events_on:
+            self.events.write(_settled_lines(self.events, pending))
 
     def close(self) -> None:
         """Apply deferred settlements; close the store, events and alerts this guard opened."""
@@ -491,17 +493,21 @@ class Guard:
         if self._deferred is not None:
             self._deferred.discard(request.settle_first)
         step.result = result
+        if self._events_on:
+            # One write for the settlements this gate applied and the gate's own decision.
+            lines = _settled_lines(self.events, request.settle_first)
+            if result.refusal is None:
+                figures: dict[str, Any] = {"action": step.action, "estimate_micros": step.estimate_micros}
+                if result.probe:
+                    figures["probe"] = True
+                lines.append(self.events.line("allowed", agent=self.agent, run=self.run_id, **figures))
+            self.events.write(lines)
         if result.refusal is not None:
             self._refuse(step, result)
         if result.remaining_s is not None:
             step._deadline = now + result.remaining_s
         if self._degrade:
             self._apply_degrade(step, result.usage_fraction)
-        if self._events_on:
-            figures: dict[str, Any] = {"action": step.action, "estimate_micros": step.estimate_micros}
-            if result.probe:
-                figures["probe"] = True
-            self._emit("allowed", **figures)
         if result.breaker_transition is BreakerState.HALF_OPEN:
             self._emit("breaker_half_open", action=step.action)
         if result.rate_limit_tripped:
@@ -768,9 +774,7 @@ class Guard:
         )
         if deferrable:
             assert self._deferred is not None
-            self._deferred.add(settlement)
-            if self._events_on:
-                self._emit("settled", outcome=outcome.value, action=step.action, cost_micros=cost)
+            self._deferred.add(settlement)  # its "settled" line is written when the store applies it
             return
         try:
             settled = self.store.settle(settlement)
@@ -1024,16 +1028,36 @@ def enforce(
     )
     guard._check_restarts(sleep)
     if deferred is not None:
-        weakref.finalize(guard, _flush_at_exit, resolved, deferred)
+        weakref.finalize(guard, _flush_at_exit, resolved, deferred, guard.events if guard._events_on else None)
     return guard
 
 
-def _flush_at_exit(store: Store, deferred: DeferredSettlements) -> None:
+def _settled_lines(events: Any, applied: Iterable[Settlement]) -> list[dict[str, Any]]:
+    """The ``settled`` events of deferred settlements the store has now applied."""
+    return [
+        events.line(
+            "settled",
+            agent=item.agent,
+            run=item.run_id,
+            outcome=item.outcome.value,
+            action=item.action,
+            cost_micros=item.cost_micros,
+        )
+        for item in applied
+    ]
+
+
+def _flush_at_exit(store: Store, deferred: DeferredSettlements, events: Any) -> None:
     """Settle what a guard left deferred when it is collected or the interpreter exits."""
     pending = deferred.peek()
+    applied = []
     for settlement in pending:
         try:
             store.settle(settlement)
         except (errors.StoreUnavailable, OSError):
-            return  # still counted at the estimate: over, never under
-    deferred.discard(pending)
+            break  # still counted at the estimate: over, never under
+        applied.append(settlement)
+    deferred.discard(tuple(applied))
+    if events is not None and applied:
+        with contextlib.suppress(Exception):  # the log may be closed already at exit
+            events.write(_settled_lines(events, applied))

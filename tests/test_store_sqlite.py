@@ -228,7 +228,9 @@ def test_a_version_2_store_migrates_its_windows_and_keeps_its_books(tmp_path: Pa
                 if statement.strip():
                     db.execute(statement)
         db.execute("INSERT INTO schema_version VALUES (2)")
-        db.execute("INSERT INTO runs (run_id, agent, started_at, reserved_micros, steps) VALUES ('r', 'a', ?, 7, 1)", (NOW,))
+        db.execute(
+            "INSERT INTO runs (run_id, agent, started_at, reserved_micros, steps) VALUES ('r', 'a', ?, 7, 1)", (NOW,)
+        )
         db.execute(
             "INSERT INTO ledger (reservation_id, run_id, agent, action, estimate_micros, day_key, minute, created_at)"
             " VALUES ('open', 'r', 'a', 'call', 7, '2027-01-15', ?, ?)",
@@ -238,7 +240,8 @@ def test_a_version_2_store_migrates_its_windows_and_keeps_its_books(tmp_path: Pa
             "INSERT INTO agent_days VALUES ('a', ?, ?, ?)", [("2027-01-14", 500, 0), ("2027-01-15", 20, 7)]
         )
         db.executemany(
-            "INSERT INTO agent_minutes VALUES ('a', ?, ?, ?)", [(minute - 90, 500, 0), (minute - 1, 20, 0), (minute, 0, 7)]
+            "INSERT INTO agent_minutes VALUES ('a', ?, ?, ?)",
+            [(minute - 90, 500, 0), (minute - 1, 20, 0), (minute, 0, 7)],
         )
     store = SQLiteStore(path)
     assert [(d.day_key, d.spent_micros, d.reserved_micros) for d in store.daily_spend("a")] == [

@@ -187,8 +187,8 @@ class PlaywrightEvaluateArity(Rule):
     receiver that resolves through the imports to another library (``numexpr.evaluate``),
     a receiver annotated with a non-Playwright type, modules that use another browser
     driver whose ``evaluate`` takes spread arguments (pyppeteer, nodriver, zendriver, pydoll,
-    browser_use's CDP actors, mokr) and not Playwright, ``arg=`` keywords, ``*args`` splats. Keras ``model.evaluate(x, y,
-    batch)`` is not flagged: its receiver is not Playwright-like and ``x`` is not a string.
+    browser_use's CDP actors, mokr) and not Playwright, ``arg=`` keywords, ``*args`` splats. Keras
+    ``model.evaluate(x, y, batch)`` is not flagged: its receiver is not Playwright-like and ``x`` is not a string.
     The ``$eval``/``$$eval`` spellings do not exist in Python.
 
     Known misses: a Playwright object held under an unrelated name (``tab``, ``ctx``) in

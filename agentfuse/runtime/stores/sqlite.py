@@ -888,9 +888,12 @@ class _MoneyChanges:
             groups.setdefault(change, []).append(run_id)
         for (reserved, spent), run_ids in groups.items():
             db.execute(_update_runs_sql(len(run_ids)), (reserved, spent, stepped_run, *run_ids))
-        buckets = [(agent, _day_bucket(day_key), spent, reserved) for (agent, day_key), (reserved, spent) in self.days.items()]
+        buckets = [
+            (agent, _day_bucket(day_key), spent, reserved) for (agent, day_key), (reserved, spent) in self.days.items()
+        ]
         buckets += [
-            (agent, _minute_bucket(minute), spent, reserved) for (agent, minute), (reserved, spent) in self.minutes.items()
+            (agent, _minute_bucket(minute), spent, reserved)
+            for (agent, minute), (reserved, spent) in self.minutes.items()
         ]
         _add_to_buckets(db, buckets)
 
@@ -936,6 +939,8 @@ _SETTLE_PLAIN = (
     "  WHERE agent = ? AND key = ? AND state = 'half_open' AND probe_id = ?)"
 )
 """Settle a plain success unless it is settled already or holds the half-open probe."""
+
+
 def _day_bucket(day_key: str) -> str:
     """An agent's day in ``agent_windows``: ``day:2026-11-23``."""
     return "day:" + day_key

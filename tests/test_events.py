@@ -392,3 +392,16 @@ def test_every_interval_the_policy_loader_accepts_builds_an_event_log(
     log.emit("x", agent="a", run=None)
     log.close()
     assert read_lines(tmp_path / "logs" / "events.jsonl")[0]["event"] == "x"
+
+
+def test_lines_made_apart_are_written_together_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, clock=lambda: 1_800_000_000.25)
+    first = log.line("settled", agent="a", run="r1", cost_micros=7)
+    second = log.line("allowed", agent="a", run="r2", action="draft")
+    assert not path.exists() or path.read_text() == ""  # made, not written
+    log.write([first, second])
+    log.write([])  # nothing to write is not an empty line
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines == [first, second]
+    assert [line["event"] for line in lines] == ["settled", "allowed"] and lines[0]["ts"] == "2027-01-15T08:00:00.250Z"

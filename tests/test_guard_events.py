@@ -96,3 +96,28 @@ def test_a_dead_webhook_does_not_break_the_agent(tmp_path: Path) -> None:
         with guard.step():
             pass
     guard.close()
+
+
+def test_a_deferred_success_is_logged_settled_when_the_store_applies_it(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    policy = make_policy(budget={"run_usd": "1.00", "estimate_usd": "0.01"}, events=Events(path=str(events)))
+    guard = enforce(policy, store=store_url(tmp_path / "s.db"))
+    with guard.step(action="draft") as step:
+        step.record(cost_usd="0.004")
+    # the success waits for the next gate's transaction: the store and the log agree it is open
+    assert guard.store.unsettled(guard.run_id) == 1
+    assert [e["event"] for e in read_events(events)] == ["run_started", "allowed"]
+    with guard.step(action="review"):
+        pass
+    lines = read_events(events)
+    assert [(e["event"], e.get("action")) for e in lines] == [
+        ("run_started", None),
+        ("allowed", "draft"),
+        ("settled", "draft"),
+        ("allowed", "review"),
+    ]
+    assert lines[2]["cost_micros"] == 4_000 and lines[2]["outcome"] == "success"
+    assert guard.store.unsettled(guard.run_id) == 1  # only the review call is open now
+    guard.close()  # applies the review call's settlement and logs it
+    assert [e["event"] for e in read_events(events)][-1] == "settled"
+    assert guard.store.unsettled(guard.run_id) == 0

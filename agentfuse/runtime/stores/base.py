@@ -6,6 +6,11 @@ so two workers can never pass a check with the same last cent. The decision rule
 pure functions in :mod:`agentfuse.runtime.decisions` and :mod:`agentfuse.runtime.breaker`; a
 backend reads the state they need, calls them (or mirrors them in Lua) and writes the effects.
 
+Values are frozen dataclasses, except the four built on every guarded call (``RunInfo``,
+``GateRequest``, ``GateResult``, ``Settlement``): those are ``slots`` dataclasses, because a
+frozen one pays an ``object.__setattr__`` per field, which was a quarter of a call's CPU
+instructions (bench/RESULTS.md). Nothing changes them after they are built; treat them as values.
+
 Money is integer micro-dollars everywhere (``*_micros``). Times are wall-clock seconds since the
 epoch (``now``), taken from the guard's injected clock. A backend that cannot be reached raises
 :class:`agentfuse.runtime.errors.StoreUnavailable`; it never leaks a driver exception.

@@ -1,8 +1,11 @@
 """The default store: one SQLite file, safe across threads and processes on one host.
 
 Every deciding operation is one ``BEGIN IMMEDIATE`` transaction. Running totals live on the run
-rows (subtree totals) and in per-(agent, day) and per-(agent, minute) buckets, so a gate costs the
-same with ten ledger entries or ten million. WAL mode with ``synchronous=NORMAL`` (default)
+rows (subtree totals) and in per-(agent, day) and per-(agent, minute) buckets (one table, where the
+current day sits next to the last hour's minutes), so a gate costs the same with ten ledger
+entries or ten million. A gate skips its read when ``PRAGMA data_version`` shows that no other
+connection has committed since this connection's previous gate: the state is then exactly what
+that gate left (one process calling in a loop pays one statement instead of the read). WAL mode with ``synchronous=NORMAL`` (default)
 survives a killed process but may lose the last transactions on power loss; ``durability="full"``
 (``synchronous=FULL``) survives power loss at about four times the commit cost.
 

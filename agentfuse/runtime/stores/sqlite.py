@@ -5,9 +5,11 @@ rows (subtree totals) and in per-(agent, day) and per-(agent, minute) buckets (o
 current day sits next to the last hour's minutes), so a gate costs the same with ten ledger
 entries or ten million. A gate skips its read when ``PRAGMA data_version`` shows that no other
 connection has committed since this connection's previous gate: the state is then exactly what
-that gate left (one process calling in a loop pays one statement instead of the read). WAL mode with ``synchronous=NORMAL`` (default)
-survives a killed process but may lose the last transactions on power loss; ``durability="full"``
-(``synchronous=FULL``) survives power loss at about four times the commit cost.
+that gate left (one process calling in a loop pays one statement instead of the read).
+
+WAL mode with ``synchronous=NORMAL`` (default) survives a killed process but may lose the last
+transactions on power loss; ``durability="full"`` (``synchronous=FULL``) survives power loss at
+about four times the commit cost.
 
 Stale reservations (left by a process killed between gate and settle) stay counted as spend at
 their estimate: the store never guesses that a call did not happen. ``unsettled(run_id)`` counts
@@ -62,6 +64,8 @@ from agentfuse.runtime.stores.base import (
     check_start,
 )
 
+_SQL = sqlite3.Connection | sqlite3.Cursor
+"""What runs a statement: a connection (reads) or the thread's cursor (transactions)."""
 BUSY_TIMEOUT_S = 30.0
 HOUR_MINUTES = 60
 
@@ -280,15 +284,21 @@ class SQLiteStore:
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"cannot open the store {self.path}: {exc}") from None
             self._local.db = db
+            self._local.cursor = db.cursor()
             self._local.pid = os.getpid()
             self._local.view = None
         return db
 
     def _transaction(self) -> _Transaction:
-        """``with self._transaction() as db``: one ``BEGIN IMMEDIATE`` ... ``COMMIT``."""
-        db = self._connection()
+        """``with self._transaction() as db``: one ``BEGIN IMMEDIATE`` ... ``COMMIT``.
+
+        ``db`` is the thread's one cursor, not the connection: ``Connection.execute`` makes a
+        cursor per statement, about 1 us each on a path of seven statements. So a transaction
+        fetches each statement's rows before it runs the next one.
+        """
+        self._connection()
         self._local.view = None  # only a gate that commits cleanly leaves a view behind
-        return _Transaction(db, self.path)
+        return _Transaction(self._local.cursor, self.path)
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
@@ -297,7 +307,7 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"store {self.path} could not be read: {exc}") from None
 
-    def _migrate(self, db: sqlite3.Connection) -> None:
+    def _migrate(self, db: _SQL) -> None:
         db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         row = db.execute("SELECT version FROM schema_version").fetchone()
         current = row[0] if row else 0
@@ -428,7 +438,7 @@ class SQLiteStore:
         return decision.result
 
     def _read_view(
-        self, db: sqlite3.Connection, request: GateRequest, ids: tuple[str, ...], key: tuple[Any, ...], version: int
+        self, db: _SQL, request: GateRequest, ids: tuple[str, ...], key: tuple[Any, ...], version: int
     ) -> _GateView:
         """The gate's one read: the run rows, halts, windows, the action's failures, the breaker."""
         rows = db.execute(
@@ -469,7 +479,7 @@ class SQLiteStore:
             self._gate_reads[lineage_length] = sql
         return sql
 
-    def _settle_plain(self, db: sqlite3.Connection, settlement: Settlement, money: _MoneyChanges) -> bool:
+    def _settle_plain(self, db: _SQL, settlement: Settlement, money: _MoneyChanges) -> bool:
         """Settle a success that touches only money, gathering its changes into ``money``.
 
         False when the settlement is anything else (a failure, a counted outcome, a halt, the
@@ -504,7 +514,7 @@ class SQLiteStore:
         with self._transaction() as db:
             return self._settle_in(db, settlement)
 
-    def _settle_in(self, db: sqlite3.Connection, settlement: Settlement) -> SettleResult:
+    def _settle_in(self, db: _SQL, settlement: Settlement) -> SettleResult:
         self._own_reservations.pop(settlement.reservation_id, None)
         failed = settlement.outcome is Outcome.FAILURE
         row = db.execute(
@@ -734,14 +744,14 @@ class SQLiteStore:
             ).fetchall()
             return [row[0] for row in rows]
 
-    def _lineage_ids(self, db: sqlite3.Connection, run_id: str) -> tuple[str, ...]:
+    def _lineage_ids(self, db: _SQL, run_id: str) -> tuple[str, ...]:
         """The run's id and its ancestors' (raises KeyError for an unknown run)."""
         ids = self._lineage.get(run_id)
         if ids is None:
             ids = tuple(run.run_id for run in self._chain(db, run_id))
         return ids
 
-    def _chain(self, db: sqlite3.Connection, run_id: str) -> list[RunInfo]:
+    def _chain(self, db: _SQL, run_id: str) -> list[RunInfo]:
         """The run and its ancestors' rows, run first (raises KeyError for an unknown run)."""
         ids = self._lineage.get(run_id)
         if ids is None:
@@ -761,7 +771,7 @@ class SQLiteStore:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is not None and self._local.pid == os.getpid():
             db.close()
-            self._local.db = None
+            self._local.db = self._local.cursor = None
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r}, durability={self.durability!r})"
@@ -776,11 +786,11 @@ class _Transaction:
 
     __slots__ = ("db", "path")
 
-    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, db: sqlite3.Cursor, path: Path) -> None:
         self.db = db
         self.path = path
 
-    def __enter__(self) -> sqlite3.Connection:
+    def __enter__(self) -> sqlite3.Cursor:
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -881,7 +891,7 @@ class _MoneyChanges:
             if owner == agent and oldest < at <= minute
         )
 
-    def write(self, db: sqlite3.Connection, *, stepped_run: str | None) -> None:
+    def write(self, db: _SQL, *, stepped_run: str | None) -> None:
         """Apply the additions: one ``UPDATE runs`` per distinct change, one upsert per bucket.
 
         ``stepped_run`` (the run that reserved, if any) also gets one more step.
@@ -917,12 +927,12 @@ _UPDATE_ONE_RUN = (
 )
 
 
-def _fetch_run(db: sqlite3.Connection, run_id: str) -> RunInfo | None:
+def _fetch_run(db: _SQL, run_id: str) -> RunInfo | None:
     row = db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     return RunInfo(*row) if row else None
 
 
-def _lineage_rows(db: sqlite3.Connection, run_id: str) -> list[RunInfo]:
+def _lineage_rows(db: _SQL, run_id: str) -> list[RunInfo]:
     """The run, then its parent, grandparent, ... in one recursive query."""
     rows = db.execute(
         "WITH RECURSIVE chain(run_id, depth) AS (SELECT ?, 0 UNION ALL"
@@ -958,7 +968,7 @@ _ADD_TO_BUCKETS: dict[int, str] = {}
 """Number of buckets -> the upsert adding to them (one statement for the day and the minute)."""
 
 
-def _add_to_buckets(db: sqlite3.Connection, buckets: Sequence[tuple[str, str, int, int]]) -> None:
+def _add_to_buckets(db: _SQL, buckets: Sequence[tuple[str, str, int, int]]) -> None:
     """Add (spent, reserved) to each (agent, bucket), creating the rows that are missing."""
     if not buckets:
         return
@@ -974,14 +984,14 @@ def _add_to_buckets(db: sqlite3.Connection, buckets: Sequence[tuple[str, str, in
 
 
 def _add_to_windows(
-    db: sqlite3.Connection, agent: str, day_key: str, minute: int, *, reserved: int, spent: int
+    db: _SQL, agent: str, day_key: str, minute: int, *, reserved: int, spent: int
 ) -> None:
     _add_to_buckets(
         db, [(agent, _day_bucket(day_key), spent, reserved), (agent, _minute_bucket(minute), spent, reserved)]
     )
 
 
-def _prune_minutes(db: sqlite3.Connection, agent: str, minute: int) -> None:
+def _prune_minutes(db: _SQL, agent: str, minute: int) -> None:
     """Drop the agent's minute buckets that have left the rolling hour (days stay)."""
     db.execute(
         "DELETE FROM agent_windows WHERE agent = ? AND bucket > 'minute:' AND bucket <= ?",
@@ -989,7 +999,7 @@ def _prune_minutes(db: sqlite3.Connection, agent: str, minute: int) -> None:
     )
 
 
-def _day_used(db: sqlite3.Connection, agent: str, day_key: str) -> int:
+def _day_used(db: _SQL, agent: str, day_key: str) -> int:
     row = db.execute(
         "SELECT spent_micros + reserved_micros FROM agent_windows WHERE agent = ? AND bucket = ?",
         (agent, _day_bucket(day_key)),
@@ -997,7 +1007,7 @@ def _day_used(db: sqlite3.Connection, agent: str, day_key: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _hour_used(db: sqlite3.Connection, agent: str, minute: int) -> int:
+def _hour_used(db: _SQL, agent: str, minute: int) -> int:
     row = db.execute(
         "SELECT COALESCE(SUM(spent_micros + reserved_micros), 0) FROM agent_windows"
         " WHERE agent = ? AND bucket > ? AND bucket <= ?",
@@ -1006,7 +1016,7 @@ def _hour_used(db: sqlite3.Connection, agent: str, minute: int) -> int:
     return int(row[0])
 
 
-def _fetch_breaker(db: sqlite3.Connection, agent: str, key: str) -> BreakerRecord:
+def _fetch_breaker(db: _SQL, agent: str, key: str) -> BreakerRecord:
     row = db.execute(
         "SELECT state, consecutive_failures, opened_at, probe_id, probe_expires_at FROM breakers"
         " WHERE agent = ? AND key = ?",
@@ -1025,7 +1035,7 @@ def _breaker_from_row(row: Sequence[Any] | None) -> BreakerRecord:
     return BreakerRecord(BreakerState(row[0]), *row[1:])
 
 
-def _write_breaker(db: sqlite3.Connection, agent: str, key: str, record: BreakerRecord) -> None:
+def _write_breaker(db: _SQL, agent: str, key: str, record: BreakerRecord) -> None:
     db.execute(
         "INSERT OR REPLACE INTO breakers VALUES (?,?,?,?,?,?,?)",
         (
@@ -1040,7 +1050,7 @@ def _write_breaker(db: sqlite3.Connection, agent: str, key: str, record: Breaker
     )
 
 
-def _fetch_rate(db: sqlite3.Connection, agent: str, action: str) -> RateLimitRecord:
+def _fetch_rate(db: _SQL, agent: str, action: str) -> RateLimitRecord:
     row = db.execute(
         "SELECT admissions, cooldown_until FROM rate_limits WHERE agent = ? AND action = ?",
         (agent, action),
@@ -1050,7 +1060,7 @@ def _fetch_rate(db: sqlite3.Connection, agent: str, action: str) -> RateLimitRec
     return RateLimitRecord(tuple(float(t) for t in json.loads(row[0])), row[1])
 
 
-def _halts_for(db: sqlite3.Connection, agent: str, run_ids: Sequence[str]) -> list[HaltRecord]:
+def _halts_for(db: _SQL, agent: str, run_ids: Sequence[str]) -> list[HaltRecord]:
     marks = ",".join("?" * len(run_ids))
     rows = db.execute(
         "SELECT agent, run_id, reason, source, created_at, figures FROM halts"
@@ -1060,7 +1070,7 @@ def _halts_for(db: sqlite3.Connection, agent: str, run_ids: Sequence[str]) -> li
     return [_halt_from_row(row) for row in rows]
 
 
-def _write_halt(db: sqlite3.Connection, record: HaltRecord) -> None:
+def _write_halt(db: _SQL, record: HaltRecord) -> None:
     db.execute(
         "INSERT OR REPLACE INTO halts (run_id, agent, reason, source, created_at, figures)"
         " VALUES (?,?,?,?,?,?)",

@@ -405,3 +405,48 @@ def test_lines_made_apart_are_written_together_in_order(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert lines == [first, second]
     assert [line["event"] for line in lines] == ["settled", "allowed"] and lines[0]["ts"] == "2027-01-15T08:00:00.250Z"
+
+
+def test_lines_are_byte_for_byte_what_the_json_module_writes(tmp_path: Path) -> None:
+    """The directly called C encoder writes what ``json.dumps`` would, whatever the values."""
+    log = EventLog(tmp_path / "e.jsonl")
+    figures: dict[str, Any] = {
+        "text": "caf\u00e9 \"quoted\"\n\ttab \u2603 \U0001f600",
+        "big": 10**30,
+        "negative": -7,
+        "ratio": 0.1 + 0.2,
+        "tiny": 5e-324,
+        "nan": float("nan"),
+        "flag": False,
+        "nothing": None,
+        "nested": {"list": [1, 2.5, "x", None, {"deep": True}], "empty": {}},
+        "money": Decimal("0.012"),
+    }
+    written = log.emit("mixed", agent="a", run="r", reason="why", **figures)
+    log.close()
+    line = (tmp_path / "e.jsonl").read_text("utf-8").rstrip("\n")
+    assert line == json.dumps(written, separators=(",", ":"))
+    assert json.loads(line)["text"] == figures["text"]
+    assert json.loads(line)["big"] == 10**30
+
+
+def test_remembered_redactions_never_let_a_secret_through(tmp_path: Path) -> None:
+    """Strings are redacted the same on the first and the thousandth line, past the memory's size."""
+    log = EventLog(tmp_path / "e.jsonl")
+    secret_url = "https://hooks.slack.com/services/T000/B000/XXXXXXXXSECRET"
+    for index in range(3000):
+        log.emit("tick", agent="a", run="r", action=f"step-{index % 1500}", webhook=secret_url, reason=secret_url)
+    log.close()
+    text = (tmp_path / "e.jsonl").read_text("utf-8")
+    assert "XXXXXXXXSECRET" not in text
+    lines = read_lines(tmp_path / "e.jsonl")
+    assert len(lines) == 3000
+    assert {line["webhook"] for line in lines} == {redact(secret_url)}
+    assert [line["action"] for line in lines[1500:1503]] == ["step-0", "step-1", "step-2"]
+
+
+def test_a_long_string_is_redacted_every_time(tmp_path: Path) -> None:
+    log = EventLog(None)
+    long_text = "x" * 500 + " password=hunter2"
+    assert log.emit("e", agent="a", run=None, detail=long_text)["detail"].endswith("password=***")
+    assert log.emit("e", agent="a", run=None, detail=long_text)["detail"].endswith("password=***")

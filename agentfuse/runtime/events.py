@@ -214,6 +214,10 @@ def format_ts(epoch_s: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_MILLIS_Z = tuple(f"{millis:03d}Z" for millis in range(1000))
+"""The end of a timestamp for each millisecond: a lookup instead of a formatting per line."""
+
+
 class _TimestampFormatter:
     """:func:`format_ts` with the date and time of the current second formatted once per second.
 
@@ -238,7 +242,7 @@ class _TimestampFormatter:
             moment = dt.datetime.fromtimestamp(second, dt.timezone.utc)
             self._prefix = moment.strftime("%Y-%m-%dT%H:%M:%S.")
             self._second = second
-        return f"{self._prefix}{micros // 1000:03d}Z"
+        return self._prefix + _MILLIS_Z[micros // 1000]
 
 
 class _JsonlFileHandler(logging.handlers.RotatingFileHandler):

@@ -102,7 +102,7 @@ def _new_reservation_id() -> str:
     ``random`` is reseeded in a forked child, and is several microseconds cheaper than
     ``secrets``, which reads the OS's entropy on every call).
     """
-    return f"{time.time_ns():016x}{random.getrandbits(32):08x}"
+    return f"{time.time_ns() << 32 | random.getrandbits(32):024x}"  # 16 hex digits of time, 8 random
 
 
 class DeferredSettlements:

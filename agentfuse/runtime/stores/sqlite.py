@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import socket
@@ -959,8 +960,11 @@ def _day_bucket(day_key: str) -> str:
     return "day:" + day_key
 
 
+@functools.lru_cache(maxsize=256)
 def _minute_bucket(minute: int) -> str:
-    """An agent's minute in ``agent_windows``, zero-padded so text order is time order."""
+    """An agent's minute in ``agent_windows``, zero-padded so text order is time order.
+
+    Remembered: every call of the same minute needs the same text."""
     return f"minute:{minute:010d}"
 
 

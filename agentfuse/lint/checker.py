@@ -22,7 +22,7 @@ import sys
 import threading
 import tokenize
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
@@ -77,7 +77,8 @@ class RuleSet:
 
     @classmethod
     def of(cls, rules: Sequence[type[Rule]], options: Mapping[str, Any] | None = None) -> RuleSet:
-        names = {visitor: visitor_method_names(visitor) for visitor in (ImportCollector, *rules)}
+        visitors: tuple[type[cst.BatchableCSTVisitor], ...] = (ImportCollector, *rules)
+        names = {visitor: visitor_method_names(visitor) for visitor in visitors}
         option_names = frozenset(name for rule in rules for name in rule.trigger_word_options)
         return cls(tuple(rules), _trigger_matchers(rules, options), names, node_child_fields(), option_names)
 
@@ -216,7 +217,8 @@ class _BatchedVisitor(cst.CSTVisitor):
         self._leaves: dict[type[cst.CSTNode], Sequence[Callable[..., Any]]] = {}
         self.uses_field_hooks = any(name.count("_") > 1 for name in methods)
         if not self.uses_field_hooks:
-            self.on_visit_attribute = self.on_leave_attribute = _ignore_attribute  # type: ignore[method-assign]
+            self.on_visit_attribute = _ignore_attribute  # type: ignore[method-assign]
+            self.on_leave_attribute = _ignore_leave_attribute  # type: ignore[method-assign]
         wanted = {name.split("_")[1] for name in methods}
         self._leaves_only: frozenset[type[cst.CSTNode]] = (
             frozenset() if wanted & _TRIVIA_NAMES else _TRIVIA | _LEAF_EXPRESSIONS
@@ -275,29 +277,31 @@ def node_child_fields() -> dict[type[cst.CSTNode], tuple[str, ...]]:
     Read from each type's ``_visit_and_replace_children`` source (the order of its
     ``visit_*(self, "field", ...)`` calls); built once per :class:`RuleSet`.
     """
-    fields = {}
+    fields: dict[type[cst.CSTNode], tuple[str, ...]] = {}
     for kind in _subclasses(cst.CSTNode):
         current = getattr(sys.modules[kind.__module__], kind.__qualname__, None) is kind
         if current and dataclasses.is_dataclass(kind) and not inspect.isabstract(kind):
+            kind = cast("type[cst.CSTNode]", kind)  # is_dataclass narrows to type[DataclassInstance] alone
             found = _VISITED_FIELD.findall(inspect.getsource(kind._visit_and_replace_children))
             fields[kind] = tuple(dict.fromkeys(found))
     return fields
 
 
-def _subclasses(base: type) -> set[type]:
-    found = set()
+def _subclasses(base: type[Any]) -> set[type[Any]]:
+    found: set[type[Any]] = set()
     for sub in base.__subclasses__():
         found |= {sub, *_subclasses(sub)}
     return found
 
 
+_WHITESPACE_AND_PUNCTUATION: set[type[cst.CSTNode]] = {  # typed: mypy joins bare classes to ABCMeta
+    cst.SimpleWhitespace, cst.ParenthesizedWhitespace, cst.TrailingWhitespace, cst.EmptyLine,
+    cst.Newline, cst.Comment, cst.Comma, cst.Dot, cst.Colon, cst.Semicolon, cst.AssignEqual,
+    cst.LeftParen, cst.RightParen, cst.LeftSquareBracket, cst.RightSquareBracket,
+    cst.LeftCurlyBrace, cst.RightCurlyBrace, cst.ImportStar,
+}
 _TRIVIA: frozenset[type[cst.CSTNode]] = frozenset(
-    {
-        cst.SimpleWhitespace, cst.ParenthesizedWhitespace, cst.TrailingWhitespace, cst.EmptyLine,
-        cst.Newline, cst.Comment, cst.Comma, cst.Dot, cst.Colon, cst.Semicolon, cst.AssignEqual,
-        cst.LeftParen, cst.RightParen, cst.LeftSquareBracket, cst.RightSquareBracket,
-        cst.LeftCurlyBrace, cst.RightCurlyBrace, cst.ImportStar,
-    }
+    _WHITESPACE_AND_PUNCTUATION
     | {
         op
         for base in (cst.BaseBinaryOp, cst.BaseBooleanOp, cst.BaseCompOp, cst.BaseUnaryOp, cst.BaseAugOp)
@@ -315,6 +319,10 @@ _LEAF_EXPRESSIONS: frozenset[type[cst.CSTNode]] = frozenset(
 
 def _ignore_attribute(node: cst.CSTNode, attribute: str) -> None:
     """The per-field hook when no rule has a ``visit_<Node>_<field>`` method."""
+
+
+def _ignore_leave_attribute(original_node: cst.CSTNode, attribute: str) -> None:
+    """The same for ``leave_<Node>_<field>`` (libcst's parameter names, for mypy)."""
 
 
 def check_source(

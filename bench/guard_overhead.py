@@ -175,7 +175,7 @@ def _timed_connection(spent: collections.defaultdict[str, float]) -> type[sqlite
     through the connection (reads) or through a cursor (the store's transactions)."""
 
     class TimedCursor(sqlite3.Cursor):
-        def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        def execute(self, sql: str, parameters: Any = (), /) -> TimedCursor:
             start = time.perf_counter_ns()
             try:
                 return super().execute(sql, parameters)

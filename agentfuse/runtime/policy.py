@@ -1134,18 +1134,47 @@ def _syntax_issues(text: str, path: str, exc: yaml.MarkedYAMLError) -> list[Poli
     fix = "check the quotes, brackets and indentation around this line"
     if exc.problem and "another document" in exc.problem:
         fix = "a policy is one YAML document: remove the second ---"
-    if exc.context and exc.context_mark and "flow" in exc.context:
-        opener = "{" if "mapping" in exc.context else "["
+    opened: tuple[str, int] | None = None
+    if exc.context and exc.context_mark and ("flow sequence" in exc.context or "flow mapping" in exc.context):
+        opened = ("{" if "mapping" in exc.context else "[", exc.context_mark.line + 1)
+    elif exc.context and "flow node" in exc.context:  # a value was due inside [ ] or { }
+        opened = _innermost_unclosed(text, mark.index)
+        what = exc.problem or what
+    if opened is not None:
+        opener, opened_at = opened
         closer = "}" if opener == "{" else "]"
-        what = (
-            f"{exc.problem} (while reading the {opener} opened at line {exc.context_mark.line + 1})"
-        )
-        fix = f"close the {opener} opened at line {exc.context_mark.line + 1} with {closer}"
+        what = f"{exc.problem} (while reading the {opener} opened at line {opened_at})"
+        fix = f"close the {opener} opened at line {opened_at} with {closer}"
     line, col = mark.line + 1, mark.column + 1
     lines = text.splitlines()
     if mark.line < len(lines) and "${" in lines[mark.line]:
         fix = 'quote it: "${NAME}" (inside { } or [ ], a bare ${ starts a mapping)'
     return [PolicyIssue(path, line, col, f"YAML syntax error: {what}", fix)]
+
+
+def _innermost_unclosed(text: str, end: int) -> tuple[str, int] | None:
+    """The innermost ``[`` or ``{`` still open at ``end`` and its line, outside quotes and
+    comments (PyYAML names only the value it was waiting for, not the bracket)."""
+    stack: list[tuple[str, int]] = []
+    line, quote, comment, previous = 1, "", False, "\n"
+    for char in text[:end]:
+        if char == "\n":  # quoted scalars may span lines: a quote stays open
+            line, comment = line + 1, False
+        elif comment:
+            pass
+        elif quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and previous in " \t\n":
+            comment = True
+        elif char in "[{":
+            stack.append((char, line))
+        elif char in "]}" and stack:
+            stack.pop()
+        previous = char
+    return stack[-1] if stack else None
 
 
 def _finish(issues: list[PolicyIssue]) -> list[PolicyIssue]:

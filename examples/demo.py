@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parent
@@ -124,6 +125,7 @@ def worker(policy: str, run_id: str) -> None:
     try:
         while True:
             with guard.step(action="draft") as step:
+                time.sleep(0.02)  # a model call takes a while: the kill lands mid-run, not after it
                 step.record(ask(client))
             print("call", flush=True)
     except Halted as refused:
@@ -145,6 +147,8 @@ def kill_and_resume() -> None:
             os.kill(first.pid, signal.SIGKILL)
             break
     first.wait()
+    # Calls it finished between its 10th line and the kill are still in the pipe: count them.
+    before += sum(line.startswith("call") for line in first.stdout)
     print(f"process 1 made {before} calls and was killed with SIGKILL (exit {first.returncode})")
     second = subprocess.run(command, capture_output=True, text=True, check=True)
     after = sum(line.startswith("call") for line in second.stdout.splitlines())

@@ -1,0 +1,1 @@
+"""Helpers for testing agents that use agentfuse (the stand-in provider)."""

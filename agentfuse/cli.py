@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "agentfuse.lint.command",             # lint
     "agentfuse.runtime.policy_commands",  # check-policy, init
     "agentfuse.runtime.operator_commands",  # halt, resume, status, runs, ...
+    "agentfuse.runtime.price_commands",   # prices
 )
 
 

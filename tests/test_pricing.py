@@ -272,11 +272,11 @@ def test_unknown_model_cost_is_none_unless_the_client_reported_one(table: PriceT
     assert table.cost_micros(reported) == 12346
 
 
-def test_reported_cost_beats_shipped_table_but_not_a_policy_override(table: PriceTable) -> None:
+def test_shipped_table_and_policy_override_beat_a_reported_cost(table: PriceTable) -> None:
     response = litellm_model_response("gpt-4o", 1000, 0, cost=0.01)
     usage = extract_usage(response)
     assert usage is not None
-    assert table.cost_micros(usage) == 10_000
+    assert table.cost_micros(usage) == 2500  # 1000 x $2.50 per 1M, not LiteLLM's $0.01
     overridden = table.with_overrides([("gpt-4o", ModelPrice(Decimal("1"), Decimal("1")))])
     assert overridden.cost_micros(usage) == 1000
 

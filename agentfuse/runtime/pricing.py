@@ -6,7 +6,12 @@ micro-dollars is simply ``tokens * price`` summed and rounded up (never under-co
 Token conventions of :class:`Usage` (providers disagree; this is the one agentfuse uses):
 ``input_tokens`` counts every prompt token, including those read from or written to a cache;
 ``cached_input_tokens`` and ``cache_write_input_tokens`` are the parts of it billed at the
-cache-read price and at the cache-write price (1.25x input, Anthropic's 5-minute cache).
+cache-read price and at the cache-write price (1.25x input for Anthropic's 5-minute cache,
+2x for its 1-hour cache: ``cache_write_1h_input_tokens`` is the 1-hour part of the writes).
+
+Which price a cost uses: the policy's ``pricing:`` entry for the model, else the shipped table
+(with its higher tier for long prompts, Gemini Pro above 200k tokens), else a cost the client
+library computed itself (LiteLLM's ``response_cost``); else the cost is unknown (None).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from typing import Any
 from agentfuse.runtime.policy import ModelPrice, to_micros
 
 CACHE_WRITE_MULTIPLIER = Decimal("1.25")
-"""Cache writes (Anthropic ``cache_creation_input_tokens``) cost 1.25x the input price."""
+"""Cache writes (Anthropic ``cache_creation_input_tokens``, 5-minute cache) cost 1.25x the input price."""
+CACHE_WRITE_1H_MULTIPLIER = Decimal("2")
+"""Anthropic's 1-hour cache writes (``ephemeral_1h_input_tokens``) cost 2x the input price."""
 
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 4
@@ -49,6 +56,8 @@ class Usage:
     cache_write_input_tokens: int = 0
     reported_cost_usd: Decimal | None = None
     """A cost the client library computed itself (LiteLLM's ``response_cost``), if any."""
+    cache_write_1h_input_tokens: int = 0
+    """The part of ``cache_write_input_tokens`` written to Anthropic's 1-hour cache."""
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -122,6 +131,9 @@ def extract_usage(response: Any) -> Usage | None:
             cached_input_tokens=cache_read,
             cache_write_input_tokens=cache_write,
             reported_cost_usd=cost,
+            cache_write_1h_input_tokens=min(
+                _count(_field(usage, "cache_creation"), "ephemeral_1h_input_tokens"), cache_write
+            ),
         )
     if usage is not None and _present(usage, "input_tokens", "output_tokens"):
         # OpenAI Responses API (and Anthropic without cache fields): input includes cached.
@@ -168,6 +180,14 @@ def _matches(name: str, key: str) -> bool:
     return name == key or (name.startswith(key) and name[len(key)] in _SNAPSHOT_BOUNDARY)
 
 
+@dataclasses.dataclass(frozen=True)
+class LongContextTier:
+    """A higher price for calls whose prompt is longer than ``above`` tokens (Gemini Pro)."""
+
+    above: int
+    price: ModelPrice
+
+
 def _parse_price(model: str, entry: Any) -> ModelPrice:
     if not isinstance(entry, Mapping):
         raise ValueError(f"price of {model!r} must be a mapping, got {type(entry).__name__}")
@@ -191,8 +211,12 @@ class PriceTable:
         *,
         overridden: Iterable[str] = (),
         as_of: str | None = None,
+        tiers: Mapping[str, LongContextTier] | None = None,
+        output_limits: Mapping[str, int] | None = None,
     ) -> None:
         self._prices = {key.strip().lower(): price for key, price in prices.items()}
+        self._tiers = {key.strip().lower(): tier for key, tier in (tiers or {}).items()}
+        self._limits = {key.strip().lower(): limit for key, limit in (output_limits or {}).items()}
         self._keys_longest_first = sorted(self._prices, key=len, reverse=True)
         self._overridden = frozenset(key.strip().lower() for key in overridden)
         self._lookups: dict[str, str | None] = {}
@@ -206,7 +230,15 @@ class PriceTable:
         if not isinstance(models, Mapping):
             raise ValueError("price table needs a 'models' mapping")
         prices = {model: _parse_price(model, entry) for model, entry in models.items()}
-        return cls(prices, as_of=data.get("as_of"))
+        tiers = {}
+        limits = {}
+        for model, entry in models.items():
+            tier = entry.get("long_context")
+            if isinstance(tier, Mapping):
+                tiers[model] = LongContextTier(int(tier["above"]), _parse_price(model, tier))
+            if isinstance(entry.get("max_output"), int):
+                limits[model] = entry["max_output"]
+        return cls(prices, as_of=data.get("as_of"), tiers=tiers, output_limits=limits)
 
     @classmethod
     def default(cls) -> PriceTable:
@@ -218,7 +250,13 @@ class PriceTable:
         """A new table where the policy's ``pricing:`` entries replace or add models."""
         overrides = {model.strip().lower(): price for model, price in pairs}
         merged = {**self._prices, **overrides}
-        return PriceTable(merged, overridden=self._overridden | overrides.keys(), as_of=self.as_of)
+        return PriceTable(
+            merged,
+            overridden=self._overridden | overrides.keys(),
+            as_of=self.as_of,
+            tiers={key: tier for key, tier in self._tiers.items() if key not in overrides},
+            output_limits=self._limits,
+        )
 
     def _key_for(self, model: str) -> str | None:
         if model not in self._lookups:
@@ -236,15 +274,41 @@ class PriceTable:
         key = self._key_for(model) if model else None
         return None if key is None else self._prices[key]
 
+    def models(self) -> list[str]:
+        """Every model id in the table, sorted."""
+        return sorted(self._prices)
+
+    def key(self, model: str | None) -> str | None:
+        """The table entry ``model`` matches (longest id wins), or None."""
+        return self._key_for(model) if model else None
+
+    def is_override(self, key: str) -> bool:
+        """Whether ``key``'s price comes from the policy's ``pricing:``."""
+        return key in self._overridden
+
+    def tier(self, model: str | None) -> LongContextTier | None:
+        """The long-prompt tier of ``model``'s shipped price, if it has one."""
+        key = self.key(model)
+        return None if key is None else self._tiers.get(key)
+
+    def output_limit(self, model: str | None) -> int | None:
+        """The most output tokens ``model`` can produce in one call (the table's ``max_output``)."""
+        key = self.key(model)
+        return None if key is None else self._limits.get(key)
+
     def cost_micros(self, usage: Usage) -> int | None:
         """Exact cost of ``usage`` in micro-dollars (rounded up), or None when unknown.
 
-        A price from the policy's ``pricing:`` wins, then a cost the client reported
-        (LiteLLM), then the shipped table.
+        A price from the policy's ``pricing:`` wins, then the shipped table (its long-prompt
+        tier when the prompt is longer), then a cost the client reported (LiteLLM).
         """
         key = self._key_for(usage.model) if usage.model else None
-        if key is not None and (key in self._overridden or usage.reported_cost_usd is None):
-            return _micros(self._prices[key], usage)
+        if key is not None:
+            price = self._prices[key]
+            tier = self._tiers.get(key)
+            if tier is not None and usage.input_tokens > tier.above:
+                price = tier.price
+            return _micros(price, usage)
         if usage.reported_cost_usd is not None:
             return to_micros(usage.reported_cost_usd)
         return None
@@ -257,6 +321,9 @@ class PriceTable:
         price = self.price(model)
         if price is None or max_tokens is None:
             return None
+        tier = self.tier(model)
+        if tier is not None and input_tokens > tier.above:
+            price = tier.price
         return _ceil(max(input_tokens, 0) * price.input + max(max_tokens, 0) * price.output)
 
 
@@ -268,12 +335,14 @@ def _micros(price: ModelPrice, usage: Usage) -> int:
     """tokens x (USD per 1M tokens) is already micro-dollars."""
     cached = min(usage.cached_input_tokens, usage.input_tokens)
     written = min(usage.cache_write_input_tokens, usage.input_tokens - cached)
+    written_1h = min(usage.cache_write_1h_input_tokens, written)
     uncached = usage.input_tokens - cached - written
     cached_price = price.input if price.cached_input is None else price.cached_input
     total = (
         uncached * price.input
         + cached * cached_price
-        + written * price.input * CACHE_WRITE_MULTIPLIER
+        + (written - written_1h) * price.input * CACHE_WRITE_MULTIPLIER
+        + written_1h * price.input * CACHE_WRITE_1H_MULTIPLIER
         + usage.output_tokens * price.output
     )
     return _ceil(total)

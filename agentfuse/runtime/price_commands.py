@@ -1,0 +1,88 @@
+"""``agentfuse prices [--json] [--policy FILE] [MODEL]``: what a model costs and where the price comes from."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from decimal import Decimal
+from typing import Any
+
+from agentfuse.runtime.errors import PolicyError
+from agentfuse.runtime.policy import ModelPrice, load_policy
+from agentfuse.runtime.pricing import PriceTable
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "prices",
+        help="show what a model costs (USD per 1M tokens) and where the price comes from",
+        description="Show the price agentfuse charges for a model: the policy's `pricing:` entry"
+        " (with --policy), else the table shipped with agentfuse (see its date).",
+    )
+    parser.add_argument("model", nargs="?", metavar="MODEL", help="a model id as the SDK sends it (default: all)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--policy", metavar="FILE", help="apply this policy's pricing: overrides")
+    parser.set_defaults(func=show_prices)
+
+
+def _usd(value: Decimal | None) -> str | None:
+    if value is None:
+        return None
+    return f"{value:.2f}" if value == value.quantize(Decimal("0.01")) else f"{value.normalize():f}"
+
+
+def _price_fields(price: ModelPrice) -> dict[str, str | None]:
+    return {"input": _usd(price.input), "output": _usd(price.output), "cached_input": _usd(price.cached_input)}
+
+
+def _row(table: PriceTable, model: str) -> dict[str, Any] | None:
+    key = table.key(model)
+    price = table.price(model)
+    if key is None or price is None:
+        return None
+    tier = table.tier(model)
+    return {
+        "model": model,
+        "matched": key,
+        "source": "policy" if table.is_override(key) else "table",
+        **_price_fields(price),
+        "max_output": table.output_limit(model),
+        "long_context": None if tier is None else {"above": tier.above, **_price_fields(tier.price)},
+    }
+
+
+def show_prices(args: argparse.Namespace) -> int:
+    table = PriceTable.default()
+    if args.policy:
+        try:
+            table = table.with_overrides(load_policy(args.policy).pricing)
+        except PolicyError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+    models = [args.model] if args.model else table.models()
+    rows = [row for row in (_row(table, model) for model in models) if row is not None]
+    if args.model and not rows:
+        print(
+            f"agentfuse prices: no price for {args.model!r}; add it to the policy under"
+            f" `pricing:` (e.g. `pricing: {{{args.model}: {{input: 1.00, output: 2.00}}}}`, USD per 1M tokens)",
+            file=sys.stderr,
+        )
+        return 1
+    if args.json:
+        print(json.dumps({"as_of": table.as_of, "unit": "USD per 1M tokens", "models": rows}, indent=2))
+        return 0
+    print(f"USD per 1M tokens; shipped table as of {table.as_of}")
+    header = f"{'model':<28} {'input':>8} {'output':>8} {'cached':>8} {'max out':>8}  source"
+    print(header)
+    for row in rows:
+        name = row["model"] if row["model"] == row["matched"] else f"{row['model']} ({row['matched']})"
+        extra = ""
+        if row["long_context"]:
+            tier = row["long_context"]
+            extra = f"; above {tier['above']:,} prompt tokens: {tier['input']} / {tier['output']}"
+        print(
+            f"{name:<28} {row['input']:>8} {row['output']:>8} {row['cached_input'] or '-':>8}"
+            f" {row['max_output'] or '-':>8}  {row['source']}{extra}"
+        )
+    return 0

@@ -18,6 +18,7 @@ from typing import Any
 
 from agentfuse.lint.checker import RuleSet, lint_bytes, parse_error
 from agentfuse.lint.config import LintConfig, Selection
+from agentfuse.lint.project_index import with_project_index
 from agentfuse.lint.reporters import sort_key
 from agentfuse.lint_rules.base import Finding
 
@@ -66,10 +67,11 @@ def lint_files(
     cwd = (cwd or Path.cwd()).absolute()
     items = [WorkItem(str(path), display_path(path, cwd), _size(path)) for path in files]
     workers = min(jobs or os.cpu_count() or 1, len(items))
+    options = with_project_index(config.options, cwd)  # cross-module lookups (rules read it lazily)
     if workers <= 1 or len(items) < PARALLEL_FROM:
-        findings = _lint_items(rule_set, config.options, items)
+        findings = _lint_items(rule_set, options, items)
     else:
-        findings = _lint_in_pool(rule_set, config.options, items, workers)
+        findings = _lint_in_pool(rule_set, options, items, workers)
     return sorted(apply_selection(findings, config, cwd), key=sort_key)
 
 

@@ -19,8 +19,10 @@ from typing import Any
 LLM_TRIGGERS: tuple[str, ...] = (
     r"\b(?:openai|anthropic|litellm|genai|generativeai|vertexai|mistralai|cohere|groq|together)\b",
     r"\b(?:cerebras|huggingface_hub|instructor|boto3|aioboto3|bedrock|ollama|langchain\w*|llama_index)\b",
+    r"\b(?:zhipuai|dashscope|qianfan|fireworks|claude_agent_sdk|claude_code_sdk|sagemaker)\b|azure\.ai\.inference",
     r"\bfrom agents\b|\bimport agents\b|\bRunner\.run",
-    r"\bclaude\b|\bcodex\b|\bollama run\b|[\"'\[]llm\b",
+    r"\bclaude\b|\bcodex\b|\bgemini\b|\bollama run\b|[\"'\[]llm\b",
+    r"\bchat\.completions\.|\bmessages\.(?:create|stream)\b|\bgenerate_content|\bconverse(?:_stream)?\(|\binvoke_model",
 )
 """Words a file must contain to be worth parsing for LLM requests (the engine's pre-filter)."""
 
@@ -99,6 +101,10 @@ OPENAI_METHODS = _paths(
     ("beta.threads.runs.create", "beta.threads.runs.create_and_poll", "beta.threads.runs.stream"),
     ("beta.threads.create_and_run", "beta.threads.create_and_run_poll"),
 )
+OPENAI_LEGACY = frozenset(
+    f"{kind}.{verb}" for kind in ("ChatCompletion", "Completion", "Embedding") for verb in ("create", "acreate")
+) | {"Image.create"}
+"""openai<1.0 resources, called on the module or held in a variable (``llm = openai.ChatCompletion``)."""
 OPENAI_DISTINCTIVE = frozenset(path for path in OPENAI_METHODS if path.count(".") >= 2)
 CLIENT_PASSTHROUGH = frozenset({"with_options", "copy"})
 
@@ -109,19 +115,8 @@ OPENAI = ClientTable(
         f"openai.{name}"
         for name in ("OpenAI", "AsyncOpenAI", "AzureOpenAI", "AsyncAzureOpenAI", "Client", "AsyncClient")
     ),
-    methods=OPENAI_METHODS,
-    functions=frozenset(
-        f"openai.{name}"
-        for name in (
-            "ChatCompletion.create",
-            "ChatCompletion.acreate",
-            "Completion.create",
-            "Completion.acreate",
-            "Embedding.create",
-            "Embedding.acreate",
-            "Image.create",
-        )
-    ),
+    methods=OPENAI_METHODS | OPENAI_LEGACY,
+    functions=frozenset(f"openai.{name}" for name in OPENAI_LEGACY),
     module_is_client=True,
     passthrough=CLIENT_PASSTHROUGH,
     distinctive=OPENAI_DISTINCTIVE,
@@ -155,6 +150,10 @@ ANTHROPIC = ClientTable(
             "beta.messages.tool_runner",
             "beta.messages.batches.create",
             "completions.create",
+            "completion",
+            "acompletion",
+            "completion_stream",
+            "acompletion_stream",
         }
     ),
     passthrough=CLIENT_PASSTHROUGH,
@@ -229,26 +228,26 @@ GOOGLE_GENERATIVEAI = ClientTable(
     distinctive=GENERATIVE_MODEL_METHODS,
 )
 
+MISTRAL_PATHS = ("chat.complete", "chat.stream", "chat.parse", "fim.complete", "fim.stream", "agents.complete")
 MISTRAL = ClientTable(
     provider="mistral",
     modules=("mistralai",),
     constructors=frozenset(
-        {"mistralai.Mistral", "mistralai.client.MistralClient", "mistralai.async_client.MistralAsyncClient"}
-    ),
-    methods=frozenset(
         {
-            "chat.complete",
-            "chat.complete_async",
-            "chat.stream",
-            "chat.stream_async",
-            "chat.parse",
-            "fim.complete",
-            "agents.complete",
-            "embeddings.create",
-            "chat",
-            "chat_stream",
+            "mistralai.Mistral",
+            "mistralai.client.Mistral",
+            "mistralai.sdk.Mistral",
+            "mistralai.client.MistralClient",
+            "mistralai.async_client.MistralAsyncClient",
         }
     ),
+    methods=_paths(
+        MISTRAL_PATHS,
+        (f"{path}_async" for path in MISTRAL_PATHS),
+        ("agents.stream", "agents.stream_async", "embeddings.create", "embeddings.create_async"),
+        ("chat", "chat_stream", "completion", "completion_stream", "embeddings"),
+    ),
+    distinctive=frozenset(f"{path}_async" for path in MISTRAL_PATHS if path.startswith("chat.")),
 )
 
 COHERE = ClientTable(
@@ -257,7 +256,10 @@ COHERE = ClientTable(
     constructors=frozenset(
         f"cohere.{name}" for name in ("Client", "AsyncClient", "ClientV2", "AsyncClientV2")
     ),
-    methods=frozenset({"chat", "chat_stream", "generate", "generate_stream", "embed", "rerank"}),
+    methods=_paths(
+        (prefix + name for prefix in ("", "v2.") for name in ("chat", "chat_stream", "embed", "rerank")),
+        ("generate", "generate_stream", "summarize"),
+    ),
 )
 
 
@@ -276,6 +278,51 @@ def _openai_shaped(provider: str, module: str, *names: str) -> ClientTable:
 GROQ = _openai_shaped("groq", "groq", "Groq", "AsyncGroq")
 TOGETHER = _openai_shaped("together", "together", "Together", "AsyncTogether")
 CEREBRAS = _openai_shaped("cerebras", "cerebras.cloud.sdk", "Cerebras", "AsyncCerebras")
+FIREWORKS = dataclasses.replace(
+    _openai_shaped("fireworks", "fireworks.client", "Fireworks", "AsyncFireworks"),
+    functions=frozenset(f"fireworks.client.{name}" for name in ("ChatCompletion.create", "ChatCompletion.acreate")),
+)
+ZHIPUAI = _openai_shaped("zhipuai", "zhipuai", "ZhipuAI")
+
+DASHSCOPE = ClientTable(
+    provider="dashscope",
+    modules=("dashscope",),
+    functions=frozenset(
+        f"dashscope.{kind}.call"
+        for kind in (
+            "Generation",
+            "AioGeneration",
+            "aigc.generation.AioGeneration",
+            "MultiModalConversation",
+            "AioMultiModalConversation",
+            "TextEmbedding",
+            "Application",
+        )
+    ),
+)
+QIANFAN = ClientTable(
+    provider="qianfan",
+    modules=("qianfan",),
+    constructors=frozenset(f"qianfan.{name}" for name in ("ChatCompletion", "Completion", "Embedding")),
+    methods=frozenset({"do", "ado", "batch_do", "abatch_do"}),
+)
+AZURE_AI_INFERENCE = ClientTable(
+    provider="azure-ai-inference",
+    modules=("azure.ai.inference",),
+    constructors=frozenset(
+        f"azure.ai.inference.{aio}{name}"
+        for aio in ("", "aio.")
+        for name in ("ChatCompletionsClient", "EmbeddingsClient")
+    ),
+    methods=frozenset({"complete", "embed"}),
+)
+CLAUDE_AGENT_SDK = ClientTable(
+    provider="claude-agent-sdk",
+    modules=("claude_agent_sdk", "claude_code_sdk"),
+    constructors=frozenset(f"{m}.ClaudeSDKClient" for m in ("claude_agent_sdk", "claude_code_sdk")),
+    methods=frozenset({"query"}),
+    functions=frozenset(f"{m}.query" for m in ("claude_agent_sdk", "claude_code_sdk")),
+)
 
 HUGGINGFACE = ClientTable(
     provider="huggingface_hub",
@@ -313,6 +360,14 @@ BEDROCK_AGENT = ClientTable(
     methods=frozenset({"invoke_agent", "retrieve_and_generate", "retrieve_and_generate_stream"}),
     service="bedrock-agent-runtime",
 )
+SAGEMAKER = ClientTable(
+    provider="sagemaker-runtime",
+    modules=("boto3", "aioboto3", "botocore"),
+    methods=frozenset({"invoke_endpoint", "invoke_endpoint_with_response_stream", "invoke_endpoint_async"}),
+    service="sagemaker-runtime",
+)
+"""A SageMaker endpoint may serve any model, but in agent code it serves an LLM (LangChain's
+``SagemakerEndpoint``, LlamaIndex's): a paid request per call, so it counts as one."""
 
 OLLAMA_CALLS = ("chat", "generate", "embed", "embeddings")
 OLLAMA = ClientTable(
@@ -340,6 +395,11 @@ LANGCHAIN = ClientTable(
             "predict_messages",
             "generate",
             "agenerate",
+            "generate_prompt",
+            "agenerate_prompt",
+            "run",
+            "arun",
+            "apredict_messages",
         }
     ),
     passthrough=frozenset(
@@ -371,6 +431,8 @@ LANGCHAIN = ClientTable(
     constructor_names=frozenset(
         {
             "init_chat_model",
+            "LLMChain",
+            "ConversationChain",
             "BaseChatModel",
             "BaseLanguageModel",
             "BaseLLM",
@@ -399,7 +461,23 @@ LLAMA_INDEX = ClientTable(
     provider="llama_index",
     modules=("llama_index",),
     methods=frozenset(
-        {"complete", "acomplete", "chat", "achat", "stream_complete", "stream_chat", "astream_chat", "predict"}
+        {
+            "complete",
+            "acomplete",
+            "chat",
+            "achat",
+            "stream_complete",
+            "astream_complete",
+            "stream_chat",
+            "astream_chat",
+            "predict",
+            "apredict",
+            "structured_predict",
+            "astructured_predict",
+        }
+    ),
+    constructors=frozenset(
+        {"llama_index.core.llms.LLM", "llama_index.core.llms.llm.LLM", "llama_index.core.base.llms.base.BaseLLM"}
     ),
     constructor_modules=("llama_index.llms",),
     constructor_prefixes=("",),
@@ -424,10 +502,17 @@ TABLES: tuple[ClientTable, ...] = (
     GROQ,
     TOGETHER,
     CEREBRAS,
+    FIREWORKS,
+    ZHIPUAI,
+    DASHSCOPE,
+    QIANFAN,
+    AZURE_AI_INFERENCE,
+    CLAUDE_AGENT_SDK,
     HUGGINGFACE,
     INSTRUCTOR,
     BEDROCK,
     BEDROCK_AGENT,
+    SAGEMAKER,
     OLLAMA,
     LANGCHAIN,
     LLAMA_INDEX,
@@ -437,6 +522,64 @@ TABLE_NAMES: Mapping[str, ClientTable] = {
     "google-genai-chat": GOOGLE_GENAI_CHAT,
     "google.generativeai-chat": GOOGLE_GENERATIVEAI_CHAT,
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """A request's call shape, specific enough to flag when the receiver cannot be resolved."""
+
+    provider: str
+    modules: tuple[str, ...]
+    """A ``**kwargs`` call counts as having ``keywords`` only in a module importing these."""
+    keywords: frozenset[str] = frozenset()
+    """Keyword arguments the call must pass (``messages.create`` is also Twilio's)."""
+
+
+def _shapes(shape: Shape, *paths: str) -> dict[str, Shape]:
+    return {path: shape for path in paths}
+
+
+_OPENAI_LIKE = ("openai", "groq", "together", "cerebras", "fireworks", "zhipuai", "huggingface_hub")
+FALLBACK_SHAPES: Mapping[str, Shape] = MappingProxyType(
+    {
+        **_shapes(
+            Shape("openai-compatible", _OPENAI_LIKE),
+            "chat.completions.create",
+            "chat.completions.parse",
+            "chat.completions.stream",
+            "chat.completions.acreate",
+        ),
+        **_shapes(Shape("openai", ("openai",), frozenset({"model"})), "responses.create", "responses.stream"),
+        **_shapes(Shape("openai-compatible", _OPENAI_LIKE, frozenset({"model", "prompt"})), "completions.create"),
+        **_shapes(Shape("openai-compatible", _OPENAI_LIKE, frozenset({"model", "input"})), "embeddings.create"),
+        **_shapes(
+            Shape("anthropic", ("anthropic",), frozenset({"model", "max_tokens"})),
+            "messages.create",
+            "messages.stream",
+        ),
+        **_shapes(Shape("anthropic", ("anthropic",)), "beta.messages.create", "beta.messages.stream"),
+        **_shapes(
+            Shape("google-genai", ("google.genai",)),
+            "models.generate_content",
+            "models.generate_content_stream",
+        ),
+        **_shapes(
+            Shape("bedrock-runtime", ("boto3", "aioboto3", "botocore"), frozenset({"modelId"})),
+            "converse",
+            "converse_stream",
+            "invoke_model",
+            "invoke_model_with_response_stream",
+        ),
+        **_shapes(
+            Shape("mistral", ("mistralai",), frozenset({"model", "messages"})),
+            "chat.complete",
+            "chat.complete_async",
+            "chat.stream_async",
+        ),
+    }
+)
+"""Attribute-chain endings that are requests whatever the receiver (the API-shape fallback)."""
+
 
 SUBPROCESS_FUNCTIONS = frozenset(
     {
@@ -453,12 +596,15 @@ SUBPROCESS_FUNCTIONS = frozenset(
         "asyncio.create_subprocess_shell",
         "pexpect.spawn",
         "pexpect.run",
+        "anyio.open_process",
+        "anyio.run_process",
+        "trio.run_process",
     }
 )
 """Functions that start a process; their command is checked against :data:`LLM_CLIS`."""
 ARGV_FUNCTIONS = frozenset({"asyncio.create_subprocess_exec"})
 """Functions taking the command as separate positional arguments."""
-LLM_CLIS: Mapping[str, str | None] = {"claude": None, "llm": None, "codex": None, "ollama": "run"}
+LLM_CLIS: Mapping[str, str | None] = {"claude": None, "llm": None, "codex": None, "gemini": None, "ollama": "run"}
 """CLI name -> the sub-command that makes it send a prompt (None: any sub-command)."""
 CLI_INFO_FLAGS = frozenset({"--version", "-v", "-V", "--help", "-h", "help"})
 """A CLI run with only these asks for information and sends no prompt."""
@@ -466,6 +612,7 @@ CLI_HOUSEKEEPING: Mapping[str, frozenset[str]] = {
     "llm": frozenset({"models", "keys", "plugins", "install", "uninstall", "logs", "templates", "aliases"}),
     "claude": frozenset({"mcp", "config", "update", "doctor", "install", "migrate-installer", "setup-token"}),
     "codex": frozenset({"login", "logout", "mcp", "completion"}),
+    "gemini": frozenset({"mcp", "extensions"}),
 }
 """Sub-commands of an LLM CLI that manage it and send no prompt."""
 
@@ -517,6 +664,7 @@ class Catalogue:
                     for path in table.methods:
                         functions.setdefault(f"{module}.{path}", (table, path))
             names.update(path.rpartition(".")[2] for path in table.methods | table.functions)
+        names.update(path.rpartition(".")[2] for path in FALLBACK_SHAPES)
         roots = frozenset(module for table in tables for module in table.modules if "." not in module)
         return cls(tuple(tables), MappingProxyType(functions), frozenset(names), MappingProxyType(dict(named)), roots)
 

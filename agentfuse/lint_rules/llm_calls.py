@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agentfuse.lint_rules._llm_analysis import LlmAnalysisRule, ModuleAnalysis
+from agentfuse.lint_rules import _llm_examples as examples
 from agentfuse.lint_rules._llm_catalogue import DEFAULT_CATALOGUE, LLM_TRIGGERS
 from agentfuse.lint_rules.base import Rule, any_word
 
@@ -114,6 +115,7 @@ from agentfuse import enforce
 guard = enforce("policy.yaml")
 guard.call(lambda: ollama.chat(model="llama3", messages=[]))
 """,
+        *examples.RESOLUTION_VALID,
     )
     INVALID = (
         """
@@ -163,6 +165,9 @@ guard = enforce("policy.yaml")
 llm = ChatOpenAI(model="gpt-4o")
 llm.invoke("hi")  # expect: AF101
 """,
+        *examples.RESOLUTION_INVALID,
+        *examples.CATALOGUE_INVALID,
+        *examples.SHAPE_INVALID,
     )
 
     def check(self, analysis: ModuleAnalysis) -> None:

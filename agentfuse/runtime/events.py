@@ -6,6 +6,10 @@ everywhere: ``Decimal`` -> string (exact; ``"0.012"``, never a float that drifts
 dates and exceptions -> strings, sets/tuples -> lists, NaN/inf -> strings. Every string is
 passed through :func:`redact`, so a webhook URL or a Redis password never lands in the log.
 
+``path: "-"`` (or ``stdout``) writes the lines to standard output and ``path: stderr`` to standard
+error, for containers whose runtime collects them (``docker logs``, journald); each line is one
+``write``, after flushing what the program printed before it, and nothing rotates.
+
 Rotation (policy ``events:``): the file is rotated when the next line would pass ``max_bytes``
 and, with ``rotate_when: midnight`` (or ``D``), also at the first write of a new UTC day
 (``H``: hour, ``W0``: week from Monday, ... see :data:`ROTATION_PERIODS`). Size and time
@@ -80,6 +84,9 @@ ROTATION_PERIODS: Mapping[str, RotationPeriod] = MappingProxyType({
 """``rotate_when`` values, as ``TimedRotatingFileHandler`` names them; all aligned to UTC
 boundaries (``D`` is a calendar day like ``midnight``; ``W0``..``W6``: weeks from Monday..Sunday
 00:00)."""
+STREAMS: Mapping[str, str] = MappingProxyType({"-": "stdout", "stdout": "stdout", "stderr": "stderr"})
+"""``events.path`` values that name a standard stream instead of a file (write ``./stderr`` for a
+file of that name)."""
 REDACTED = "***"
 FOLLOW_ROTATION_EVERY_S = 1.0
 _REMEMBER_MAX_CHARS = 200
@@ -376,6 +383,55 @@ class _JsonlFileHandler(logging.handlers.RotatingFileHandler):
         sys.stderr.write(f"agentfuse: cannot write event log {self.baseFilename}: {error}\n")
 
 
+def stream_name(path: str | PurePath | None) -> str | None:
+    """``stdout``/``stderr`` when a path string names a standard stream, else None (a ``Path`` is a file)."""
+    return None if path is None or isinstance(path, PurePath) else STREAMS.get(path.strip().lower())
+
+
+class _JsonlStreamHandler(logging.Handler):
+    """Lines to standard output or error, looked up at each write (so redirections apply).
+
+    The stream's own buffer is flushed first, then the line goes out in one ``os.write`` on its
+    descriptor: it follows what the program printed, and lines of several processes sharing the
+    stream are not interleaved mid-line. A stream without a descriptor (a ``StringIO``) is
+    written to and flushed.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.stream_name = name
+        self._failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream = getattr(sys, self.stream_name)
+        if stream is None:  # no console (pythonw)
+            return
+        data = record.getMessage() + "\n"
+        try:
+            stream.flush()
+            try:
+                fd = stream.fileno()
+            except (AttributeError, OSError, ValueError):
+                stream.write(data)
+                stream.flush()
+                return
+            encoded = data.encode("utf-8")
+            while encoded:
+                encoded = encoded[os.write(fd, encoded):]
+        except Exception:  # noqa: BLE001 - reported on stderr once, never raised into the agent
+            self.handleError(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """One line on stderr for the first failure (a closed pipe fails every line after it)."""
+        if self._failed:
+            return
+        self._failed = True
+        error = sys.exc_info()[1]
+        if sys.__stderr__ is not None:
+            with contextlib.suppress(Exception):
+                sys.__stderr__.write(f"agentfuse: cannot write events to {self.stream_name}: {error}\n")
+
+
 class _EventRecord(logging.LogRecord):
     """A log record carrying one finished JSON line.
 
@@ -405,7 +461,8 @@ class _EventRecord(logging.LogRecord):
 
 
 class EventLog:
-    """Structured JSONL events with rotation; ``path=None`` keeps events in memory only.
+    """Structured JSONL events with rotation; ``path=None`` keeps events in memory only, and a
+    path in :data:`STREAMS` (``-``, ``stdout``, ``stderr``) writes them to that stream.
 
     Each instance hands its records straight to its own ``logging`` handler: no logger is
     registered, so two logs never share handlers, the application's logging configuration is
@@ -414,7 +471,7 @@ class EventLog:
 
     def __init__(
         self,
-        path: Path | None,
+        path: Path | str | None,
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
         backup_count: int = 5,
@@ -429,14 +486,18 @@ class EventLog:
                     "rotate_when must be one of S, M, H, D, midnight, W0..W6 or None,"
                     f" got {rotate_when!r}"
                 )
+        self.stream = stream_name(path)
+        """``stdout`` or ``stderr`` when the lines go to a standard stream."""
         self.path = None if path is None else Path(path)
         self._clock = clock
         self._encode = _json_line_encoder()
         self._format_ts = _TimestampFormatter()
         self._redacted: dict[str, str] = {}
         self._name = f"agentfuse.events:{self.path}"
-        self._handler: _JsonlFileHandler | None = None
-        if self.path is not None:
+        self._handler: logging.Handler | None = None
+        if self.stream is not None:
+            self._handler = _JsonlStreamHandler(self.stream)
+        elif self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handler = _JsonlFileHandler(
                 self.path, max_bytes=max(max_bytes, 0), backup_count=max(backup_count, 0),
@@ -447,9 +508,9 @@ class EventLog:
     def from_policy(cls, policy: Policy) -> EventLog:
         """The event log a policy's ``events:`` section describes (path relative to the policy)."""
         events = policy.events
-        path = None if events.path is None else policy.resolve_path(events.path)
+        path = events.path
         return cls(
-            path,
+            None if path is None else path if stream_name(path) else policy.resolve_path(path),
             max_bytes=events.max_bytes,
             backup_count=events.backup_count,
             rotate_when=events.rotate_when,

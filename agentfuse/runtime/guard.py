@@ -23,7 +23,7 @@ import time
 import uuid
 import weakref
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 
 from agentfuse.runtime import errors
 from agentfuse.runtime.clock import Clock, system_clock
+from agentfuse.runtime.observers import CallObserver, CallWatch
 from agentfuse.runtime.policy import Policy, load_policy, to_micros
 from agentfuse.runtime.stores import DEFAULT_STORE_URL, open_store
 from agentfuse.runtime.stores.base import (
@@ -151,6 +152,9 @@ class Step:
     ``step.record(response)`` or ``step.record(cost_usd=...)``.
     """
 
+    usage: Any = None
+    """The token usage :meth:`record` read from the response (a ``pricing.Usage``), if any."""
+
     def __init__(
         self,
         guard: Guard,
@@ -260,6 +264,65 @@ class Step:
         }
 
 
+class ObservedStep(Step):
+    """A :class:`Step` that tells the guard's observers (see :mod:`agentfuse.runtime.observers`)."""
+
+    _watches: tuple[CallWatch, ...] = ()
+
+    @contextlib.contextmanager
+    def _watching_gate(self) -> Iterator[None]:
+        """Start the observers' watches, then tell them what the gate inside decided."""
+        self._watches = tuple(observer.watch(self) for observer in self.guard.observers)
+        try:
+            yield
+        except BaseException as error:
+            for watch in self._watches:
+                watch.refused(self, error)
+            raise
+        for watch in self._watches:
+            watch.allowed(self)
+
+    def _finished(self, error: BaseException | None) -> None:
+        for watch in self._watches:
+            watch.finished(self, error)
+
+    def __enter__(self) -> Step:
+        with self._watching_gate():
+            super().__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            super().__exit__(exc_type, exc, tb)
+        finally:
+            self._finished(exc)
+
+    async def __aenter__(self) -> Step:
+        with self._watching_gate():
+            await super().__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        error = exc
+        try:
+            await super().__aexit__(exc_type, exc, tb)
+        except BaseException as raised:  # the deadline turns a cancellation into DeadlineExceeded
+            error = raised
+            raise
+        finally:
+            self._finished(error)
+
+
 class Guard:
     """Enforces one policy for one run; build it with :func:`enforce`."""
 
@@ -276,6 +339,8 @@ class Guard:
         owns_observers: bool | None = None,
         deferred: DeferredSettlements | None = None,
         claim_ttl_s: float = DEFAULT_CLAIM_TTL_S,
+        observers: Sequence[CallObserver] = (),
+        parent_id: str | None = None,
     ) -> None:
         self.policy = policy
         self.store = store
@@ -284,6 +349,10 @@ class Guard:
         self.events = events
         self.alerter = alerter
         self.agent = policy.agent
+        self.parent_id = parent_id
+        self.observers = tuple(observers)
+        self._step_class = ObservedStep if self.observers else Step
+        """Chosen once: a guard without observers never pays for them."""
         self._owns_store = owns_store
         self._owns_observers = owns_store if owns_observers is None else owns_observers
         """Whether ``close()`` closes the events and alerter (a child guard shares its parent's)."""
@@ -344,7 +413,7 @@ class Guard:
         ``breaker_key`` gives the call its own breaker (e.g. one per provider) instead of the
         agent's; ``model``/``input_tokens``/``max_tokens`` estimate the cost from the price table.
         """
-        return Step(
+        return self._step_class(
             self,
             estimate_usd=estimate_usd,
             action=action,
@@ -383,6 +452,7 @@ class Guard:
             owns_observers=False,
             deferred=self._deferred,
             claim_ttl_s=self.claim_ttl_s,
+            observers=self.observers,
         )
 
     @contextlib.contextmanager
@@ -864,7 +934,7 @@ class Guard:
     def _cost_of(self, response: Any, step: Step) -> int | None:
         from agentfuse.runtime.pricing import extract_usage
 
-        usage = extract_usage(response)
+        usage = step.usage = extract_usage(response)
         if usage is None:
             self._emit("cost_unknown", reason="no_usage", action=step.action)
             return None
@@ -929,6 +999,7 @@ def _open_guard(
     deferred: DeferredSettlements | None,
     owns_observers: bool | None = None,
     claim_ttl_s: float = DEFAULT_CLAIM_TTL_S,
+    observers: Sequence[CallObserver] = (),
 ) -> Guard:
     guard = Guard(
         policy,
@@ -941,6 +1012,8 @@ def _open_guard(
         owns_observers=owns_observers,
         deferred=deferred,
         claim_ttl_s=claim_ttl_s,
+        observers=observers,
+        parent_id=parent_id,
     )
     guard._unopened = (parent_id, cap_micros)
     try:
@@ -967,6 +1040,14 @@ def _observers(policy: Policy) -> tuple[Any, Any]:
     return events, Alerter.from_policy(policy, events)
 
 
+def _call_observers() -> tuple[CallObserver, ...]:
+    """OpenTelemetry's observer if the application configured a provider, else none."""
+    from agentfuse.runtime.otel import configured_observer
+
+    observer = configured_observer()
+    return () if observer is None else (observer,)
+
+
 def enforce(
     policy: Policy | str | os.PathLike[str],
     run_id: str | None = None,
@@ -978,6 +1059,7 @@ def enforce(
     defer_settlement: bool = True,
     claim_ttl_s: float = DEFAULT_CLAIM_TTL_S,
     sleep: Callable[[float], None] = time.sleep,
+    observers: Sequence[CallObserver] | None = None,
 ) -> Guard:
     """Guard one run of the agent described by ``policy`` (a path or a :class:`Policy`).
 
@@ -989,6 +1071,9 @@ def enforce(
     ``claim_ttl_s`` is how long :meth:`Guard.claim` keeps a message taken. With the policy's
     ``restart_guard`` the process's start is recorded, and a restart loop refuses calls for
     the cooldown (or, with ``action: sleep``, ``sleep`` waits it out once).
+    ``observers`` watch every guarded call (:mod:`agentfuse.runtime.observers`); by default,
+    OpenTelemetry when the application has configured a tracer or meter provider (a child run
+    shares its parent's).
     """
     if not isinstance(policy, Policy):
         policy = load_policy(Path(policy), environ=environ)
@@ -1008,6 +1093,8 @@ def enforce(
     parent_id = parent.run_id if isinstance(parent, Guard) else parent
     budget = policy.budget
     events, alerter = _observers(policy)
+    if observers is None:
+        observers = parent.observers if isinstance(parent, Guard) else _call_observers()
     deferred = None
     if defer_settlement:
         shared = parent._deferred if isinstance(parent, Guard) and parent.store is resolved else None
@@ -1025,6 +1112,7 @@ def enforce(
         owns_observers=True,
         deferred=deferred,
         claim_ttl_s=claim_ttl_s,
+        observers=observers,
     )
     guard._check_restarts(sleep)
     if deferred is not None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agentfuse.runtime.events import format_ts, redact
+from agentfuse.runtime.events import format_ts, redact, stream_name
 from agentfuse.runtime.policy import Policy, from_micros
 from agentfuse.runtime.stores.base import (
     AGENT_WIDE,
@@ -178,7 +178,8 @@ def last_events(path: Path | None, agent: str, limit: int = LAST_EVENTS) -> list
 
 
 def events_path(policy: Policy | None) -> Path | None:
-    if policy is None or policy.events.path is None:
+    """The policy's event log file (None without one, or when its lines go to stdout/stderr)."""
+    if policy is None or policy.events.path is None or stream_name(policy.events.path) is not None:
         return None
     return policy.resolve_path(policy.events.path)
 

@@ -18,6 +18,7 @@ import os
 import random
 import shlex
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -489,8 +490,31 @@ class Guard:
         self._emit("halt", reason=reason, source="operator", halted_run=record.run_id)
         return record
 
+    # -- provider SDK instrumentation (agentfuse.runtime.instrument) ---------------------------
+
+    def instrument(self, client: Any = None) -> Any:
+        """Gate every request of the installed provider SDKs with this guard (one line, no wraps).
+
+        ``guard.instrument(client)`` gates that client object only (and returns it). Each
+        request is one step, settled from the usage the provider reports, streams included;
+        which guard a request is charged to is described in
+        :mod:`agentfuse.runtime.instrument.core`. Instrumenting twice is a no-op.
+        """
+        from agentfuse.runtime.instrument import instrument
+
+        return instrument(self, client)
+
+    def uninstrument(self, client: Any = None) -> None:
+        """Stop gating with this guard (or ``client`` only); the last guard restores the SDKs exactly."""
+        from agentfuse.runtime.instrument import uninstrument
+
+        uninstrument(self, client)
+
     def flush(self) -> None:
-        """Apply deferred settlements now (``close()`` does it too)."""
+        """Apply deferred settlements now, and settle instrumented streams left open (``close()`` too)."""
+        instrumented = sys.modules.get("agentfuse.runtime.instrument.core")
+        if instrumented is not None:
+            instrumented.settle_open_streams(self)
         if self._deferred is None:
             return
         pending = self._deferred.peek()
@@ -501,7 +525,9 @@ class Guard:
             self.events.write(_settled_lines(self.events, pending))
 
     def close(self) -> None:
-        """Apply deferred settlements; close the store, events and alerts this guard opened."""
+        """Stop instrumenting; apply deferred settlements; close the store, events and alerts it opened."""
+        if "agentfuse.runtime.instrument" in sys.modules:
+            self.uninstrument()
         try:
             self.flush()
         except errors.StoreUnavailable as exc:

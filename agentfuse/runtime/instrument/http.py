@@ -1,0 +1,146 @@
+"""The gated HTTP request the SDK instrumentations share (httpx / httpx2 responses).
+
+A provider module finds the request's wire format and body, then calls :func:`gate` before
+the SDK sends and :func:`after_sync` / :func:`after_async` with what came back: an error
+status settles as a failure with nothing billed (the SDK raises or retries it); a body is
+metered on its way to the caller and settles from the usage it reports.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from agentfuse.runtime.instrument.core import (
+    REGISTRY,
+    Call,
+    Meter,
+    begin,
+    metered,
+    open_call,
+    rewrite,
+    usage_of,
+    wait_interval,
+)
+from agentfuse.runtime.instrument.wire import WireFormat, json_body
+
+StatusError = Callable[[Any], BaseException]
+"""Builds the exception the SDK raises for an error response (for the breaker and fail_fast)."""
+
+
+class Gated:
+    """What :func:`gate` decided: the call (or the outer one), the body to send, what to drop."""
+
+    __slots__ = ("call", "outer", "fmt", "body", "drop_usage", "wait_s")
+
+    def __init__(
+        self,
+        call: Call | None,
+        outer: Call | None,
+        fmt: WireFormat,
+        body: dict[str, Any] | None,
+        drop_usage: bool,
+        wait_s: float,
+    ) -> None:
+        self.call = call
+        self.outer = outer
+        self.fmt = fmt
+        self.body = body
+        self.drop_usage = drop_usage
+        self.wait_s = wait_s
+
+    def failed(self, exc: BaseException) -> None:
+        """The request raised before an answer (connection, timeout, cancellation)."""
+        if self.call is not None:
+            self.call.settle(None, exc)
+
+
+def gate(key: Any, fmt: WireFormat, body: Mapping[str, Any] | None) -> Gated | None:
+    """Gate a request of the client recognised by ``key``; None when no guard takes it.
+
+    Raises the refusal; ``Gated.body`` is the body to send when it changed.
+    """
+    outer = open_call()
+    if outer is not None:
+        return Gated(None, outer, fmt, None, False, 0.0)
+    guard = REGISTRY.resolve(key)
+    if guard is None or body is None:
+        return None
+    call = begin(guard, fmt, body)
+    try:
+        stream_usage = fmt.usage_option and fmt.streams(body) and not fmt.wants_usage(body)
+        new = rewrite(call, dict(body), stream_usage=stream_usage)
+        return Gated(call, None, fmt, new, stream_usage, wait_interval(call))
+    except BaseException as exc:
+        call.settle(None, exc)
+        raise
+
+
+def _streams_module(response: Any) -> Any:
+    return sys.modules[type(response).__module__.partition(".")[0]]
+
+
+def _is_read(response: Any) -> bool:
+    return hasattr(response, "_content")
+
+
+def _is_events(response: Any) -> bool:
+    return str(response.headers.get("content-type", "")).startswith("text/event-stream")
+
+
+def _on_error(gated: Gated, response: Any, status_error: StatusError) -> None:
+    if gated.call is None:
+        return
+    try:
+        exc = status_error(response)
+    except Exception as build_error:  # the SDK's own mapping failed: still a failure
+        exc = build_error
+    gated.call.settle(None, exc, free=True)
+
+
+def _meter(gated: Gated, response: Any, *, is_async: bool) -> None:
+    meter = Meter(gated.call, gated.outer, gated.fmt, events=_is_events(response), drop_usage=gated.drop_usage)
+    base = _streams_module(response)
+    stream_type = base.AsyncByteStream if is_async else base.SyncByteStream
+    response.stream = metered(stream_type, response.stream, meter, is_async=is_async)
+
+
+def _settle_read(gated: Gated, response: Any) -> None:
+    if _is_events(response):
+        meter = Meter(gated.call, gated.outer, gated.fmt, events=True, drop_usage=False)
+        meter.feed(response.content)
+        meter.tail()
+        meter.finish()
+        return
+    usage = usage_of(json_body(response.content))
+    if gated.call is not None:
+        gated.call.settle(usage)
+    elif gated.outer is not None and usage is not None:
+        gated.outer.reported.append(usage)
+
+
+def after_sync(gated: Gated, response: Any, status_error: StatusError) -> Any:
+    """Settle (or meter) a sync response; returns it for the SDK."""
+    if response.status_code >= 400:
+        if not _is_read(response):
+            response.read()
+        _on_error(gated, response, status_error)
+    elif _is_read(response):
+        _settle_read(gated, response)
+    else:
+        _meter(gated, response, is_async=False)
+    return response
+
+
+async def after_async(gated: Gated, response: Any, status_error: StatusError) -> Any:
+    """The async twin of :func:`after_sync`."""
+    if response.status_code >= 400:
+        if not _is_read(response):
+            await response.aread()
+        _on_error(gated, response, status_error)
+    elif _is_read(response):
+        _settle_read(gated, response)
+    else:
+        _meter(gated, response, is_async=True)
+    return response

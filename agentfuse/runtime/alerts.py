@@ -16,6 +16,9 @@ Formats (``alerts.format``, else guessed from the URL):
   ``{"content": "**title**\\nbody", "allowed_mentions": {"parse": []}}`` (no @everyone pings)
 * ``ntfy`` (anything else): the body as plain text, with ``Title``, ``Tags`` and ``Priority``
   headers; a non-ASCII title is sent as an RFC 2047 encoded word, which ntfy decodes.
+* ``json`` (only when configured): one generic JSON object for any receiver (a relay to
+  PagerDuty or Teams, your own endpoint): ``{"schema": "agentfuse.alert/1", "kind", "title",
+  "body", "agent", "run", "ts"}`` (``ts`` in ISO-8601 UTC; ``run`` null for agent-wide alerts).
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from agentfuse.runtime.events import EventLog, redact, redact_url
+from agentfuse.runtime.events import EventLog, format_ts, redact, redact_url
 from agentfuse.runtime.policy import Alerts, Policy
 
-FORMATS = ("ntfy", "slack", "discord")
+FORMATS = ("ntfy", "slack", "discord", "json")
+ALERT_SCHEMA = "agentfuse.alert/1"
 DEFAULT_QUEUE_SIZE = 100
 DISCORD_MAX_CHARS = 2000
 SLACK_MAX_CHARS = 3000
@@ -66,6 +70,8 @@ class _Alert:
     title: str
     body: str
     run: str | None
+    at: float
+    """When it was raised (wall clock), for the ``json`` format's ``ts``."""
 
 
 def detect_format(url: str, configured: str | None = None) -> str:
@@ -102,8 +108,21 @@ def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def build_request(url: str, fmt: str, kind: str, title: str, body: str) -> urllib.request.Request:
-    """The HTTP POST carrying one alert in ``fmt``; only http(s) URLs are accepted."""
+def build_request(
+    url: str,
+    fmt: str,
+    kind: str,
+    title: str,
+    body: str,
+    *,
+    agent: str | None = None,
+    run: str | None = None,
+    at: float | None = None,
+) -> urllib.request.Request:
+    """The HTTP POST carrying one alert in ``fmt``; only http(s) URLs are accepted.
+
+    ``agent``, ``run`` and ``at`` (epoch seconds, default now) are sent by the ``json`` format.
+    """
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     if scheme not in ("http", "https"):
         raise ValueError(f"webhook must be an http(s) URL, got scheme {scheme or 'none'!r}")
@@ -112,6 +131,18 @@ def build_request(url: str, fmt: str, kind: str, title: str, body: str) -> urlli
         text = _truncate(f"*{_slack_escape(title)}*\n{_slack_escape(body)}", SLACK_MAX_CHARS)
         data = json.dumps({"text": text}).encode("utf-8")
         headers["Content-Type"] = "application/json"
+    elif fmt == "json":
+        document = {
+            "schema": ALERT_SCHEMA,
+            "kind": kind,
+            "title": title,
+            "body": body,
+            "agent": agent,
+            "run": run,
+            "ts": format_ts(time.time() if at is None else at),
+        }
+        data = json.dumps(document, ensure_ascii=False).encode("utf-8")
+        headers["Content-Type"] = "application/json; charset=utf-8"
     elif fmt == "discord":
         content = _truncate(f"**{title}**\n{body}", DISCORD_MAX_CHARS)
         data = json.dumps({"content": content, "allowed_mentions": {"parse": []}}).encode("utf-8")
@@ -211,7 +242,7 @@ class Alerter:
                 self._counts["suppressed"] += 1
                 return
             try:
-                self._queue.put_nowait(_Alert(kind, title, body, run))
+                self._queue.put_nowait(_Alert(kind, title, body, run, time.time()))
             except queue.Full:
                 self._counts["dropped"] += 1
                 return
@@ -259,7 +290,8 @@ class Alerter:
         assert self.url is not None and self.format is not None
         try:
             request = build_request(
-                self.url, self.format, alert.kind, redact(alert.title), redact(alert.body)
+                self.url, self.format, alert.kind, redact(alert.title), redact(alert.body),
+                agent=redact(self._agent), run=None if alert.run is None else redact(alert.run), at=alert.at,
             )
             with self._opener.open(request, timeout=self.config.timeout_s) as response:
                 status = response.status

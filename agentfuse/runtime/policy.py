@@ -104,7 +104,7 @@ class DegradeStep:
 
 @dataclasses.dataclass(frozen=True)
 class Alerts:
-    """Where alerts go. ``format``: ``ntfy``, ``slack`` or ``discord`` (else guessed by URL)."""
+    """Where alerts go. ``format``: ``ntfy``, ``slack``, ``discord`` or ``json`` (else guessed by URL)."""
 
     webhook: str | None = None
     format: str | None = None
@@ -914,8 +914,8 @@ class _Checker:
             "webhook": self.webhook,
             "format": partial(
                 self.text,
-                choices=("ntfy", "slack", "discord"),
-                fix="write ntfy, slack or discord, or remove it to guess from the URL",
+                choices=("ntfy", "slack", "discord", "json"),
+                fix="write ntfy, slack, discord or json, or remove it to guess from the URL",
             ),
             "timeout_s": self.seconds,
             "dedupe_window_s": partial(self.seconds, allow_zero=True),

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentfuse.runtime.instrument import http
-from agentfuse.runtime.instrument.core import REGISTRY, Patch, Provider, open_call, patch, sleep_async, sleep_sync
+from agentfuse.runtime.instrument.core import REGISTRY, Patch, Provider, patch, sleep_async, sleep_sync
 from agentfuse.runtime.instrument.wire import anthropic_format
 
 
@@ -25,7 +25,7 @@ def _gate(client: Any, options: Any) -> tuple[http.Gated | None, Any]:
     if fmt is None:
         return None, options
     body = options.json_data if isinstance(options.json_data, dict) else None
-    gated = http.gate(client._client, fmt, body if open_call() is None else None)
+    gated = http.gate(client._client, fmt, body)
     if gated is not None and gated.body is not None:
         from anthropic._compat import model_copy
 

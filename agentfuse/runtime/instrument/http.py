@@ -62,14 +62,17 @@ def gate(key: Any, fmt: WireFormat, body: Mapping[str, Any] | None) -> Gated | N
     Raises the refusal; ``Gated.body`` is the body to send when it changed.
     """
     outer = open_call()
-    if outer is not None:
-        return Gated(None, outer, fmt, None, False, 0.0)
-    guard = REGISTRY.resolve(key)
-    if guard is None or body is None:
-        return None
+    guard = REGISTRY.resolve(key) if outer is None else None
+    if body is None or (outer is None and guard is None):
+        return Gated(None, outer, fmt, None, False, 0.0) if outer is not None else None
+    stream_usage = fmt.usage_option and fmt.streams(body) and not fmt.wants_usage(body)
+    if outer is not None:  # an outer layer holds the step: ask for usage to hand up, gate nothing
+        options = body.get("stream_options")
+        extra = {**(options if isinstance(options, Mapping) else {}), "include_usage": True}
+        return Gated(None, outer, fmt, {**body, "stream_options": extra} if stream_usage else None, stream_usage, 0.0)
+    assert guard is not None
     call = begin(guard, fmt, body)
     try:
-        stream_usage = fmt.usage_option and fmt.streams(body) and not fmt.wants_usage(body)
         new = rewrite(call, dict(body), stream_usage=stream_usage)
         return Gated(call, None, fmt, new, stream_usage, wait_interval(call))
     except BaseException as exc:

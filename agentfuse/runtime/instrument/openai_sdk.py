@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentfuse.runtime.instrument import http
-from agentfuse.runtime.instrument.core import REGISTRY, Patch, Provider, open_call, patch, sleep_async, sleep_sync
+from agentfuse.runtime.instrument.core import REGISTRY, Patch, Provider, patch, sleep_async, sleep_sync
 from agentfuse.runtime.instrument.wire import json_body, openai_format
 
 
@@ -56,7 +56,7 @@ def _gate(client: Any, request: Any) -> tuple[http.Gated | None, Any]:
     fmt = openai_format(request.url.path)
     if fmt is None:
         return None, request
-    gated = http.gate(client._client, fmt, _body(request) if open_call() is None else None)
+    gated = http.gate(client._client, fmt, _body(request))
     if gated is not None and gated.body is not None:
         request = _with_body(request, gated.body)
     return gated, request

@@ -25,6 +25,7 @@ import uuid
 import weakref
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -33,7 +34,16 @@ from zoneinfo import ZoneInfo
 from agentfuse.runtime import errors
 from agentfuse.runtime.clock import Clock, system_clock
 from agentfuse.runtime.observers import CallObserver, CallWatch
-from agentfuse.runtime.policy import Policy, load_policy, to_micros
+from agentfuse.runtime.policy import (
+    MAX_AMOUNT_MICROS,
+    MAX_AMOUNT_USD,
+    MAX_CAP_USD,
+    Policy,
+    checked_seconds,
+    load_policy,
+    to_micros,
+    usd_micros,
+)
 from agentfuse.runtime.stores import DEFAULT_STORE_URL, open_store
 from agentfuse.runtime.stores.base import (
     AGENT_WIDE,
@@ -160,7 +170,7 @@ class Step:
         self,
         guard: Guard,
         *,
-        estimate_usd: float | str | None = None,
+        estimate_usd: float | str | Decimal | None = None,
         action: str | None = None,
         model: str | None = None,
         input_tokens: int | None = None,
@@ -192,13 +202,15 @@ class Step:
             return None
         return max(0.0, self._deadline - self.guard.clock())
 
-    def record(self, response: Any = None, *, cost_usd: float | str | None = None) -> int | None:
+    def record(self, response: Any = None, *, cost_usd: float | str | Decimal | None = None) -> int | None:
         """Record the call's real cost, from a provider response or given; returns micro-dollars.
 
         With neither a known price nor ``cost_usd`` the estimate is settled and an event says so.
+        A ``cost_usd`` that is negative, NaN, infinite, a boolean or above ``MAX_AMOUNT_USD``
+        raises ``ValueError`` (the call then settles at its estimate).
         """
         if cost_usd is not None:
-            self.cost_micros = to_micros(cost_usd)
+            self.cost_micros = usd_micros(cost_usd, "cost_usd")
             return self.cost_micros
         self.cost_micros = self.guard._cost_of(response, self)
         return self.cost_micros
@@ -401,7 +413,7 @@ class Guard:
 
     def step(
         self,
-        estimate_usd: float | str | None = None,
+        estimate_usd: float | str | Decimal | None = None,
         action: str | None = None,
         *,
         model: str | None = None,
@@ -438,14 +450,14 @@ class Guard:
         with self.step(action=_action_of(fn)):
             return fn(*args, **kwargs)
 
-    def child(self, run_usd: float | str | None = None, run_id: str | None = None) -> Guard:
+    def child(self, run_usd: float | str | Decimal | None = None, run_id: str | None = None) -> Guard:
         """A sub-run whose spend also counts against this run and every ancestor."""
         return _open_guard(
             self.policy,
             self.store,
             run_id=run_id,
             parent_id=self.run_id,
-            cap_micros=to_micros(run_usd) if run_usd is not None else None,
+            cap_micros=usd_micros(run_usd, "run_usd", maximum=MAX_CAP_USD) if run_usd is not None else None,
             clock=self.clock,
             events=self.events,
             alerter=self.alerter,
@@ -468,7 +480,7 @@ class Guard:
         if not self._operator_store:
             raise TypeError(f"guard.claim() needs a store with claims; {self.store!r} has none")
         store = cast(OperatorStore, self.store)
-        ttl = self.claim_ttl_s if ttl_s is None else float(ttl_s)
+        ttl = checked_seconds(self.claim_ttl_s if ttl_s is None else ttl_s, "claim ttl_s")
         if ttl <= 0:
             raise ValueError(f"claim ttl_s must be positive, got {ttl}")
         fresh = store.claim(
@@ -807,10 +819,15 @@ class Guard:
 
     def _estimate(self, step: Step) -> int:
         if step.estimate_usd is not None:
-            return to_micros(step.estimate_usd)
+            return usd_micros(step.estimate_usd, "estimate_usd")
         if step.model is not None and step.max_tokens is not None:
             estimate = self._price_table().estimate_micros(step.model, step.input_tokens or 0, step.max_tokens)
             if estimate is not None:
+                if estimate > MAX_AMOUNT_MICROS:
+                    raise ValueError(
+                        f"the estimate for {step.max_tokens} output tokens of {step.model} is above"
+                        f" the most one call may reserve (${MAX_AMOUNT_USD}); lower max_tokens"
+                    )
                 return int(estimate)
         return self._default_estimate
 
@@ -958,16 +975,34 @@ class Guard:
         return self._prices
 
     def _cost_of(self, response: Any, step: Step) -> int | None:
-        from agentfuse.runtime.pricing import extract_usage
+        """The call's cost from its usage; None (settle at the estimate) when unknown or untrusted.
+
+        Usage with negative, NaN or non-numeric counts is never priced (a count clamped to 0
+        would under-count the call): it settles at the reservation, with a ``usage_invalid``
+        event. A cost above ``MAX_AMOUNT_USD`` is counted as that maximum, with the same event.
+        """
+        from agentfuse.runtime.pricing import extract_usage, usage_problem
 
         usage = step.usage = extract_usage(response)
         if usage is None:
             self._emit("cost_unknown", reason="no_usage", action=step.action)
             return None
+        problem = usage_problem(usage)
+        if problem is not None:
+            self._emit(
+                "usage_invalid", reason="invalid_usage", action=step.action, model=usage.model, problem=problem
+            )
+            return None
         cost = self._price_table().cost_micros(usage)
         if cost is None:
             self._emit("cost_unknown", reason="unknown_model", action=step.action, model=usage.model)
             return None
+        if cost > MAX_AMOUNT_MICROS:
+            self._emit(
+                "usage_invalid", reason="cost_above_maximum", action=step.action, model=usage.model,
+                priced_micros=int(cost), counted_micros=MAX_AMOUNT_MICROS,
+            )
+            return MAX_AMOUNT_MICROS
         return int(cost)
 
     # -- decorators -----------------------------------------------------------------------------

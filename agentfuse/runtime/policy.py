@@ -14,12 +14,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import math
 import os
 import re
 import stat
 import zoneinfo
 from collections.abc import Callable, Mapping
-from decimal import ROUND_CEILING, Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_CEILING, Context, Decimal
 from functools import partial
 from pathlib import Path
 from types import MappingProxyType
@@ -32,15 +33,137 @@ from agentfuse.runtime.errors import PolicyError, PolicyIssue
 
 MICROS_PER_USD = 1_000_000
 
+MAX_CAP_USD = Decimal(1_000_000_000)
+"""The largest cap (run, daily, hourly, a child run's): $10^9, i.e. 10^15 micro-dollars.
+
+Both stores must hold every total exactly: SQLite keeps signed 64-bit integers (9.2 * 10^18
+micro-dollars), but the Redis scripts compute in Lua doubles, exact for integers only up to
+2^53 (about 9.0 * 10^15 micro-dollars, $9.0 * 10^9). A cap stops its total near itself, so a
+capped total stays far inside that range (policies/README.md has the whole argument).
+"""
+MAX_AMOUNT_USD = Decimal(1_000_000)
+"""The largest amount of one call (estimate, cost) and price (USD per million tokens): $10^6.
+
+Far below :data:`MAX_CAP_USD`, so a total that no cap watches (a day without a daily cap)
+stays exact on Redis for thousands of calls at this maximum.
+"""
+MAX_AMOUNT_MICROS = int(MAX_AMOUNT_USD) * MICROS_PER_USD
+MAX_COUNT = 10**15
+"""The largest count (max_steps, thresholds, token counts): exact in a Redis double."""
+MAX_SECONDS = 1_000_000_000.0
+"""The longest duration, about 31.7 years: Python's timeouts (``socket``, ``threading``) take at
+most about 9.2 * 10^9 s, and Redis ``EXPIRE`` needs whole seconds that fit its clock."""
+MAX_BACKUPS = 1000
+"""The most event-log backups: every rotation walks each backup number once."""
+
+_EXACT = Context(prec=MAX_PREC, Emin=MIN_EMIN, Emax=MAX_EMAX)
+"""Scaling to micro-dollars in this context never rounds or underflows (1e-30 USD -> 1 micro)."""
+
 
 def to_micros(usd: Decimal | int | float | str) -> int:
     """USD -> integer micro-dollars, rounded up so spend is never under-counted."""
-    return int(Decimal(str(usd)).scaleb(6).to_integral_value(rounding=ROUND_CEILING))
+    amount = usd if isinstance(usd, Decimal) else Decimal(str(usd))
+    return int(amount.scaleb(6, _EXACT).to_integral_value(ROUND_CEILING, _EXACT))
 
 
 def from_micros(micros: int) -> Decimal:
     """Integer micro-dollars -> USD as an exact ``Decimal``."""
     return Decimal(micros).scaleb(-6)
+
+
+def checked_usd(value: object, name: str, *, maximum: Decimal = MAX_AMOUNT_USD) -> Decimal:
+    """``value`` (a number or decimal text, never a boolean) as exact USD from 0 to ``maximum``.
+
+    Anything else raises ``ValueError`` naming ``name`` and the value: a negative amount would
+    let later calls run free, NaN compares as nothing, and a larger one cannot be kept exactly.
+    """
+    amount: Decimal | None = None
+    if isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        amount = Decimal(value)
+    elif isinstance(value, (float, str)):
+        try:
+            amount = Decimal(value if isinstance(value, str) else str(value))
+        except ArithmeticError:
+            amount = None
+    if amount is None or not amount.is_finite():
+        raise ValueError(f"{name} must be a finite number of USD, got {_shown_code(value)}")
+    if amount < 0:
+        raise ValueError(f"{name} must not be negative, got {_shown_code(value)}")
+    if amount > maximum:
+        raise ValueError(f"{name} must be at most {maximum} (USD), got {_shown_code(value)}")
+    return amount
+
+
+def usd_micros(value: object, name: str, *, maximum: Decimal = MAX_AMOUNT_USD) -> int:
+    """:func:`checked_usd` in integer micro-dollars, rounded up."""
+    return to_micros(checked_usd(value, name, maximum=maximum))
+
+
+def checked_count(value: object, name: str, *, maximum: int = MAX_COUNT) -> int:
+    """A whole number (an int, or an integral float) from 0 to ``maximum``; else ``ValueError``."""
+    count: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        count = value
+    elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        count = int(value)
+    elif isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        count = int(value)
+    if count is None:
+        raise ValueError(f"{name} must be a whole number, got {_shown_code(value)}")
+    if not 0 <= count <= maximum:
+        raise ValueError(f"{name} must be from 0 to {maximum}, got {_shown_code(value)}")
+    return count
+
+
+def checked_seconds(value: object, name: str) -> float:
+    """A number of seconds from 0 to :data:`MAX_SECONDS` (as a float); else ``ValueError``."""
+    number = None
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+        number = float(value) if not isinstance(value, int) or value.bit_length() < 64 else math.inf
+    if number is None or not 0 <= number <= MAX_SECONDS:  # NaN fails the comparison too
+        raise ValueError(
+            f"{name} must be a number of seconds from 0 to {MAX_SECONDS:.0f}, got {_shown_code(value)}"
+        )
+    return number
+
+
+def _shown_code(value: object) -> str:
+    """A value for a ``ValueError``: its repr, kept short (a huge int is described, not printed)."""
+    if isinstance(value, int) and value.bit_length() > 256:
+        return f"a whole number of about {int(value.bit_length() * 0.30103)} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_Check = Callable[[Any, str], Any]
+
+
+def _check_fields(value: object, section: str, checks: Mapping[str, _Check]) -> None:
+    """Check (and normalise) the numeric fields of a frozen value that are not None."""
+    for field, check in checks.items():
+        current = getattr(value, field)
+        if current is not None:
+            object.__setattr__(value, field, check(current, f"{section}.{field}"))
+
+
+_CAP: _Check = partial(checked_usd, maximum=MAX_CAP_USD)
+_AMOUNT: _Check = checked_usd
+_COUNT: _Check = checked_count
+_SECONDS: _Check = checked_seconds
+_BACKUPS: _Check = partial(checked_count, maximum=MAX_BACKUPS)
+_BUDGET_CHECKS: Mapping[str, _Check] = MappingProxyType(
+    {
+        "run_usd": _CAP,
+        "daily_usd": _CAP,
+        "hourly_usd": _CAP,
+        "max_steps": _COUNT,
+        "max_retries_total": _COUNT,
+        "timeout_s": _SECONDS,
+        "estimate_usd": _AMOUNT,
+    }
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +178,9 @@ class Budget:
     timeout_s: float | None = None
     estimate_usd: Decimal | None = None
 
+    def __post_init__(self) -> None:
+        _check_fields(self, "budget", _BUDGET_CHECKS)
+
 
 @dataclasses.dataclass(frozen=True)
 class Breaker:
@@ -67,6 +193,9 @@ class Breaker:
     ignore: tuple[str, ...] = ()
     """Exception class names that never count (e.g. a validation error of the agent's own)."""
 
+    def __post_init__(self) -> None:
+        _check_fields(self, "breaker", {"failure_threshold": _COUNT, "cooldown_s": _SECONDS})
+
 
 @dataclasses.dataclass(frozen=True)
 class FailFast:
@@ -74,6 +203,9 @@ class FailFast:
 
     max_attempts: int | None = None
     halt_on: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_fields(self, "fail_fast", {"max_attempts": _COUNT})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +216,9 @@ class RateLimit:
     max: int
     window_s: float
     cooldown_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_fields(self, "rate_limits", {"max": _COUNT, "window_s": _SECONDS, "cooldown_s": _SECONDS})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +236,9 @@ class DegradeStep:
     model: str | None = None
     min_interval_s: float | None = None
 
+    def __post_init__(self) -> None:
+        _check_fields(self, "degrade", {"min_interval_s": _SECONDS})
+
 
 @dataclasses.dataclass(frozen=True)
 class Alerts:
@@ -110,6 +248,9 @@ class Alerts:
     format: str | None = None
     timeout_s: float = 3.0
     dedupe_window_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        _check_fields(self, "alerts", {"timeout_s": _SECONDS, "dedupe_window_s": _SECONDS})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +263,9 @@ class Events:
     rotate_when: str | None = None
     """``midnight`` or ``D`` to rotate by day (``TimedRotatingFileHandler``); None: by size only."""
 
+    def __post_init__(self) -> None:
+        _check_fields(self, "events", {"max_bytes": _COUNT, "backup_count": _BACKUPS})
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelPrice:
@@ -130,6 +274,9 @@ class ModelPrice:
     input: Decimal
     output: Decimal
     cached_input: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        _check_fields(self, "pricing", {"input": _AMOUNT, "output": _AMOUNT, "cached_input": _AMOUNT})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +287,11 @@ class RestartGuard:
     window_s: float = 60.0
     cooldown_s: float = 3600.0
     action: str = "refuse"  # or "sleep"
+
+    def __post_init__(self) -> None:
+        _check_fields(
+            self, "restart_guard", {"max_starts": _COUNT, "window_s": _SECONDS, "cooldown_s": _SECONDS}
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -358,7 +510,7 @@ def _shown(value: object) -> str:
     if isinstance(value, bool):
         return f"{str(value).lower()} (a boolean)"
     if isinstance(value, (int, float)):
-        return repr(value)
+        return _shown_code(value)
     text = str(value)
     if "://" in text or "@" in text:
         return "a URL or address (hidden)"
@@ -493,18 +645,27 @@ class _Checker:
         *,
         minimum: int,
         inclusive: bool,
+        maximum: Decimal,
         fix: str,
         integral: bool = False,
         decimal_text: bool = False,
+        unit: str = "",
+        over_fix: str | None = None,
     ) -> Decimal | _Invalid:
-        """A finite number (never a boolean) past ``minimum``; ``decimal_text`` allows "5.00"."""
+        """A finite number (never a boolean) past ``minimum`` and at most ``maximum``.
+
+        ``decimal_text`` also allows text such as "5.00". The maximum is what both stores keep
+        exactly (see :data:`MAX_CAP_USD`); ``unit`` names it in the message.
+        """
         noun = "a whole number" if integral else "a number"
         read = self.scalar(node, name, noun, fix)
         if read is INVALID:
             return INVALID
         value, _ = read
         number: Decimal | None = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = Decimal(value)  # exact at any size (str() of a huge int raises)
+        elif isinstance(value, float):
             number = Decimal(str(value))
         elif isinstance(value, str) and decimal_text and _DECIMAL_TEXT.fullmatch(value):
             number = Decimal(value)
@@ -519,36 +680,67 @@ class _Checker:
             relation = "at least" if inclusive else "greater than"
             self.add(node, f"{name} must be {relation} {minimum:g}, got {_shown(value)}", fix)
             return INVALID
+        if number > maximum:
+            self.add(
+                node,
+                f"{name} must be at most {maximum:f}{unit}, got {_shown(value)}",
+                over_fix or f"write {maximum:f} or less",
+            )
+            return INVALID
         return number
 
     def money(self, node: yaml.Node, name: str) -> Decimal | _Invalid:
-        """USD above 0, from a number or a decimal string ("5.00"), exactly."""
+        """A cap: USD above 0, from a number or a decimal string ("5.00"), exactly."""
         fix = "write a number such as 10.0 (USD), or remove the line for no cap"
-        return self._number(node, name, minimum=0, inclusive=False, fix=fix, decimal_text=True)
+        over_fix = (
+            f"write {MAX_CAP_USD} or less, or remove the line for no cap (the stores keep"
+            " larger sums inexactly)"
+        )
+        return self._number(
+            node, name, minimum=0, inclusive=False, maximum=MAX_CAP_USD, fix=fix,
+            decimal_text=True, unit=" (USD)", over_fix=over_fix,
+        )
+
+    def amount(self, node: yaml.Node, name: str) -> Decimal | _Invalid:
+        """One call's USD (``estimate_usd``): above 0, at most :data:`MAX_AMOUNT_USD`."""
+        fix = "write a number such as 0.02 (USD per call), or remove the line"
+        return self._number(
+            node, name, minimum=0, inclusive=False, maximum=MAX_AMOUNT_USD, fix=fix,
+            decimal_text=True, unit=" (USD)",
+            over_fix=f"write {MAX_AMOUNT_USD} or less (the most one call may reserve)",
+        )
 
     def price(self, node: yaml.Node, name: str) -> Decimal | _Invalid:
         fix = "write USD per million tokens, such as 2.50"
-        return self._number(node, name, minimum=0, inclusive=True, fix=fix, decimal_text=True)
+        return self._number(
+            node, name, minimum=0, inclusive=True, maximum=MAX_AMOUNT_USD, fix=fix,
+            decimal_text=True, unit=" (USD per million tokens)",
+        )
 
-    def count(self, node: yaml.Node, name: str, *, minimum: int = 1) -> int | _Invalid:
+    def count(
+        self, node: yaml.Node, name: str, *, minimum: int = 1, maximum: int = MAX_COUNT
+    ) -> int | _Invalid:
         fix = f"write a whole number such as {max(minimum, 1) * 100}"
-        number = self._number(node, name, minimum=minimum, inclusive=True, fix=fix, integral=True)
+        number = self._number(
+            node, name, minimum=minimum, inclusive=True, maximum=Decimal(maximum), fix=fix,
+            integral=True,
+        )
         return number if number is INVALID else int(number)
 
     def seconds(self, node: yaml.Node, name: str, *, allow_zero: bool = False) -> float | _Invalid:
         fix = "write a number of seconds such as 300"
-        number = self._number(node, name, minimum=0, inclusive=allow_zero, fix=fix)
+        number = self._number(
+            node, name, minimum=0, inclusive=allow_zero, maximum=Decimal(MAX_SECONDS), fix=fix,
+            unit=" seconds", over_fix=f"write {MAX_SECONDS:.0f} or less (about 31 years)",
+        )
         return number if number is INVALID else float(number)
 
     def fraction(self, node: yaml.Node, name: str) -> float | _Invalid:
         fix = "write a fraction of the budget above 0 and at most 1, such as 0.8"
-        number = self._number(node, name, minimum=0, inclusive=False, fix=fix)
-        if number is INVALID:
-            return INVALID
-        if number > 1:
-            self.add(node, f"{name} must be at most 1, got {number}", fix)
-            return INVALID
-        return float(number)
+        number = self._number(
+            node, name, minimum=0, inclusive=False, maximum=Decimal(1), fix=fix, over_fix=fix
+        )
+        return number if number is INVALID else float(number)
 
     def text(
         self,
@@ -813,7 +1005,7 @@ class _Checker:
             "max_steps": self.count,
             "max_retries_total": self.count,
             "timeout_s": self.seconds,
-            "estimate_usd": self.money,
+            "estimate_usd": self.amount,
         }
         parsed = self.section(node, name, fields, example="{run_usd: 5.0, daily_usd: 20.0}")
         if parsed is INVALID:
@@ -944,7 +1136,7 @@ class _Checker:
                 fix="name a file, such as path: .agentfuse/events.jsonl, or null for none",
             ),
             "max_bytes": self.count,
-            "backup_count": partial(self.count, minimum=0),
+            "backup_count": partial(self.count, minimum=0, maximum=MAX_BACKUPS),
             "rotate_when": self.rotate_when,
         }
         parsed = self.section(node, name, fields, example="{path: .agentfuse/events.jsonl}")

@@ -25,7 +25,14 @@ from decimal import ROUND_CEILING, Decimal
 from importlib import resources
 from typing import Any
 
-from agentfuse.runtime.policy import ModelPrice, to_micros
+from agentfuse.runtime.policy import (
+    MAX_AMOUNT_USD,
+    MAX_COUNT,
+    ModelPrice,
+    checked_count,
+    checked_usd,
+    to_micros,
+)
 
 CACHE_WRITE_MULTIPLIER = Decimal("1.25")
 """Cache writes (Anthropic ``cache_creation_input_tokens``, 5-minute cache) cost 1.25x the input price."""
@@ -58,6 +65,41 @@ class Usage:
     """A cost the client library computed itself (LiteLLM's ``response_cost``), if any."""
     cache_write_1h_input_tokens: int = 0
     """The part of ``cache_write_input_tokens`` written to Anthropic's 1-hour cache."""
+    problem: str | None = None
+    """Why the response's usage cannot be trusted (a negative, non-finite or non-numeric count);
+    such a call is settled at its reservation, never priced (see :func:`usage_problem`)."""
+
+
+_COUNT_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_input_tokens",
+    "cache_write_1h_input_tokens",
+)
+
+
+def usage_problem(usage: Usage) -> str | None:
+    """Why ``usage`` cannot be priced, or None: each count a whole number from 0 to
+    ``MAX_COUNT``, a reported cost a finite amount from 0 to ``MAX_AMOUNT_USD``.
+
+    Pricing a negative count would under-count the call (and a negative cost would switch the
+    budget off), so such usage is refused here rather than clamped to zero.
+    """
+    if usage.problem is not None:
+        return usage.problem
+    try:
+        for name in _COUNT_FIELDS:
+            checked_count(getattr(usage, name), name)
+        if usage.reported_cost_usd is not None:
+            checked_usd(usage.reported_cost_usd, "reported_cost_usd", maximum=MAX_AMOUNT_USD)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+class _BadCount(ValueError):
+    """A usage field that is present but not a whole number from 0 to MAX_COUNT."""
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -70,11 +112,16 @@ def _field(obj: Any, name: str) -> Any:
 
 
 def _count(obj: Any, name: str) -> int:
-    """A token count from ``obj``; missing, None or non-numeric -> 0."""
+    """A token count from ``obj``: missing or None -> 0; anything but a count -> ``_BadCount``."""
     value = _field(obj, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if value is None:
         return 0
-    return max(int(value), 0)
+    if isinstance(value, float) and math.isfinite(value) and 0 <= value <= MAX_COUNT:
+        return math.ceil(value)  # a fraction of a token is billed as one
+    try:
+        return checked_count(value, f"usage {name}")
+    except ValueError as exc:
+        raise _BadCount(str(exc)) from None
 
 
 def _present(obj: Any, *names: str) -> bool:
@@ -103,10 +150,18 @@ def extract_usage(response: Any) -> Usage | None:
 
     Understands OpenAI chat completions and Responses API objects, Anthropic messages, LiteLLM
     ``ModelResponse`` (plus its ``_hidden_params["response_cost"]``), Gemini
-    ``usage_metadata``, and plain dicts shaped like any of them.
+    ``usage_metadata``, and plain dicts shaped like any of them. A count that is present but
+    negative, NaN, infinite or not a number gives a Usage whose ``problem`` says so.
     """
     if isinstance(response, Usage):
         return response
+    try:
+        return _extract(response)
+    except _BadCount as exc:
+        return Usage(model=_model_name(response), input_tokens=0, output_tokens=0, problem=str(exc))
+
+
+def _extract(response: Any) -> Usage | None:
     model = _model_name(response)
     cost = _reported_cost(response)
     usage = _field(response, "usage")
@@ -200,6 +255,8 @@ def _parse_price(model: str, entry: Any) -> ModelPrice:
         )
     except (KeyError, ArithmeticError) as exc:
         raise ValueError(f"price of {model!r} needs numeric input and output: {exc}") from exc
+    except ValueError as exc:  # negative, NaN or too large (ModelPrice checks its numbers)
+        raise ValueError(f"price of {model!r}: {exc}") from exc
 
 
 class PriceTable:
@@ -249,6 +306,9 @@ class PriceTable:
     def with_overrides(self, pairs: Iterable[tuple[str, ModelPrice]]) -> PriceTable:
         """A new table where the policy's ``pricing:`` entries replace or add models."""
         overrides = {model.strip().lower(): price for model, price in pairs}
+        for model, price in overrides.items():
+            if not isinstance(price, ModelPrice):
+                raise ValueError(f"price of {model!r} must be a ModelPrice, got {type(price).__name__}")
         merged = {**self._prices, **overrides}
         return PriceTable(
             merged,
@@ -300,8 +360,12 @@ class PriceTable:
         """Exact cost of ``usage`` in micro-dollars (rounded up), or None when unknown.
 
         A price from the policy's ``pricing:`` wins, then the shipped table (its long-prompt
-        tier when the prompt is longer), then a cost the client reported (LiteLLM).
+        tier when the prompt is longer), then a cost the client reported (LiteLLM). Usage with
+        a :func:`usage_problem` raises ``ValueError``: it has no trustworthy cost.
         """
+        problem = usage_problem(usage)
+        if problem is not None:
+            raise ValueError(f"usage cannot be priced: {problem}")
         key = self._key_for(usage.model) if usage.model else None
         if key is not None:
             price = self._prices[key]
@@ -317,14 +381,17 @@ class PriceTable:
         """Worst-case cost of a call: every input token uncached, ``max_tokens`` of output.
 
         None when the model is unknown or ``max_tokens`` is not given (the output is unbounded).
+        A token count that is not a whole number from 0 to ``MAX_COUNT`` raises ``ValueError``.
         """
+        input_tokens = checked_count(input_tokens, "input_tokens")
+        max_tokens = None if max_tokens is None else checked_count(max_tokens, "max_tokens")
         price = self.price(model)
         if price is None or max_tokens is None:
             return None
         tier = self.tier(model)
         if tier is not None and input_tokens > tier.above:
             price = tier.price
-        return _ceil(max(input_tokens, 0) * price.input + max(max_tokens, 0) * price.output)
+        return _ceil(input_tokens * price.input + max_tokens * price.output)
 
 
 def _ceil(micros: Decimal) -> int:

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from agentfuse.runtime.events import EventLog, redact, redact_url
+from agentfuse.runtime.events import EventLog
+from agentfuse.runtime.redaction import redact, redact_url
 from agentfuse.runtime.policy import Breaker, Budget, Events, FailFast, Policy, load_policy
 from tests.runtime_helpers import REPO
 

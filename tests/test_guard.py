@@ -638,7 +638,7 @@ fail_fast: {max_attempts: 2}
 """
 
 
-def test_enforce_takes_a_policy_path_with_the_default_store_in_the_cwd(
+def test_enforce_takes_a_policy_path_with_the_default_store_next_to_the_policy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "agent").mkdir()
@@ -650,8 +650,9 @@ def test_enforce_takes_a_policy_path_with_the_default_store_in_the_cwd(
     spend_until_refused(guard, client)
     guard.close()
     assert guard.agent == "from-yaml" and client.calls == 2
-    assert (tmp_path / ".agentfuse" / "state.db").exists()
-    assert (tmp_path / "agent" / ".agentfuse" / "events.jsonl").exists()  # events sit by the policy
+    assert (tmp_path / "agent" / ".agentfuse" / "state.db").exists()  # the store sits by the policy
+    assert not (tmp_path / ".agentfuse").exists()  # not in the current directory
+    assert (tmp_path / "agent" / ".agentfuse" / "events.jsonl").exists()  # events too
 
 
 def test_enforce_with_an_invalid_policy_raises_policy_error(tmp_path: Path) -> None:

@@ -250,7 +250,7 @@ def test_watch_exits_0_when_heartbeats_are_fresh_and_1_with_an_alert_when_stale(
     ("args", "message"),
     [
         (["watch", "--alert", "--store", "sqlite:///x.db"], "--alert needs --policy"),
-        (["watch", "--stale-after", "-5", "--store", "sqlite:///x.db"], "positive number of seconds"),
+        (["watch", "--stale-after", "-5", "--store", "sqlite:///x.db"], "--stale-after must be more than 0"),
         (["reconcile", "nope", "--settle-as", "half", "--reason", "r", "--store", "sqlite:///x.db"], "invalid choice"),
         (["reconcile", "r1", "--settle-as", "zero", "--reason", " ", "--store", "sqlite:///x.db"], "must say why"),
         (["report", "--html", "r.html", "--since", "soon", "--store", "sqlite:///x.db"], "is not a duration"),
@@ -271,13 +271,21 @@ def test_reconcile_of_an_unknown_run_fails_with_a_message(fleet: dict[str, Any])
     assert "no run 'nope'" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("command", [["status"], ["runs"], ["watch"], ["report", "--html", "r.html"]])
-def test_reading_commands_never_create_a_missing_store(tmp_path: Path, command: list[str]) -> None:
-    missing = tmp_path / "typo.db"
-    result = agentfuse_cli(*command, "--store", store_url(missing), cwd=tmp_path)
-    assert result.returncode == 1
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status"], ["runs"], ["watch"], ["report", "--html", "r.html"],
+        ["halt", "--agent", "a", "--reason", "r"], ["resume", "--agent", "a"],
+        ["reconcile", "r1", "--settle-as", "zero", "--reason", "r"],
+    ],
+)
+def test_operator_commands_never_create_a_missing_store(tmp_path: Path, command: list[str]) -> None:
+    missing = tmp_path / "typo" / "typo.db"
+    result = agentfuse_cli(*command, "--store", "sqlite:///typo/typo.db", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
     assert f"no store at {missing}" in result.stderr and "Traceback" not in result.stderr
-    assert not missing.exists()
+    assert "halted" not in result.stdout
+    assert not missing.parent.exists()
 
 
 def status_on_a_terminal(policy: Path, env: dict[str, str]) -> str:

@@ -5,7 +5,7 @@ queue; one daemon worker thread posts it with ``urllib`` and the policy's ``time
 or slow webhook therefore costs the agent a queue put, never a network wait. A full queue drops
 the alert (counted in :attr:`Alerter.stats`). A failed post becomes an ``alert_failed`` event
 with the webhook reduced to scheme and host. Titles and bodies pass through
-:func:`~agentfuse.runtime.events.redact` too: an ntfy.sh topic is readable by anyone who knows
+:func:`~agentfuse.runtime.redaction.redact` too: an ntfy.sh topic is readable by anyone who knows
 its name. Queued alerts are flushed at interpreter exit (for at most ``timeout_s``), so the
 alert of a halt that ends the process still goes out.
 
@@ -38,7 +38,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from agentfuse.runtime.events import EventLog, format_ts, redact, redact_url
+from agentfuse.runtime.events import EventLog, format_ts
+from agentfuse.runtime.redaction import redact, redact_url
 from agentfuse.runtime.policy import Alerts, Policy
 
 FORMATS = ("ntfy", "slack", "discord", "json")

@@ -4,7 +4,7 @@ Each line is ``{"ts", "agent", "run", "event", "reason", ...figures}`` with ``ts
 UTC with milliseconds (``2026-01-31T23:59:59.123Z``). Values are made JSON-safe the same way
 everywhere: ``Decimal`` -> string (exact; ``"0.012"``, never a float that drifts), paths,
 dates and exceptions -> strings, sets/tuples -> lists, NaN/inf -> strings. Every string is
-passed through :func:`redact`, so a webhook URL or a Redis password never lands in the log.
+passed through :func:`~agentfuse.runtime.redaction.redact`, so a webhook URL or a Redis password never lands in the log.
 
 ``path: "-"`` (or ``stdout``) writes the lines to standard output and ``path: stderr`` to standard
 error, for containers whose runtime collects them (``docker logs``, journald); each line is one
@@ -35,18 +35,18 @@ import logging
 import logging.handlers
 import math
 import os
-import re
 import stat
 import sys
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path, PurePath
 from types import MappingProxyType
 from typing import Any
 
+from agentfuse.runtime.files import private_dirs
 from agentfuse.runtime.policy import Policy
+from agentfuse.runtime.redaction import redact
 
 try:
     import fcntl
@@ -87,64 +87,10 @@ boundaries (``D`` is a calendar day like ``midnight``; ``W0``..``W6``: weeks fro
 STREAMS: Mapping[str, str] = MappingProxyType({"-": "stdout", "stdout": "stdout", "stderr": "stderr"})
 """``events.path`` values that name a standard stream instead of a file (write ``./stderr`` for a
 file of that name)."""
-REDACTED = "***"
 FOLLOW_ROTATION_EVERY_S = 1.0
 _REMEMBER_MAX_CHARS = 200
 _REMEMBER_MAX_STRINGS = 1024
 """Per log: redacted forms of short strings kept (then forgotten all at once when full)."""
-
-_REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # scheme://user:password@host -> scheme://user:***@host (redis://:secret@..., https://a:b@...)
-    (re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)[^\s@]+@"), r"\1***@"),
-    (re.compile(r"(hooks\.slack\.com/(?:services|workflows|triggers)/)[^\s\"'<>]+"), r"\1***"),
-    (re.compile(r"((?:discord|discordapp)\.com/api/webhooks/)[^\s\"'<>]+"), r"\1***"),
-    (re.compile(r"(ntfy\.sh/)[^\s\"'<>?#]+"), r"\1***"),
-    (re.compile(r"(api\.telegram\.org/bot)[^\s/\"'<>]+"), r"\1***"),
-    (
-        re.compile(
-            r"(?i)\b((?:password|passwd|pwd|secret|token|access_token|refresh_token|api[_-]?key"
-            r"|auth|sig|signature|key)=)[^\s&;,\"'<>]+"
-        ),
-        r"\1***",
-    ),
-    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"), r"\1***"),
-    (re.compile(r"\b(sk-(?:ant-|proj-)?)[A-Za-z0-9_-]{16,}"), r"\1***"),
-    (re.compile(r"\b(xox[abprs]-)[A-Za-z0-9-]+"), r"\1***"),
-)
-
-
-_MAYBE_SECRET = re.compile(
-    r"://|=|(?i:bearer|sk-|xox[abprs]-|ntfy\.sh|hooks\.slack|discord|telegram)"
-)
-"""Every pattern above needs one of these, so most strings skip the nine substitutions."""
-
-
-def redact(text: str) -> str:
-    """``text`` with credentials removed: URL passwords, webhook tokens, ``password=``-style
-    pairs, bearer tokens and API keys. Cheap enough to run on every string of every event."""
-    if not _MAYBE_SECRET.search(text):
-        return text
-    for pattern, replacement in _REDACTIONS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-def redact_url(url: str) -> str:
-    """A webhook URL reduced to scheme and host: its path and query are the secret.
-
-    Used for the configured webhook, whose token cannot be recognised by pattern when it is a
-    self-hosted ntfy server or any other endpoint.
-    """
-    try:
-        parts = urllib.parse.urlsplit(url.strip())
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return redact(url)
-    if not parts.scheme or not host:
-        return redact(url)
-    hidden = "/" + REDACTED if (parts.path.strip("/") or parts.query) else ""
-    return f"{parts.scheme}://{host}{port}{hidden}"
 
 
 def _json_safe(value: Any, depth: int = 0) -> Any:
@@ -270,6 +216,11 @@ class _JsonlFileHandler(logging.handlers.RotatingFileHandler):
         self._regular = True
         self._checked_at = -math.inf
         self._file_period = self._period_of_existing_file()
+        self._failing: tuple[float, str] | None = None
+        """(time, error) of the first failed write while writes fail: reported once."""
+        self._lines_lost = 0
+        self.recovered: tuple[float, str, int] | None = None
+        """(first failure time, its error, lines lost) once a write works again, until taken."""
 
     def _period_of_existing_file(self) -> int | None:
         """The period of the last write to the file at our path (its mtime), if it has lines."""
@@ -372,15 +323,43 @@ class _JsonlFileHandler(logging.handlers.RotatingFileHandler):
                     # Whoever held the lock before us may have rotated already.
                     if not self._follow_rotation(record) or self._rotation_due(record):
                         self.doRollover()
-            self._append((record.getMessage() + "\n").encode("utf-8"))
+            data = (record.getMessage() + "\n").encode("utf-8")
+            if self._failing is not None and not self._ends_a_line():
+                data = b"\n" + data  # a failed write may have left part of a line
+            self._append(data)
             self._file_period = self._period_of(record)
         except Exception:  # noqa: BLE001 - reported on stderr, never raised into the agent
             self.handleError(record)
+            return
+        if self._failing is not None:
+            self.recovered = (*self._failing, self._lines_lost)
+            self._failing, self._lines_lost = None, 0
+
+    def _ends_a_line(self) -> bool:
+        """Whether the file is empty or ends with a newline (read once, after failed writes)."""
+        try:
+            with open(self.baseFilename, "rb") as existing:
+                size = existing.seek(0, os.SEEK_END)
+                if size == 0:
+                    return True
+                existing.seek(size - 1)
+                return existing.read(1) == b"\n"
+        except FileNotFoundError:  # rotated away: the next write starts a new file
+            return True
 
     def handleError(self, record: logging.LogRecord) -> None:
-        """One line on stderr instead of a traceback: a full disk must not break the agent."""
+        """One line on stderr for the first failure, never a traceback: a full disk must not
+        break the agent, nor fill its stderr with a line per call. Later failures are counted;
+        the first line written again is followed by an ``event_log_recovered`` event."""
+        self._lines_lost += record.getMessage().count("\n") + 1
+        if self._failing is not None:
+            return
         error = sys.exc_info()[1]
-        sys.stderr.write(f"agentfuse: cannot write event log {self.baseFilename}: {error}\n")
+        self._failing = (record.created, f"{type(error).__name__}: {error}")
+        sys.stderr.write(
+            f"agentfuse: cannot write event log {self.baseFilename}: {error}"
+            " (further failures are counted, not printed, until a line is written again)\n"
+        )
 
 
 def stream_name(path: str | PurePath | None) -> str | None:
@@ -495,11 +474,12 @@ class EventLog:
         self._redacted: dict[str, str] = {}
         self._name = f"agentfuse.events:{self.path}"
         self._handler: logging.Handler | None = None
+        self._file: _JsonlFileHandler | None = None
         if self.stream is not None:
             self._handler = _JsonlStreamHandler(self.stream)
         elif self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handler = _JsonlFileHandler(
+            private_dirs(self.path.parent)
+            self._handler = self._file = _JsonlFileHandler(
                 self.path, max_bytes=max(max_bytes, 0), backup_count=max(backup_count, 0),
                 period=period,
             )
@@ -577,12 +557,25 @@ class EventLog:
         text = "\n".join([encode(record) for record in records])
         created = self._clock() if now is None else now
         self._handler.handle(_EventRecord(self._name, text, created))
+        if self._file is not None and self._file.recovered is not None:
+            self._log_recovery(str(records[0].get("agent")), created)
+
+    def _log_recovery(self, agent: str, now: float) -> None:
+        """The ``event_log_recovered`` line: since when writes failed, why, and lines lost."""
+        assert self._file is not None and self._file.recovered is not None
+        since, error, lost = self._file.recovered
+        self._file.recovered = None
+        line = self._line(
+            now, "event_log_recovered", agent, None, None,
+            {"failed_since": format_ts(since), "error": error, "lines_lost": lost},
+        )
+        self._file.handle(_EventRecord(self._name, self._encode(line), now))
 
     def close(self) -> None:
         """Flush and close the file; later emits still return their events, unwritten."""
         if self._handler is not None:
             self._handler.close()
-        self._handler = None
+        self._handler = self._file = None
 
     def __enter__(self) -> EventLog:
         return self

@@ -26,12 +26,11 @@ import weakref
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
-from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
-from agentfuse.runtime import errors
+from agentfuse.runtime import config, errors
 from agentfuse.runtime.clock import Clock, system_clock
 from agentfuse.runtime.observers import CallObserver, CallWatch
 from agentfuse.runtime.policy import (
@@ -44,7 +43,8 @@ from agentfuse.runtime.policy import (
     to_micros,
     usd_micros,
 )
-from agentfuse.runtime.stores import DEFAULT_STORE_URL, open_store
+from agentfuse.runtime.redaction import redact
+from agentfuse.runtime.stores import open_store
 from agentfuse.runtime.stores.base import (
     AGENT_WIDE,
     BreakerSpec,
@@ -1110,7 +1110,7 @@ def _call_observers() -> tuple[CallObserver, ...]:
 
 
 def enforce(
-    policy: Policy | str | os.PathLike[str],
+    policy: Policy | str | os.PathLike[str] | None = None,
     run_id: str | None = None,
     parent: Guard | str | None = None,
     store: Store | str | None = None,
@@ -1122,11 +1122,14 @@ def enforce(
     sleep: Callable[[float], None] = time.sleep,
     observers: Sequence[CallObserver] | None = None,
 ) -> Guard:
-    """Guard one run of the agent described by ``policy`` (a path or a :class:`Policy`).
+    """Guard one run of the agent described by ``policy`` (a path or a :class:`Policy`; default:
+    the file named by ``AGENTFUSE_POLICY``).
 
     ``run_id`` resumes that run (its spend, counters and start time); ``parent`` (a Guard or a
-    run id) makes this a child run; ``store`` is a URL or a Store (default: the policy's
-    ``store:``, else ``sqlite:///.agentfuse/state.db`` relative to the current directory).
+    run id) makes this a child run; ``store`` is a URL or a Store (default: ``AGENTFUSE_STORE``,
+    else the policy's ``store:``, else ``sqlite:///.agentfuse/state.db``; a relative SQLite path
+    in the policy is in the policy file's folder, see :mod:`agentfuse.runtime.config`).
+    ``environ`` (default ``os.environ``) fills in ``${VAR}`` and holds the ``AGENTFUSE_*`` variables.
     ``defer_settlement`` lets a plain success settle inside the next gate's transaction (one
     store transaction per call instead of two; see :class:`DeferredSettlements`).
     ``claim_ttl_s`` is how long :meth:`Guard.claim` keeps a message taken. With the policy's
@@ -1137,19 +1140,25 @@ def enforce(
     shares its parent's).
     """
     if not isinstance(policy, Policy):
-        policy = load_policy(Path(policy), environ=environ)
+        path = config.policy_path(policy, environ)
+        if path is None:
+            raise errors.PolicyError([errors.PolicyIssue(
+                "<enforce>", 1, 1, f"no policy: enforce() was given none and {config.POLICY_ENV} is not set",
+                f"pass the policy file, enforce('policy.yaml'), or set {config.POLICY_ENV}=/path/to/policy.yaml",
+            )])
+        policy = load_policy(path, environ=environ)
     owns_store = not isinstance(store, Store) and not (store is None and isinstance(parent, Guard))
     if isinstance(store, Store):
         resolved: Store = store
     elif store is None and isinstance(parent, Guard):
         resolved = parent.store
     else:
-        url = store or policy.store or DEFAULT_STORE_URL
+        url = config.store_url(store, policy, environ)
         try:
-            resolved = open_store(str(url), durability=policy.store_durability)
+            resolved = open_store(url, durability=policy.store_durability)
         except ValueError as exc:
             raise errors.PolicyError(
-                [errors.PolicyIssue(str(policy.source or "<policy>"), 1, 1, f"store: {exc}")]
+                [errors.PolicyIssue(str(policy.source or "<policy>"), 1, 1, f"store: {redact(str(exc))}")]
             ) from None
     parent_id = parent.run_id if isinstance(parent, Guard) else parent
     budget = policy.budget

@@ -2,8 +2,10 @@
 ``watch`` and ``report``.
 
 A halt is durable: every guarded call of the agent (or of one run) is refused, across restarts,
-until ``resume``. The store comes from ``--store URL`` or from the policy's ``store:`` key; with
-``--policy`` the commands also know the agent's caps, event log and alert webhook.
+until ``resume``. The store is ``--store URL``, else ``AGENTFUSE_STORE``, else the policy's
+``store:`` (``--policy FILE``, else ``AGENTFUSE_POLICY``), resolved as ``enforce()`` resolves it
+(:mod:`agentfuse.runtime.config`); with a policy the commands also know the agent's caps, event
+log and alert webhook. No command creates a store: a missing one is named and exits 2.
 See docs/operations.md for the status JSON schema and running ``watch`` from cron or systemd.
 """
 
@@ -11,24 +13,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from agentfuse.cli_args import duration
+from agentfuse.runtime import config
 from agentfuse.runtime.alerts import Alerter
 from agentfuse.runtime.errors import PolicyError, StoreUnavailable
-from agentfuse.runtime.events import EventLog, redact
+from agentfuse.runtime.events import EventLog
+from agentfuse.runtime.files import write_private
 from agentfuse.runtime.policy import Policy, load_policy
-from agentfuse.runtime.stores import DEFAULT_STORE_URL, AGENT_WIDE, Store, StoreURLError, open_store
+from agentfuse.runtime.redaction import redact
+from agentfuse.runtime.stores import AGENT_WIDE, Store, StoreURLError, open_store
 from agentfuse.runtime.stores.base import HaltRecord, OperatorStore
-from agentfuse.runtime.stores.sqlite import path_from_url
 from agentfuse.runtime import status as status_data
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+MAX_STALE_AFTER_S = 366 * 86400.0
+MAX_REPORT_SPAN_S = 3660 * 86400.0
+"""``report --since`` reaches back ten years at most (one bar per day)."""
+_stale_after = duration(maximum_s=MAX_STALE_AFTER_S, what="--stale-after")
+_since = duration(maximum_s=MAX_REPORT_SPAN_S, what="--since")
 
 
 def register(subparsers: Any) -> None:
@@ -64,7 +75,7 @@ def _register_views(subparsers: Any) -> None:
         " cooldowns and last events need --policy.",
     )
     _add_view_options(status)
-    status.add_argument("--stale-after", type=_seconds, default=status_data.DEFAULT_STALE_AFTER_S,
+    status.add_argument("--stale-after", type=_stale_after, default=status_data.DEFAULT_STALE_AFTER_S,
                         metavar="SECONDS", help="a run or worker silent this long is not active (default 600)")
     status.set_defaults(func=run_status)
 
@@ -77,7 +88,7 @@ def _register_views(subparsers: Any) -> None:
     )
     _add_view_options(runs)
     runs.add_argument("--stale", action="store_true", help="only reservations left by dead processes")
-    runs.add_argument("--stale-after", type=_seconds, default=status_data.DEFAULT_STALE_AFTER_S,
+    runs.add_argument("--stale-after", type=_stale_after, default=status_data.DEFAULT_STALE_AFTER_S,
                       metavar="SECONDS", help="heartbeat age that counts a remote process dead (default 600)")
     runs.set_defaults(func=run_runs)
 
@@ -91,7 +102,7 @@ def _register_views(subparsers: Any) -> None:
     reconcile.add_argument("run", metavar="RUN", help="the run id (see `agentfuse runs --stale`)")
     reconcile.add_argument("--settle-as", required=True, choices=("reserved", "zero"))
     reconcile.add_argument("--reason", required=True, help="why (kept with the settlement)")
-    reconcile.add_argument("--stale-after", type=_seconds, default=status_data.DEFAULT_STALE_AFTER_S,
+    reconcile.add_argument("--stale-after", type=_stale_after, default=status_data.DEFAULT_STALE_AFTER_S,
                            metavar="SECONDS", help="heartbeat age that counts a remote process dead")
     _add_where(reconcile)
     reconcile.set_defaults(func=run_reconcile, agent=None)
@@ -103,7 +114,7 @@ def _register_views(subparsers: Any) -> None:
         " than --stale-after, 0 when all are fresh. Run it from cron or a systemd timer.",
     )
     watch.add_argument("--agent", default=None, help="only this agent (default: every agent in the store)")
-    watch.add_argument("--stale-after", type=_seconds, default=status_data.DEFAULT_STALE_AFTER_S, metavar="SECONDS")
+    watch.add_argument("--stale-after", type=_stale_after, default=status_data.DEFAULT_STALE_AFTER_S, metavar="SECONDS")
     watch.add_argument("--alert", action="store_true", help="also alert the policy's webhook (needs --policy)")
     _add_where(watch)
     watch.set_defaults(func=run_watch)
@@ -115,7 +126,7 @@ def _register_views(subparsers: Any) -> None:
         " top refusal and failure reasons, in one HTML file with no external resources.",
     )
     report.add_argument("--html", required=True, type=Path, metavar="FILE", help="where to write the report")
-    report.add_argument("--since", type=_duration, default=7 * 86400.0, metavar="DURATION",
+    report.add_argument("--since", type=_since, default=7 * 86400.0, metavar="DURATION",
                         help="how far back: 7d (default), 12h, 30m")
     report.add_argument("--agent", default=None, help="only this agent")
     _add_where(report)
@@ -128,28 +139,6 @@ def _add_view_options(parser: argparse.ArgumentParser) -> None:
     _add_where(parser)
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
-
-def _duration(text: str) -> float:
-    """``7d``, ``12h``, ``30m``, ``90s`` or plain seconds."""
-    match = _DURATION.match(text.lower())
-    if match is None or float(match.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration; write e.g. 7d, 12h, 30m or 600")
-    return float(match.group(1)) * _UNIT_S[match.group(2)]
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
-
-
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--agent", required=True, help="the agent's name (policy `agent:`)")
     parser.add_argument("--run", default=None, help="one run id; without it the whole agent")
@@ -157,39 +146,50 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_where(parser: argparse.ArgumentParser) -> None:
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--store", help="store URL, e.g. sqlite:///.agentfuse/state.db or redis://host:6379/0")
-    where.add_argument("--policy", type=Path, help="the agent's policy.yaml (its `store:` is used)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--store",
+        help=f"store URL, e.g. sqlite:///.agentfuse/state.db or redis://host:6379/0 (default: ${config.STORE_ENV},"
+        " else the policy's `store:`); a relative path is from the current directory",
+    )
+    where.add_argument(
+        "--policy",
+        help=f"the agent's policy.yaml (default: ${config.POLICY_ENV}); its `store:` is used, relative paths"
+        " in it are from its folder",
+    )
 
 
 def _fail(message: str, status: int = EXIT_USAGE) -> int:
-    print(f"agentfuse: error: {message}", file=sys.stderr)
+    """Say why on stderr (secrets redacted), return the exit status."""
+    print(f"agentfuse: error: {redact(message)}", file=sys.stderr)
     return status
 
 
 def _policy(args: argparse.Namespace) -> Policy | None:
-    if not args.policy:
+    """The policy of ``--policy``, else of ``AGENTFUSE_POLICY``, else None."""
+    path = config.policy_path(args.policy)
+    if path is None:
         return None
-    policy = load_policy(args.policy)
+    policy = load_policy(path)
     if args.agent is not None and policy.agent != args.agent:
         print(
-            f"agentfuse: note: {args.policy} is the policy of agent {policy.agent!r}, not {args.agent!r}",
+            f"agentfuse: note: {path} is the policy of agent {policy.agent!r}, not {args.agent!r}",
             file=sys.stderr,
         )
     return policy
 
 
-def _open(args: argparse.Namespace, *, must_exist: bool = False) -> tuple[Store, Policy | None] | int:
-    """The store the arguments name (and the policy, if given), or an exit status after saying why.
-
-    ``must_exist``: a command that only reads refuses to create a SQLite file (a typo in a path).
-    """
+def _open(args: argparse.Namespace) -> tuple[Store, Policy | None, str] | int:
+    """The store the arguments or the environment name, the policy (if any) and the store's
+    absolute URL; or an exit status after saying why. A missing store is never created."""
     try:
         policy = _policy(args)
-        url = args.store or (policy.store if policy else None) or DEFAULT_STORE_URL
-        if must_exist and str(url).lower().startswith("sqlite:") and not path_from_url(str(url)).exists():
-            return _fail(f"no store at {path_from_url(str(url))} (nothing has run with it yet?)", EXIT_FAILED)
-        return open_store(str(url)), policy
+        if policy is None and not args.store and not os.environ.get(config.STORE_ENV, "").strip():
+            return _fail(
+                f"which store? pass --policy FILE or --store URL, or set {config.POLICY_ENV} or {config.STORE_ENV}"
+            )
+        url = config.store_url(args.store, policy)
+        return open_store(url, create=False), policy, url
     except PolicyError as exc:
         return _fail(f"invalid policy:\n{exc}")
     except (StoreURLError, ValueError) as exc:
@@ -223,7 +223,7 @@ def run_halt(args: argparse.Namespace) -> int:
     opened = _open(args)
     if isinstance(opened, int):
         return opened
-    store, policy = opened
+    store, policy, url = opened
     record = HaltRecord(
         agent=args.agent,
         run_id=args.run or AGENT_WIDE,
@@ -238,6 +238,7 @@ def run_halt(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"halted {_scope(args)}: {record.reason}")
+    print(f"  store: {redact(url)}")
     _announce(
         policy,
         args,
@@ -255,7 +256,7 @@ def run_resume(args: argparse.Namespace) -> int:
     opened = _open(args)
     if isinstance(opened, int):
         return opened
-    store, policy = opened
+    store, policy, url = opened
     try:
         if args.all_runs:
             cleared = sum(store.resume(args.agent, halt.run_id) for halt in store.halts(args.agent))
@@ -268,6 +269,7 @@ def run_resume(args: argparse.Namespace) -> int:
         store.close()
     scope = f"every halt of agent {args.agent!r}" if args.all_runs else _scope(args)
     print(f"resumed {scope}" if cleared else f"nothing to resume: {scope} was not halted")
+    print(f"  store: {redact(url)}")
     if cleared:
         _announce(policy, args, "resume", f"{args.agent}: resumed by an operator", f"{scope} may run again.")
     if policy is not None and policy.kill_switch.stop_file:
@@ -280,20 +282,25 @@ def run_resume(args: argparse.Namespace) -> int:
 
 
 def _open_operator(args: argparse.Namespace) -> tuple[OperatorStore, Policy | None, str] | int:
-    """Like ``_open``, for the commands that read operator data; also the store's URL."""
-    opened = _open(args, must_exist=True)
+    """Like ``_open``, for the commands that read operator data."""
+    opened = _open(args)
     if isinstance(opened, int):
         return opened
-    store, policy = opened
-    url = str(args.store or (policy.store if policy else None) or DEFAULT_STORE_URL)
+    store, policy, url = opened
     if not isinstance(store, OperatorStore):
         store.close()
         return _fail(f"the store {redact(url)} does not keep heartbeats, runs and claims yet", EXIT_FAILED)
     return store, policy, url
 
 
-def _print_json(document: Any) -> None:
-    print(json.dumps(document, indent=2, sort_keys=False))
+def _print_json(document: Any) -> int:
+    """Strict JSON on stdout: a figure that is not finite is an error, never ``NaN``."""
+    try:
+        text = json.dumps(document, indent=2, sort_keys=False, allow_nan=False)
+    except ValueError as exc:
+        return _fail(f"cannot print JSON: {exc}", EXIT_FAILED)
+    print(text)
+    return EXIT_OK
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -311,9 +318,8 @@ def run_status(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        _print_json(document)
-    else:
-        print(status_data.format_table(document, status_data.palette_for(sys.stdout)))
+        return _print_json(document)
+    print(status_data.format_table(document, status_data.palette_for(sys.stdout)))
     return EXIT_OK
 
 
@@ -339,8 +345,8 @@ def run_runs(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        _print_json({"stale_reservations" if args.stale else "runs": rows})
-    elif args.stale:
+        return _print_json({"stale_reservations" if args.stale else "runs": rows})
+    if args.stale:
         _print_stale(rows)
     else:
         _print_runs(rows)
@@ -453,8 +459,8 @@ def run_reconcile(args: argparse.Namespace) -> int:
 
 def run_watch(args: argparse.Namespace) -> int:
     """``agentfuse watch``: the dead-man's switch."""
-    if args.alert and not args.policy:
-        return _fail("--alert needs --policy (the webhook comes from the policy)")
+    if args.alert and config.policy_path(args.policy) is None:
+        return _fail(f"--alert needs --policy or {config.POLICY_ENV} (the webhook comes from the policy)")
     opened = _open_operator(args)
     if isinstance(opened, int):
         return opened
@@ -513,7 +519,7 @@ def run_report(args: argparse.Namespace) -> int:
     finally:
         store.close()
     try:
-        args.html.write_text(render_html(data), encoding="utf-8")
+        write_private(args.html, render_html(data))
     except OSError as exc:
         return _fail(f"cannot write {args.html}: {exc.strerror}", EXIT_FAILED)
     print(f"wrote {args.html}")

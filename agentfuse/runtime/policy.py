@@ -30,6 +30,8 @@ from urllib.parse import urlsplit
 import yaml
 
 from agentfuse.runtime.errors import PolicyError, PolicyIssue
+from agentfuse.runtime.redaction import redact, redact_url
+from agentfuse.runtime.stores import DEFAULT_STORE_URL, absolute_url
 
 MICROS_PER_USD = 1_000_000
 
@@ -138,6 +140,16 @@ def _shown_code(value: object) -> str:
 
 
 _Check = Callable[[Any, str], Any]
+
+
+def _repr_with(value: Any, **shown: object) -> str:
+    """The dataclass repr of ``value`` with some fields shown differently (secrets hidden)."""
+    fields = ", ".join(
+        f"{field.name}={shown[field.name] if field.name in shown else getattr(value, field.name)!r}"
+        for field in dataclasses.fields(value)
+        if field.repr
+    )
+    return f"{type(value).__name__}({fields})"
 
 
 def _check_fields(value: object, section: str, checks: Mapping[str, _Check]) -> None:
@@ -252,6 +264,9 @@ class Alerts:
     def __post_init__(self) -> None:
         _check_fields(self, "alerts", {"timeout_s": _SECONDS, "dedupe_window_s": _SECONDS})
 
+    def __repr__(self) -> str:  # the webhook's path and query are its secret
+        return _repr_with(self, webhook=None if self.webhook is None else redact_url(self.webhook))
+
 
 @dataclasses.dataclass(frozen=True)
 class Events:
@@ -317,12 +332,26 @@ class Policy:
     source: Path | None = None
     """The file the policy was loaded from; relative paths in it resolve against its folder."""
 
+    @property
+    def folder(self) -> Path:
+        """The absolute folder relative paths resolve against: the policy file's (for a policy
+        built in code, the current directory)."""
+        return self.source.parent.absolute() if self.source is not None else Path.cwd()
+
     def resolve_path(self, path: str) -> Path:
-        """A path from the policy, relative to the policy file's folder."""
+        """A path from the policy as an absolute path, relative ones against :attr:`folder`."""
         p = Path(path).expanduser()
-        if p.is_absolute() or self.source is None:
-            return p
-        return self.source.parent / p
+        return p if p.is_absolute() else self.folder / p
+
+    @property
+    def store_url(self) -> str:
+        """The policy's ``store:`` (or the default store), a relative SQLite path made absolute
+        against :attr:`folder`; the environment and arguments may override it (see
+        :mod:`agentfuse.runtime.config`)."""
+        return absolute_url(self.store or DEFAULT_STORE_URL, self.folder)
+
+    def __repr__(self) -> str:  # a store URL may carry a password (often filled in from ${...})
+        return _repr_with(self, store=None if self.store is None else redact(self.store))
 
     def rate_limit_for(self, action: str | None) -> RateLimit | None:
         if action is None:

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agentfuse.runtime.events import format_ts, redact, stream_name
+from agentfuse.runtime.events import format_ts, stream_name
+from agentfuse.runtime.redaction import redact
 from agentfuse.runtime.policy import Policy, from_micros
 from agentfuse.runtime.stores.base import (
     AGENT_WIDE,

@@ -47,6 +47,7 @@ from redis.retry import Retry
 from agentfuse.runtime import breaker as breaker_rules
 from agentfuse.runtime.decisions import GateSnapshot, decide_gate
 from agentfuse.runtime.errors import StoreUnavailable
+from agentfuse.runtime.redaction import redact as redact_url
 from agentfuse.runtime.stores.base import (
     AGENT_WIDE,
     AgentTotals,
@@ -481,19 +482,6 @@ return 1
 
 class RedisStoreError(RuntimeError):
     """The Lua scripts and the Python decision rules disagree: a bug, never a normal refusal."""
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port is not None else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
 
 
 def parse_url(url: str) -> tuple[str, str, str]:

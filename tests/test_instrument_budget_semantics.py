@@ -132,7 +132,8 @@ def test_8_processes_never_exceed_the_cap_at_the_provider(tmp_path: Path) -> Non
     policy = tmp_path / "policy.yaml"
     policy.write_text(
         "version: 1\nagent: many\n"
-        f"budget: {{run_usd: {Decimal(cap_calls * CALL_MICROS) / 10**6}, estimate_usd: {Decimal(CALL_MICROS) / 10**6}}}\n"
+        f"budget: {{run_usd: {Decimal(cap_calls * CALL_MICROS) / 10**6},"
+        f" estimate_usd: {Decimal(CALL_MICROS) / 10**6}}}\n"
         "breaker: {failure_threshold: 5, cooldown_s: 60}\nfail_fast: {halt_on: [PermissionError]}\n"
         f"store: {store_url(tmp_path / 's.db')}\n"
     )

@@ -3,8 +3,9 @@
     .venv/bin/python bench/instrument_overhead.py [--calls 300] [--rounds 7] [--network]
 
 Two ways of making the same OpenAI-SDK chat call, answered with the stand-in provider's own
-    .venv/bin/python bench/instrument_overhead.py --network  # to the stand-in over loopback
-under ``guard.instrument()`` (the plain SDK call). Both pass the same gate and settle the same
+response body, in alternating rounds: by hand (``with guard.step(...) as step: ...;
+step.record(answer)``) and under
+``guard.instrument()`` (the plain SDK call). Both pass the same gate and settle the same
 usage on the same SQLite store; the difference of their per-round medians is what the
 instrumentation costs (parsing the request body, the estimate, reading the usage from the
 response). Prints each round and the median difference in microseconds.

@@ -19,6 +19,9 @@ import pytest
 
 from agentfuse.runtime.stores.base import (
     AGENT_WIDE,
+    BooksLoss,
+    BooksStore,
+    CapDeclaration,
     BreakerRecord,
     BreakerSpec,
     BreakerState,
@@ -293,6 +296,89 @@ def _today() -> str:
     return datetime.datetime.now(datetime.timezone.utc).date().isoformat()
 
 
+# -- time never runs backwards for the books -------------------------------------------------------
+
+
+def _gate_on(store: Store, rid: str, now: float, day: str, **options: Any) -> GateResult:
+    return store.gate(GateRequest(rid, "a", "r", "call", 10_000, now, day, int(now // 60), **options))
+
+
+def test_a_clock_stepped_back_never_reopens_the_hourly_or_daily_window(store: Store) -> None:
+    open_run(store, "r")
+    caps = {"hourly_cap_micros": 20_000, "daily_cap_micros": 30_000}
+    assert _gate_on(store, "1", NOW, DAY, **caps).allowed
+    settle(store, "r", "1", 20_000)  # the hour is full
+    two_hours_back = _gate_on(store, "2", NOW - 7200, DAY, **caps)
+    assert two_hours_back.refusal is not None and two_hours_back.refusal.reason == "hourly_budget"
+    an_hour_on = NOW + 3600
+    assert _gate_on(store, "3", an_hour_on, DAY, **caps).allowed
+    settle(store, "r", "3", 10_000, now=an_hour_on)  # the day is full
+    a_day_back = _gate_on(store, "4", an_hour_on - 86_400, "2027-01-14", **caps)
+    assert a_day_back.refusal is not None and a_day_back.refusal.reason == "daily_budget"
+    assert store.agent_totals("a", day_key="2027-01-14", minute=int((an_hour_on - 86_400) // 60)).day_micros == 0
+
+
+def test_a_clock_stepped_back_neither_extends_a_deadline_nor_backdates_a_new_run(store: Store) -> None:
+    open_run(store, "r")
+    first = _gate_on(store, "1", NOW + 20, DAY, timeout_s=60.0)
+    assert first.remaining_s == 40.0
+    back = _gate_on(store, "2", NOW - 3600, DAY, timeout_s=60.0)
+    assert back.remaining_s == 40.0  # the books' time stood still; it did not run backwards
+    late = store.open_run("late", agent="a", parent_id=None, cap_micros=None, now=NOW - 3600)
+    assert late.started_at == NOW + 20
+
+
+# -- the books' identity and declared caps ---------------------------------------------------------
+
+
+def test_an_identity_is_created_once_and_a_reset_is_recorded_as_a_loss(open_store: StoreFactory) -> None:
+    first, second = open_store(), open_store()
+    assert isinstance(first, BooksStore) and isinstance(second, BooksStore)
+    assert first.identity("a") is None
+    made = first.create_identity("a", now=NOW)
+    assert second.create_identity("a", now=NOW + 5) == made == second.identity("a")
+    assert made.reset_reason is None and made.created_at == NOW
+    reset = second.reset_identity("a", now=NOW + 9, reason="redis restarted empty", previous=made.identity)
+    assert reset.identity != made.identity and first.identity("a") == reset
+    assert first.losses("a") == [BooksLoss("a", NOW + 9, "redis restarted empty", made.identity, reset.identity)]
+    assert first.losses("b") == [] and first.identity("b") is None
+
+
+def test_a_handle_that_pinned_the_books_refuses_once_they_change(open_store: StoreFactory) -> None:
+    from agentfuse import StoreUnavailable
+
+    agent_side, operator = open_store(), open_store()
+    assert isinstance(agent_side, BooksStore) and isinstance(operator, BooksStore)
+    open_run(agent_side, "r")
+    agent_side.pin_identity("a", agent_side.create_identity("a", now=NOW).identity)
+    assert gate(agent_side, "r", "1").allowed
+    operator.reset_identity("a", now=NOW, reason="test", previous="")
+    with pytest.raises(StoreUnavailable, match="changed under this process") as refused:
+        gate(agent_side, "r", "2")
+    assert refused.value.reason == "store_lost"
+    assert operator.unsettled("r") == 1  # nothing was reserved by the refused gate
+
+
+def test_the_strictest_declared_cap_binds_every_gate_of_the_agent(store: Store) -> None:
+    assert isinstance(store, BooksStore)
+    open_run(store, "r")
+    for policy, daily, hourly in (("h:/p1/policy.yaml", 30_000, None), ("h:/p2/policy.yaml", 90_000, 50_000)):
+        store.declare_caps(CapDeclaration("a", policy, daily, hourly, NOW))
+    own = {"daily_cap_micros": 90_000, "hourly_cap_micros": 50_000}
+    for rid in ("1", "2", "3"):
+        assert gate(store, "r", rid, **own).allowed
+    refused = gate(store, "r", "4", **own)
+    assert refused.refusal is not None and refused.refusal.reason == "daily_budget"
+    assert refused.refusal.figures["declared_by"] == "h:/p1/policy.yaml"
+    assert refused.refusal.figures["cap_usd"] == "0.03"
+    assert "agentfuse store caps --agent a --drop h:/p1/policy.yaml" in refused.refusal.message
+    assert [item.policy for item in store.cap_declarations("a")] == ["h:/p1/policy.yaml", "h:/p2/policy.yaml"]
+    assert store.drop_caps("a", "h:/p1/policy.yaml") == 1 and store.drop_caps("a", "h:/p1/policy.yaml") == 0
+    assert gate(store, "r", "5", **own).allowed
+    store.declare_caps(CapDeclaration("a", "h:/p2/policy.yaml", None, None, NOW))  # no caps: no declaration
+    assert store.cap_declarations() == []
+
+
 # -- counters and limits --------------------------------------------------------------------------
 
 
@@ -425,9 +511,9 @@ def test_a_fail_fast_halt_is_written_with_the_settlement(store: Store) -> None:
 # -- both backends agree ----------------------------------------------------------------------------
 
 
-def _random_operations(seed: int, count: int = 400) -> list[tuple[str, dict[str, Any]]]:
+def _random_operations(seed: int, count: int = 400, steps_back: bool = False) -> list[tuple[str, dict[str, Any]]]:
     """A reproducible mix of gates (some carrying deferred settlements), settlements, halts,
-    resumes and clock moves."""
+    resumes and clock moves (``steps_back``: some moves go back, up to a day)."""
     rng = random.Random(seed)
     now = NOW
     runs = ["root"]
@@ -436,6 +522,10 @@ def _random_operations(seed: int, count: int = 400) -> list[tuple[str, dict[str,
     for n in range(count):
         roll = rng.random()
         now += rng.choice((0.0, 0.5, 3.0, 30.0, 200.0))
+        day = DAY
+        if steps_back and rng.random() < 0.1:
+            now -= rng.choice((2.0, 7200.0, 86_400.0))
+            day = "2027-01-14" if rng.random() < 0.5 else DAY
         if roll < 0.06:
             run_id = f"run{n}"
             ops.append(("open", {"run_id": run_id, "cap": rng.choice((None, 100_000, 300_000)),
@@ -451,7 +541,7 @@ def _random_operations(seed: int, count: int = 400) -> list[tuple[str, dict[str,
                                  "outcome": Outcome.SUCCESS, "cost": rng.choice((0, 1_000)), "counts": False})
             ops.append(("gate", {
                 "settle_first": tuple(deferred),
-                "rid": rid, "run_id": run_id, "action": action, "now": now,
+                "rid": rid, "run_id": run_id, "action": action, "now": now, "day": day,
                 "estimate": rng.choice((0, 1_000, 10_000, 25_000)),
                 "breaker": BreakerSpec(failure_threshold=3, cooldown_s=60.0, probe_lease_s=90.0),
                 "rate_limit": RateLimitSpec("login", 2, 300.0, 120.0) if action == "login" else None,
@@ -485,9 +575,11 @@ def _apply(store: Store, op: str, args: dict[str, Any]) -> Any:
         return store.open_run(args["run_id"], agent="a", parent_id=args["parent"], cap_micros=args["cap"], now=NOW)
     if op == "gate":
         a = dict(args)
-        rid, run_id, action, now, estimate = (a.pop(k) for k in ("rid", "run_id", "action", "now", "estimate"))
+        rid, run_id, action, now, estimate, day = (
+            a.pop(k) for k in ("rid", "run_id", "action", "now", "estimate", "day")
+        )
         a["settle_first"] = tuple(_settlement(deferred) for deferred in a["settle_first"])
-        return store.gate(GateRequest(rid, "a", run_id, action, estimate, now, DAY, int(now // 60), **a))
+        return store.gate(GateRequest(rid, "a", run_id, action, estimate, now, day, int(now // 60), **a))
     if op == "settle":
         return store.settle(_settlement(args))
     if op == "halt":
@@ -505,13 +597,13 @@ def _state(store: Store, run_ids: list[str]) -> Any:
     )
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize(("seed", "steps_back"), [*((seed, False) for seed in range(8)), (14, True), (29, True)])
 def test_sqlite_and_redis_give_identical_results_for_one_random_history(
-    seed: int, tmp_path: Path, redis_server: RedisServer
+    seed: int, steps_back: bool, tmp_path: Path, redis_server: RedisServer
 ) -> None:
     sqlite_store = SQLiteStore(tmp_path / "state.db")
     redis_store = RedisStore(redis_server.url(clock="client"))
-    ops = _random_operations(seed)
+    ops = _random_operations(seed, steps_back=steps_back)
     refusals: set[str] = set()
     for index, (op, args) in enumerate(ops):
         expected = _apply(sqlite_store, op, args)

@@ -8,6 +8,7 @@ a clock, a file or a store, so every rule is testable with plain values.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -42,6 +43,9 @@ class GateSnapshot:
     day_micros: int
     hour_micros: int
     action_failures: int
+    daily_declared: tuple[int, str] | None = None
+    """The strictest daily cap any policy declared for the agent, and who declared it."""
+    hourly_declared: tuple[int, str] | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -78,6 +82,23 @@ def admit_rate(record: RateLimitRecord, spec: RateLimitSpec, now: float) -> Rate
     return RateAdmission(True, RateLimitRecord(admitted, cooldown), tripped=filled)
 
 
+def effective_time(request: GateRequest, latest_at: float, latest_day: str) -> GateRequest:
+    """The request as the books see it: never before the agent's latest reservation.
+
+    ``latest_at``/``latest_day`` are the time and day of the agent's latest reservation. A wall
+    clock stepped back would otherwise open a new hourly window (an hour back) or a new daily
+    one (a day back); instead the books stand still until the clock catches up.
+    """
+    if request.now >= latest_at and request.day_key >= latest_day:
+        return request
+    return dataclasses.replace(
+        request,
+        now=max(request.now, latest_at),
+        minute=max(request.minute, int(latest_at // 60)),
+        day_key=max(request.day_key, latest_day),
+    )
+
+
 def _usd(micros: int) -> str:
     """Micro-dollars as a readable USD figure: ``0.25``, ``1.00``, ``0.012345``."""
     amount = from_micros(micros)
@@ -107,6 +128,25 @@ def _refuse(
             figures=figures,
         )
     return GateDecision(GateResult(refusal=refusal, halt=record))
+
+
+def _refuse_window(request: GateRequest, window: str, used: int, cap: int, declared_by: str | None) -> GateDecision:
+    """A daily or hourly cap would be exceeded; say which policy declared it if not this one."""
+    estimate = request.estimate_micros
+    message = (
+        f"agent {request.agent!r} would exceed its {window} cap: spent+reserved"
+        f" ${_usd(used)} + estimate ${_usd(estimate)} > cap ${_usd(cap)}"
+    )
+    figures: dict[str, Any] = {"used_usd": _usd(used), "estimate_usd": _usd(estimate), "cap_usd": _usd(cap)}
+    if declared_by is not None:
+        message += (
+            f", declared by the policy {declared_by} (the strictest {window} cap any policy declares"
+            " for the agent binds all of its processes); if that policy no longer runs, drop its"
+            f" declaration: agentfuse store caps --agent {shlex.quote(request.agent)}"
+            f" --drop {shlex.quote(declared_by)}"
+        )
+        figures["declared_by"] = declared_by
+    return _refuse(request, "budget", message, reason=f"{window}_budget", **figures)
 
 
 def decide_gate(snapshot: GateSnapshot, request: GateRequest) -> GateDecision:
@@ -176,23 +216,17 @@ def decide_gate(snapshot: GateSnapshot, request: GateRequest) -> GateDecision:
             )
         fraction = (used + estimate) / cap if cap else 1.0
         usage = fraction if fraction > usage else usage
-    for window, used, cap in (
-        ("daily", snapshot.day_micros, request.daily_cap_micros),
-        ("hourly", snapshot.hour_micros, request.hourly_cap_micros),
+    for window, used, cap, declared in (
+        ("daily", snapshot.day_micros, request.daily_cap_micros, snapshot.daily_declared),
+        ("hourly", snapshot.hour_micros, request.hourly_cap_micros, snapshot.hourly_declared),
     ):
+        declared_by = None
+        if declared is not None and (cap is None or declared[0] < cap):
+            cap, declared_by = declared  # another policy of the agent declares a stricter cap
         if cap is None:
             continue
         if used + needed > cap:
-            return _refuse(
-                request,
-                "budget",
-                f"agent {request.agent!r} would exceed its {window} cap: spent+reserved"
-                f" ${_usd(used)} + estimate ${_usd(estimate)} > cap ${_usd(cap)}",
-                reason=f"{window}_budget",
-                used_usd=_usd(used),
-                estimate_usd=_usd(estimate),
-                cap_usd=_usd(cap),
-            )
+            return _refuse_window(request, window, used, cap, declared_by)
         fraction = (used + estimate) / cap if cap else 1.0
         usage = fraction if fraction > usage else usage
     if request.max_steps is not None and run.steps >= request.max_steps:

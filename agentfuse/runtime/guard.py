@@ -47,6 +47,7 @@ from agentfuse.runtime.redaction import redact
 from agentfuse.runtime.stores import open_store
 from agentfuse.runtime.stores.base import (
     AGENT_WIDE,
+    BooksStore,
     BreakerSpec,
     BreakerState,
     GateRequest,
@@ -80,6 +81,9 @@ HEARTBEAT_INTERVAL_S = 5.0
 """A guard writes its heartbeat at most this often (on a gate; no thread)."""
 DEFAULT_CLAIM_TTL_S = 7 * 24 * 3600.0
 """How long a claimed message stays taken by default (a week: longer than any retry of it)."""
+
+LOST_BOOKS = ("store_lost", "store_damaged")
+"""``StoreUnavailable`` reasons that refuse even under ``store_unavailable: allow``."""
 
 _EVENT_FIELDS = frozenset({"ts", "agent", "run", "event", "reason"})
 """Names an event's own fields take; a figure with one of them is renamed ``figure_<name>``."""
@@ -338,6 +342,9 @@ class ObservedStep(Step):
 
 class Guard:
     """Enforces one policy for one run; build it with :func:`enforce`."""
+
+    _check_books = False
+    """Before opening the run, check that the store still holds the agent's books (enforce())."""
 
     def __init__(
         self,
@@ -640,6 +647,8 @@ class Guard:
             return
         parent_id, cap_micros = self._unopened
         now = self.clock()
+        if self._check_books:
+            self._open_books(now)
         try:
             run = self.store.open_run(
                 self.run_id, agent=self.agent, parent_id=parent_id, cap_micros=cap_micros, now=now
@@ -655,6 +664,22 @@ class Guard:
             reserved_micros=run.reserved_micros,
             steps=run.steps,
         )
+
+    def _open_books(self, now: float) -> None:
+        """Check that the store still holds the agent's books; declare the policy's caps."""
+        from agentfuse.runtime.stores import books
+
+        try:
+            warnings = books.open_books(cast(BooksStore, self.store), self.policy, host=self._host, now=now)
+        except errors.StoreUnavailable as exc:
+            if exc.reason == "store_lost":
+                self._emit("store_lost", reason="store_lost", error=str(exc))
+                self._alert("store_lost", f"{self.agent}: the store lost its books", str(exc), dedupe_key="store_lost")
+            raise
+        self._check_books = False
+        for warning in warnings:
+            self._emit("store_not_durable", reason="store_not_durable", warning=warning)
+            books.announce(warning)
 
     def _beat(self, now: float) -> None:
         """Record this process's heartbeat (a store that is down only delays it)."""
@@ -809,9 +834,11 @@ class Guard:
     def _on_store_unavailable(self, step: Step, exc: errors.StoreUnavailable) -> None:
         self._emit("store_unavailable", reason="store_unavailable", action=step.action, error=str(exc))
         self._alert("store_unavailable", f"{self.agent}: store unavailable", str(exc), dedupe_key="store")
-        if self.policy.store_unavailable != "allow":
+        lost = exc.reason in LOST_BOOKS  # never fails open: the books themselves are gone
+        if lost or self.policy.store_unavailable != "allow":
             raise errors.StoreUnavailable(
-                f"{exc} (failing closed; policy store_unavailable: allow fails open)",
+                str(exc) if lost else f"{exc} (failing closed; policy store_unavailable: allow fails open)",
+                reason=exc.reason,
                 agent=self.agent,
                 run_id=self.run_id,
             ) from None
@@ -1061,6 +1088,7 @@ def _open_guard(
     owns_observers: bool | None = None,
     claim_ttl_s: float = DEFAULT_CLAIM_TTL_S,
     observers: Sequence[CallObserver] = (),
+    check_books: bool = False,
 ) -> Guard:
     guard = Guard(
         policy,
@@ -1077,10 +1105,11 @@ def _open_guard(
         parent_id=parent_id,
     )
     guard._unopened = (parent_id, cap_micros)
+    guard._check_books = check_books and isinstance(store, BooksStore)
     try:
         guard._open_run()
     except errors.StoreUnavailable as exc:
-        if policy.store_unavailable != "allow":
+        if policy.store_unavailable != "allow" or exc.reason in LOST_BOOKS:
             raise
         guard._emit("store_unavailable", reason="store_unavailable", error=str(exc))
     guard._beat(clock())
@@ -1183,6 +1212,7 @@ def enforce(
         deferred=deferred,
         claim_ttl_s=claim_ttl_s,
         observers=observers,
+        check_books=True,
     )
     guard._check_restarts(sleep)
     if deferred is not None:

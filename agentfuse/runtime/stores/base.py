@@ -31,6 +31,14 @@ Semantics every backend must keep (the contract suite checks them):
   and settle it explicitly (``reconcile``, recorded durably, never silently).
 * ``claim`` is one atomic insert-if-absent (or if expired); ``record_start`` inserts the start,
   counts the window and starts the cooldown in one atomic unit.
+* Time never runs backwards for an agent's books: ``open_run``, ``gate`` and ``settle`` use
+  ``max(now, latest)`` and ``max(day_key, latest day)``, where ``latest`` is the time of the
+  agent's latest reservation, so a wall clock stepped back never reopens an hourly or daily
+  window, a cooldown or a deadline (:func:`agentfuse.runtime.decisions.effective_time`).
+* Every policy's daily and hourly caps are declared in the store (``declare_caps``) and a gate
+  enforces the strictest declared cap of the agent as well as the request's own.
+* An agent's books carry an identity (``create_identity``); a handle that pinned it refuses
+  every later gate of the agent once the store holds another identity or none (lost data).
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 AGENT_WIDE = ""
@@ -326,6 +335,46 @@ class DaySpend:
     reserved_micros: int
 
 
+@dataclasses.dataclass(frozen=True)
+class StoreIdentity:
+    """Which books a store holds for one agent: a random id written when the agent is first booked.
+
+    A process remembers the identity it has seen (:mod:`agentfuse.runtime.stores.books`); a store
+    that no longer has it lost its data. ``reset_reason`` is set when an operator wrote this
+    identity to acknowledge such a loss (``agentfuse store reset --accept-loss``).
+    """
+
+    agent: str
+    identity: str
+    created_at: float
+    reset_reason: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BooksLoss:
+    """An operator's acknowledgement that an agent's books were lost (kept in the store)."""
+
+    agent: str
+    at: float
+    reason: str
+    previous: str
+    """The identity the lost books had, as far as the operator's side knew (``""``: unknown)."""
+    identity: str
+    """The identity written by the acknowledgement."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CapDeclaration:
+    """The daily and hourly caps one policy declares for its agent (``None``: no such cap)."""
+
+    agent: str
+    policy: str
+    """Who declares: ``host:/abs/path/policy.yaml``, or ``host:<code ...>`` for a policy built in code."""
+    daily_micros: int | None
+    hourly_micros: int | None
+    declared_at: float
+
+
 @runtime_checkable
 class Store(Protocol):
     """Durable state of runs, agents, breakers, rate limits and halts."""
@@ -420,3 +469,44 @@ class OperatorStore(Store, Protocol):
 
     def agents(self) -> list[str]:
         """Every agent the store knows (runs, halts or heartbeats), sorted."""
+
+
+@runtime_checkable
+class BooksStore(Store, Protocol):
+    """A store that can tell whether it still holds an agent's books, and that keeps the caps
+    every policy declares for an agent (the strictest binds every gate). SQLite and Redis
+    implement it; the guard skips both checks for a store without it."""
+
+    def identity(self, agent: str) -> StoreIdentity | None:
+        """The agent's books' identity, or ``None`` if the store has none (new, or lost)."""
+
+    def create_identity(self, agent: str, *, now: float) -> StoreIdentity:
+        """Write a new identity unless one exists (atomically); return the stored one."""
+
+    def reset_identity(self, agent: str, *, now: float, reason: str, previous: str) -> StoreIdentity:
+        """An operator's acknowledgement of lost books: a new identity and a :class:`BooksLoss`."""
+
+    def losses(self, agent: str | None = None) -> list[BooksLoss]:
+        """Every acknowledged loss (of one agent), oldest first."""
+
+    def pin_identity(self, agent: str, identity: str) -> None:
+        """From now on this handle refuses the agent's gates unless the store holds ``identity``."""
+
+    def declare_caps(self, declaration: CapDeclaration) -> None:
+        """Write (or replace) one policy's caps for its agent; with neither cap, remove them."""
+
+    def cap_declarations(self, agent: str | None = None) -> list[CapDeclaration]:
+        """Every declaration (of one agent), by agent and policy."""
+
+    def drop_caps(self, agent: str, policy: str) -> int:
+        """Remove one policy's declaration; returns how many were removed (0 or 1)."""
+
+    def durability_warnings(self) -> list[str]:
+        """What could make this store forget (e.g. a Redis with no persistence); empty if nothing."""
+
+    def seen_record(self, folder: Path | None) -> tuple[Path, str] | None:
+        """Where processes record the identities they have seen in this store, and under which key.
+
+        ``folder`` is the policy's folder (``None``: a policy built in code). ``None`` when there
+        is nowhere to keep the record.
+        """

@@ -35,7 +35,9 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -48,9 +50,13 @@ from agentfuse.runtime import breaker as breaker_rules
 from agentfuse.runtime.decisions import GateSnapshot, decide_gate
 from agentfuse.runtime.errors import StoreUnavailable
 from agentfuse.runtime.redaction import redact as redact_url
+from agentfuse.runtime.stores.books import SEEN_FILE_NAME, identity_changed
 from agentfuse.runtime.stores.base import (
     AGENT_WIDE,
     AgentTotals,
+    BooksLoss,
+    CapDeclaration,
+    StoreIdentity,
     BreakerRecord,
     BreakerState,
     GateRequest,
@@ -129,6 +135,19 @@ local function slide_hour(mk, minute)
   return total
 end
 local RUN_FIELDS = {'parent', 'pagent', 'cap', 'started', 'spent', 'reserved', 'steps', 'failures'}
+-- byte order whatever the server's locale (Lua compares strings with strcoll), as SQLite's BINARY
+local function before(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+-- the agent's clock: time and day of its latest reservation; the books never go back before it
+local function latest_of(me)
+  local c = redis.call('HMGET', me .. ':clock', 'at', 'day')
+  return tonumber(c[1]) or 0, c[2] or ''
+end
 """
 
 _LUA_SETTLE_ONE = r"""
@@ -144,6 +163,8 @@ local function settle_one(at)
   local entry = redis.call('HGET', lk, rid)
   if not entry or string.sub(entry, 1, 2) ~= 'u|' then return nil end
   local now = clock_now(argv[at + 5])
+  local latest = latest_of(me)
+  if latest > now then now = latest end
   local parts = {}
   for p in string.gmatch(entry, '[^|]+') do table.insert(parts, p) end
   local estimate, day_key, minute = tonumber(parts[2]), parts[3], parts[4]
@@ -214,8 +235,10 @@ local agent, run_id, parent_id, cap = argv[2], argv[3], argv[4], argv[5]
 local index = prefix .. ':runs'
 local owner = redis.call('HGET', index, run_id)
 if not owner then
-  local fields = {'started', fmt(clock_now(argv[6])), 'spent', 0, 'reserved', 0, 'steps', 0,
-                  'failures', 0}
+  local started = clock_now(argv[6])
+  local latest = latest_of(base(agent))
+  if latest > started then started = latest end
+  local fields = {'started', fmt(started), 'spent', 0, 'reserved', 0, 'steps', 0, 'failures', 0}
   if parent_id ~= '' then
     local parent_agent = redis.call('HGET', index, parent_id)
     if not parent_agent then return {'noparent'} end
@@ -242,21 +265,46 @@ _GATE = (
 --       rate action, rate max, rate window_s, rate cooldown_s, rate ttl_s,
 --       daily cap, hourly cap, max_steps, max_retries_total, timeout_s, max_attempts, day ttl,
 --       count of deferred settlements, then 12 fields for each (see settle_one),
---       then the pid and host of the process making the reservation
-for n = 1, tonumber(argv[26]) do settle_one(27 + 12 * (n - 1)) end
+--       then the pid and host of the process making the reservation, the books' pinned identity
 local process_at = 27 + 12 * tonumber(argv[26])
 local agent, run_id, rid, action = argv[2], argv[3], argv[4], argv[5]
+local me = base(agent)
+local pinned = argv[process_at + 2]
+if pinned ~= '' then  -- the books this process checked at start must still be there
+  local found = redis.call('HGET', me .. ':identity', 'id')
+  if found ~= pinned then return {'identity', found or ''} end
+end
+for n = 1, tonumber(argv[26]) do settle_one(27 + 12 * (n - 1)) end
 local estimate = tonumber(argv[6])
 local now = clock_now(argv[7])
 local day_key = argv[8]
 local minute = tonumber(argv[9])
 if argv[7] == '' then minute = math.floor(now / 60) end
+local latest_at, latest_day = latest_of(me)
+if now < latest_at or before(day_key, latest_day) then  -- as decisions.effective_time
+  now = math.max(now, latest_at)
+  minute = math.max(minute, math.floor(latest_at / 60))
+  if before(day_key, latest_day) then day_key = latest_day end
+end
 local bkey, threshold, cooldown, lease = argv[10], tonumber(argv[11]), tonumber(argv[12]), tonumber(argv[13])
 local rate_action = argv[14]
 local daily_cap, hourly_cap = optnum(argv[19] ~= '' and argv[19]), optnum(argv[20] ~= '' and argv[20])
 local max_steps, max_retries = optnum(argv[21] ~= '' and argv[21]), optnum(argv[22] ~= '' and argv[22])
 local timeout_s, max_attempts = optnum(argv[23] ~= '' and argv[23]), optnum(argv[24] ~= '' and argv[24])
-local me = base(agent)
+-- the strictest daily and hourly caps any policy declared for the agent: {micros, policy}
+local declared = {{false, ''}, {false, ''}}
+local caps = redis.call('HGETALL', me .. ':caps')
+for i = 1, #caps, 2 do
+  local policy, values = caps[i], {string.match(caps[i + 1], '^([^|]*)|([^|]*)')}
+  for k = 1, 2 do
+    local v, best = tonumber(values[k]), declared[k]
+    if v and (not best[1] or v < best[1] or (v == best[1] and before(policy, best[2]))) then
+      declared[k] = {v, policy}
+    end
+  end
+end
+if declared[1][1] and (not daily_cap or declared[1][1] < daily_cap) then daily_cap = declared[1][1] end
+if declared[2][1] and (not hourly_cap or declared[2][1] < hourly_cap) then hourly_cap = declared[2][1] end
 
 -- read: the run chain, halts, breaker, rate limit, windows, attempts
 local chain = {}
@@ -306,6 +354,10 @@ local function refuse(kind)
     for _, v in ipairs({scope.id, scope.agent, row[1], row[3], row[4], row[5], row[6], row[7], row[8]}) do
       table.insert(snapshot, v)
     end
+  end
+  for _, v in ipairs({day_key, declared[1][1] and string.format('%d', declared[1][1]) or '', declared[1][2],
+                      declared[2][1] and string.format('%d', declared[2][1]) or '', declared[2][2]}) do
+    table.insert(snapshot, v)
   end
   return snapshot
 end
@@ -411,6 +463,7 @@ for i, scope in ipairs(chain) do
   if i == 1 then redis.call('HINCRBY', key, 'steps', 1) end
 end
 redis.call('INCR', me .. ':open')
+redis.call('HSET', me .. ':clock', 'at', fmt(now), 'day', day_key)
 if redis.call('HINCRBY', dk, 'reserved', estimate) == estimate then  -- a new day (or all settled)
   redis.call('EXPIRE', dk, tonumber(argv[25]))
 end
@@ -477,6 +530,14 @@ if held then
 end
 redis.call('SET', key, string.format('%.17g', now + ttl) .. '|' .. ARGV[6], 'EX', math.ceil(ttl) + 60)
 return 1
+"""
+
+
+_CREATE_IDENTITY = r"""
+-- ARGV (plain): prefix, agent, new identity, now. The agent's books' identity unless one exists.
+local key = ARGV[1] .. ':{' .. ARGV[2] .. '}:identity'
+if redis.call('EXISTS', key) == 0 then redis.call('HSET', key, 'id', ARGV[3], 'created_at', ARGV[4]) end
+return redis.call('HMGET', key, 'id', 'created_at', 'reset_reason')
 """
 
 
@@ -580,6 +641,17 @@ class RedisStore:
         self._open_run = self._client.register_script(_OPEN_RUN)
         self._record_start = self._client.register_script(_RECORD_START)
         self._claim = self._client.register_script(_CLAIM)
+        self._create_identity = self._client.register_script(_CREATE_IDENTITY)
+        self._pins: dict[str, str] = {}
+        """agent -> the books' identity this handle checked (:meth:`pin_identity`)."""
+        self._durability: list[str] | None = None
+        """What the server's configuration risks, once asked (:meth:`durability_warnings`)."""
+        address = urlsplit(redis_url)
+        self._books_key = (
+            f"{address.scheme}://{address.hostname or 'localhost'}:{address.port or 6379}"
+            f"/{address.path.strip('/') or '0'}?prefix={self.prefix}"
+        )
+        """This store in a seen record: server, database and prefix, never a password."""
         self._gate = self._client.register_script(_GATE)
         self._settle = self._client.register_script(_SETTLE)
         self._local = threading.local()
@@ -707,7 +779,7 @@ class RedisStore:
         ]
         for deferred in request.settle_first:
             args += self._settlement_args(deferred)
-        args += [str(os.getpid()), self.host]
+        args += [str(os.getpid()), self.host, self._pins.get(request.agent, "")]
         reply = self._run_script(self._gate, request.agent, args)
         if isinstance(reply, str):
             _, probe, transition, tripped, remaining, fraction, clean = reply.split("|")
@@ -720,6 +792,9 @@ class RedisStore:
                 breaker_clean=clean == "1",
             )
         status = reply[0]
+        if status == "identity":
+            message = identity_changed(self, request.agent, self._pins[request.agent], reply[1] or None)
+            raise StoreUnavailable(message, reason="store_lost")
         if status == "norun":
             raise StoreUnavailable(
                 f"run {request.run_id} is not in the Redis store {self.url} (its data was lost:"
@@ -730,9 +805,9 @@ class RedisStore:
                 f"reservation {request.reservation_id} was already made (a lost reply was retried);"
                 " it stays counted until reconciled"
             )
-        snapshot, now, minute, lua_kind = _gate_snapshot(reply)
-        if now != request.now or minute != request.minute:
-            request = _replace_time(request, now, minute)
+        snapshot, now, minute, day_key, lua_kind = _gate_snapshot(reply)
+        if now != request.now or minute != request.minute or day_key != request.day_key:
+            request = dataclasses.replace(request, now=now, minute=minute, day_key=day_key)
         decision = decide_gate(snapshot, request)
         python_kind = decision.result.refusal.kind if decision.result.refusal else "ok"
         if python_kind != lua_kind:
@@ -1013,6 +1088,122 @@ class RedisStore:
     def agents(self) -> list[str]:
         return self._call(self._agents)
 
+    # -- the books' identity and the declared caps ------------------------------------------------
+
+    def identity(self, agent: str) -> StoreIdentity | None:
+        fields = self._call(
+            lambda: self._client.hmget(self.key(agent, "identity"), ["id", "created_at", "reset_reason"])
+        )
+        return _identity_from(agent, fields)
+
+    def create_identity(self, agent: str, *, now: float) -> StoreIdentity:
+        args = [self.prefix, agent, uuid.uuid4().hex, repr(float(now))]
+        fields = self._call(lambda: self._create_identity(keys=[self._base(agent)], args=args))
+        identity = _identity_from(agent, fields)
+        assert identity is not None
+        return identity
+
+    def reset_identity(self, agent: str, *, now: float, reason: str, previous: str) -> StoreIdentity:
+        identity = StoreIdentity(agent, uuid.uuid4().hex, now, reason)
+        loss = BooksLoss(agent, now, reason, previous, identity.identity)
+
+        def write() -> None:
+            pipe = self._client.pipeline(transaction=True)
+            key = self.key(agent, "identity")
+            pipe.delete(key)
+            pipe.hset(key, mapping={"id": identity.identity, "created_at": repr(float(now)), "reset_reason": reason})
+            pipe.rpush(self.key(agent, "losses"), json.dumps(dataclasses.asdict(loss)))
+            pipe.sadd(f"{self.prefix}:agents", agent)
+            pipe.execute()
+
+        self._call(write)
+        return identity
+
+    def losses(self, agent: str | None = None) -> list[BooksLoss]:
+        def read() -> list[BooksLoss]:
+            agents = [agent] if agent is not None else self._agents()
+            pipe = self._client.pipeline(transaction=False)
+            for name in agents:
+                pipe.lrange(self.key(name, "losses"), 0, -1)
+            rows = [BooksLoss(**json.loads(row)) for found in pipe.execute() for row in found]
+            return sorted(rows, key=lambda loss: loss.at)
+
+        return self._call(read)
+
+    def pin_identity(self, agent: str, identity: str) -> None:
+        self._pins[agent] = identity
+
+    def declare_caps(self, declaration: CapDeclaration) -> None:
+        def write() -> None:
+            pipe = self._client.pipeline(transaction=True)
+            key = self.key(declaration.agent, "caps")
+            if declaration.daily_micros is None and declaration.hourly_micros is None:
+                pipe.hdel(key, declaration.policy)
+            else:
+                caps = (_opt(declaration.daily_micros), _opt(declaration.hourly_micros))
+                value = "|".join((*caps, repr(float(declaration.declared_at))))
+                pipe.hset(key, declaration.policy, value)
+            pipe.sadd(f"{self.prefix}:agents", declaration.agent)
+            pipe.execute()
+
+        self._call(write)
+
+    def cap_declarations(self, agent: str | None = None) -> list[CapDeclaration]:
+        def read() -> list[CapDeclaration]:
+            agents = [agent] if agent is not None else self._agents()
+            pipe = self._client.pipeline(transaction=False)
+            for name in agents:
+                pipe.hgetall(self.key(name, "caps"))
+            found = []
+            for name, rows in zip(agents, pipe.execute()):
+                for policy, value in sorted(rows.items()):
+                    daily, hourly, at = value.split("|")
+                    caps = (int(daily) if daily else None, int(hourly) if hourly else None)
+                    found.append(CapDeclaration(name, policy, *caps, float(at)))
+            return found
+
+        return self._call(read)
+
+    def drop_caps(self, agent: str, policy: str) -> int:
+        return int(self._call(lambda: self._client.hdel(self.key(agent, "caps"), policy)))
+
+    def durability_warnings(self) -> list[str]:
+        """Asked once per handle: persistence off, or keys that may be evicted."""
+        if self._durability is None:
+            self._durability = self._call(self._check_durability)
+        return list(self._durability)
+
+    def _check_durability(self) -> list[str]:
+        config: dict[str, str] = {}
+        try:
+            for name in ("appendonly", "save", "maxmemory", "maxmemory-policy"):
+                config.update(self._client.config_get(name))
+        except redis.ResponseError as exc:  # CONFIG disabled or not permitted (managed Redis)
+            return [
+                f"cannot tell whether the Redis store {self.url} keeps its data on disk (CONFIG GET"
+                f" refused: {exc}); make sure it runs with appendonly yes (docs/redis.md)"
+            ]
+        warnings = []
+        if config.get("appendonly") != "yes" and not config.get("save"):
+            warnings.append(
+                f"the Redis store {self.url} keeps nothing on disk (appendonly no, save \"\"): a restart"
+                " forgets every budget and halt, and agentfuse then refuses calls until an operator"
+                " acknowledges the loss; run Redis with appendonly yes (docs/redis.md)"
+            )
+        policy = config.get("maxmemory-policy", "noeviction")
+        if config.get("maxmemory", "0") != "0" and policy != "noeviction":
+            warnings.append(
+                f"the Redis store {self.url} may evict keys (maxmemory-policy {policy}): an evicted"
+                " window forgets its spend; use maxmemory-policy noeviction (docs/redis.md)"
+            )
+        return warnings
+
+    def seen_record(self, folder: Path | None) -> tuple[Path, str] | None:
+        """In the policy's ``.agentfuse/`` folder; a policy built in code has none."""
+        if folder is None:
+            return None
+        return folder / ".agentfuse" / SEEN_FILE_NAME, self._books_key
+
     def close(self) -> None:
         with self._connections_lock:
             connections, self._connections = self._connections, []
@@ -1047,8 +1238,8 @@ def _halt_json(record: HaltRecord) -> str:
     )
 
 
-def _gate_snapshot(reply: Sequence[Any]) -> tuple[GateSnapshot, float, int, str]:
-    """Decode the gate script's reply: (state it decided on, its now, its minute, its verdict)."""
+def _gate_snapshot(reply: Sequence[Any]) -> tuple[GateSnapshot, float, int, str, str]:
+    """Decode the gate script's reply: (state it decided on, its now, minute and day, its verdict)."""
     now, minute, verdict = float(reply[0]), int(reply[1]), reply[2]
     day_used, hour_used, attempts = int(reply[3]), int(reply[4]), int(reply[5])
     breaker_record = _breaker_from(reply[6:11])
@@ -1068,6 +1259,8 @@ def _gate_snapshot(reply: Sequence[Any]) -> tuple[GateSnapshot, float, int, str]
             position + 9 * index : position + 9 * index + 9
         ]
         chain.append(_run_from(run_id, agent, (parent, None, cap, started, spent, reserved, steps, failures)))
+    position += 9 * chain_length
+    day_key, daily, daily_by, hourly, hourly_by = reply[position : position + 5]
     snapshot = GateSnapshot(
         chain=chain,
         halts=halts,
@@ -1076,9 +1269,12 @@ def _gate_snapshot(reply: Sequence[Any]) -> tuple[GateSnapshot, float, int, str]
         day_micros=day_used,
         hour_micros=hour_used,
         action_failures=attempts,
+        daily_declared=(int(daily), daily_by) if daily else None,
+        hourly_declared=(int(hourly), hourly_by) if hourly else None,
     )
-    return snapshot, now, minute, verdict
+    return snapshot, now, minute, day_key, verdict
 
 
-def _replace_time(request: GateRequest, now: float, minute: int) -> GateRequest:
-    return dataclasses.replace(request, now=now, minute=minute)
+def _identity_from(agent: str, fields: Sequence[Any]) -> StoreIdentity | None:
+    identity, created_at, reset_reason = fields
+    return None if identity is None else StoreIdentity(agent, identity, float(created_at), reset_reason or None)

@@ -31,20 +31,26 @@ import dataclasses
 import functools
 import json
 import os
+import shlex
 import socket
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from agentfuse.runtime import breaker as breaker_rules
-from agentfuse.runtime.decisions import GateSnapshot, decide_gate
+from agentfuse.runtime.decisions import GateSnapshot, decide_gate, effective_time
 from agentfuse.runtime.errors import StoreUnavailable
+from agentfuse.runtime.stores.books import identity_changed
 from agentfuse.runtime.stores.base import (
     AGENT_WIDE,
     AgentTotals,
+    BooksLoss,
+    CapDeclaration,
+    StoreIdentity,
     BreakerRecord,
     BreakerState,
     GateRequest,
@@ -170,12 +176,36 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE agent_minutes;
     DROP INDEX ledger_unsettled;
     """,
+    # 4: books that cannot be fooled. ``at``: the latest reservation's time in a bucket (the latest
+    # day bucket's is the agent's clock, which never runs backwards). Identities of the agents'
+    # books, acknowledged losses, and the caps every policy declares for its agent.
+    """
+    ALTER TABLE agent_windows ADD COLUMN at REAL NOT NULL DEFAULT 0;
+    CREATE TABLE identities (
+        agent TEXT PRIMARY KEY, identity TEXT NOT NULL, created_at REAL NOT NULL, reset_reason TEXT
+    ) WITHOUT ROWID;
+    CREATE TABLE books_losses (
+        agent TEXT NOT NULL, at REAL NOT NULL, reason TEXT NOT NULL, previous TEXT NOT NULL,
+        identity TEXT NOT NULL
+    );
+    CREATE TABLE cap_declarations (
+        agent TEXT NOT NULL, policy TEXT NOT NULL, daily_micros INTEGER, hourly_micros INTEGER,
+        declared_at REAL NOT NULL,
+        PRIMARY KEY (agent, policy)
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _RUN_COLUMNS = (
     "run_id, agent, parent_id, cap_micros, started_at, spent_micros, reserved_micros, steps, failures"
 )
+_LATEST_DAY = (
+    "(SELECT {column} FROM agent_windows WHERE agent = ? AND bucket > 'day:' AND bucket < 'day;'"
+    " ORDER BY bucket DESC LIMIT 1)"
+)
+"""A column of the agent's latest day bucket (parameter: agent): ``bucket``, or ``at``, the time
+of the agent's latest reservation (the agent's clock never runs backwards, so it is there)."""
 _BREAKER_COLUMNS = ", ".join(
     f"(SELECT {column} FROM breakers WHERE agent = ? AND key = ?)"
     for column in ("state", "consecutive_failures", "opened_at", "probe_id", "probe_expires_at")
@@ -189,8 +219,27 @@ _GATE_READS = (
     "  WHERE agent = ? AND bucket > ? AND bucket <= ?),"
     " COALESCE((SELECT failures FROM action_failures WHERE run_id = ? AND action = ?), 0), "
     + _BREAKER_COLUMNS
+    + ", " + _LATEST_DAY.format(column="bucket") + ", " + _LATEST_DAY.format(column="at") + ","
+    " (SELECT daily_micros || ' ' || policy FROM cap_declarations WHERE agent = ? AND daily_micros IS NOT NULL"
+    "  ORDER BY daily_micros, policy LIMIT 1),"
+    " (SELECT hourly_micros || ' ' || policy FROM cap_declarations WHERE agent = ? AND hourly_micros IS NOT NULL"
+    "  ORDER BY hourly_micros, policy LIMIT 1),"
+    " (SELECT identity FROM identities WHERE agent = ?)"
 )
-"""Every scalar one gate reads besides the run rows: halts, windows, attempts, breaker."""
+"""Every scalar one gate reads besides the run rows: halts, windows, attempts, breaker, the
+agent's clock (its latest day bucket and time), the strictest declared caps, the books' identity."""
+
+
+def move_aside(path: Path, stamp: str) -> list[Path]:
+    """Rename a damaged store file and its write-ahead log and shared memory to ``*.damaged-STAMP``
+    (kept for inspection); returns the new names. A new store can then be created at ``path``."""
+    moved = []
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if name.exists():
+            target = name.with_name(f"{name.name}.damaged-{stamp}")
+            os.replace(name, target)
+            moved.append(target)
+    return moved
 
 
 def path_from_url(url: str) -> Path:
@@ -234,6 +283,8 @@ class SQLiteStore:
         """agent -> the minute this store last pruned its minute buckets at (once a minute)."""
         self._lineage: dict[str, tuple[str, ...]] = {}
         """run id -> it and its ancestors' ids; parents never change, so this cannot go stale."""
+        self._pins: dict[str, str] = {}
+        """agent -> the books' identity this handle checked (:meth:`pin_identity`)."""
         self._create_file()
         with self._transaction() as db:
             self._migrate(db)
@@ -243,24 +294,59 @@ class SQLiteStore:
         return cls(path_from_url(url), durability=durability)
 
     def _create_file(self) -> None:
-        """Create the file with mode 0600 if it is missing; never open an existing one.
+        """Create the store if it is missing; refuse an existing empty file (lost data).
 
-        Closing any descriptor of a SQLite file drops every POSIX lock this process holds on
-        it, including those of other connections (another store on the same file), which lets
-        a second process checkpoint under them and corrupt their reads. So an existing file is
-        left alone.
+        A new store is built in a private temporary file beside the path and linked into place
+        (``os.link`` fails if the name exists), so nobody ever sees a half-made store, and an
+        empty file at the path can only be a store that lost its data: it is refused, never
+        taken for a new one. An existing file is never opened here: closing any descriptor of a
+        SQLite file drops every POSIX lock this process holds on it, including those of other
+        connections (another store on the same file), which lets a second process checkpoint
+        under them and corrupt their reads.
         """
-        if self.path.exists():
+        wal = Path(f"{self.path}-wal")
+        try:
+            orphan_log = wal.exists()  # looked at first: a new store is linked before its log exists
+            size: int | None = self.path.stat().st_size
+        except (FileNotFoundError, NotADirectoryError):
+            size = None
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot read the store file {self.path}: {exc.strerror}") from None
+        if size == 0:
+            raise StoreUnavailable(_damaged(self.path, "the file is empty (0 bytes)"), reason="store_damaged")
+        if size is not None:
             return
+        if orphan_log:  # SQLite would replay the lost store's log into a new one
+            raise StoreUnavailable(
+                _damaged(self.path, f"the file is missing but its write-ahead log {wal.name} is there"),
+                reason="store_damaged",
+            )
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
+            db = sqlite3.connect(temporary, isolation_level=None)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+                db.execute("PRAGMA journal_mode=WAL")
+                with _Transaction(db.cursor(), temporary) as cursor:
+                    self._migrate(cursor)
+            finally:
+                db.close()
+            try:
+                os.link(temporary, self.path)
             except FileExistsError:
-                return  # another process created it in between
-            os.close(fd)
+                pass  # another process created it in between
+            except OSError:  # a file system without hard links
+                if not self.path.exists():
+                    os.replace(temporary, self.path)
         except OSError as exc:
             raise StoreUnavailable(f"cannot create the store file {self.path}: {exc.strerror}") from None
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot create the store file {self.path}: {exc}") from None
+        finally:
+            for leftover in (temporary, Path(f"{temporary}-wal"), Path(f"{temporary}-shm")):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
 
     def _connection(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -283,7 +369,7 @@ class SQLiteStore:
                 sync = "FULL" if self.durability == "full" else "NORMAL"
                 db.execute(f"PRAGMA synchronous={sync}")
             except sqlite3.Error as exc:
-                raise StoreUnavailable(f"cannot open the store {self.path}: {exc}") from None
+                raise _failure(self.path, "cannot be opened", exc) from None
             self._local.db = db
             self._local.cursor = db.cursor()
             self._local.pid = os.getpid()
@@ -343,6 +429,7 @@ class SQLiteStore:
                 return existing
             if parent_id is not None and _fetch_run(db, parent_id) is None:
                 raise KeyError(parent_id)
+            now = max(now, _latest_at(db, agent))
             db.execute(
                 "INSERT INTO runs (run_id, agent, parent_id, cap_micros, started_at) VALUES (?,?,?,?,?)",
                 (run_id, agent, parent_id, cap_micros, now),
@@ -382,6 +469,15 @@ class SQLiteStore:
                     _prune_minutes(db, request.agent, request.minute)
                     self._pruned[request.agent] = request.minute
                 view = self._read_view(db, request, ids, key, version)
+            pinned = self._pins.get(request.agent)
+            if pinned is not None and view.identity != pinned:
+                message = identity_changed(self, request.agent, pinned, view.identity)
+                raise StoreUnavailable(message, reason="store_lost")
+            if request.now < view.latest_at or request.day_key < view.latest_day:
+                request = effective_time(request, view.latest_at, view.latest_day)  # the clock went back
+                key = (*key[:4], request.day_key, request.minute)
+                view = self._read_view(db, request, ids, key, version)  # the windows of the books' time
+                clean = False
             view.add_money(money)
             snapshot = GateSnapshot(
                 chain=view.chain,
@@ -393,6 +489,8 @@ class SQLiteStore:
                 day_micros=view.day_micros,
                 hour_micros=view.hour_micros,
                 action_failures=view.action_failures,
+                daily_declared=view.daily_declared,
+                hourly_declared=view.hourly_declared,
             )
             decision = decide_gate(snapshot, request)
             if decision.result.halt is not None:
@@ -432,34 +530,42 @@ class SQLiteStore:
             )
             self._own_reservations[request.reservation_id] = (estimate, request.day_key, request.minute)
             money.add(request.agent, ids, request.day_key, request.minute, reserved=estimate, spent=0)
-            money.write(db, stepped_run=request.run_id)
+            money.write(db, stepped_run=request.run_id, at=request.now)
         if clean and not view.halted:
-            view.add_reservation(estimate)
+            view.add_reservation(estimate, request.now)
             self._local.view = view  # kept only once the transaction has committed
         return decision.result
 
     def _read_view(
         self, db: _SQL, request: GateRequest, ids: tuple[str, ...], key: tuple[Any, ...], version: int
     ) -> _GateView:
-        """The gate's one read: the run rows, halts, windows, the action's failures, the breaker."""
+        """The gate's one read: the run rows, halts, windows, the action's failures, the breaker,
+        the agent's clock, the strictest declared caps and the books' identity."""
+        agent = request.agent
         rows = db.execute(
             self._gate_sql(len(ids)),
             (
-                request.agent,
+                agent,
                 *ids,
-                request.agent,
+                agent,
                 _day_bucket(request.day_key),
-                request.agent,
+                agent,
                 _minute_bucket(request.minute - HOUR_MINUTES),
                 _minute_bucket(request.minute),
                 request.run_id,
                 request.action,
-                *(request.agent, request.breaker.key) * 5,
+                *(agent, request.breaker.key) * 5,
+                agent,
+                agent,
+                agent,
+                agent,
+                agent,
                 *ids,
             ),
         ).fetchall()
         by_id = {row[0]: row for row in rows}
-        halt_count, day_used, hour_used, action_failures, *breaker_row = rows[0][_RUN_WIDTH:]
+        halt_count, day_used, hour_used, action_failures, *breaker_row = rows[0][_RUN_WIDTH:-5]
+        latest_day, latest_at, daily, hourly, identity = rows[0][-5:]
         return _GateView(
             version=version,
             key=key,
@@ -469,6 +575,11 @@ class SQLiteStore:
             hour_micros=hour_used,
             action_failures=action_failures,
             breaker=_breaker_from_row(breaker_row),
+            latest_day=latest_day[4:] if latest_day else "",
+            latest_at=latest_at or 0.0,
+            daily_declared=_declared(daily),
+            hourly_declared=_declared(hourly),
+            identity=identity,
         )
 
     def _gate_sql(self, lineage_length: int) -> str:
@@ -519,13 +630,15 @@ class SQLiteStore:
         self._own_reservations.pop(settlement.reservation_id, None)
         failed = settlement.outcome is Outcome.FAILURE
         row = db.execute(
-            f"SELECT estimate_micros, day_key, minute, {_BREAKER_COLUMNS} FROM ledger"
-            " WHERE reservation_id = ? AND settled_at IS NULL",
-            (*(settlement.agent, settlement.breaker.key) * 5, settlement.reservation_id),
+            f"SELECT estimate_micros, day_key, minute, {_LATEST_DAY.format(column='at')}, {_BREAKER_COLUMNS}"
+            " FROM ledger WHERE reservation_id = ? AND settled_at IS NULL",
+            (settlement.agent, *(settlement.agent, settlement.breaker.key) * 5, settlement.reservation_id),
         ).fetchone()
         if row is None:
             return SettleResult(settled=False)
-        estimate, day_key, minute, *breaker_row = row
+        estimate, day_key, minute, latest_at, *breaker_row = row
+        if latest_at is not None and latest_at > settlement.now:  # the clock went back
+            settlement = dataclasses.replace(settlement, now=latest_at)
         cost = settlement.cost_micros
         db.execute(
             "UPDATE ledger SET cost_micros = ?, settled_at = ?, outcome = ? WHERE reservation_id = ?",
@@ -745,6 +858,70 @@ class SQLiteStore:
             ).fetchall()
             return [row[0] for row in rows]
 
+    # -- the books' identity and the declared caps ------------------------------------------------
+
+    def identity(self, agent: str) -> StoreIdentity | None:
+        with self._reading() as db:
+            row = db.execute(_IDENTITY_SQL, (agent,)).fetchone()
+            return StoreIdentity(*row) if row else None
+
+    def create_identity(self, agent: str, *, now: float) -> StoreIdentity:
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO identities VALUES (?,?,?,NULL)", (agent, uuid.uuid4().hex, now))
+            return StoreIdentity(*db.execute(_IDENTITY_SQL, (agent,)).fetchone())
+
+    def reset_identity(self, agent: str, *, now: float, reason: str, previous: str) -> StoreIdentity:
+        identity = StoreIdentity(agent, uuid.uuid4().hex, now, reason)
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO identities VALUES (?,?,?,?)", dataclasses.astuple(identity))
+            db.execute("INSERT INTO books_losses VALUES (?,?,?,?,?)", (agent, now, reason, previous, identity.identity))
+        return identity
+
+    def losses(self, agent: str | None = None) -> list[BooksLoss]:
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT agent, at, reason, previous, identity FROM books_losses WHERE ? IS NULL OR agent = ?"
+                " ORDER BY at, rowid",
+                (agent, agent),
+            ).fetchall()
+            return [BooksLoss(*row) for row in rows]
+
+    def pin_identity(self, agent: str, identity: str) -> None:
+        self._pins[agent] = identity
+
+    def declare_caps(self, declaration: CapDeclaration) -> None:
+        with self._transaction() as db:
+            if declaration.daily_micros is None and declaration.hourly_micros is None:
+                db.execute(
+                    "DELETE FROM cap_declarations WHERE agent = ? AND policy = ?",
+                    (declaration.agent, declaration.policy),
+                )
+            else:
+                row = dataclasses.astuple(declaration)
+                db.execute("INSERT OR REPLACE INTO cap_declarations VALUES (?,?,?,?,?)", row)
+
+    def cap_declarations(self, agent: str | None = None) -> list[CapDeclaration]:
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT agent, policy, daily_micros, hourly_micros, declared_at FROM cap_declarations"
+                " WHERE ? IS NULL OR agent = ? ORDER BY agent, policy",
+                (agent, agent),
+            ).fetchall()
+            return [CapDeclaration(*row) for row in rows]
+
+    def drop_caps(self, agent: str, policy: str) -> int:
+        with self._transaction() as db:
+            return db.execute(
+                "DELETE FROM cap_declarations WHERE agent = ? AND policy = ?", (agent, policy)
+            ).rowcount
+
+    def durability_warnings(self) -> list[str]:
+        return []
+
+    def seen_record(self, folder: Path | None) -> tuple[Path, str] | None:
+        """Beside the store file, whatever the policy's folder: the record follows the file."""
+        return self.path.with_name(self.path.name + ".seen.json"), self.path.name
+
     def _lineage_ids(self, db: _SQL, run_id: str) -> tuple[str, ...]:
         """The run's id and its ancestors' (raises KeyError for an unknown run)."""
         ids = self._lineage.get(run_id)
@@ -795,7 +972,7 @@ class _Transaction:
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"store {self.path} is unavailable: {exc}") from None
+            raise _failure(self.path, "is unavailable", exc) from None
         return self.db
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
@@ -803,14 +980,34 @@ class _Transaction:
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                raise StoreUnavailable(f"store {self.path} failed: {exc}") from None
+                raise _failure(self.path, "failed", exc) from None
             return  # the exception propagates
         try:
             self.db.execute("COMMIT")
         except sqlite3.Error as commit_error:
             with contextlib.suppress(sqlite3.Error):
                 self.db.execute("ROLLBACK")
-            raise StoreUnavailable(f"store {self.path} could not commit: {commit_error}") from None
+            raise _failure(self.path, "could not commit", commit_error) from None
+
+
+_DAMAGE_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def _failure(path: Path, what: str, exc: sqlite3.Error) -> StoreUnavailable:
+    """A driver error as :class:`StoreUnavailable`; a damaged file says so and how to go on."""
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _DAMAGE_CODES:
+        return StoreUnavailable(_damaged(path, str(exc)), reason="store_damaged")
+    return StoreUnavailable(f"store {path} {what}: {exc}")
+
+
+def _damaged(path: Path, what: str) -> str:
+    url = shlex.quote(f"sqlite:///{path.resolve()}")
+    return (
+        f"store {path} is damaged ({what}): the books it kept are lost, so they cannot be trusted;"
+        " calls are refused rather than started from a fresh budget. Once you know what was spent"
+        " (the event log, the provider's usage page), acknowledge the loss: agentfuse store reset"
+        f" --agent AGENT --accept-loss --store {url} (it moves the damaged file aside)"
+    )
 
 
 @dataclasses.dataclass(slots=True)
@@ -833,6 +1030,13 @@ class _GateView:
     hour_micros: int
     action_failures: int
     breaker: BreakerRecord
+    latest_day: str
+    """The day of the agent's latest reservation (``""``: none)."""
+    latest_at: float
+    """The time of the agent's latest reservation (0: none)."""
+    daily_declared: tuple[int, str] | None
+    hourly_declared: tuple[int, str] | None
+    identity: str | None
 
     def add_money(self, money: _MoneyChanges) -> None:
         """Add what ``money`` will write to the runs of the chain and to the day and the hour."""
@@ -845,13 +1049,16 @@ class _GateView:
         self.day_micros += money.day_seen(agent, day_key)
         self.hour_micros += money.hour_seen(agent, minute)
 
-    def add_reservation(self, estimate: int) -> None:
-        """Add one reservation of ``estimate`` (and its step) to the chain, the day and the hour."""
+    def add_reservation(self, estimate: int, now: float) -> None:
+        """Add one reservation of ``estimate`` at ``now`` (and its step) to the chain, the day
+        and the hour (the view's own day and minute: the books' clock did not go back)."""
         for run in self.chain:
             run.reserved_micros += estimate
         self.chain[0].steps += 1
         self.day_micros += estimate
         self.hour_micros += estimate
+        self.latest_day = self.key[4]
+        self.latest_at = now
 
 
 class _MoneyChanges:
@@ -892,10 +1099,11 @@ class _MoneyChanges:
             if owner == agent and oldest < at <= minute
         )
 
-    def write(self, db: _SQL, *, stepped_run: str | None) -> None:
+    def write(self, db: _SQL, *, stepped_run: str | None, at: float = 0.0) -> None:
         """Apply the additions: one ``UPDATE runs`` per distinct change, one upsert per bucket.
 
-        ``stepped_run`` (the run that reserved, if any) also gets one more step.
+        ``stepped_run`` (the run that reserved, if any) also gets one more step; ``at`` (the
+        time of its reservation) becomes the buckets' latest time if it is later.
         """
         groups: dict[tuple[int, int], list[str]] = {}
         for run_id, change in self.runs.items():
@@ -903,10 +1111,11 @@ class _MoneyChanges:
         for (reserved, spent), run_ids in groups.items():
             db.execute(_update_runs_sql(len(run_ids)), (reserved, spent, stepped_run, *run_ids))
         buckets = [
-            (agent, _day_bucket(day_key), spent, reserved) for (agent, day_key), (reserved, spent) in self.days.items()
+            (agent, _day_bucket(day_key), spent, reserved, at)
+            for (agent, day_key), (reserved, spent) in self.days.items()
         ]
         buckets += [
-            (agent, _minute_bucket(minute), spent, reserved)
+            (agent, _minute_bucket(minute), spent, reserved, at)
             for (agent, minute), (reserved, spent) in self.minutes.items()
         ]
         _add_to_buckets(db, buckets)
@@ -926,6 +1135,9 @@ _UPDATE_ONE_RUN = (
     "UPDATE runs SET reserved_micros = reserved_micros + ?, spent_micros = spent_micros + ?,"
     " steps = steps + (run_id IS ?) WHERE run_id IN (?)"
 )
+
+
+_IDENTITY_SQL = "SELECT agent, identity, created_at, reset_reason FROM identities WHERE agent = ?"
 
 
 def _fetch_run(db: _SQL, run_id: str) -> RunInfo | None:
@@ -972,16 +1184,17 @@ _ADD_TO_BUCKETS: dict[int, str] = {}
 """Number of buckets -> the upsert adding to them (one statement for the day and the minute)."""
 
 
-def _add_to_buckets(db: _SQL, buckets: Sequence[tuple[str, str, int, int]]) -> None:
-    """Add (spent, reserved) to each (agent, bucket), creating the rows that are missing."""
+def _add_to_buckets(db: _SQL, buckets: Sequence[tuple[str, str, int, int, float]]) -> None:
+    """Add (spent, reserved) to each (agent, bucket), creating the rows that are missing, and
+    keep the later of each bucket's latest reservation time and the one given."""
     if not buckets:
         return
     sql = _ADD_TO_BUCKETS.get(len(buckets))
     if sql is None:
         sql = (
-            f"INSERT INTO agent_windows VALUES {','.join(['(?,?,?,?)'] * len(buckets))}"
+            f"INSERT INTO agent_windows VALUES {','.join(['(?,?,?,?,?)'] * len(buckets))}"
             " ON CONFLICT (agent, bucket) DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros,"
-            " reserved_micros = reserved_micros + excluded.reserved_micros"
+            " reserved_micros = reserved_micros + excluded.reserved_micros, at = max(at, excluded.at)"
         )
         _ADD_TO_BUCKETS[len(buckets)] = sql
     db.execute(sql, [value for bucket in buckets for value in bucket])
@@ -991,7 +1204,8 @@ def _add_to_windows(
     db: _SQL, agent: str, day_key: str, minute: int, *, reserved: int, spent: int
 ) -> None:
     _add_to_buckets(
-        db, [(agent, _day_bucket(day_key), spent, reserved), (agent, _minute_bucket(minute), spent, reserved)]
+        db,
+        [(agent, _day_bucket(day_key), spent, reserved, 0.0), (agent, _minute_bucket(minute), spent, reserved, 0.0)],
     )
 
 
@@ -1092,3 +1306,17 @@ def _write_halt(db: _SQL, record: HaltRecord) -> None:
 def _halt_from_row(row: Sequence[Any]) -> HaltRecord:
     agent, run_id, reason, source, created_at, figures = row
     return HaltRecord(agent, run_id, reason, source, created_at, json.loads(figures))
+
+
+def _latest_at(db: _SQL, agent: str) -> float:
+    """The time of the agent's latest reservation (0 if none): the agent's clock."""
+    (latest,) = db.execute("SELECT " + _LATEST_DAY.format(column="at"), (agent,)).fetchone()
+    return float(latest) if latest is not None else 0.0
+
+
+def _declared(value: str | None) -> tuple[int, str] | None:
+    """``"1000000 host:/p/policy.yaml"`` (the strictest declared cap and its policy) as a pair."""
+    if value is None:
+        return None
+    micros, _, policy = value.partition(" ")
+    return int(micros), policy

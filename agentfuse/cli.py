@@ -20,7 +20,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "agentfuse.runtime.policy_commands",  # check-policy, init
     "agentfuse.runtime.operator_commands",  # halt, resume, status, runs, ...
     "agentfuse.runtime.store_commands",   # store reset, store caps
-    "agentfuse.runtime.metrics_command",  # metrics (Prometheus)
     "agentfuse.runtime.price_commands",   # prices
 )
 

@@ -77,7 +77,7 @@ class _ImportHook(importlib.abc.MetaPathFinder):
                 if self.waiting.pop(name, None) is not None and REGISTRY.active():
                     _install(provider)
 
-        loader.exec_module = exec_module  # type: ignore[union-attr]  # this module's own loader
+        loader.exec_module = exec_module  # type: ignore[union-attr, method-assign]  # this module's own loader
         return spec
 
 

@@ -260,3 +260,29 @@ def test_azure_clients_are_gated_too(standin: StandIn, guards: Guards) -> None:
     azure.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=20)
     assert standin.requests == 1
     assert books(guard).spent_micros == GPT4O_CALL_MICROS
+
+
+def test_an_sdk_imported_after_instrument_is_patched_on_import(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from runtime_helpers import make_policy
+from agentfuse import enforce
+from agentfuse.testing.standin import StandIn
+guard = enforce(make_policy(budget={{"run_usd": 1}}), store="sqlite:///{tmp_path}/s.db")
+guard.instrument()
+assert "openai" not in sys.modules, "instrument() must not import an SDK"
+import openai
+with StandIn() as provider:
+    client = openai.OpenAI(base_url=provider.openai_url, api_key="none", max_retries=0)
+    client.chat.completions.create(model="gpt-4o", messages=[], max_tokens=20)
+    guard.flush()
+    print(guard.store.get_run(guard.run_id).steps)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"

@@ -10,7 +10,17 @@ import jsonschema
 import pytest
 import yaml
 
-from agentfuse.runtime.policy import BUDGET_CAPS, REQUIRED_KEYS, SECTION_KEYS, policy_issues
+from agentfuse.runtime.policy import (
+    BUDGET_CAPS,
+    MAX_AMOUNT_USD,
+    MAX_BACKUPS,
+    MAX_CAP_USD,
+    MAX_COUNT,
+    MAX_SECONDS,
+    REQUIRED_KEYS,
+    SECTION_KEYS,
+    policy_issues,
+)
 from tests.test_policy_cases import (
     EXAMPLE_POLICIES,
     INVALID_POLICIES,
@@ -90,3 +100,40 @@ def test_most_malformed_cases_are_within_the_schemas_reach() -> None:
     }
     assert len(SCHEMA_CHECKED) >= 30
     assert len(blind) <= 8, blind
+
+
+BASE = "version: 1\nagent: bounds\nbreaker: {}\nfail_fast: {}\n"
+BOUNDS = [
+    # (policy lines with X for the value, largest value both accept, smallest value both refuse)
+    ("budget: {run_usd: X}", "1000000000", "1000000000.000001"),
+    ("budget: {daily_usd: X}", "'1000000000.00'", "'1000000000.01'"),
+    ("budget: {run_usd: 1, estimate_usd: X}", "1000000", "1000000.5"),
+    ("budget: {run_usd: 1, estimate_usd: X}", "'0999999.99'", "'1000001'"),
+    ("budget: {max_steps: X}", "1000000000000000", "1000000000000001"),
+    ("budget: {timeout_s: X}", "1000000000", "1000000000.5"),
+    ("budget: {run_usd: 1}\nrate_limits: [{action: a, max: 1, window_s: 1, cooldown_s: X}]", "1000000000", "1.0e+10"),
+    ("budget: {run_usd: 1}\nalerts: {dedupe_window_s: X}", "1000000000.0", "1.0e+308"),
+    ("budget: {run_usd: 1}\nevents: {backup_count: X}", "1000", "1001"),
+    ("budget: {run_usd: 1}\npricing: {m: {input: X, output: 1}}", "1000000", "1000000.000001"),
+    ("budget: {run_usd: 1}\npricing: {m: {input: 1, output: X}}", "'1000000.0'", "'1000000.1'"),
+]
+
+
+@pytest.mark.parametrize(("lines", "largest", "refused"), BOUNDS, ids=lambda v: str(v)[:30])
+def test_schema_and_loader_agree_on_the_largest_values(
+    validator: jsonschema.Draft202012Validator, tmp_path: Path, lines: str, largest: str, refused: str
+) -> None:
+    for value, accepted in ((largest, True), (refused, False)):
+        path = tmp_path / "policy.yaml"
+        path.write_text(BASE + lines.replace("X", value) + "\n")
+        assert (policy_issues(path, environ=NO_ENVIRONMENT) == []) is accepted, value
+        assert (schema_errors(validator, path) == []) is accepted, value
+
+
+def test_schema_maxima_are_the_loaders_constants(schema: dict[str, Any]) -> None:
+    defs = schema["$defs"]
+    assert defs["money"]["anyOf"][0]["maximum"] == MAX_CAP_USD
+    assert defs["amount"]["anyOf"][0]["maximum"] == defs["price"]["anyOf"][0]["maximum"] == MAX_AMOUNT_USD
+    assert defs["positiveInteger"]["anyOf"][0]["maximum"] == MAX_COUNT
+    assert defs["backupCount"]["anyOf"][0]["maximum"] == MAX_BACKUPS
+    assert defs["seconds"]["anyOf"][0]["maximum"] == defs["secondsOrZero"]["anyOf"][0]["maximum"] == MAX_SECONDS

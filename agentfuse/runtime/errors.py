@@ -2,23 +2,32 @@
 
 ::
 
-    AgentfuseError
-    ├── PolicyError               bad configuration; .issues lists every problem found
-    └── Halted                    a guard refused a call; the call was not made
-        ├── KillSwitchEngaged     STOP file present
-        ├── RunHalted             durable halt flag (operator, fail-fast, budget) for the run/agent
-        │   └── RestartLoop       restart_guard: too many process starts, cooling down
-        ├── CircuitOpen           breaker open, or half-open with the probe taken
-        ├── RateLimited           too many calls of one action in its window, or its cooldown
-        ├── BudgetExceeded        a money cap (run, ancestor, daily, hourly) would be exceeded
-        │   ├── StepLimitExceeded     budget.max_steps reached
-        │   ├── RetryLimitExceeded    budget.max_retries_total reached
-        │   └── DeadlineExceeded      budget.timeout_s of the run has passed
-        ├── AttemptsExhausted     fail_fast.max_attempts failures of one action
-        └── StoreUnavailable      the store cannot be reached (fail closed)
+    BaseException
+    └── AgentfuseError
+        ├── PolicyError           (also ValueError, so an Exception) bad configuration;
+        │                         .issues lists every problem found
+        └── Halted                (a BaseException only) a guard refused a call; the call was not made
+            ├── KillSwitchEngaged     STOP file present
+            ├── RunHalted             durable halt flag (operator, fail-fast, budget) for the run/agent
+            │   └── RestartLoop       restart_guard: too many process starts, cooling down
+            ├── CircuitOpen           breaker open, or half-open with the probe taken
+            ├── RateLimited           too many calls of one action in its window, or its cooldown
+            ├── BudgetExceeded        a money cap (run, ancestor, daily, hourly) would be exceeded
+            │   ├── StepLimitExceeded     budget.max_steps reached
+            │   ├── RetryLimitExceeded    budget.max_retries_total reached
+            │   └── DeadlineExceeded      budget.timeout_s of the run has passed
+            ├── AttemptsExhausted     fail_fast.max_attempts failures of one action
+            └── StoreUnavailable      the store cannot be reached (fail closed)
 
 Every ``Halted`` carries ``reason`` (a stable snake_case word), ``agent``, ``run_id`` and
 ``figures`` (the numbers behind the refusal, for events and operators).
+
+Refusals are not ``Exception`` subclasses, for the reason ``asyncio.CancelledError`` and ``SystemExit``
+are not: agent code and frameworks are full of ``except Exception`` (retry decorators, tool
+error handlers, ``while True`` retry loops) that would swallow a blown fuse or retry it forever.
+``except agentfuse.Halted`` (or a subclass) still catches one; configuration errors
+(``PolicyError``) stay ``Exception`` subclasses. What this means for threads and asyncio tasks:
+``docs/refusals.md``.
 """
 
 from __future__ import annotations
@@ -28,8 +37,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
-class AgentfuseError(Exception):
-    """Base of every agentfuse exception."""
+class AgentfuseError(BaseException):
+    """Base of every agentfuse exception (``PolicyError`` is also an ``Exception``, ``Halted`` is not)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +64,8 @@ class PolicyError(AgentfuseError, ValueError):
         super().__init__("\n".join(str(issue) for issue in self.issues))
 
 
-class Halted(AgentfuseError, RuntimeError):
-    """A guard refused a call before it was made."""
+class Halted(AgentfuseError):
+    """A guard refused a call before it was made (a ``BaseException``: ``except Exception`` misses it)."""
 
     default_reason = "halted"
 

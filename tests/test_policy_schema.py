@@ -68,7 +68,7 @@ def test_schema_names_exactly_the_loaders_keys(schema: dict[str, Any]) -> None:
         if not section:
             continue
         body = properties[section]
-        if section == "pricing":  # model name -> prices
+        if section in ("pricing", "children"):  # model or sub-agent name -> its fields
             body = body["additionalProperties"]
         body = body.get("items", body)  # rate_limits and degrade are lists
         assert set(body["properties"]) == set(keys), section

@@ -310,6 +310,13 @@ class RestartGuard:
 
 
 @dataclasses.dataclass(frozen=True)
+class ChildCaps:
+    """The caps of a sub-agent's child run (``children: {researcher: {run_usd: 0.50}}``)."""
+
+    run_usd: Decimal | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Policy:
     """One agent's validated policy."""
 
@@ -329,6 +336,8 @@ class Policy:
     timezone: str = "UTC"
     pricing: tuple[tuple[str, ModelPrice], ...] = ()
     restart_guard: RestartGuard | None = None
+    children: tuple[tuple[str, ChildCaps], ...] = ()
+    """Caps of sub-agents by name; a framework adapter gives each its own child run."""
     source: Path | None = None
     """The file the policy was loaded from; relative paths in it resolve against its folder."""
 
@@ -352,6 +361,10 @@ class Policy:
 
     def __repr__(self) -> str:  # a store URL may carry a password (often filled in from ${...})
         return _repr_with(self, store=None if self.store is None else redact(self.store))
+
+    def child_caps(self, name: str) -> ChildCaps | None:
+        """The caps ``children:`` gives the sub-agent ``name``, if any."""
+        return next((caps for child, caps in self.children if child == name), None)
 
     def rate_limit_for(self, action: str | None) -> RateLimit | None:
         if action is None:
@@ -389,6 +402,7 @@ SECTION_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "timezone",
             "pricing",
             "restart_guard",
+            "children",
         ),
         "budget": (
             "run_usd",
@@ -408,6 +422,7 @@ SECTION_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "events": ("path", "max_bytes", "backup_count", "rotate_when"),
         "pricing": ("input", "output", "cached_input"),
         "restart_guard": ("max_starts", "window_s", "cooldown_s", "action"),
+        "children": ("run_usd",),
     }
 )
 """Every key the loader accepts, per section ("" is the top level); the JSON Schema mirrors it."""
@@ -1003,6 +1018,7 @@ class _Checker:
             "timezone": self.timezone,
             "pricing": self.pricing,
             "restart_guard": self.restart_guard,
+            "children": self.children,
         }
         example = "the one `agentfuse init` writes (version: 1, agent: ..., budget: ...)"
         parsed = self.section(root, "", fields, required=REQUIRED_KEYS, example=example)
@@ -1242,6 +1258,19 @@ class _Checker:
             if parsed is not INVALID and {"input", "output"} <= set(parsed[0]):
                 prices.append((model, ModelPrice(**parsed[0])))
         return tuple(prices)
+
+    def children(self, node: yaml.Node, name: str) -> tuple[tuple[str, ChildCaps], ...] | _Invalid:
+        example = "{researcher: {run_usd: 0.50}}"
+        agents = self.mapping(node, name, f"write it as a mapping of sub-agent names, such as {example}")
+        if agents is INVALID:
+            return INVALID
+        fields: dict[str, _Parse] = {"run_usd": self.money}
+        caps = []
+        for child, (_, value) in agents.items():
+            parsed = self.section(value, _dotted(name, child), fields, example="{run_usd: 0.50}")
+            if parsed is not INVALID:
+                caps.append((child, ChildCaps(**parsed[0])))
+        return tuple(caps)
 
     def restart_guard(self, node: yaml.Node, name: str) -> RestartGuard | _Invalid:
         fields: dict[str, _Parse] = {

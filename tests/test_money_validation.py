@@ -404,3 +404,45 @@ def test_claim_ttl_is_a_bounded_number_of_seconds(url: str, ttl: Any) -> None:
         with guard.claim("message-1", ttl_s=ttl):
             raise AssertionError("not claimed")
     guard.close()
+
+
+# -- reconcile ------------------------------------------------------------------------------------
+
+LEGACY_WRITER = """
+import sys
+from agentfuse.runtime.stores import open_store
+from agentfuse.runtime.stores.base import GateRequest
+store = open_store(sys.argv[1])
+store.open_run("legacy", agent="money", parent_id=None, cap_micros=1_000_000, now=1_800_000_000.0)
+for rid, estimate in (("r-negative", -10_000), ("r-plain", 20_000)):
+    request = GateRequest(rid, "money", "legacy", "call", estimate, 1_800_000_000.0, "2027-01-15", 30_000_000)
+    result = store.gate(request)
+    assert result.allowed, result
+store.close()
+"""
+
+
+def test_reconcile_never_settles_a_negative_reservation_as_reserved(url: str, tmp_path: Path) -> None:
+    """Books written before amounts were checked may hold a negative estimate; settling it as
+    reserved would take money off the books, so reconcile refuses and says what to do."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTFUSE_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
+                                                      env.get("PYTHONPATH")]))
+    writer = subprocess.run([sys.executable, "-c", LEGACY_WRITER, url], capture_output=True, text=True,
+                            timeout=60, env=env)
+    assert writer.returncode == 0, writer.stderr  # its process is gone: both reservations are stale
+
+    def reconcile(settle_as: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "agentfuse", "reconcile", "legacy", "--settle-as", settle_as,
+             "--reason", "checked", "--store", url],
+            capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path,
+        )
+
+    refused = reconcile("reserved")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "r-negative" in refused.stderr and "negative estimate (-10000 micro-dollars)" in refused.stderr
+    assert "--settle-as zero" in refused.stderr
+    settled = reconcile("zero")
+    assert settled.returncode == 0, settled.stderr
+    assert settled.stdout.count("reconciled r-") == 2

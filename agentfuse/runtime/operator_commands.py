@@ -420,6 +420,13 @@ def run_reconcile(args: argparse.Namespace) -> int:
         live = status_data.liveness(store, now, args.stale_after)
         open_ones = store.open_reservations(run_id=args.run)
         stale = status_data.stale_reservations(store, live, run_id=args.run)
+        negative = [r for r, _ in stale if r.estimate_micros < 0]  # from books that took negative money
+        if negative and args.settle_as == "reserved":
+            return _fail(
+                f"reservation {negative[0].reservation_id} of run {args.run} has a negative estimate"
+                f" ({negative[0].estimate_micros} micro-dollars): settling it as reserved would take"
+                " money off the books; use --settle-as zero"
+            )
         for reservation, _why in stale:
             record = store.reconcile(
                 reservation.reservation_id, settle_as=args.settle_as, reason=args.reason.strip(), now=now

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from agentfuse.cli_args import number
 from agentfuse.lint.checker import RuleSet
 from agentfuse.lint.config import ConfigError, LintConfig, Selection, load_config, parse_codes
 from agentfuse.lint.discovery import discover, normalize_patterns
@@ -22,6 +23,8 @@ from agentfuse.lint_rules.base import Finding, Rule
 
 POLICY_SUFFIXES = (".yaml", ".yml")
 POLICY_NAMES = ("policy.yaml", "policy.yml", "agentfuse.yaml", "agentfuse.yml")
+JOBS = number(minimum=1, maximum=1024, integer=True, what="--jobs")
+"""``-j``: 1 to 1024 worker processes."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,21 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--exclude", metavar="PATTERNS", help="comma-separated globs replacing the default excludes")
     parser.add_argument("--extend-exclude", metavar="PATTERNS", help="comma-separated globs to exclude as well")
     parser.add_argument("--format", choices=sorted(FORMATTERS), default="text", help="output format (default: text)")
-    parser.add_argument("-j", "--jobs", type=_positive_int, default=None, help="worker processes (default: CPUs)")
+    parser.add_argument("-j", "--jobs", type=JOBS, default=None, help="worker processes (default: CPUs)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--fix", action="store_true", help="apply the available fixes and write the files")
     mode.add_argument("--diff", action="store_true", help="print the fixes as a unified diff, write nothing")
     parser.set_defaults(func=run)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from agentfuse import BudgetExceeded, DeadlineExceeded, KillSwitchEngaged, enfor
 from agentfuse.runtime.clock import ManualClock
 from agentfuse.runtime.guard import ObservedStep, Step
 from agentfuse.runtime.otel import OtelObserver, provider_of
+from agentfuse.testing.standin import StandIn
 from tests.runtime_helpers import REPO, FakeClient, TransientError, make_policy, store_url
 
 
@@ -257,6 +259,55 @@ def test_an_async_call_cut_at_the_deadline_ends_its_span(tmp_path: Path, telemet
     (span,) = telemetry.finished()
     assert span.attributes["error.type"] == "agentfuse.DeadlineExceeded"
     assert span.attributes["agentfuse.decision"] == "allowed" and span.attributes["agentfuse.cost_usd"] == 0.01
+
+
+def test_instrumented_sdk_requests_are_spans_with_their_usage(tmp_path: Path, telemetry: Telemetry) -> None:
+    openai = pytest.importorskip("openai")
+    guard = enforce(make_policy(budget={"run_usd": 10}), store=store_url(tmp_path / "s.db"),
+                    observers=[telemetry.observer])
+    guard.instrument()
+    try:
+        with StandIn() as provider:
+            client = openai.OpenAI(base_url=provider.openai_url, api_key="none", max_retries=0)
+            client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+            stream = client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+            assert list(stream)
+    finally:
+        guard.uninstrument()
+        guard.close()
+    spans = telemetry.finished()
+    assert len(spans) == 2 and all(span.name == "chat gpt-4o" for span in spans)
+    for span in spans:
+        assert span.attributes["gen_ai.usage.input_tokens"] == 100
+        assert span.attributes["gen_ai.usage.output_tokens"] == 20
+        assert span.attributes["gen_ai.provider.name"] == "openai"
+        assert span.attributes["agentfuse.cost_usd"] == 0.00045
+
+
+def test_a_stream_finished_in_another_thread_ends_its_span_quietly(
+    tmp_path: Path, telemetry: Telemetry, caplog: pytest.LogCaptureFixture
+) -> None:
+    openai = pytest.importorskip("openai")
+    guard = enforce(make_policy(budget={"run_usd": 10}), store=store_url(tmp_path / "s.db"),
+                    observers=[telemetry.observer])
+    guard.instrument()
+    try:
+        with StandIn() as provider:
+            client = openai.OpenAI(base_url=provider.openai_url, api_key="none", max_retries=0)
+            stream = client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+            reader = threading.Thread(target=lambda: list(stream))
+            reader.start()
+            reader.join(timeout=60)
+    finally:
+        guard.uninstrument()
+        guard.close()
+    (span,) = telemetry.finished()
+    assert span.attributes["gen_ai.usage.output_tokens"] == 20
+    assert not [record for record in caplog.records if "detach" in record.getMessage()]
 
 
 def test_latest_conventions_opt_in_drops_the_old_system_attribute(tmp_path: Path) -> None:

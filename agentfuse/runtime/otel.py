@@ -138,6 +138,7 @@ class OtelObserver:
         self.latest = latest_conventions(environ)
         self._context = context
         self._in_context = trace.set_span_in_context
+        self._current_span = trace.get_current_span
         self._client = SpanKind.CLIENT
         self._error_status = Status
         self._error_code = StatusCode.ERROR
@@ -267,7 +268,8 @@ class _CallTelemetry:
         if error is not None:
             span.set_attribute("error.type", _error_type(error))
             span.set_status(observer._error_status(observer._error_code, redact(str(error))))
-        if self.token is not None:
+        if self.token is not None and observer._current_span() is span:
+            # Only where it was made current: an instrumented stream may end in another thread.
             observer._context.detach(self.token)
         span.end()
 

@@ -170,7 +170,7 @@ class Call:
             step.record(usage)
         else:
             self.guard._emit("cost_unknown", reason="no_usage", action=step.action)
-        self.guard._finish(step, exc)
+        step.__exit__(None if exc is None else type(exc), exc, None)  # the step's observers see it end
 
 
 def begin(guard: Guard, fmt: WireFormat, body: Mapping[str, Any], *, estimate_floor: int = 0) -> Call:

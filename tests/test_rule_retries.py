@@ -16,17 +16,15 @@ import pytest
 from agentfuse.lint.checker import check_source
 from agentfuse.lint.fixer import fix_source
 from agentfuse.lint_rules.base import Rule
-from agentfuse.lint_rules.retries import (
-    RULES,
-    UnboundedBackoff,
-    UnboundedRetryHelper,
-    UnboundedRetryLoop,
-    UnboundedTenacityRetry,
-)
+from agentfuse.lint_rules.retries import RULES as HELPER_RULES
+from agentfuse.lint_rules.retries import UnboundedBackoff, UnboundedRetryHelper, UnboundedTenacityRetry
+from agentfuse.lint_rules.retry_loops import RULES as LOOP_RULES
+from agentfuse.lint_rules.retry_loops import UnboundedRetryLoop
 
 DATA = Path(__file__).parent / "data" / "rules" / "retries"
 CASE = re.compile(r"^# case: (?P<name>[\w-]+)\s*$", re.MULTILINE)
 EXPECT = re.compile(r"#\s*expect:\s*([A-Z]+\d+(?:\s*,\s*[A-Z]+\d+)*)")
+RULES = (*HELPER_RULES, *LOOP_RULES)
 RULE_BY_CODE: dict[str, type[Rule]] = {rule.code: rule for rule in RULES}
 
 

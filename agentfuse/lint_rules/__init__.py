@@ -14,7 +14,8 @@ from agentfuse.lint_rules.base import Rule
 RULE_MODULES: tuple[str, ...] = (
     "agentfuse.lint_rules.llm_calls",   # AF101
     "agentfuse.lint_rules.policy",      # AF102, AF103
-    "agentfuse.lint_rules.retries",     # AF201-AF204
+    "agentfuse.lint_rules.retries",     # AF201-AF203
+    "agentfuse.lint_rules.retry_loops",  # AF204
     "agentfuse.lint_rules.playwright",  # AF301
     "agentfuse.lint_rules.shell",       # AF401
 )

@@ -1,9 +1,9 @@
-"""Rules AF201-AF204: retries that have no ceiling.
+"""Rules AF201-AF203: retry helpers that have no ceiling.
 
 An unattended agent that retries a failing (and billed) call forever is the most common way
 to burn money overnight. These rules find retry helpers configured without a limit
 (tenacity, backoff, retrying, stamina, urllib3, google-api-core, the retry package, LLM
-clients with an absurd ``max_retries``) and hand-rolled ``while True`` retry loops.
+clients with an absurd ``max_retries``); hand-rolled ``while True`` loops are retry_loops.py.
 
 Every rule here collects what it needs during the shared traversal and decides in
 ``leave_Module``, when the file's import table and its simple assignments are complete, so an
@@ -13,11 +13,12 @@ import or a ``STOP = ...`` written below its use still counts.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import libcst as cst
 
+from agentfuse.lint_rules._retry_common import BindingsRule, last_segment
 from agentfuse.lint_rules.base import FileContext, Fix, Rule, dotted_name
 
 T = TypeVar("T")
@@ -92,75 +93,6 @@ _LLM_CLIENTS = frozenset(
 )
 _INFINITE_CONSTANTS = frozenset({"math.inf", "sys.maxsize", "numpy.inf"})
 
-_LLM_MODULES = (
-    "openai",
-    "anthropic",
-    "litellm",
-    "google.genai",
-    "google.generativeai",
-    "mistralai",
-    "cohere",
-    "groq",
-    "together",
-    "ollama",
-    "langchain_openai",
-    "langchain_anthropic",
-    "langchain_google_genai",
-    "langchain_community.chat_models",
-    "langchain.chat_models",
-)
-_LLM_VERBS = frozenset(
-    {
-        "create",
-        "parse",
-        "stream",
-        "completion",
-        "acompletion",
-        "text_completion",
-        "generate_content",
-        "generate_content_async",
-        "generate_content_stream",
-        "complete",
-        "chat",
-        "generate",
-        "invoke",
-        "ainvoke",
-    }
-)
-_TIME_FUNCTIONS = frozenset(
-    {"time", "monotonic", "perf_counter", "time_ns", "monotonic_ns", "perf_counter_ns", "now", "utcnow"}
-)
-_EXIT_FUNCTIONS = frozenset({"sys.exit", "os._exit", "os.abort"})
-_ARITHMETIC_CALLS = _TIME_FUNCTIONS | {"min", "max", "int", "float", "abs", "round", "uniform", "random", "randint"}
-_PROMPT_MODULES = (
-    "click",
-    "typer",
-    "getpass",
-    "questionary",
-    "prompt_toolkit",
-    "rich.prompt",
-    "inquirer",
-    "InquirerPy",
-)
-_CANCELLATION = frozenset({"CancelledError", "Cancelled"})
-_FAILURE_WORDS = (
-    "Error",
-    "Exception",
-    "Timeout",
-    "timeout",
-    "Exceeded",
-    "Exhausted",
-    "Unavailable",
-    "TooMany",
-    "Fail",
-    "Throttl",
-    "Limit",
-    "Refused",
-    "Reset",
-    "Overload",
-)
-_EXIT_BUILTINS = frozenset({"exit", "quit"})
-
 
 def positive_int_option(options: Mapping[str, Any], key: str, default: int) -> int:
     """``options[key]`` when it is a positive integer, else ``default``.
@@ -171,14 +103,6 @@ def positive_int_option(options: Mapping[str, Any], key: str, default: int) -> i
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         return default
     return value
-
-
-def _last_segment(node: cst.BaseExpression) -> str | None:
-    if isinstance(node, cst.Name):
-        return node.value
-    if isinstance(node, cst.Attribute):
-        return node.attr.value
-    return None
 
 
 def _has_splat(call: cst.Call) -> bool:
@@ -260,56 +184,7 @@ def _item_indent(call: cst.Call, closing: cst.ParenthesizedWhitespace) -> cst.Si
     return cst.SimpleWhitespace(closing.last_line.value + "    ")
 
 
-def _chained_callees(func: cst.BaseExpression) -> Iterator[cst.BaseExpression]:
-    """``func`` and the callee of every call it is chained on: ``questionary.text(...).ask``."""
-    node: cst.BaseExpression = func
-    while True:
-        yield node
-        while isinstance(node, cst.Attribute) and not isinstance(node.value, cst.Call):
-            node = node.value
-        if not (isinstance(node, cst.Attribute) and isinstance(node.value, cst.Call)):
-            return
-        node = node.value.func
-
-
-def _walk(node: cst.CSTNode) -> Iterator[tuple[cst.CSTNode, int]]:
-    """Nodes below ``node`` with their loop depth, not entering functions, classes or lambdas."""
-    stack: list[tuple[cst.CSTNode, int]] = [(child, 0) for child in reversed(node.children)]
-    while stack:
-        current, depth = stack.pop()
-        yield current, depth
-        if isinstance(current, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
-            continue
-        inner = depth + 1 if isinstance(current, (cst.For, cst.While)) else depth
-        stack.extend((child, inner) for child in reversed(current.children))
-
-
-class _BindingsRule(Rule):
-    """A rule that reads what simple names were assigned in this module (flow-insensitive).
-
-    ``STOP = stop_never`` or ``self.client = OpenAI()`` anywhere in the file counts; a name
-    bound more than once may hold any of its values.
-    """
-
-    def __init__(self, context: FileContext) -> None:
-        super().__init__(context)
-        self.bindings: dict[str, list[cst.BaseExpression]] = {}
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        for target in node.targets:
-            self._bind(target.target, node.value)
-
-    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-        if node.value is not None:
-            self._bind(node.target, node.value)
-
-    def _bind(self, target: cst.BaseExpression, value: cst.BaseExpression) -> None:
-        name = dotted_name(target)
-        if name is not None:
-            self.bindings.setdefault(name, []).append(value)
-
-
-class _RetryRule(_BindingsRule):
+class _RetryRule(BindingsRule):
     """A rule about retry helper calls: collects candidates, decides in ``leave_Module``.
 
     ``candidates`` holds the last name segments a rule cares about, so collecting costs a set
@@ -335,7 +210,7 @@ class _RetryRule(_BindingsRule):
 
     def _may_matter(self, func: cst.BaseExpression) -> bool:
         """A cheap filter: a candidate name, or a name imported under an alias (seen so far)."""
-        if _last_segment(func) in self.candidates:
+        if last_segment(func) in self.candidates:
             return True
         return isinstance(func, cst.Name) and func.value in self.context.imports.aliases
 
@@ -816,319 +691,8 @@ class UnboundedRetryHelper(_RetryRule):
         )
 
 
-class UnboundedRetryLoop(_BindingsRule):
-    """A hand-rolled ``while True`` retry loop that can spin forever.
-
-    Flags ``while True``/``while 1`` loops that try something, leave the loop on success (an
-    unconditional ``break``/``return`` in the ``try`` or its ``else``, a ``return <value>``
-    in it, or an unconditional exit right after it) and, on failure, catch the exception and
-    loop again (``continue`` or falling through) with no ``raise``, ``return``, ``break`` or
-    ``sys.exit`` in that handler, and no counter or deadline check anywhere in the loop: an
-    ``if`` that tests a name incremented in the loop, a name assigned from a clock, or a clock
-    call, and then leaves the loop.
-
-    Not retry loops, so not flagged (each seen as a false positive on real agent code):
-    workers and pollers that never leave on success or leave only on a conditional ``break``
-    (a stop signal); loops that fetch a new input before the ``try`` (``row =
-    cursor.fetchone()``, an earlier ``try`` stage, a ``with`` block), where skipping a bad
-    input is the point; loops that ask a person (``input()``, click/typer/questionary
-    prompts); handlers that only catch signals, not failures (``CancelledError``,
-    ``KeyboardInterrupt``, a control-flow exception such as ``SwitchMode``: a caught name with
-    none of Error, Exception, Timeout, Exceeded, Exhausted, Unavailable, Limit... in it).
-
-    The message is stronger when the loop calls an LLM: a call resolved into a known LLM SDK
-    module (``litellm.completion``, ``openai.chat.completions.create``), or ending in a request
-    verb (``.create``, ``.completion``, ``.generate_content``...) on a receiver assigned from one
-    of those SDKs in this module (``client = OpenAI()``, ``self.client = Anthropic()``).
-    Known misses: a handler that calls a helper which raises after N failures is flagged; a
-    counter incremented by a helper is not seen; a retry that rebuilds its input before the
-    ``try`` (``messages = build()``) is read as iterating over inputs and not flagged.
-    """
-
-    code = "AF204"
-    message = (
-        "while True loop catches a failure and tries again with no counter, deadline or re-raise; "
-        "bound it (for attempt in range(5), a deadline check) and re-raise on the last failure"
-    )
-    llm_message = (
-        "while True loop retries an LLM call forever on failure, and every attempt is billed; "
-        "bound it (for attempt in range(5), a deadline check) and re-raise on the last failure"
-    )
-    triggers = (r"while\s+\(?\s*(?:True|1)\s*\)?\s*:",)
-    VALID = (
-        "attempts = 0\n"
-        "while True:\n"
-        "    try:\n"
-        "        result = fetch()\n"
-        "        break\n"
-        "    except TimeoutError:\n"
-        "        attempts += 1\n"
-        "        if attempts >= 5:\n"
-        "            raise\n",
-        "while True:\n"
-        "    try:\n"
-        "        job = queue.get()\n"
-        "        handle(job)\n"
-        "    except Exception:\n"
-        "        log.exception('job failed')\n",
-    )
-    INVALID = (
-        "import time\n"
-        "while True:  # expect: AF204\n"
-        "    try:\n"
-        "        result = fetch()\n"
-        "        break\n"
-        "    except TimeoutError:\n"
-        "        time.sleep(5)\n",
-        "from openai import OpenAI\n"
-        "client = OpenAI()\n"
-        "def ask(prompt):\n"
-        "    while 1:  # expect: AF204\n"
-        "        try:\n"
-        "            return client.chat.completions.create(model='gpt-4o', messages=prompt)\n"
-        "        except Exception:\n"
-        "            continue\n",
-    )
-
-    def __init__(self, context: FileContext) -> None:
-        super().__init__(context)
-        self.loops: list[cst.While] = []
-
-    def visit_While(self, node: cst.While) -> None:
-        test = node.test
-        if (isinstance(test, cst.Name) and test.value == "True") or (
-            isinstance(test, cst.Integer) and test.value == "1"
-        ):
-            self.loops.append(node)
-
-    def leave_Module(self, original_node: cst.Module) -> None:
-        for loop in self.loops:
-            if self._retries_forever(loop):
-                self.report(loop, self.llm_message if self._calls_llm(loop) else self.message)
-
-    def _retries_forever(self, loop: cst.While) -> bool:
-        if not isinstance(loop.body, cst.IndentedBlock) or self._is_interactive(loop):
-            return False
-        endless = any(
-            self._retries_on_failure(node, exits_after) for node, exits_after in self._first_tries(loop.body)
-        )
-        return endless and not self._has_guard(loop)
-
-    def _first_tries(self, block: cst.BaseSuite) -> Iterator[tuple[cst.Try | cst.TryStar, bool]]:
-        """The ``try`` statements reached through scaffolding only, each with "an exit follows".
-
-        Looks into ``if``/``with`` blocks, not into inner loops or ``try`` bodies.
-        """
-        if not isinstance(block, cst.IndentedBlock):
-            return
-        statements = list(block.body)
-        for index, statement in enumerate(statements):
-            if isinstance(statement, (cst.Try, cst.TryStar)):
-                later = statements[index + 1:]
-                yield statement, any(self._is_unconditional_exit(after) for after in later)
-            elif isinstance(statement, (cst.With, cst.If)):
-                yield from self._first_tries(statement.body)
-                orelse = statement.orelse if isinstance(statement, cst.If) else None
-                while isinstance(orelse, cst.If):
-                    yield from self._first_tries(orelse.body)
-                    orelse = orelse.orelse
-                if isinstance(orelse, cst.Else):
-                    yield from self._first_tries(orelse.body)
-            if not self._is_scaffolding(statement):
-                return
-
-    def _retries_on_failure(self, node: cst.Try | cst.TryStar, exits_after: bool) -> bool:
-        """True if the try leaves the loop on success and some handler loops again."""
-        if not (exits_after or self._leaves_on_success(node.body) or self._leaves_on_success(node.orelse)):
-            return False
-        for handler in node.handlers:
-            if self._exits(handler.body) or not _catches_a_failure(handler):
-                continue
-            if exits_after and not _continues(handler.body):
-                continue
-            return True
-        return False
-
-    def _leaves_on_success(self, block: cst.CSTNode | None) -> bool:
-        """An unconditional ``break``/``return`` in ``block``, or a ``return <value>`` anywhere in it.
-
-        A ``raise`` in a ``try`` body is caught by its own handlers, and a conditional ``break``
-        is usually a stop signal of a worker loop, so neither marks a retry loop.
-        """
-        if block is None:
-            return False
-        body = block.body if isinstance(block, cst.Else) else block
-        if isinstance(body, cst.IndentedBlock) and any(
-            isinstance(statement, cst.SimpleStatementLine)
-            and any(isinstance(small, (cst.Break, cst.Return)) for small in statement.body)
-            for statement in body.body
-        ):
-            return True
-        return any(isinstance(node, cst.Return) and node.value is not None for node, _ in _walk(body))
-
-    def _is_scaffolding(self, statement: cst.CSTNode) -> bool:
-        """A statement a retry loop may run before its ``try``: a guard, a sleep, a counter.
-
-        Anything that fetches new data (``item = queue.get()``, a ``with`` block, an earlier
-        ``try``) makes the loop an iteration over inputs, where skipping a bad one is fine.
-        """
-        if isinstance(statement, cst.If):
-            return True
-        if not isinstance(statement, cst.SimpleStatementLine):
-            return False
-        for small in statement.body:
-            if isinstance(small, (cst.Assign, cst.AnnAssign)) and small.value is not None:
-                if any(
-                    isinstance(node, cst.Await)
-                    or (isinstance(node, cst.Call) and _last_segment(node.func) not in _ARITHMETIC_CALLS)
-                    for node in [small.value, *(child for child, _ in _walk(small.value))]
-                ):
-                    return False
-            elif not isinstance(small, (cst.AugAssign, cst.Expr, cst.Pass)):
-                return False
-        return True
-
-    def _is_interactive(self, loop: cst.While) -> bool:
-        """True if the loop asks a person for input: re-asking after a typo is not a retry."""
-        for node, _ in _walk(loop.body):
-            if not isinstance(node, cst.Call):
-                continue
-            name = _last_segment(node.func) or ""
-            if name == "input" or name.endswith("_input") or name in {"raw_input", "getpass"}:
-                return True
-            for callee in _chained_callees(node.func):
-                resolved = self.context.imports.resolve(callee) or ""
-                if any(resolved == module or resolved.startswith(module + ".") for module in _PROMPT_MODULES):
-                    return True
-        return False
-
-    def _exits(self, node: cst.CSTNode) -> bool:
-        """True if ``node`` contains a raise, return, break (of this loop) or process exit."""
-        for child, depth in _walk(node):
-            if isinstance(child, (cst.Raise, cst.Return)) or (isinstance(child, cst.Break) and not depth):
-                return True
-            if isinstance(child, cst.Call) and self._is_exit_call(child):
-                return True
-        return False
-
-    def _is_unconditional_exit(self, statement: cst.CSTNode) -> bool:
-        if not isinstance(statement, cst.SimpleStatementLine):
-            return False
-        for small in statement.body:
-            if isinstance(small, (cst.Break, cst.Return, cst.Raise)):
-                return True
-            if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call) and self._is_exit_call(small.value):
-                return True
-        return False
-
-    def _is_exit_call(self, call: cst.Call) -> bool:
-        if isinstance(call.func, cst.Name) and call.func.value in _EXIT_BUILTINS:
-            return True
-        return self.context.imports.resolve(call.func) in _EXIT_FUNCTIONS
-
-    def _has_guard(self, loop: cst.While) -> bool:
-        """True if an ``if`` in the loop tests a counter, a deadline or a clock, then exits."""
-        bounds: dict[str, bool] = {name: True for name in _counters(loop)}
-        for node, _ in _walk(loop.body):
-            if isinstance(node, cst.If) and self._reads_bound(node.test, bounds) and self._exits(node.body):
-                return True
-        return False
-
-    def _reads_bound(self, expr: cst.BaseExpression, bounds: dict[str, bool]) -> bool:
-        """True if ``expr`` reads a clock, a counter, or a name assigned from either.
-
-        ``bounds`` memoises names (counters start as True), so each name is examined once per
-        loop however many assignments and references a module has.
-        """
-        for node in [expr, *(child for child, _ in _walk(expr))]:
-            if isinstance(node, cst.Call) and _last_segment(node.func) in _TIME_FUNCTIONS:
-                return True
-            name = dotted_name(node) if isinstance(node, (cst.Name, cst.Attribute)) else None
-            if name is None:
-                continue
-            if name not in bounds:
-                bounds[name] = False
-                bounds[name] = any(self._reads_bound(value, bounds) for value in self.bindings.get(name, ()))
-            if bounds[name]:
-                return True
-        return False
-
-    def _calls_llm(self, loop: cst.While) -> bool:
-        return any(isinstance(node, cst.Call) and self._is_llm_call(node) for node, _ in _walk(loop.body))
-
-    def _is_llm_call(self, call: cst.Call) -> bool:
-        if _last_segment(call.func) not in _LLM_VERBS:
-            return False
-        resolved = self.context.imports.resolve(call.func)
-        if resolved is not None:
-            return _is_llm_name(resolved)
-        receiver = call.func.value if isinstance(call.func, cst.Attribute) else None
-        while isinstance(receiver, cst.Attribute):
-            name = dotted_name(receiver)
-            if name is not None and self._is_llm_receiver(name):
-                return True
-            receiver = receiver.value
-        if isinstance(receiver, cst.Name):
-            return self._is_llm_receiver(receiver.value)
-        if isinstance(receiver, cst.Call):
-            return _is_llm_name(self.context.imports.resolve(receiver.func) or "")
-        return False
-
-    def _is_llm_receiver(self, name: str) -> bool:
-        for value in self.bindings.get(name, ()):
-            if isinstance(value, cst.Await):
-                value = value.expression
-            if isinstance(value, cst.Call) and _is_llm_name(self.context.imports.resolve(value.func) or ""):
-                return True
-        return False
-
-
-def _is_llm_name(qualified: str) -> bool:
-    return any(qualified == module or qualified.startswith(module + ".") for module in _LLM_MODULES)
-
-
-def _counters(loop: cst.While) -> set[str]:
-    """Names the loop increments or decrements: ``n += 1``, ``n -= 1``, ``n = n + 1``."""
-    names: set[str] = set()
-    for node, _ in _walk(loop.body):
-        if isinstance(node, cst.AugAssign) and isinstance(node.operator, (cst.AddAssign, cst.SubtractAssign)):
-            name = dotted_name(node.target)
-            if name is not None:
-                names.add(name)
-        elif isinstance(node, cst.Assign) and isinstance(node.value, cst.BinaryOperation):
-            operands = {dotted_name(node.value.left), dotted_name(node.value.right)}
-            names.update(
-                name for target in node.targets if (name := dotted_name(target.target)) is not None and name in operands
-            )
-    return names
-
-
-def _catches_a_failure(handler: cst.ExceptHandler | cst.ExceptStarHandler) -> bool:
-    """True unless every caught type looks like a signal rather than a failure.
-
-    ``except SwitchCoder`` (control flow), ``except asyncio.CancelledError`` (waiting on through
-    a cancel) and ``except KeyboardInterrupt`` do not mean "the call failed, try it again".
-    """
-    caught = handler.type
-    if caught is None:
-        return True
-    types = [element.value for element in caught.elements] if isinstance(caught, cst.Tuple) else [caught]
-    return any(_looks_like_failure(_last_segment(t) or "") for t in types)
-
-
-def _looks_like_failure(name: str) -> bool:
-    if name in _CANCELLATION:
-        return False
-    return not name or any(word in name for word in _FAILURE_WORDS)
-
-
-def _continues(body: cst.CSTNode) -> bool:
-    return any(isinstance(node, cst.Continue) and not depth for node, depth in _walk(body))
-
-
 RULES: tuple[type[Rule], ...] = (
     UnboundedTenacityRetry,
     UnboundedBackoff,
     UnboundedRetryHelper,
-    UnboundedRetryLoop,
 )

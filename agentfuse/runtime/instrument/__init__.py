@@ -19,12 +19,15 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from agentfuse.runtime.instrument.core import _CONTEXT_GUARD, REGISTRY, Provider, loaded, settle_open_streams
+from agentfuse.runtime.instrument.core import _ACTION, _CONTEXT_GUARD, REGISTRY, Provider, loaded, settle_open_streams
 
 if TYPE_CHECKING:
     from agentfuse.runtime.guard import Guard
 
-__all__ = ["instrument", "uninstrument", "instrumented_providers", "providers", "settle_open_streams"]
+__all__ = [
+    "instrument", "uninstrument", "instrumented_providers", "providers", "settle_open_streams", "name_action",
+    "charged_guard",
+]
 
 
 def providers() -> Sequence[Provider]:
@@ -35,11 +38,11 @@ def providers() -> Sequence[Provider]:
     found: list[Provider] = [OpenAIProvider(), AnthropicProvider()]
     for module, cls in (
         ("agentfuse.runtime.instrument.litellm_sdk", "LiteLLMProvider"),
-        ("agentfuse.runtime.instrument.other_sdks", "GoogleGenAIProvider"),
-        ("agentfuse.runtime.instrument.other_sdks", "MistralProvider"),
-        ("agentfuse.runtime.instrument.other_sdks", "CohereProvider"),
-        ("agentfuse.runtime.instrument.other_sdks", "OllamaProvider"),
-        ("agentfuse.runtime.instrument.other_sdks", "BedrockProvider"),
+        ("agentfuse.runtime.instrument.genai_sdk", "GoogleGenAIProvider"),
+        ("agentfuse.runtime.instrument.mistral_sdk", "MistralProvider"),
+        ("agentfuse.runtime.instrument.cohere_sdk", "CohereProvider"),
+        ("agentfuse.runtime.instrument.ollama_sdk", "OllamaProvider"),
+        ("agentfuse.runtime.instrument.bedrock_sdk", "BedrockProvider"),
     ):
         try:
             found.append(getattr(__import__(module, fromlist=[cls]), cls)())
@@ -153,6 +156,22 @@ def uninstrument(guard: Guard, client: Any = None) -> None:
                 del REGISTRY.clients[key]
         if not REGISTRY.active():
             _remove_all()
+
+
+def name_action(action: str | None) -> str | None:
+    """Name this context's instrumented requests ``action`` (None: the API's name); returns the previous name.
+
+    Framework adapters call it when a node, tool or agent starts, and again with the returned
+    name when it ends, so rate limits and events speak of the framework's steps.
+    """
+    previous = _ACTION.get()
+    _ACTION.set(action)
+    return previous
+
+
+def charged_guard() -> Guard | None:
+    """The guard this context's instrumented requests are charged to (without a client bound)."""
+    return REGISTRY.resolve(None)
 
 
 def instrumented_providers() -> list[str]:

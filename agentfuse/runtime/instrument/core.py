@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 _CONTEXT_GUARD: contextvars.ContextVar[Guard | None] = contextvars.ContextVar("agentfuse_instrumenting_guard")
 _OPEN_CALL: contextvars.ContextVar[Call | None] = contextvars.ContextVar("agentfuse_gated_call")
+_ACTION: contextvars.ContextVar[str | None] = contextvars.ContextVar("agentfuse_action", default=None)
+"""The action a framework adapter names this context's requests after (a node, a tool)."""
 
 
 # -- patches ------------------------------------------------------------------------------------
@@ -188,7 +190,7 @@ def begin(guard: Guard, fmt: WireFormat, body: Mapping[str, Any], *, estimate_fl
         max_tokens = 0  # embeddings: input only
     implied = table.estimate_micros(model, input_tokens, max_tokens) or 0
     estimate = max(guard._default_estimate, implied, estimate_floor)
-    step = guard.step(estimate_usd=from_micros(estimate), action=fmt.name, model=model)
+    step = guard.step(estimate_usd=from_micros(estimate), action=_ACTION.get() or fmt.name, model=model)
     step.__enter__()
     return Call(guard, fmt, step, input_tokens)
 

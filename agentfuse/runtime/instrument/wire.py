@@ -127,7 +127,7 @@ def _anthropic_usage(state: StreamState, usage: Any) -> None:
         state.cache_write_input_tokens = written
 
 
-def _no_events(state: StreamState, data: Mapping[str, Any]) -> bool:
+def no_events(state: StreamState, data: Mapping[str, Any]) -> bool:
     return False
 
 
@@ -179,7 +179,7 @@ OPENAI_COMPLETIONS = WireFormat(
 OPENAI_RESPONSES = WireFormat(
     "openai.responses", ("input", "instructions", "tools"), ("max_output_tokens",), _responses_event
 )
-OPENAI_EMBEDDINGS = WireFormat("openai.embeddings", ("input",), (), _no_events)
+OPENAI_EMBEDDINGS = WireFormat("openai.embeddings", ("input",), (), no_events)
 ANTHROPIC_MESSAGES = WireFormat(
     "anthropic.messages", ("messages", "system", "tools"), ("max_tokens",), _anthropic_event
 )

@@ -1,0 +1,134 @@
+"""boto3 ``bedrock-runtime``: ``converse``, ``converse_stream``, ``invoke_model`` and
+``invoke_model_with_response_stream``.
+
+Patched: ``botocore.client.BaseClient._make_api_call``, which every operation of every boto3
+client goes through; a call of another service or operation passes untouched. The request is
+read from the API parameters (``modelId``; ``messages``, ``system`` and
+``inferenceConfig.maxTokens`` for Converse; the JSON ``body`` of InvokeModel). The usage:
+Converse's ``usage``; InvokeModel's ``x-amzn-bedrock-input-token-count`` and ``-output-token-count``
+response headers; in a stream, the ``metadata`` event (Converse) or the last chunk's
+``amazon-bedrock-invocationMetrics`` (InvokeModel). The degrade ladder's model replaces
+``modelId``. Clients are recognised by themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from agentfuse.runtime.instrument.core import Patch, Provider, patch
+from agentfuse.runtime.instrument.methods import Method, always, count, field, report, wrap
+from agentfuse.runtime.instrument.wire import StreamState, WireFormat, no_events
+from agentfuse.runtime.pricing import Usage
+
+CONVERSE = WireFormat("bedrock.converse", ("messages", "system", "tools"), ("max_tokens",), no_events)
+INVOKE = WireFormat("bedrock.invoke_model", ("messages", "system", "prompt", "inputText"), ("max_tokens",), no_events)
+
+
+def _params(args: tuple[Any, ...]) -> Mapping[str, Any]:
+    params = args[1] if len(args) > 1 else None
+    return params if isinstance(params, Mapping) else {}
+
+
+def _converse_request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Mapping[str, Any]:
+    params = _params(args)
+    return {
+        "model": params.get("modelId"),
+        "messages": params.get("messages"),
+        "system": params.get("system"),
+        "tools": field(params, "toolConfig", "tools"),
+        "max_tokens": field(params, "inferenceConfig", "maxTokens"),
+    }
+
+
+def _invoke_request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Mapping[str, Any]:
+    params = _params(args)
+    body = params.get("body")
+    try:
+        native = json.loads(body) if isinstance(body, (str, bytes, bytearray)) else {}
+    except ValueError:
+        native = {}
+    native = native if isinstance(native, dict) else {}
+    limit = native.get("max_tokens", native.get("max_gen_len", field(native, "textGenerationConfig", "maxTokenCount")))
+    return {**native, "model": params.get("modelId"), "max_tokens": limit}
+
+
+def _degrade(args: tuple[Any, ...], kwargs: dict[str, Any], model: str) -> tuple[Any, ...]:
+    return (args[0], {**_params(args), "modelId": model}, *args[2:])
+
+
+def _converse_usage(response: Any) -> Usage | None:
+    usage = field(response, "usage")
+    if usage is None:
+        return None
+    read, written = count(field(usage, "cacheReadInputTokens")), count(field(usage, "cacheWriteInputTokens"))
+    return Usage(None, count(field(usage, "inputTokens")) + read + written, count(field(usage, "outputTokens")),
+                 cached_input_tokens=read, cache_write_input_tokens=written)
+
+
+def _invoke_usage(response: Any) -> Usage | None:
+    headers = field(response, "ResponseMetadata", "HTTPHeaders") or {}
+    tokens_in = headers.get("x-amzn-bedrock-input-token-count")
+    tokens_out = headers.get("x-amzn-bedrock-output-token-count")
+    if tokens_in is None or tokens_out is None:
+        return None
+    try:
+        return Usage(None, int(tokens_in), int(tokens_out))
+    except ValueError:
+        return None
+
+
+def _converse_chunk(state: StreamState, event: Any) -> None:
+    report(state, None, field(event, "contentBlockDelta", "delta", "text"))
+    if "metadata" in event:
+        report(state, _converse_usage(event["metadata"]), complete=True)
+
+
+def _invoke_chunk(state: StreamState, event: Any) -> None:
+    data = field(event, "chunk", "bytes")
+    try:
+        native = json.loads(data) if data else None
+    except ValueError:
+        native = None
+    if not isinstance(native, dict):
+        return
+    report(state, None, field(native, "delta", "text") or native.get("outputText") or native.get("generation"))
+    metrics = native.get("amazon-bedrock-invocationMetrics")
+    if isinstance(metrics, Mapping):
+        usage = Usage(None, count(metrics.get("inputTokenCount")), count(metrics.get("outputTokenCount")))
+        report(state, usage, complete=True)
+
+
+_OPERATIONS = {
+    "Converse": Method(CONVERSE, usage=_converse_usage, request=_converse_request, degrade=_degrade),
+    "ConverseStream": Method(CONVERSE, usage=_converse_usage, request=_converse_request, degrade=_degrade,
+                             streams=always, chunk=_converse_chunk, stream_key="stream"),
+    "InvokeModel": Method(INVOKE, usage=_invoke_usage, request=_invoke_request, degrade=_degrade),
+    "InvokeModelWithResponseStream": Method(INVOKE, usage=_invoke_usage, request=_invoke_request, degrade=_degrade,
+                                            streams=always, chunk=_invoke_chunk, stream_key="body"),
+}
+
+
+def _choose(client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Method | None:
+    method = _OPERATIONS.get(args[0]) if args else None
+    if method is None or client.meta.service_model.service_name != "bedrock-runtime":
+        return None
+    return method
+
+
+class BedrockProvider(Provider):
+    name = "bedrock"
+    module = "botocore"
+
+    def install(self) -> list[Patch]:
+        from botocore import client  # type: ignore[import-untyped]
+
+        return [patch(client.BaseClient, "_make_api_call", wrap(_choose))]
+
+    def client_key(self, client: Any) -> Any:
+        from botocore.client import BaseClient  # type: ignore[import-untyped]
+
+        if isinstance(client, BaseClient) and client.meta.service_model.service_name == "bedrock-runtime":
+            return client
+        return None

@@ -1,0 +1,80 @@
+"""google-genai: ``models.generate_content``, ``generate_content_stream``, ``embed_content`` and
+their ``aio.models`` twins.
+
+Patched: ``Models._generate_content``, ``Models._generate_content_stream``,
+``Models.embed_content`` and the same methods of ``AsyncModels`` (``google.genai.models``): one
+model request each, so the automatic-function-calling loop of ``generate_content`` is gated
+turn by turn. The request is read from the keyword arguments (``model``, ``contents``,
+``config.max_output_tokens``), the usage from the parsed response's ``usage_metadata``
+(cumulative in a stream: the last chunk holds the totals). Clients are recognised by their
+``_api_client``, which ``client.models`` and ``client.aio.models`` share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from agentfuse.runtime.instrument.core import Patch, Provider, patch
+from agentfuse.runtime.instrument.methods import Method, always, field, report, wrap
+from agentfuse.runtime.instrument.wire import StreamState, WireFormat, no_events
+from agentfuse.runtime.pricing import extract_usage
+
+GENERATE = WireFormat(
+    "google.models.generate_content", ("contents", "system_instruction", "tools"), ("max_output_tokens",), no_events
+)
+EMBED = WireFormat("google.models.embed_content", ("contents",), (), no_events)
+
+
+def _request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Mapping[str, Any]:
+    config = kwargs.get("config")
+    return {
+        "model": kwargs.get("model"),
+        "contents": kwargs.get("contents"),
+        "system_instruction": field(config, "system_instruction"),
+        "tools": field(config, "tools"),
+        "max_output_tokens": field(config, "max_output_tokens"),
+    }
+
+
+def _chunk(state: StreamState, item: Any) -> None:
+    text = None
+    for candidate in field(item, "candidates") or ():
+        for part in field(candidate, "content", "parts") or ():
+            piece = field(part, "text")
+            text = piece if text is None else text + (piece or "")
+    finished = any(field(candidate, "finish_reason") for candidate in field(item, "candidates") or ())
+    report(state, extract_usage(item), text, complete=finished)
+
+
+def _key(models: Any) -> Any:
+    return getattr(models, "_api_client", models)
+
+
+_PLAIN = Method(GENERATE, request=_request, key=_key)
+_STREAM = Method(GENERATE, request=_request, streams=always, chunk=_chunk, key=_key)
+_EMBED = Method(EMBED, request=_request, key=_key)
+
+
+class GoogleGenAIProvider(Provider):
+    name = "google-genai"
+    module = "google.genai"
+
+    def install(self) -> list[Patch]:
+        from google.genai import models
+
+        patches = []
+        for owner in (models.Models, models.AsyncModels):
+            patches += [
+                patch(owner, "_generate_content", wrap(_PLAIN)),
+                patch(owner, "_generate_content_stream", wrap(_STREAM)),
+                patch(owner, "embed_content", wrap(_EMBED)),
+            ]
+        return patches
+
+    def client_key(self, client: Any) -> Any:
+        from google.genai import client as genai_client
+
+        if isinstance(client, (genai_client.Client, genai_client.AsyncClient)):
+            return client._api_client
+        return None

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from agentfuse.runtime.policy import policy_issues
@@ -61,8 +61,13 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("fuzz") / "policy.yaml"
 
 
+PLACEHOLDER_AGENT = 'version: 1\nagent: "${AF_FUZZ_UNSET}"\nbudget: {run_usd: 0.01}\nbreaker: {}\nfail_fast: {}\n'
+"""Found by the long run: the linter's mode raised TypeError on it (no agent for the Policy)."""
+
+
 @fuzz_settings(150)
 @given(text=structured_policies(MARKER))
+@example(text=PLACEHOLDER_AGENT)
 def test_structured_policies_load_or_fail_with_located_issues(text: str, scratch: Path) -> None:
     check_text(text, scratch, NO_ENVIRONMENT)
     assert not MARKER.exists()
@@ -107,3 +112,11 @@ def test_check_policy_cli_agrees_and_never_shows_a_traceback(
     ok_lines = {line for line in result.stdout.splitlines() if line.endswith(": ok")}
     assert ok_lines == {f"{path}: ok" for path, good in zip(files, valid) if good}
     assert not MARKER.exists()
+
+
+def test_an_unset_variable_as_the_agent_name_is_a_placeholder_in_the_linters_mode(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(PLACEHOLDER_AGENT)
+    assert policy_issues(path, environ=NO_ENVIRONMENT, unset_ok=True) == []
+    [issue] = policy_issues(path, environ=NO_ENVIRONMENT)
+    assert (issue.line, issue.message) == (2, "agent uses ${AF_FUZZ_UNSET}, which is not set")

@@ -1025,8 +1025,8 @@ class _Checker:
         if parsed is INVALID:
             return None
         values, _ = parsed
-        if self.issues:
-            return None
+        if self.issues or not {"agent", "budget", "breaker", "fail_fast"} <= values.keys():
+            return None  # a required value is a ${VAR} placeholder (unset_ok): valid, but no Policy
         return Policy(**values, source=source)
 
     def version(self, node: yaml.Node, name: str) -> int | _Invalid:

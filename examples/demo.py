@@ -8,9 +8,12 @@ folder (the store is the default ``sqlite:///.agentfuse/state.db`` there) and sh
 3. a runaway loop: the run budget halts it at $0.25, and a restart does not get a fresh budget;
 4. ``kill -9`` in the middle of a run, then a new process resuming the same run id: the run
    makes exactly the calls its budget has left;
-5. an operator halt with ``agentfuse halt``, which refuses the next call until ``agentfuse resume``.
+5. an operator halt with ``agentfuse halt``, which refuses the next call until ``agentfuse resume``;
+6. an unmodified OpenAI-SDK agent under ``guard.instrument()``: the requests reaching the provider
+   stop at the budget.
 
-The LLM is a fake OpenAI-shaped client (examples/fake_llm.py): no key, no network, no cost.
+Steps 1-5 use a fake OpenAI-shaped client (examples/fake_llm.py); step 6 runs the real ``openai``
+SDK (the ``demo`` extra) against agentfuse's stand-in provider on loopback. No key, no cost.
 """
 
 from __future__ import annotations
@@ -61,9 +64,9 @@ def agentfuse(*args: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def write_policy(agent: str) -> Path:
+def write_policy(agent: str, text: str = POLICY) -> Path:
     path = Path(f"{agent}.yaml")
-    path.write_text(POLICY.format(agent=agent), encoding="utf-8")
+    path.write_text(text.format(agent=agent), encoding="utf-8")
     return path
 
 
@@ -177,6 +180,51 @@ def operator_halt() -> None:
     print(f"after resume the call went through; requests: {client.requests}")
 
 
+INSTRUMENTED_POLICY = """\
+version: 1
+agent: {agent}
+budget:
+  run_usd: 0.0045
+  estimate_usd: 0.00045
+breaker:
+  failure_threshold: 3
+  cooldown_s: 300
+fail_fast:
+  halt_on: [openai.AuthenticationError]
+"""
+
+
+def sdk_agent(base_url: str) -> None:
+    """An agent written against the plain OpenAI SDK, with no agentfuse code: drafts until stopped."""
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key="none", max_retries=0)
+    while True:
+        # Unguarded on purpose: guard.instrument() gates it from outside.
+        client.chat.completions.create(  # noqa: AF101
+            model="gpt-4o", messages=[{"role": "user", "content": "Draft the next post."}], max_tokens=20
+        )
+
+
+def instrumented_sdk_agent() -> None:
+    banner("6. An unmodified OpenAI-SDK agent under guard.instrument()")
+    from agentfuse.testing.standin import StandIn
+
+    guard = enforce(write_policy("sdk-publisher", INSTRUMENTED_POLICY))
+    guard.instrument()  # the one line: every openai request of this process now passes the gate
+    with StandIn() as provider:  # 100 input + 20 output tokens per answer: $0.00045 at gpt-4o prices
+        try:
+            sdk_agent(provider.openai_url)
+        except BudgetExceeded as refused:
+            print(f"the agent's next request was refused before it left: {type(refused).__name__}")
+        finally:
+            guard.uninstrument()
+            guard.flush()
+        spent = guard.store.get_run(guard.run_id).spent_micros / 1e6
+        print(f"requests that reached the stand-in provider: {provider.requests} (the $0.0045 budget allows 10)")
+        print(f"spent, settled from the reported usage: ${spent:.6f}")
+
+
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--worker":
         worker(sys.argv[2], sys.argv[3])
@@ -189,6 +237,7 @@ def main() -> None:
         budget_halts_a_runaway()
         kill_and_resume()
         operator_halt()
+        instrumented_sdk_agent()
 
 
 if __name__ == "__main__":

@@ -27,3 +27,6 @@ def test_demo_shows_every_fuse_blowing(tmp_path: Path) -> None:
     assert "still refused: RunHalted" in out
     assert re.search(r"calls in the run: (24|25) ", out)
     assert "after resume the call went through" in out
+    assert "refused before it left: BudgetExceeded" in out
+    assert "requests that reached the stand-in provider: 10 (the $0.0045 budget allows 10)" in out
+    assert "spent, settled from the reported usage: $0.004500" in out

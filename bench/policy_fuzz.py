@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -129,8 +130,9 @@ def main() -> int:
                 run_kind(name, strategy, args.examples, scratch, marker, args.seed)
             if args.cli_batches:
                 run_cli(args.cli_batches, args.batch, marker, workdir, args.seed)
-        except AssertionError as exc:
-            print(f"FAILED: {exc}", file=sys.stderr)
+        except Exception:  # an assertion, or the loader's own exception: Hypothesis shrank it above
+            traceback.print_exc()
+            print("FAILED", file=sys.stderr)
             return 1
         assert not marker.exists()
         print(f"no traceback, no tag executed; {time.perf_counter() - started:.0f} s in all")

@@ -446,3 +446,34 @@ def test_reconcile_never_settles_a_negative_reservation_as_reserved(url: str, tm
     settled = reconcile("zero")
     assert settled.returncode == 0, settled.stderr
     assert settled.stdout.count("reconciled r-") == 2
+
+
+# -- through guard.instrument(): the openai SDK against the stand-in provider ------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["response", "stream"])
+def test_instrumented_call_reporting_negative_usage_settles_at_its_reservation(
+    url: str, tmp_path: Path, stream: bool
+) -> None:
+    openai = pytest.importorskip("openai")
+    from agentfuse.testing.standin import StandIn
+
+    log = tmp_path / "events.jsonl"
+    guard = enforce(make_policy(budget={"run_usd": "1.00"}, events=Events(path=str(log))), store=url)
+    guard.instrument()
+    try:
+        with StandIn(input_tokens=-1000, output_tokens=20) as provider:
+            client = openai.OpenAI(base_url=provider.openai_url, api_key="none", max_retries=0)
+            answer = client.chat.completions.create(  # noqa: AF101 (gated by guard.instrument() above)
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}], max_tokens=20, stream=stream
+            )
+            if stream:
+                list(answer)
+        spent, reserved = books(guard)
+    finally:
+        guard.uninstrument()
+        guard.close()
+    [allowed] = events_of(log, "allowed")
+    assert (spent, reserved) == (allowed["estimate_micros"], 0) and spent > 0
+    [event] = events_of(log, "usage_invalid")
+    assert "prompt_tokens must be from 0" in event["problem"]

@@ -29,6 +29,8 @@ class StreamState:
     received_chars: int = 0
     complete: bool = False
     """The provider's final usage arrived (nothing more will be reported)."""
+    problem: str | None = None
+    """Why the reported usage cannot be trusted (a negative or non-numeric count): settle at the estimate."""
 
     def usage(self, input_estimate: int) -> Usage:
         """The usage to settle: what was reported, and at least the tokens already received."""
@@ -42,6 +44,7 @@ class StreamState:
             output_tokens=output,
             cached_input_tokens=self.cached_input_tokens,
             cache_write_input_tokens=self.cache_write_input_tokens,
+            problem=self.problem,
         )
 
 
@@ -69,6 +72,7 @@ def _openai_chunk(state: StreamState, data: Mapping[str, Any]) -> bool:
         state.input_tokens = usage.input_tokens
         state.output_tokens = usage.output_tokens
         state.cached_input_tokens = usage.cached_input_tokens
+        state.problem = state.problem or usage.problem
         state.complete = True
         return not choices
     return False
@@ -88,6 +92,7 @@ def _responses_event(state: StreamState, data: Mapping[str, Any]) -> bool:
                 state.input_tokens = usage.input_tokens
                 state.output_tokens = usage.output_tokens
                 state.cached_input_tokens = usage.cached_input_tokens
+                state.problem = state.problem or usage.problem
                 state.complete = kind != "response.created"
     return False
 

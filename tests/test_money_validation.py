@@ -477,3 +477,39 @@ def test_instrumented_call_reporting_negative_usage_settles_at_its_reservation(
     assert (spent, reserved) == (allowed["estimate_micros"], 0) and spent > 0
     [event] = events_of(log, "usage_invalid")
     assert "prompt_tokens must be from 0" in event["problem"]
+
+
+@pytest.mark.parametrize("tokens", [-1000, math.nan, math.inf], ids=["negative", "nan", "infinity"])
+def test_cohere_billed_units_that_are_not_counts_settle_at_the_reservation(
+    url: str, tmp_path: Path, tokens: Any
+) -> None:
+    """Through the real cohere SDK (an httpx transport answers): NaN arrives as a JSON NaN."""
+    cohere = pytest.importorskip("cohere")
+    httpx = pytest.importorskip("httpx")
+
+    def answer(request: Any) -> Any:
+        units = {"input_tokens": tokens, "output_tokens": 20}
+        body = {
+            "id": "c1", "finish_reason": "COMPLETE", "usage": {"billed_units": units},
+            "message": {"role": "assistant", "content": [{"type": "text", "text": "hello"}]},
+        }
+        return httpx.Response(200, content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+
+    log = tmp_path / "events.jsonl"
+    price = (("command-r", ModelPrice(input=Decimal(1), output=Decimal(2))),)
+    policy = make_policy(
+        budget={"run_usd": "1.00", "estimate_usd": "0.05"}, events=Events(path=str(log)), pricing=price
+    )
+    guard = enforce(policy, store=url)
+    guard.instrument()
+    try:
+        client = cohere.ClientV2(api_key="none", base_url="http://cohere.test",
+                                 httpx_client=httpx.Client(transport=httpx.MockTransport(answer)))
+        client.chat(model="command-r", messages=[{"role": "user", "content": "hi"}])  # noqa: AF101
+        spent, reserved = books(guard)
+    finally:
+        guard.uninstrument()
+        guard.close()
+    assert (spent, reserved) == (50_000, 0)
+    [event] = events_of(log, "usage_invalid")
+    assert "input_tokens" in event["problem"]

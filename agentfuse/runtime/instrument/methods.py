@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import math
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -354,7 +355,13 @@ def field(value: Any, *names: str) -> Any:
 
 
 def count(value: Any) -> int:
-    """A token count as an int (0 when absent; floats such as Cohere's billed units rounded up)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A token count as an int (0 when absent; floats such as Cohere's billed units rounded up).
+
+    Anything else (NaN, infinity, text, a boolean) is -1: the guard never prices a negative
+    count, so the call settles at its reservation with a ``usage_invalid`` event.
+    """
+    if value is None:
         return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return -1
     return int(-(-value // 1))

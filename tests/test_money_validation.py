@@ -513,3 +513,19 @@ def test_cohere_billed_units_that_are_not_counts_settle_at_the_reservation(
     assert (spent, reserved) == (50_000, 0)
     [event] = events_of(log, "usage_invalid")
     assert "input_tokens" in event["problem"]
+
+
+def test_a_whole_cap_of_the_largest_calls_adds_up_exactly_and_the_cap_holds(url: str) -> None:
+    """1000 calls of about $10^6 fill a $10^9 cap: every micro-dollar is kept (Redis included,
+    whose scripts add in doubles), and the next call is refused."""
+    guard = enforce(make_policy(budget={"run_usd": MAX_CAP_USD}), store=url)
+    expected = 0
+    for number in range(1000):
+        with guard.step(estimate_usd=MAX_AMOUNT_USD) as step:
+            expected += step.record(cost_usd=MAX_AMOUNT_USD - Decimal(number % 7) / 1_000_000)
+    with pytest.raises(BudgetExceeded):
+        with guard.step(estimate_usd=MAX_AMOUNT_USD):
+            raise AssertionError("the cap must refuse")
+    assert books(guard) == (expected, 0)
+    assert expected == 1000 * MAX_AMOUNT_MICROS - sum(n % 7 for n in range(1000))
+    guard.close()

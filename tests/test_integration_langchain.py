@@ -6,9 +6,6 @@ sub-agent (``children:``) and both nodes call their model through ``.with_retry(
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -25,8 +22,11 @@ import agentfuse  # noqa: E402
 import halted_helpers  # noqa: E402
 from agentfuse.integrations.langchain import AgentfuseCallbackHandler  # noqa: E402
 from agentfuse.runtime.guard import Guard  # noqa: E402
-from agentfuse.runtime.policy import ChildCaps  # noqa: E402
 from agentfuse.testing.standin import StandIn  # noqa: E402
+from framework_helpers import (  # noqa: E402
+    assert_researcher_stopped_in_its_child_run, assert_status_shows_the_researcher_under_its_parent,
+    operator_halt_at, with_researcher,
+)
 from halted_helpers import Fuses  # noqa: E402
 from instrument_helpers import GPT4O_CALL_MICROS, books  # noqa: E402
 
@@ -70,12 +70,8 @@ def _run(guard: Guard, provider: StandIn, on_call: Any = None) -> agentfuse.Halt
     return caught.value
 
 
-def _fuse(fuses: Fuses, budget: dict[str, Any], researcher_usd: str = "5", **policy: Any) -> Guard:
-    return fuses(budget, children=(("researcher", ChildCaps(Decimal(researcher_usd))),), **policy)
-
-
 def test_a_run_budget_stops_the_graph(fuses: Fuses, standin: StandIn) -> None:
-    guard = _fuse(fuses, {"run_usd": "0.0014"})  # three calls of 450 micro-dollars, not four
+    guard = with_researcher(fuses, {"run_usd": "0.0014"})  # three calls of 450 micro-dollars, not four
     refusal = _run(guard, standin)
     assert isinstance(refusal, agentfuse.BudgetExceeded)
     assert standin.requests == 3
@@ -84,7 +80,7 @@ def test_a_run_budget_stops_the_graph(fuses: Fuses, standin: StandIn) -> None:
 
 
 def test_a_step_limit_stops_the_graph_through_with_retry(fuses: Fuses, standin: StandIn) -> None:
-    guard = _fuse(fuses, {"max_steps": 4, "run_usd": 10})
+    guard = with_researcher(fuses, {"max_steps": 4, "run_usd": 10})
     refusal = _run(guard, standin)
     assert isinstance(refusal, agentfuse.StepLimitExceeded)
     # max_steps counts each run's own steps: four plan calls (parent), four researcher calls (child)
@@ -94,7 +90,7 @@ def test_a_step_limit_stops_the_graph_through_with_retry(fuses: Fuses, standin: 
 
 
 def test_an_open_breaker_stops_with_retry_at_the_first_refusal(fuses: Fuses, standin: StandIn) -> None:
-    guard = _fuse(fuses, {"run_usd": 10}, breaker={"failure_threshold": 3, "cooldown_s": 300})
+    guard = with_researcher(fuses, {"run_usd": 10}, breaker={"failure_threshold": 3, "cooldown_s": 300})
     standin.fail(500, times=None)  # every request fails, and with_retry() retries it
     refusal = _run(guard, standin)
     assert isinstance(refusal, agentfuse.CircuitOpen)
@@ -104,7 +100,7 @@ def test_an_open_breaker_stops_with_retry_at_the_first_refusal(fuses: Fuses, sta
 
 def test_a_stop_file_stops_the_graph(fuses: Fuses, standin: StandIn, tmp_path: Path) -> None:
     stop = tmp_path / "STOP"
-    guard = _fuse(fuses, {"run_usd": 10}, stop_file=str(stop))
+    guard = with_researcher(fuses, {"run_usd": 10}, stop_file=str(stop))
     refusal = _run(guard, standin, lambda n: stop.touch() if n == 2 else None)
     assert isinstance(refusal, agentfuse.KillSwitchEngaged)
     assert standin.requests == 2
@@ -112,50 +108,25 @@ def test_a_stop_file_stops_the_graph(fuses: Fuses, standin: StandIn, tmp_path: P
 
 
 def test_an_operator_halt_stops_the_graph(fuses: Fuses, standin: StandIn) -> None:
-    guard = _fuse(fuses, {"run_usd": 10})
-
-    def operator(requests: int) -> None:
-        if requests == 2:
-            subprocess.run(
-                [sys.executable, "-m", "agentfuse", "halt", "--agent", guard.agent, "--store", fuses.url,
-                 "--reason", "operator test"],
-                check=True, capture_output=True,
-            )
-
-    refusal = _run(guard, standin, operator)
+    guard = with_researcher(fuses, {"run_usd": 10})
+    refusal = _run(guard, standin, operator_halt_at(fuses, guard, 2))
     assert isinstance(refusal, agentfuse.RunHalted)
     assert standin.requests == 2
     assert fuses.refused() == 1
 
 
 def test_a_sub_agent_is_a_child_run_with_its_own_cap(fuses: Fuses, standin: StandIn) -> None:
-    guard = _fuse(fuses, {"run_usd": 10}, researcher_usd="0.0006")  # one researcher call, not two
+    guard = with_researcher(fuses, {"run_usd": 10}, researcher_usd="0.0006")  # one researcher call, not two
     refusal = _run(guard, standin)
-    assert isinstance(refusal, agentfuse.BudgetExceeded)
-    assert refusal.run_id == f"{guard.run_id}/researcher"
     assert standin.requests == 3  # plan, researcher, plan; the researcher's second call is refused
-    child = guard.store.get_run(f"{guard.run_id}/researcher")
-    assert child is not None and child.parent_id == guard.run_id
-    assert child.spent_micros == GPT4O_CALL_MICROS
-    assert books(guard).spent_micros == 3 * GPT4O_CALL_MICROS  # the parent's includes its child's
+    assert_researcher_stopped_in_its_child_run(guard, refusal)
     assert {line["action"] for line in fuses.lines("allowed")} == {"plan", "researcher"}
 
 
 def test_status_json_shows_the_child_under_its_parent(fuses: Fuses, standin: StandIn) -> None:
-    import json
-
-    guard = _fuse(fuses, {"run_usd": 10}, researcher_usd="0.0006")
+    guard = with_researcher(fuses, {"run_usd": 10}, researcher_usd="0.0006")
     _run(guard, standin)
-    books(guard)
-    out = subprocess.run(
-        [sys.executable, "-m", "agentfuse", "status", "--json", "--store", fuses.url],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    runs = {run["run_id"]: run for agent in json.loads(out)["agents"] for run in agent["active_runs"]}
-    child = runs[f"{guard.run_id}/researcher"]
-    assert child["parent_id"] == guard.run_id
-    assert child["spent_usd"] == pytest.approx(GPT4O_CALL_MICROS / 1e6)
-    assert runs[guard.run_id]["spent_usd"] == pytest.approx(3 * GPT4O_CALL_MICROS / 1e6)
+    assert_status_shows_the_researcher_under_its_parent(fuses, guard)
 
 
 def test_a_model_whose_sdk_is_not_instrumented_is_gated_and_settled_from_usage_metadata(fuses: Fuses) -> None:

@@ -30,6 +30,7 @@ from agentfuse.runtime.policy import (
     MAX_SECONDS,
     Breaker,
     Budget,
+    DegradeStep,
     Events,
     ModelPrice,
     RateLimit,
@@ -385,6 +386,8 @@ def test_the_largest_allowed_policy_loads_and_runs(url: str, tmp_path: Path) -> 
         pytest.param(lambda: RateLimit("a", max=-1, window_s=1), id="rate-max"),
         pytest.param(lambda: RestartGuard(window_s=1e308), id="restart-window"),
         pytest.param(lambda: Events(backup_count=10**15), id="events-backups"),
+        pytest.param(lambda: DegradeStep(at=Decimal("NaN"), model="m"), id="degrade-at-nan"),
+        pytest.param(lambda: DegradeStep(at=0.5, min_interval_s=math.inf), id="degrade-interval"),
     ],
 )
 def test_policy_values_built_in_code_are_bounded_too(build: Any) -> None:

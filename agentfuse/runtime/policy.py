@@ -165,6 +165,18 @@ _AMOUNT: _Check = checked_usd
 _COUNT: _Check = checked_count
 _SECONDS: _Check = checked_seconds
 _BACKUPS: _Check = partial(checked_count, maximum=MAX_BACKUPS)
+
+
+def _fraction(value: object, name: str) -> float:
+    """A fraction of a budget: above 0 and at most 1."""
+    number = math.nan
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+        number = float(value) if not isinstance(value, int) or value.bit_length() < 64 else math.inf
+    if 0 < number <= 1:  # NaN fails the comparison (a Decimal NaN would raise in it)
+        return number
+    raise ValueError(f"{name} must be a fraction above 0 and at most 1, got {_shown_code(value)}")
+
+
 _BUDGET_CHECKS: Mapping[str, _Check] = MappingProxyType(
     {
         "run_usd": _CAP,
@@ -249,7 +261,7 @@ class DegradeStep:
     min_interval_s: float | None = None
 
     def __post_init__(self) -> None:
-        _check_fields(self, "degrade", {"min_interval_s": _SECONDS})
+        _check_fields(self, "degrade", {"at": _fraction, "min_interval_s": _SECONDS})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -216,6 +216,14 @@ class PlaywrightEvaluateArity(Rule):
         '    return page.eval_on_selector_all(selector, "(els, attr) => els.map(e => e[attr])", "id")\n',
         'import pyppeteer\n\nasync def run(page):\n    await page.evaluate("(a, b) => a + b", 1, 2)\n',
         'async def f(page, *args):\n    await page.evaluate("(a, b) => a + b", *args)\n',
+        # A crawler's own adapter: evaluate(page, fn, arg) takes the page first.
+        'from playwright.async_api import Page\n\nasync def scroll(self, page: Page, js, config):\n'
+        '    return await self.adapter.evaluate(page, js, config)\n',
+        # A browser agent's frame wrapper with a static evaluate(frame, expression, arg).
+        'class SkyvernFrame:\n    @staticmethod\n    async def evaluate(frame, expression, arg=None):\n'
+        '        return await frame.evaluate(expression, arg)\n\n'
+        '    async def move(self, page, x, y):\n'
+        '        await SkyvernFrame.evaluate(page, "(pos) => move(pos)", [x, y])\n',
     )
     INVALID = (
         'from playwright.sync_api import Page\n\ndef total(page: Page, a: int, b: int) -> int:\n'
@@ -234,6 +242,11 @@ class PlaywrightEvaluateArity(Rule):
         self._candidates: list[_Candidate] = []
         self._annotations: dict[str, list[cst.BaseExpression]] = {}
         self._assignments: dict[str, list[cst.BaseExpression]] = {}
+        self._own_methods: set[str] = set()
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        if node.name.value in _MAX_POSITIONAL:
+            self._own_methods.add(node.name.value)
 
     def visit_Call(self, node: cst.Call) -> None:
         func = node.func
@@ -277,6 +290,8 @@ class PlaywrightEvaluateArity(Rule):
     def _is_playwright_call(self, candidate: _Candidate, uses_playwright: bool) -> bool:
         func = candidate.call.func
         receiver = func.value if isinstance(func, cst.Attribute) else func
+        if self._own_helper(candidate, receiver):
+            return False
         resolved = self.context.imports.resolve(receiver)
         if resolved is not None and not _is_playwright_name(resolved):
             if not _names_match(resolved.split("."), _STRONG_WORDS, _STRONG_PREFIXES):
@@ -292,6 +307,17 @@ class PlaywrightEvaluateArity(Rule):
         if not uses_playwright:
             return False
         return self._is_string(expression) or _names_match(names, _WEAK_WORDS)
+
+    def _own_helper(self, candidate: _Candidate, receiver: cst.BaseExpression) -> bool:
+        """The project's own ``evaluate(page, fn, arg)``: defined in this module and called on
+        ``self``/``cls``, or handed a page or frame where Playwright takes the expression."""
+        if isinstance(receiver, cst.Name) and receiver.value in {"self", "cls"}:
+            if candidate.method in self._own_methods:
+                return True
+        first = candidate.positional[0].value
+        if candidate.selector or self._is_string(first) or not isinstance(first, (cst.Name, cst.Attribute)):
+            return False
+        return _names_match(_receiver_chain(first)[0], _STRONG_WORDS, _STRONG_PREFIXES)
 
     def _annotated_type(self, receiver: cst.BaseExpression) -> bool | None:
         """True: annotated with a Playwright type; False: with another type; None: unknown."""

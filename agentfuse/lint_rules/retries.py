@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 import libcst as cst
 
-from agentfuse.lint_rules._retry_common import BindingsRule, last_segment
+from agentfuse.lint_rules._retry_common import BindingsRule, last_segment, walk
 from agentfuse.lint_rules.base import FileContext, Fix, Rule, dotted_name
 
 T = TypeVar("T")
@@ -92,6 +92,19 @@ _LLM_CLIENTS = frozenset(
     }
 )
 _INFINITE_CONSTANTS = frozenset({"math.inf", "sys.maxsize", "numpy.inf"})
+_CALLBACK_KEYWORDS = frozenset({"retry", "after", "before", "before_sleep", "retry_error_callback"})
+
+
+def _compares_attempts(node: cst.CSTNode) -> bool:
+    """True if ``node`` holds a comparison that reads ``attempt_number``."""
+    for child, _ in walk(node):
+        if isinstance(child, cst.Comparison):
+            for part, _ in walk(child):
+                if isinstance(part, cst.Name) and part.value == "attempt_number":
+                    return True
+                if isinstance(part, cst.SimpleString) and "attempt_number" in part.value:
+                    return True
+    return False
 
 
 def positive_int_option(options: Mapping[str, Any], key: str, default: int) -> int:
@@ -328,9 +341,11 @@ class UnboundedTenacityRetry(_RetryRule):
     this module, or combined with ``&``) is as bad. A ``stop`` held in a variable or built by a
     call counts as a ceiling; ``**kwargs`` splats are not flagged, since the stop may be inside.
     ``fn.retry_with(stop=stop_never)`` is flagged; ``retry_with`` without ``stop`` inherits the
-    original's stop and is not. Known misses: a stop passed in from another module or a function
-    parameter default of ``stop_never``. The fix adds ``stop=stop_after_attempt(N)`` (N from
-    ``fix-max-attempts``, default 5) or replaces the ``stop_never``.
+    original's stop and is not. A ``retry=``/``after=``/``before_sleep=`` callback of this
+    module (or a lambda) that compares ``attempt_number`` counts as a ceiling. Known misses: a
+    stop passed in from another module or a function parameter default of ``stop_never``. The
+    fix adds ``stop=stop_after_attempt(N)`` (N from ``fix-max-attempts``, default 5) or replaces
+    the ``stop_never``.
     """
 
     code = "AF201"
@@ -355,11 +370,30 @@ class UnboundedTenacityRetry(_RetryRule):
         "from retrying import retry\n"
         "@retry(stop_max_attempt_number=3)\n"
         "def fetch(): ...\n",
+        # an LLM eval harness: the retry= callback gives up after five attempts itself
+        "from tenacity import retry, wait_random_exponential\n"
+        "def _should_retry(state):\n"
+        "    if state.attempt_number >= 5:\n"
+        "        return False\n"
+        "    return isinstance(state.outcome.exception(), TimeoutError)\n"
+        "@retry(retry=_should_retry, wait=wait_random_exponential(max=30))\n"
+        "def grade(answer): ...\n",
     )
     INVALID = (
         "from tenacity import retry\n"
         "@retry  # expect: AF201\n"
         "def fetch(): ...\n",
+        # an LLM platform's API client: the after= callback only logs the attempt number
+        "from tenacity import retry, retry_if_exception_type, wait_exponential_jitter\n"
+        "def log_retry_error(state):\n"
+        "    print(f'retrying: {state.attempt_number} time(s)')\n"
+        "class Api:\n"
+        "    @retry(  # expect: AF201\n"
+        "        wait=wait_exponential_jitter(initial=1, max=10),\n"
+        "        retry=retry_if_exception_type(ConnectionError),\n"
+        "        after=log_retry_error,\n"
+        "    )\n"
+        "    def _http_request(self, method, url): ...\n",
         "import tenacity as t\n"
         "@t.retry(wait=t.wait_fixed(2))  # expect: AF201\n"
         "async def fetch(): ...\n",
@@ -376,6 +410,10 @@ class UnboundedTenacityRetry(_RetryRule):
     def __init__(self, context: FileContext) -> None:
         super().__init__(context)
         self._never_memo: dict[str, bool] = {}
+        self._functions: dict[str, list[cst.FunctionDef]] = {}
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self._functions.setdefault(node.name.value, []).append(node)
 
     def check_bare_decorator(self, decorator: cst.Decorator) -> None:
         if self.lookup(decorator.decorator, {"tenacity.retry"}) is None:
@@ -399,7 +437,32 @@ class UnboundedTenacityRetry(_RetryRule):
         stop = _argument(call, "stop", 1)
         if stop is not None and not self._is_never(stop.value):
             return
+        if stop is None and self._callback_counts_attempts(call):
+            return
         self.report(call, fix=self._stop_fix(call, stop))
+
+    def _callback_counts_attempts(self, call: cst.Call) -> bool:
+        """A ``retry=``/``after=``/``before_sleep=`` callback of this module (or a lambda) that
+        compares ``attempt_number``: it ends the retries itself after N attempts."""
+        pending = [
+            arg.value for arg in call.args if arg.keyword is not None and arg.keyword.value in _CALLBACK_KEYWORDS
+        ]
+        seen: set[int] = set()
+        while pending:
+            expr = pending.pop()
+            if id(expr) in seen:
+                continue
+            seen.add(id(expr))
+            if isinstance(expr, cst.Lambda) and _compares_attempts(expr.body):
+                return True
+            if isinstance(expr, cst.Name):
+                if any(_compares_attempts(f.body) for f in self._functions.get(expr.value, ())):
+                    return True
+            elif isinstance(expr, cst.Call):
+                pending.extend(arg.value for arg in expr.args)
+            elif isinstance(expr, cst.BinaryOperation):
+                pending.extend((expr.left, expr.right))
+        return False
 
     def _check_retry_with(self, call: cst.Call) -> None:
         if not isinstance(call.func, cst.Attribute) or call.func.attr.value != "retry_with":

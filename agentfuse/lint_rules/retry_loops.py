@@ -23,6 +23,13 @@ from agentfuse.lint_rules._retry_common import (
 )
 from agentfuse.lint_rules.base import FileContext, Rule, dotted_name
 
+DEADLINE_CONTEXTS = frozenset(
+    {"timeout", "timeout_at", "fail_after", "fail_at", "move_on_after", "move_on_at", "Timeout", "time_limit"}
+)
+"""Context managers that cancel their block at a deadline (asyncio, anyio, trio, async_timeout)."""
+ALARM_FUNCTIONS = frozenset({"alarm", "setitimer"})
+WAIT_METHODS = frozenset({"result", "get", "wait", "join", "acquire", "recv", "poll", "wait_for", "exception"})
+
 
 class UnboundedRetryLoop(BindingsRule):
     """A hand-rolled ``while True`` retry loop that can spin forever.
@@ -79,6 +86,35 @@ class UnboundedRetryLoop(BindingsRule):
         "        handle(job)\n"
         "    except Exception:\n"
         "        log.exception('job failed')\n",
+        # an async agent runtime: the retry loop runs under asyncio.timeout, which ends it
+        "import asyncio\n"
+        "async def connect(client):\n"
+        "    async with asyncio.timeout(30):\n"
+        "        while True:\n"
+        "            try:\n"
+        "                return await client.connect()\n"
+        "            except ConnectionError:\n"
+        "                await asyncio.sleep(1)\n",
+        # a document pipeline bridging threads: it polls a future with a timeout (waiting)
+        "import concurrent.futures\n"
+        "def wait_for_llm(future, cancelled):\n"
+        "    while True:\n"
+        "        if cancelled():\n"
+        "            future.cancel()\n"
+        "        try:\n"
+        "            return future.result(timeout=0.5)\n"
+        "        except concurrent.futures.TimeoutError:\n"
+        "            continue\n",
+        # a tool server: the reconnect loop is awaited under asyncio.wait_for
+        "import asyncio\n"
+        "async def _reconnect(session):\n"
+        "    while True:\n"
+        "        try:\n"
+        "            return await session.open()\n"
+        "        except OSError:\n"
+        "            await asyncio.sleep(0.5)\n"
+        "async def start(session):\n"
+        "    return await asyncio.wait_for(_reconnect(session), timeout=10)\n",
     )
     INVALID = (
         "import time\n"
@@ -96,11 +132,57 @@ class UnboundedRetryLoop(BindingsRule):
         "            return client.chat.completions.create(model='gpt-4o', messages=prompt)\n"
         "        except Exception:\n"
         "            continue\n",
+        # a research agent: the only exit is a return under an if, after the try
+        "import time\n"
+        "import openai\n"
+        "def summarise(client, messages):\n"
+        "    while True:  # expect: AF204\n"
+        "        try:\n"
+        "            response = client.chat.completions.create(model='gpt-4o', messages=messages)\n"
+        "        except openai.RateLimitError:\n"
+        "            time.sleep(10)\n"
+        "            continue\n"
+        "        if response.choices:\n"
+        "            return response.choices[0].message.content\n",
     )
 
     def __init__(self, context: FileContext) -> None:
         super().__init__(context)
         self.loops: list[cst.While] = []
+        self._functions: list[str] = []
+        self._deadline_depth = 0
+        self._with_deadlines: list[bool] = []
+        self._under_deadline: set[int] = set()
+        self._loop_function: dict[int, str] = {}
+        self._deadline_functions: set[str] = set()
+        """Functions awaited through ``wait_for(f(...), timeout)`` or arming ``signal.alarm``."""
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self._functions.append(node.name.value)
+
+    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+        self._functions.pop()
+
+    def visit_With(self, node: cst.With) -> None:
+        deadline = any(
+            isinstance(item.item, cst.Call) and last_segment(item.item.func) in DEADLINE_CONTEXTS for item in node.items
+        )
+        self._with_deadlines.append(deadline)
+        self._deadline_depth += deadline
+
+    def leave_With(self, original_node: cst.With) -> None:
+        self._deadline_depth -= self._with_deadlines.pop()
+
+    def visit_Call(self, node: cst.Call) -> None:
+        name = last_segment(node.func)
+        if name == "wait_for" and node.args and isinstance(node.args[0].value, cst.Call):
+            awaited = last_segment(node.args[0].value.func)
+            if awaited is not None:
+                self._deadline_functions.add(awaited)
+        elif name in ALARM_FUNCTIONS and self._functions:
+            resolved = self.context.imports.resolve(node.func) or ""
+            if resolved.startswith("signal."):
+                self._deadline_functions.add(self._functions[-1])
 
     def visit_While(self, node: cst.While) -> None:
         test = node.test
@@ -108,11 +190,23 @@ class UnboundedRetryLoop(BindingsRule):
             isinstance(test, cst.Integer) and test.value == "1"
         ):
             self.loops.append(node)
+            if self._deadline_depth:
+                self._under_deadline.add(id(node))
+            if self._functions:
+                self._loop_function[id(node)] = self._functions[-1]
 
     def leave_Module(self, original_node: cst.Module) -> None:
         for loop in self.loops:
+            if self._has_outer_deadline(loop):
+                continue
             if self._retries_forever(loop):
                 self.report(loop, self.llm_message if self._calls_llm(loop) else self.message)
+
+    def _has_outer_deadline(self, loop: cst.While) -> bool:
+        """Inside ``async with asyncio.timeout(...)`` (anyio ``fail_after``...), or in a function
+        run under ``asyncio.wait_for(...)`` or ``signal.alarm``: the deadline ends the loop."""
+        function = self._loop_function.get(id(loop))
+        return id(loop) in self._under_deadline or (function is not None and function in self._deadline_functions)
 
     def _retries_forever(self, loop: cst.While) -> bool:
         if not isinstance(loop.body, cst.IndentedBlock) or self._is_interactive(loop):
@@ -133,7 +227,8 @@ class UnboundedRetryLoop(BindingsRule):
         for index, statement in enumerate(statements):
             if isinstance(statement, (cst.Try, cst.TryStar)):
                 later = statements[index + 1:]
-                yield statement, any(self._is_unconditional_exit(after) for after in later)
+                exits = any(self._is_unconditional_exit(after) or _returns_a_value_if(after) for after in later)
+                yield statement, exits
             elif isinstance(statement, (cst.With, cst.If)):
                 yield from self._first_tries(statement.body)
                 orelse = statement.orelse if isinstance(statement, cst.If) else None
@@ -148,6 +243,8 @@ class UnboundedRetryLoop(BindingsRule):
     def _retries_on_failure(self, node: cst.Try | cst.TryStar, exits_after: bool) -> bool:
         """True if the try leaves the loop on success and some handler loops again."""
         if not (exits_after or self._leaves_on_success(node.body) or self._leaves_on_success(node.orelse)):
+            return False
+        if _waits(node.body):
             return False
         for handler in node.handlers:
             if self._exits(handler.body) or not _catches_a_failure(handler):
@@ -328,6 +425,29 @@ def _looks_like_failure(name: str) -> bool:
     if name in CANCELLATION:
         return False
     return not name or any(word in name for word in FAILURE_WORDS)
+
+
+def _returns_a_value_if(statement: cst.CSTNode) -> bool:
+    """``if ok: return result`` after the ``try``: the loop's exit on success."""
+    if not isinstance(statement, cst.If) or not isinstance(statement.body, cst.IndentedBlock):
+        return False
+    return any(
+        isinstance(line, cst.SimpleStatementLine)
+        and any(isinstance(small, cst.Return) and small.value is not None for small in line.body)
+        for line in statement.body.body
+    )
+
+
+def _waits(body: cst.CSTNode) -> bool:
+    """The ``try`` waits with a timeout (``future.result(timeout=...)``, ``queue.get(timeout=1)``,
+    ``event.wait(5)``): a loop polling for something to finish, not retrying a failure."""
+    for node, _ in walk(body):
+        if isinstance(node, cst.Call) and last_segment(node.func) in WAIT_METHODS:
+            if any(arg.keyword is not None and arg.keyword.value == "timeout" for arg in node.args):
+                return True
+            if last_segment(node.func) in {"wait", "join", "result"} and node.args:
+                return True
+    return False
 
 
 def _continues(body: cst.CSTNode) -> bool:

@@ -503,6 +503,37 @@ class _PendingCall:
     scope: _Scope
 
 
+@dataclasses.dataclass
+class _Helper:
+    """A function or method of this module, and the executing calls directly in it."""
+
+    params: list[str]
+    star: str | None
+    scope: _Scope
+    is_method: bool
+    calls: list[_PendingCall] = dataclasses.field(default_factory=list)
+
+    def bound(self, call: cst.Call) -> _Scope | None:
+        """The helper's scope with its parameters bound to ``call``'s arguments."""
+        params = self.params[1:] if self.is_method else self.params
+        values: dict[str, list[cst.BaseExpression]] = {}
+        extra: list[cst.BaseExpression] = []
+        for index, arg in enumerate(call.args):
+            if arg.star:
+                return None
+            if arg.keyword is not None:
+                values[arg.keyword.value] = [arg.value]
+            elif index < len(params):
+                values[params[index]] = [arg.value]
+            else:
+                extra.append(arg.value)
+        if self.star is not None:
+            values[self.star] = [cst.List([cst.Element(value) for value in extra])]
+        if not values:
+            return None
+        return dataclasses.replace(self.scope, bindings={**self.scope.bindings, **values})
+
+
 def _positional(call: cst.Call) -> list[cst.BaseExpression] | None:
     """Plain positional argument values; None when a ``*splat`` hides how many there are."""
     values: list[cst.BaseExpression] = []
@@ -549,8 +580,12 @@ class DestructiveShellCommand(Rule):
     same scope is added to every value it was bound to (flow-insensitively, so a flag
     appended under an ``if`` counts: the command can become destructive).
 
-    Known misses: commands passed in from another function or module or held in
-    attributes (``self.cmd``); commands run through other libraries' wrappers (fabric or
+    A command handed to a function or method of the same module that forwards its
+    parameters to an executing call (``_run_git(["reset", "--hard"])``,
+    ``self._command("rm -rf build")``) is flagged where the helper is called.
+
+    Known misses: commands passed in from another module or held in attributes
+    (``self.cmd``); commands run through other libraries' wrappers (fabric or
     invoke ``c.run``, paramiko ``exec_command``, docker ``exec_run``, sandbox ``exec``, the
     ``sh`` package); ``ssh host "rm -rf ..."``. Known noise: bindings are flow-insensitive,
     so a name assigned a destructive literal on any path counts.
@@ -606,33 +641,55 @@ class DestructiveShellCommand(Rule):
         'import subprocess, shlex\nsubprocess.run(shlex.split("git reset --hard HEAD~1"))  # expect: AF401\n',
         'import os\n\ndef wipe(path):\n    os.system("rm -r -f " + path)  # expect: AF401\n',
         'import pexpect\npexpect.spawn("sudo killall python")  # expect: AF401\n',
+        # A coding agent's git helper forwarding its arguments (the helper alone is harmless).
+        'import subprocess\n\ndef _run_git(args, cwd=None):\n    return subprocess.run(["git", *args], cwd=cwd)\n\n'
+        'def undo(repo):\n    _run_git(["reset", "--hard", "HEAD~1"], cwd=repo)  # expect: AF401\n',
+        # A sandbox class whose shell method forwards a command string.
+        'import os\n\nclass Sandbox:\n    def _command(self, line):\n        return os.system(line)\n\n'
+        '    def wipe(self):\n        self._command("rm -rf /workspace/tmp")  # expect: AF401\n',
     )
 
     def __init__(self, context: FileContext) -> None:
         super().__init__(context)
         self._scopes: list[_Scope] = []
         self._pending: list[_PendingCall] = []
+        self._helpers: list[_Helper | None] = []
+        self._by_name: dict[tuple[bool, str], list[_Helper]] = {}
+        self._calls: list[tuple[cst.Call, bool, str]] = []
+        self._classes = 0
 
     def visit_Module(self, node: cst.Module) -> None:
         self._scopes.append(_Scope(parent=None))
 
     def visit_ClassDef(self, node: cst.ClassDef) -> None:
         self._scopes.append(_Scope(parent=self._scopes[-1], is_class=True))
+        self._classes += 1
 
     def leave_ClassDef(self, original_node: cst.ClassDef) -> None:
         self._scopes.pop()
+        self._classes -= 1
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self._scopes.append(_Scope(parent=self._scopes[-1]))
+        is_method = self._scopes[-1].is_class
+        scope = _Scope(parent=self._scopes[-1])
+        self._scopes.append(scope)
+        params = [p.name.value for p in (*node.params.posonly_params, *node.params.params)]
+        star = node.params.star_arg.name.value if isinstance(node.params.star_arg, cst.Param) else None
+        helper = _Helper(params, star, scope, is_method)
+        self._helpers.append(helper)
+        self._by_name.setdefault((is_method, node.name.value), []).append(helper)
 
     def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
         self._scopes.pop()
+        self._helpers.pop()
 
     def visit_Lambda(self, node: cst.Lambda) -> None:
         self._scopes.append(_Scope(parent=self._scopes[-1]))
+        self._helpers.append(None)
 
     def leave_Lambda(self, original_node: cst.Lambda) -> None:
         self._scopes.pop()
+        self._helpers.pop()
 
     def visit_Param(self, node: cst.Param) -> None:
         self._scopes[-1].bindings.setdefault(node.name.value, [])
@@ -658,7 +715,15 @@ class DestructiveShellCommand(Rule):
                 self._grow(func.value.value, kind, node.args[0].value)
         api = self.context.imports.resolve(func)
         if api in _APIS:
-            self._pending.append(_PendingCall(node, api, self._scopes[-1]))
+            pending = _PendingCall(node, api, self._scopes[-1])
+            self._pending.append(pending)
+            if self._helpers and self._helpers[-1] is not None:
+                self._helpers[-1].calls.append(pending)
+        elif isinstance(func, cst.Name) and api is None:
+            self._calls.append((node, False, func.value))
+        elif isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and self._classes:
+            if func.value.value in {"self", "cls"}:
+                self._calls.append((node, True, func.attr.value))
 
     def _grow(self, name: str, kind: str, value: cst.BaseExpression) -> None:
         scope = self._scopes[-1].owner(name) or self._scopes[-1]
@@ -669,6 +734,21 @@ class DestructiveShellCommand(Rule):
             label = self._label(pending)
             if label:
                 self.report(pending.call, f"`{label}` executed via {pending.api}(): {_FIX_TEXT}")
+        for call, is_method, name in self._calls:
+            label, api = self._forwarded(call, self._by_name.get((is_method, name), ()))
+            if label:
+                self.report(call, f"`{label}` executed via {name}() -> {api}(): {_FIX_TEXT}")
+
+    def _forwarded(self, call: cst.Call, helpers: Sequence[_Helper]) -> tuple[str | None, str]:
+        """What a call of a command-forwarding helper of this module runs, when destructive."""
+        for helper in helpers:
+            scope = helper.bound(call) if helper.calls else None
+            for pending in helper.calls if scope is not None else ():
+                if not self._label(pending):
+                    label = self._label(_PendingCall(pending.call, pending.api, scope))
+                    if label:
+                        return label, pending.api
+        return None, ""
 
     def _label(self, pending: _PendingCall) -> str | None:
         reader = _Reader(pending.scope, self.context.imports.resolve)

@@ -19,7 +19,8 @@ from typing import Any
 LLM_TRIGGERS: tuple[str, ...] = (
     r"\b(?:openai|anthropic|litellm|genai|generativeai|vertexai|mistralai|cohere|groq|together)\b",
     r"\b(?:cerebras|huggingface_hub|instructor|boto3|aioboto3|bedrock|ollama|langchain\w*|llama_index)\b",
-    r"\b(?:zhipuai|dashscope|qianfan|fireworks|claude_agent_sdk|claude_code_sdk|sagemaker)\b|azure\.ai\.inference",
+    r"\b(?:zhipuai|dashscope|qianfan|fireworks|voyageai|claude_agent_sdk|claude_code_sdk|sagemaker)\b",
+    r"azure\.ai\.inference|\binvoke_endpoint|\bbind_tools\(|\bwith_structured_output\(",
     r"\bfrom agents\b|\bimport agents\b|\bRunner\.run",
     r"\bclaude\b|\bcodex\b|\bgemini\b|\bollama run\b|[\"'\[]llm\b",
     r"\bchat\.completions\.|\bmessages\.(?:create|stream)\b|\bgenerate_content|\bconverse(?:_stream)?\(|\binvoke_model",
@@ -27,6 +28,8 @@ LLM_TRIGGERS: tuple[str, ...] = (
 """Words a file must contain to be worth parsing for LLM requests (the engine's pre-filter)."""
 
 WRAPPER_SEGMENTS = frozenset({"with_raw_response", "with_streaming_response"})
+MODEL_ONLY_METHODS = frozenset({"bind_tools", "with_structured_output"})
+"""LangChain chat-model methods no other object has: what they return is a chat model."""
 """Path segments that wrap a request method without changing it (openai, anthropic)."""
 
 
@@ -316,6 +319,12 @@ AZURE_AI_INFERENCE = ClientTable(
     ),
     methods=frozenset({"complete", "embed"}),
 )
+VOYAGE = ClientTable(
+    provider="voyageai",
+    modules=("voyageai",),
+    constructors=frozenset({"voyageai.Client", "voyageai.AsyncClient"}),
+    methods=frozenset({"embed", "rerank", "multimodal_embed", "contextualized_embed"}),
+)
 CLAUDE_AGENT_SDK = ClientTable(
     provider="claude-agent-sdk",
     modules=("claude_agent_sdk", "claude_code_sdk"),
@@ -346,7 +355,15 @@ INSTRUCTOR = ClientTable(
     ),
 )
 
-BEDROCK_METHODS = frozenset({"invoke_model", "invoke_model_with_response_stream", "converse", "converse_stream"})
+BEDROCK_METHODS = frozenset(
+    {
+        "invoke_model",
+        "invoke_model_with_response_stream",
+        "invoke_model_with_bidirectional_stream",
+        "converse",
+        "converse_stream",
+    }
+)
 BEDROCK = ClientTable(
     provider="bedrock-runtime",
     modules=("boto3", "aioboto3", "botocore"),
@@ -507,6 +524,7 @@ TABLES: tuple[ClientTable, ...] = (
     DASHSCOPE,
     QIANFAN,
     AZURE_AI_INFERENCE,
+    VOYAGE,
     CLAUDE_AGENT_SDK,
     HUGGINGFACE,
     INSTRUCTOR,
@@ -570,6 +588,17 @@ FALLBACK_SHAPES: Mapping[str, Shape] = MappingProxyType(
             "invoke_model",
             "invoke_model_with_response_stream",
         ),
+        **_shapes(
+            Shape("google-genai", ("google.genai",), frozenset({"model"})),
+            "models.embed_content",
+            "aio.models.embed_content",
+        ),
+        **_shapes(
+            Shape("sagemaker-runtime", ("boto3", "aioboto3", "botocore")),
+            "invoke_endpoint",
+            "invoke_endpoint_with_response_stream",
+        ),
+        **_shapes(Shape("bedrock-runtime", ("boto3",)), "invoke_model_with_bidirectional_stream"),
         **_shapes(
             Shape("mistral", ("mistralai",), frozenset({"model", "messages"})),
             "chat.complete",

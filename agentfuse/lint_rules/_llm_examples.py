@@ -186,6 +186,36 @@ async def main(prompt):
 )
 
 SHAPE_INVALID: tuple[str, ...] = (
+    # a scraping-graph library: the model comes from a config dict, the pipe starts with a prompt
+    """
+from langchain_core.prompts import PromptTemplate
+from langchain_core.output_parsers import JsonOutputParser
+
+class GenerateAnswerNode:
+    def __init__(self, node_config):
+        self.llm_model = node_config["llm_model"]
+
+    def execute(self, question):
+        prompt = PromptTemplate(template="{question}", input_variables=["question"])
+        chain = prompt | self.llm_model | JsonOutputParser()
+        return chain.invoke({"question": question})  # expect: AF101
+""",
+    # a research agent's tool loop: whatever bind_tools() is called on is a chat model
+    """
+async def call_with_tools(provider, tools, messages):
+    llm_with_tools = provider.llm.bind_tools(tools)
+    return await llm_with_tools.ainvoke(messages)  # expect: AF101
+""",
+    # LLM integration packages: embeddings and SageMaker endpoints on clients built elsewhere
+    """
+class Embeddings:
+    def embed(self, texts):
+        return self.client.models.embed_content(model=self.model, contents=texts)  # expect: AF101
+
+class SagemakerLLM:
+    def complete(self, body):
+        return self._client.invoke_endpoint(EndpointName=self.endpoint, Body=body)  # expect: AF101
+""",
     # an eval harness: the client arrives un-annotated or typed Any, from another package
     """
 from typing import Any
@@ -257,6 +287,16 @@ async def check():
     claude = shutil.which("claude")
     await asyncio.create_subprocess_exec(claude, "--version")
     await asyncio.create_subprocess_exec("gemini", "mcp", "list")
+""",
+    # a RAG pipeline: a retriever's invoke and a prompt piped only into a parser call no model
+    """
+from langchain_core.prompts import PromptTemplate
+from langchain_core.output_parsers import StrOutputParser
+
+def search(retriever, query):
+    docs = retriever.invoke(query)
+    preview = (PromptTemplate.from_template("{q}") | StrOutputParser()).invoke({"q": query})
+    return docs, preview
 """,
     # a chat app's own store: messages.create(...) without model= and max_tokens= saves a row
     """

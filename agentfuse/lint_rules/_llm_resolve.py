@@ -18,6 +18,7 @@ import libcst as cst
 
 from agentfuse.lint.project_index import ProjectIndex, project_index
 from agentfuse.lint_rules._llm_catalogue import (
+    MODEL_ONLY_METHODS,
     WRAPPER_SEGMENTS,
     Catalogue,
     ClientTable,
@@ -224,7 +225,7 @@ class Resolver:
                 found = self.receiver(side, scope, depth + 1)
                 if found is not None and found[0].provider == "langchain":
                     return found[0], ""
-            return None
+            return self._langchain() if self._starts_with_prompt(expr, scope, depth) else None
         bindings = self.bindings_of(expr, scope)
         if bindings:
             return next(filter(None, (self.binding_receiver(b, depth) for b in bindings)), None)
@@ -241,6 +242,28 @@ class Resolver:
             full = join_path(path, attr)
             return (table, full) if full in self.prefixes_of(table) else None
         return None
+
+    def _langchain(self) -> Receiver | None:
+        table = next((t for t in self.catalogue.tables if t.provider == "langchain"), None)
+        return (table, "") if table is not None else None
+
+    def _starts_with_prompt(self, expr: cst.BaseExpression, scope: Scope, depth: int) -> bool:
+        """An LCEL pipe that starts with a LangChain prompt template: ``prompt | llm | parser``
+        sends the prompt to whatever model follows it."""
+        rest: list[cst.BaseExpression] = []
+        while isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.BitOr):
+            rest.append(expr.right)
+            expr = expr.left
+        if rest and all("Parser" in (self.qualified(r.func, scope) or "") for r in rest if isinstance(r, cst.Call)):
+            if all(isinstance(r, cst.Call) for r in rest):
+                return False  # prompt | parser: no model in the pipe
+        if depth > MAX_RESOLVE_DEPTH:
+            return False
+        if isinstance(expr, cst.Call):
+            qualified = self.qualified(expr.func, scope) or ""
+            return qualified.startswith("langchain") and "PromptTemplate" in qualified
+        bindings = self.bindings_of(expr, scope)
+        return any(not b.annotation and self._starts_with_prompt(b.expr, b.scope, depth + 1) for b in bindings)
 
     def _name_receiver(self, expr: cst.Name, scope: Scope) -> Receiver | None:
         qualified = self.imports.resolve(expr)
@@ -295,7 +318,7 @@ class Resolver:
                 return found
         inner = self.receiver(func.value, scope, depth + 1)
         if inner is None:
-            return None
+            return self._langchain() if func.attr.value in MODEL_ONLY_METHODS else None
         table, path = inner
         attr = func.attr.value
         if not path and attr in table.passthrough:

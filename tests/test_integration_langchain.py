@@ -6,7 +6,6 @@ sub-agent (``children:``) and both nodes call their model through ``.with_retry(
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, TypedDict
 
 import pytest
@@ -23,10 +22,7 @@ import halted_helpers  # noqa: E402
 from agentfuse.integrations.langchain import AgentfuseCallbackHandler  # noqa: E402
 from agentfuse.runtime.guard import Guard  # noqa: E402
 from agentfuse.testing.standin import StandIn  # noqa: E402
-from framework_helpers import (  # noqa: E402
-    assert_researcher_stopped_in_its_child_run, assert_status_shows_the_researcher_under_its_parent,
-    operator_halt_at, with_researcher,
-)
+from framework_helpers import RefusalContract, with_researcher  # noqa: E402
 from halted_helpers import Fuses  # noqa: E402
 from instrument_helpers import GPT4O_CALL_MICROS, books  # noqa: E402
 
@@ -70,25 +66,6 @@ def _run(guard: Guard, provider: StandIn, on_call: Any = None) -> agentfuse.Halt
     return caught.value
 
 
-def test_a_run_budget_stops_the_graph(fuses: Fuses, standin: StandIn) -> None:
-    guard = with_researcher(fuses, {"run_usd": "0.0014"})  # three calls of 450 micro-dollars, not four
-    refusal = _run(guard, standin)
-    assert isinstance(refusal, agentfuse.BudgetExceeded)
-    assert standin.requests == 3
-    assert fuses.refused() == 1
-    assert books(guard).spent_micros == 3 * GPT4O_CALL_MICROS
-
-
-def test_a_step_limit_stops_the_graph_through_with_retry(fuses: Fuses, standin: StandIn) -> None:
-    guard = with_researcher(fuses, {"max_steps": 4, "run_usd": 10})
-    refusal = _run(guard, standin)
-    assert isinstance(refusal, agentfuse.StepLimitExceeded)
-    # max_steps counts each run's own steps: four plan calls (parent), four researcher calls (child)
-    assert standin.requests == 8
-    assert refusal.run_id == guard.run_id
-    assert fuses.refused() == 1  # with_retry() did not retry the refusal
-
-
 def test_an_open_breaker_stops_with_retry_at_the_first_refusal(fuses: Fuses, standin: StandIn) -> None:
     guard = with_researcher(fuses, {"run_usd": 10}, breaker={"failure_threshold": 3, "cooldown_s": 300})
     standin.fail(500, times=None)  # every request fails, and with_retry() retries it
@@ -96,37 +73,6 @@ def test_an_open_breaker_stops_with_retry_at_the_first_refusal(fuses: Fuses, sta
     assert isinstance(refusal, agentfuse.CircuitOpen)
     assert standin.requests == 3  # three failures open the breaker; the fourth attempt is refused
     assert fuses.refused() == 1
-
-
-def test_a_stop_file_stops_the_graph(fuses: Fuses, standin: StandIn, tmp_path: Path) -> None:
-    stop = tmp_path / "STOP"
-    guard = with_researcher(fuses, {"run_usd": 10}, stop_file=str(stop))
-    refusal = _run(guard, standin, lambda n: stop.touch() if n == 2 else None)
-    assert isinstance(refusal, agentfuse.KillSwitchEngaged)
-    assert standin.requests == 2
-    assert fuses.refused() == 1
-
-
-def test_an_operator_halt_stops_the_graph(fuses: Fuses, standin: StandIn) -> None:
-    guard = with_researcher(fuses, {"run_usd": 10})
-    refusal = _run(guard, standin, operator_halt_at(fuses, guard, 2))
-    assert isinstance(refusal, agentfuse.RunHalted)
-    assert standin.requests == 2
-    assert fuses.refused() == 1
-
-
-def test_a_sub_agent_is_a_child_run_with_its_own_cap(fuses: Fuses, standin: StandIn) -> None:
-    guard = with_researcher(fuses, {"run_usd": 10}, researcher_usd="0.0006")  # one researcher call, not two
-    refusal = _run(guard, standin)
-    assert standin.requests == 3  # plan, researcher, plan; the researcher's second call is refused
-    assert_researcher_stopped_in_its_child_run(guard, refusal)
-    assert {line["action"] for line in fuses.lines("allowed")} == {"plan", "researcher"}
-
-
-def test_status_json_shows_the_child_under_its_parent(fuses: Fuses, standin: StandIn) -> None:
-    guard = with_researcher(fuses, {"run_usd": 10}, researcher_usd="0.0006")
-    _run(guard, standin)
-    assert_status_shows_the_researcher_under_its_parent(fuses, guard)
 
 
 def test_a_model_whose_sdk_is_not_instrumented_is_gated_and_settled_from_usage_metadata(fuses: Fuses) -> None:
@@ -143,3 +89,12 @@ def test_a_model_whose_sdk_is_not_instrumented_is_gated_and_settled_from_usage_m
     with pytest.raises(agentfuse.StepLimitExceeded):
         model.invoke("three", config={"callbacks": [handler]})
     assert books(guard).spent_micros == 2 * GPT4O_CALL_MICROS
+
+
+class TestLangGraph(RefusalContract):
+    """Both nodes call their model through ``.with_retry()``: the refusal is not retried."""
+
+    actions = frozenset({"plan", "researcher"})
+
+    def run(self, guard: Guard, standin: StandIn, on_call: Any = None) -> BaseException:
+        return _run(guard, standin, on_call)

@@ -8,7 +8,6 @@ The stand-in always answers with a call of the first tool offered, so ``planner`
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,12 +24,8 @@ import halted_helpers  # noqa: E402
 from agentfuse.integrations.openai_agents import AgentsFuse  # noqa: E402
 from agentfuse.runtime.guard import Guard  # noqa: E402
 from agentfuse.testing.standin import StandIn  # noqa: E402
-from framework_helpers import (  # noqa: E402
-    assert_researcher_stopped_in_its_child_run, assert_status_shows_the_researcher_under_its_parent,
-    operator_halt_at, with_researcher,
-)
+from framework_helpers import RefusalContract, with_researcher  # noqa: E402
 from halted_helpers import Fuses  # noqa: E402
-from instrument_helpers import GPT4O_CALL_MICROS, books  # noqa: E402
 
 fuses = halted_helpers.fuses
 set_tracing_disabled(True)
@@ -69,26 +64,6 @@ def _run(guard: Guard, starting: Agent[Any]) -> agentfuse.Halted:
     return caught.value
 
 
-def test_a_run_budget_stops_runner_run(fuses: Fuses, standin: StandIn) -> None:
-    # three calls of 450 micro-dollars, not four (the third's estimate, about 510, still fits)
-    guard = with_researcher(fuses, {"run_usd": "0.0015"})
-    refusal = _run(guard, _agents(standin))
-    assert isinstance(refusal, agentfuse.BudgetExceeded)
-    assert standin.requests == 3
-    assert fuses.refused() == 1
-    assert books(guard).spent_micros == 3 * GPT4O_CALL_MICROS
-
-
-def test_a_step_limit_stops_runner_run(fuses: Fuses, standin: StandIn) -> None:
-    guard = with_researcher(fuses, {"max_steps": 4, "run_usd": 10})
-    refusal = _run(guard, _agents(standin))
-    assert isinstance(refusal, agentfuse.StepLimitExceeded)
-    # max_steps counts each run's own steps: four planner calls (parent), four researcher calls (child)
-    assert standin.requests == 8
-    assert refusal.run_id == guard.run_id
-    assert fuses.refused() == 1
-
-
 def test_an_open_breaker_stops_the_sdk_retries(fuses: Fuses, standin: StandIn) -> None:
     guard = with_researcher(fuses, {"run_usd": 10}, breaker={"failure_threshold": 3, "cooldown_s": 300})
     standin.fail(500, times=None)
@@ -100,37 +75,6 @@ def test_an_open_breaker_stops_the_sdk_retries(fuses: Fuses, standin: StandIn) -
     assert isinstance(refusal, agentfuse.CircuitOpen)
     assert standin.requests == 3  # three failures open the breaker; the fourth attempt is refused
     assert fuses.refused() == 1
-
-
-def test_a_stop_file_stops_runner_run(fuses: Fuses, standin: StandIn, tmp_path: Path) -> None:
-    stop = tmp_path / "STOP"
-    guard = with_researcher(fuses, {"run_usd": 10}, stop_file=str(stop))
-    refusal = _run(guard, _agents(standin, lambda n: stop.touch() if n == 2 else None))
-    assert isinstance(refusal, agentfuse.KillSwitchEngaged)
-    assert standin.requests == 2
-    assert fuses.refused() == 1
-
-
-def test_an_operator_halt_stops_runner_run(fuses: Fuses, standin: StandIn) -> None:
-    guard = with_researcher(fuses, {"run_usd": 10})
-    refusal = _run(guard, _agents(standin, operator_halt_at(fuses, guard, 2)))
-    assert isinstance(refusal, agentfuse.RunHalted)
-    assert standin.requests == 2
-    assert fuses.refused() == 1
-
-
-def test_a_handoff_target_is_a_child_run_with_its_own_cap(fuses: Fuses, standin: StandIn) -> None:
-    guard = with_researcher(fuses, {"run_usd": 10}, researcher_usd="0.0006")  # one researcher call, not two
-    refusal = _run(guard, _agents(standin))
-    assert standin.requests == 3  # planner, researcher, planner; the researcher's second call is refused
-    assert_researcher_stopped_in_its_child_run(guard, refusal)
-    assert {line["action"] for line in fuses.lines("allowed")} == {"planner", "researcher"}
-
-
-def test_status_json_shows_the_child_under_its_parent(fuses: Fuses, standin: StandIn) -> None:
-    guard = with_researcher(fuses, {"run_usd": 10}, researcher_usd="0.0006")
-    _run(guard, _agents(standin))
-    assert_status_shows_the_researcher_under_its_parent(fuses, guard)
 
 
 def test_a_tool_that_calls_a_model_stops_at_the_first_refusal(fuses: Fuses, standin: StandIn) -> None:
@@ -162,3 +106,10 @@ def test_the_binding_does_not_outlive_the_run(fuses: Fuses, standin: StandIn) ->
     _run(guard, _agents(standin))
     assert instrument.charged_guard() is guard
     assert instrument.name_action(None) is None
+
+
+class TestHandoffs(RefusalContract):
+    """``planner`` and ``researcher`` hand off to each other; ``Runner.run`` raises the refusal."""
+
+    def run(self, guard: Guard, standin: StandIn, on_call: Any = None) -> BaseException:
+        return _run(guard, _agents(standin, on_call))

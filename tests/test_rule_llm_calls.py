@@ -43,6 +43,7 @@ def test_message_names_the_provider_api_and_the_fix() -> None:
     [finding] = check_source(source, [UnguardedLlmCall])
     assert finding.message.startswith("litellm acompletion is not inside an agentfuse guard")
     assert "with guard.step():" in finding.message and "@guard" in finding.message
+    assert "`guard.instrument()`" in finding.message
     assert (finding.line, finding.col) == (2, 1)
 
 
@@ -77,6 +78,30 @@ def test_guard_names_option_accepts_guards_built_elsewhere() -> None:
     assert af101_lines(source) == {5, 7}
     assert af101_lines(source, **{"guard-names": ["agent_guard", "shared.guard"]}) == set()
     assert af101_lines(source, **{"guard-names": "agent_guard"}) == {7}
+
+
+def test_instrumented_option_names_modules_and_the_packages_that_hold_them(tmp_path: Path) -> None:
+    package = tmp_path / "src" / "pkg"
+    (package / "tools").mkdir(parents=True)
+    for init in (package / "__init__.py", package / "tools" / "__init__.py"):
+        init.write_text("")
+    search = package / "tools" / "search.py"
+    source = "import litellm\nlitellm.completion(model='m', messages=[])\n"
+    search.write_text(source)
+    script = tmp_path / "run_agent.py"  # outside any package: its stem is its name
+
+    def lines(path: Path, listed: object) -> set[int]:
+        found = check_source(source, [UnguardedLlmCall], path=str(path), options={"instrumented": listed})
+        return {f.line for f in found}
+
+    assert lines(search, []) == {2}
+    assert lines(search, ["pkg.main"]) == {2}  # the entry point alone does not cover its siblings
+    assert lines(search, ["pkg.tools.search"]) == set()
+    assert lines(search, ["pkg.tools"]) == set()
+    assert lines(search, "pkg") == set()
+    assert lines(search, ["pk"]) == {2}  # a prefix of a name is not a package
+    assert lines(script, ["run_agent"]) == set()
+    assert lines(script, [None, 3]) == {2}
 
 
 def test_malformed_options_are_ignored_not_fatal() -> None:

@@ -25,6 +25,7 @@ from agentfuse.lint_rules._llm_catalogue import (
     SUBPROCESS_FUNCTIONS,
 )
 from agentfuse.lint_rules._llm_cli import cli_call
+from agentfuse.lint_rules._llm_instrumented import ADAPTER_NAMES, INSTRUMENT_METHOD, listed_as_instrumented
 from agentfuse.lint_rules._llm_model import (
     Binding,
     Candidate,
@@ -87,6 +88,8 @@ class ModuleAnalysis(Resolver):
         self._name_calls: list[tuple[str, Frame | None]] = []
         self._self_calls: list[tuple[str, ClassInfo, Frame | None]] = []
         self._guard_calls: list[tuple[cst.Call, Scope]] = []
+        self._instrument_calls: list[tuple[cst.Call, Scope]] = []
+        """``x.instrument()`` and adapter constructions: is a guard instrumented here?"""
         self._enforce_candidates: list[EnforceCall] = []
         self._assigned: set[int] = set()
         self._function_verdicts: dict[int, bool | None] = {}
@@ -231,6 +234,8 @@ class ModuleAnalysis(Resolver):
                 self._guard_calls.append((node, self.scope))
         else:
             return
+        if (last == INSTRUMENT_METHOD and not node.args) or last in ADAPTER_NAMES:
+            self._instrument_calls.append((node, self.scope))
         if maybe_alias or last in self.catalogue.call_names:
             self._candidates.append(Candidate(node, func, self.scope, self._frame))
         if last not in INTROSPECTION and not (last in PARTIALS and id(node) in self._assigned):
@@ -250,10 +255,11 @@ class ModuleAnalysis(Resolver):
         self._finished = True
         self._link_call_sites()
         self._mark_handed_to_guard()
+        instrumented = self._instrumented()
         for candidate in self._candidates:
             api = self._classify(candidate)
             if api is not None:
-                guarded = self._handed_to_guard(candidate) or self._frame_guarded(candidate.frame)
+                guarded = instrumented or self._handed_to_guard(candidate) or self._frame_guarded(candidate.frame)
                 self.llm_calls.append(LlmCall(candidate.node, api, guarded))
         self.enforce_calls = [
             call for call in self._enforce_candidates if self.is_enforce(self.imports.resolve(call.node.func))
@@ -277,6 +283,19 @@ class ModuleAnalysis(Resolver):
             and via.func.attr.value in GUARD_CALL_METHODS
             and self.is_guard(via.func.value, candidate.scope)
         )
+
+    def _instrumented(self) -> bool:
+        """A guard is instrumented here (``guard.instrument()``, an adapter built with a guard), or
+        ``[tool.agentfuse] instrumented`` lists the module: see :mod:`._llm_instrumented`."""
+        for call, scope in self._instrument_calls:
+            func = call.func
+            if isinstance(func, cst.Attribute) and func.attr.value == INSTRUMENT_METHOD:
+                if self.is_guard(func.value, scope):
+                    return True
+            elif agentfuse_name(self.imports.resolve(func), ADAPTER_NAMES):
+                if any(self.is_guard(arg.value, scope) for arg in call.args):
+                    return True
+        return listed_as_instrumented(self.context)
 
     def _link_call_sites(self) -> None:
         for name, frame in self._name_calls:

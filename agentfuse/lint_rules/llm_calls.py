@@ -7,7 +7,10 @@ from agentfuse.lint_rules import _llm_examples as examples
 from agentfuse.lint_rules._llm_catalogue import DEFAULT_CATALOGUE, LLM_TRIGGERS
 from agentfuse.lint_rules.base import Rule, any_word
 
-GUARD_FIX = "wrap it in `with guard.step():` or decorate its function with `@guard`"
+GUARD_FIX = (
+    "wrap it in `with guard.step():`, decorate its function with `@guard`, "
+    "or call `guard.instrument()` once at start-up"
+)
 
 
 class UnguardedLlmCall(LlmAnalysisRule):
@@ -24,11 +27,14 @@ class UnguardedLlmCall(LlmAnalysisRule):
     ``async with`` on a guard or its ``step()``/``child()``, or a function or lambda handed to
     ``guard.call``; a function whose every call site in the module is guarded is guarded too.
     A guard is anything bound to ``agentfuse.enforce(...)`` or annotated ``agentfuse.Guard``.
+    A module that calls ``guard.instrument()`` or builds a framework adapter with a guard has
+    every request guarded (see :mod:`._llm_instrumented`).
 
     Options (``[tool.agentfuse]``): ``llm-apis`` adds request APIs (``"mylib.ask"`` for a
     function, ``"mylib.Client().chat.send"`` for a method of an object built by
     ``mylib.Client``); ``guard-names`` adds names (or dotted names like ``"app.guard"``) that
-    count as guards, for guards built in another module.
+    count as guards, for guards built in another module; ``instrumented`` names modules (a
+    package covers its submodules) whose requests run under ``guard.instrument()``.
 
     Clients returned by a function or method of the same module count as clients; a request
     method handed to another callable (``asyncio.to_thread(client.messages.create, ...)``,
@@ -115,6 +121,26 @@ from agentfuse import enforce
 guard = enforce("policy.yaml")
 guard.call(lambda: ollama.chat(model="llama3", messages=[]))
 """,
+        # guard.instrument() gates every request of the process, framework runs included
+        """
+from openai import OpenAI
+from langchain_openai import ChatOpenAI
+import agentfuse
+
+guard = agentfuse.enforce("policy.yaml")
+guard.instrument()
+OpenAI().chat.completions.create(model="gpt-4o", messages=[])
+ChatOpenAI(model="gpt-4o").invoke("hi")
+""",
+        # a framework adapter built with a guard instruments it
+        """
+from agents import Agent, Runner
+from agentfuse import enforce
+from agentfuse.integrations.openai_agents import AgentsFuse
+
+fuse = AgentsFuse(enforce("policy.yaml"))
+Runner.run_sync(Agent(name="a"), "hello")
+""",
         *examples.RESOLUTION_VALID,
     )
     INVALID = (
@@ -164,6 +190,25 @@ from agentfuse import enforce
 guard = enforce("policy.yaml")
 llm = ChatOpenAI(model="gpt-4o")
 llm.invoke("hi")  # expect: AF101
+""",
+        # instrument(client) gates that client only; an adapter needs a guard
+        """
+from openai import OpenAI
+from agentfuse import enforce
+from agentfuse.integrations.pydantic_ai import AgentfuseCapability
+
+guard = enforce("policy.yaml")
+guard.instrument(OpenAI())
+capability = AgentfuseCapability(None)
+OpenAI().chat.completions.create(model="gpt-4o", messages=[])  # expect: AF101
+""",
+        # instrument() on something that is not a guard
+        """
+import litellm
+import logfire
+
+logfire.instrument()
+litellm.completion(model="gpt-4o", messages=[])  # expect: AF101
 """,
         *examples.RESOLUTION_INVALID,
         *examples.CATALOGUE_INVALID,

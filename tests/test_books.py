@@ -185,6 +185,19 @@ def test_a_redis_that_keeps_nothing_on_disk_is_warned_about_once(
     assert [e["event"] for e in events(policy)].count("store_not_durable") == 2  # one per guard
 
 
+def test_a_policy_folder_that_cannot_keep_a_seen_record_is_warned_about_not_refused(
+    tmp_path: Path, server: RedisServer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    policy = write_policy(tmp_path, server.url())
+    (tmp_path / ".agentfuse").write_text("a file where the record's folder would go", encoding="utf-8")
+    guard = enforce(policy)
+    with guard.step():
+        FakeClient().chat.completions.create()
+    guard.close()
+    err = capfd.readouterr().err
+    assert "cannot write the seen record" in err and "would go unnoticed" in err
+
+
 def test_a_redis_with_an_append_only_file_gets_no_warning(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "aof").mkdir()
     for server in running_server(tmp_path / "aof", persistent=True):

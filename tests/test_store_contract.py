@@ -328,6 +328,17 @@ def test_a_clock_stepped_back_neither_extends_a_deadline_nor_backdates_a_new_run
     assert late.started_at == NOW + 20
 
 
+def test_a_breaker_opened_while_the_clock_is_back_keeps_its_whole_cooldown(store: Store) -> None:
+    open_run(store, "r")
+    spec = BreakerSpec(failure_threshold=1, cooldown_s=60, probe_lease_s=60)
+    assert _gate_on(store, "1", NOW + 100, DAY, breaker=spec).allowed
+    opened = settle(store, "r", "1", 0, Outcome.FAILURE, now=NOW - 7200, breaker=spec)
+    assert opened.breaker_transition is BreakerState.OPEN and store.get_breaker("a").opened_at == NOW + 100
+    refused = _gate_on(store, "2", NOW - 7000, DAY, breaker=spec)
+    assert refused.refusal is not None and refused.refusal.kind == "circuit_open"
+    assert _gate_on(store, "3", NOW + 161, DAY, breaker=spec).probe
+
+
 # -- the books' identity and declared caps ---------------------------------------------------------
 
 

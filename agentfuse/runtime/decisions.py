@@ -87,9 +87,10 @@ def effective_time(request: GateRequest, latest_at: float, latest_day: str) -> G
 
     ``latest_at``/``latest_day`` are the time and day of the agent's latest reservation. A wall
     clock stepped back would otherwise open a new hourly window (an hour back) or a new daily
-    one (a day back); instead the books stand still until the clock catches up.
+    one (a day back); instead the books stand still until the clock catches up. A request at or
+    after ``latest_at`` is booked as it is (its day is its policy's calendar day).
     """
-    if request.now >= latest_at and request.day_key >= latest_day:
+    if request.now >= latest_at:
         return request
     return dataclasses.replace(
         request,

@@ -31,9 +31,9 @@ Semantics every backend must keep (the contract suite checks them):
   and settle it explicitly (``reconcile``, recorded durably, never silently).
 * ``claim`` is one atomic insert-if-absent (or if expired); ``record_start`` inserts the start,
   counts the window and starts the cooldown in one atomic unit.
-* Time never runs backwards for an agent's books: ``open_run``, ``gate`` and ``settle`` use
-  ``max(now, latest)`` and ``max(day_key, latest day)``, where ``latest`` is the time of the
-  agent's latest reservation, so a wall clock stepped back never reopens an hourly or daily
+* Time never runs backwards for an agent's books: ``open_run``, ``gate`` and ``settle`` given a
+  ``now`` before the agent's latest reservation use that reservation's time (and, for a gate,
+  the later of the two days), so a wall clock stepped back never reopens an hourly or daily
   window, a cooldown or a deadline (:func:`agentfuse.runtime.decisions.effective_time`).
 * Every policy's daily and hourly caps are declared in the store (``declare_caps``) and a gate
   enforces the strictest declared cap of the agent as well as the request's own.

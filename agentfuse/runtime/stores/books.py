@@ -82,7 +82,7 @@ class SeenRecord:
     def _read(self) -> dict[str, dict[str, dict[str, Any]]]:
         try:
             text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return {}
         except OSError as exc:
             raise StoreUnavailable(f"cannot read the seen record {self.path}: {exc.strerror}") from None
@@ -159,11 +159,15 @@ def open_books(store: BooksStore, policy: Policy, *, host: str, now: float) -> l
     elif seen is not None and seen != stored.identity and stored.reset_reason is None:
         assert record is not None
         raise StoreUnavailable(_lost(store, agent, record, seen, stored.identity), reason="store_lost", agent=agent)
+    warnings = store.durability_warnings()
     if record is not None and seen != stored.identity:
-        record.put(agent, stored.identity, now=now)
+        try:
+            record.put(agent, stored.identity, now=now)
+        except StoreUnavailable as exc:  # e.g. a read-only policy folder: the guard runs, less watchful
+            warnings.append(f"{exc}; a loss of these books would go unnoticed by the next process here")
     store.pin_identity(agent, stored.identity)
     store.declare_caps(declaration(policy, host=host, now=now))
-    return store.durability_warnings()
+    return warnings
 
 
 def announce(warning: str) -> None:

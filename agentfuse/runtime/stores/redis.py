@@ -281,8 +281,8 @@ local day_key = argv[8]
 local minute = tonumber(argv[9])
 if argv[7] == '' then minute = math.floor(now / 60) end
 local latest_at, latest_day = latest_of(me)
-if now < latest_at or before(day_key, latest_day) then  -- as decisions.effective_time
-  now = math.max(now, latest_at)
+if now < latest_at then  -- the clock went back: as decisions.effective_time
+  now = latest_at
   minute = math.max(minute, math.floor(latest_at / 60))
   if before(day_key, latest_day) then day_key = latest_day end
 end
@@ -881,7 +881,7 @@ class RedisStore:
                 for name, rows in zip(agents, pipe.execute())
                 for run_id, text in rows.items()
             ]
-            return sorted(records, key=lambda halt: halt.created_at)
+            return sorted(records, key=lambda halt: (halt.created_at, halt.agent, halt.run_id))
 
         return self._call(read)
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from agentfuse.runtime.errors import StoreUnavailable
+from agentfuse.runtime.files import private_dirs
 from agentfuse.runtime.policy import Policy, to_micros
 from agentfuse.runtime.stores.base import BooksStore, CapDeclaration
 
@@ -67,7 +68,7 @@ class SeenRecord:
     def put(self, agent: str, identity: str, *, now: float) -> None:
         """Record (or replace) the agent's identity; a read-modify-write under a file lock."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_dirs(self.path.parent)
             with self._locked():
                 stores = self._read()
                 stores.setdefault(self.key, {})[agent] = {"identity": identity, "recorded_at": now}

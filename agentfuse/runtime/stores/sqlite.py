@@ -44,6 +44,7 @@ from urllib.parse import unquote, urlsplit
 from agentfuse.runtime import breaker as breaker_rules
 from agentfuse.runtime.decisions import GateSnapshot, decide_gate, effective_time
 from agentfuse.runtime.errors import StoreUnavailable
+from agentfuse.runtime.files import private_dirs
 from agentfuse.runtime.stores.books import identity_changed
 from agentfuse.runtime.stores.base import (
     AGENT_WIDE,
@@ -326,7 +327,7 @@ class SQLiteStore:
             )
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_dirs(self.path.parent)
             os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
             db = sqlite3.connect(temporary, isolation_level=None)
             try:

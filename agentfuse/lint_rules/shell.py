@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 import libcst as cst
 
+from agentfuse.lint_rules._shell_apis import APIS as _APIS
 from agentfuse.lint_rules.base import FileContext, Rule
 
 OPAQUE = "\ue000"
@@ -22,53 +23,6 @@ _FIX_TEXT = (
     "or suppress with `# noqa: AF401` and a reason"
 )
 
-
-@dataclasses.dataclass(frozen=True)
-class _Api:
-    """How one executing API takes its command.
-
-    ``kind``: ``command`` (one string or argv sequence), ``exec_l`` (program, then argv
-    spread out), ``exec_v`` (program, argv sequence), ``spawn_l`` / ``spawn_v`` (the same
-    after a mode argument), ``variadic`` (every positional argument is one argv word),
-    ``pexpect`` (a command string plus an optional ``args`` list).
-    """
-
-    kind: str
-    keyword: str = ""
-
-
-def _table() -> dict[str, _Api]:
-    """Fully qualified executing API -> how it takes its command."""
-    table: dict[str, _Api] = {}
-    for name in ("run", "call", "check_call", "check_output", "Popen"):
-        table[f"subprocess.{name}"] = _Api("command", "args")
-    for module in ("subprocess", "commands"):
-        for name in ("getoutput", "getstatusoutput"):
-            table[f"{module}.{name}"] = _Api("command", "cmd")
-    table["os.system"] = _Api("command", "command")
-    table["os.popen"] = _Api("command", "cmd")
-    for suffix in ("", "e", "p", "pe"):
-        table[f"os.execl{suffix}"] = _Api("exec_l")
-        table[f"os.execv{suffix}"] = _Api("exec_v")
-        table[f"os.spawnl{suffix}"] = _Api("spawn_l")
-        table[f"os.spawnv{suffix}"] = _Api("spawn_v")
-    table["os.posix_spawn"] = _Api("exec_v")
-    table["os.posix_spawnp"] = _Api("exec_v")
-    for module in ("asyncio", "asyncio.subprocess"):
-        table[f"{module}.create_subprocess_shell"] = _Api("command", "cmd")
-        table[f"{module}.create_subprocess_exec"] = _Api("variadic")
-    for name in ("spawn", "spawnu"):
-        table[f"pexpect.{name}"] = _Api("pexpect", "command")
-    for name in ("run", "runu"):
-        table[f"pexpect.{name}"] = _Api("command", "command")
-    table["pexpect.popen_spawn.PopenSpawn"] = _Api("command", "cmd")
-    for name in ("anyio.run_process", "anyio.open_process", "trio.run_process", "trio.lowlevel.open_process"):
-        table[name] = _Api("command", "command")
-    table["pty.spawn"] = _Api("command", "argv")
-    return table
-
-
-_APIS = _table()
 
 # --- reading the command out of the Python expression ------------------------------------
 
@@ -743,7 +697,9 @@ class DestructiveShellCommand(Rule):
         """What a call of a command-forwarding helper of this module runs, when destructive."""
         for helper in helpers:
             scope = helper.bound(call) if helper.calls else None
-            for pending in helper.calls if scope is not None else ():
+            if scope is None:
+                continue
+            for pending in helper.calls:
                 if not self._label(pending):
                     label = self._label(_PendingCall(pending.call, pending.api, scope))
                     if label:

@@ -164,3 +164,17 @@ def test_there_is_no_environment_variable_that_switches_the_fuse_off(layout: dic
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["refused", "stop"]
+
+
+def test_check_policy_and_prices_read_agentfuse_policy(tmp_path: Path) -> None:
+    policy = write_policy_file(tmp_path / "proj")
+    policy.write_text(policy.read_text() + "pricing: {house-model: {input: 1.5, output: 2.5}}\n")
+    env = {"AGENTFUSE_POLICY": "proj/policy.yaml"}
+    checked = agentfuse("check-policy", cwd=tmp_path, env=env)
+    assert checked.returncode == 0 and checked.stdout.strip() == "proj/policy.yaml: ok"
+    nothing = agentfuse("check-policy", cwd=tmp_path)
+    assert nothing.returncode == 2 and "AGENTFUSE_POLICY" in nothing.stderr
+    prices = agentfuse("prices", "house-model", "--json", cwd=tmp_path, env=env)
+    assert prices.returncode == 0, prices.stderr
+    (row,) = json.loads(prices.stdout)["models"]
+    assert (row["source"], row["input"], row["output"]) == ("policy", "1.50", "2.50")

@@ -1,7 +1,8 @@
 """``agentfuse check-policy FILE...`` and ``agentfuse init``.
 
 check-policy prints every issue (and ``FILE: ok`` for valid files) on stdout, like ``lint``
-prints its findings; exit 0 when all are valid, 2 when any is invalid or missing.
+prints its findings; exit 0 when all are valid, 2 when any is invalid or missing. Without a file
+it checks the one ``AGENTFUSE_POLICY`` names.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from agentfuse.runtime import config
 from agentfuse.runtime.errors import PolicyError
 from agentfuse.runtime.policy import AGENT_NAME, load_policy_text, policy_issues
 
@@ -74,7 +76,7 @@ def register(subparsers: Any) -> None:
         help="validate policy files",
         description="Validate policy files; print each problem as FILE:LINE:COL: problem. Fix: ...",
     )
-    check.add_argument("files", nargs="+", metavar="FILE", help="policy.yaml files")
+    check.add_argument("files", nargs="*", metavar="FILE", help="policy.yaml files (default: $AGENTFUSE_POLICY)")
     check.set_defaults(func=check_policy)
 
     init = subparsers.add_parser(
@@ -96,7 +98,14 @@ def register(subparsers: Any) -> None:
 def check_policy(args: argparse.Namespace) -> int:
     """Print each file's issues, or ``FILE: ok``; 2 if any file is invalid."""
     status = EXIT_OK
-    for name in args.files:
+    files = list(args.files)
+    if not files:
+        from_env = config.policy_path(None)
+        if from_env is None:
+            print(f"agentfuse check-policy: give a policy FILE to check, or set {config.POLICY_ENV}", file=sys.stderr)
+            return EXIT_INVALID
+        files = [str(from_env)]
+    for name in files:
         issues = policy_issues(name)
         for issue in issues:
             print(issue)

@@ -8,6 +8,7 @@ import sys
 from decimal import Decimal
 from typing import Any
 
+from agentfuse.runtime import config
 from agentfuse.runtime.errors import PolicyError
 from agentfuse.runtime.policy import ModelPrice, load_policy
 from agentfuse.runtime.pricing import PriceTable
@@ -22,7 +23,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("model", nargs="?", metavar="MODEL", help="a model id as the SDK sends it (default: all)")
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--policy", metavar="FILE", help="apply this policy's pricing: overrides")
+    parser.add_argument(
+        "--policy", metavar="FILE", help="apply this policy's pricing: overrides (default: $AGENTFUSE_POLICY, if set)"
+    )
     parser.set_defaults(func=show_prices)
 
 
@@ -54,9 +57,10 @@ def _row(table: PriceTable, model: str) -> dict[str, Any] | None:
 
 def show_prices(args: argparse.Namespace) -> int:
     table = PriceTable.default()
-    if args.policy:
+    policy_file = config.policy_path(args.policy)
+    if policy_file is not None:
         try:
-            table = table.with_overrides(load_policy(args.policy).pricing)
+            table = table.with_overrides(load_policy(policy_file).pricing)
         except PolicyError as exc:
             print(str(exc), file=sys.stderr)
             return 2
@@ -70,7 +74,8 @@ def show_prices(args: argparse.Namespace) -> int:
         )
         return 1
     if args.json:
-        print(json.dumps({"as_of": table.as_of, "unit": "USD per 1M tokens", "models": rows}, indent=2))
+        document = {"as_of": table.as_of, "unit": "USD per 1M tokens", "models": rows}
+        print(json.dumps(document, indent=2, allow_nan=False))
         return 0
     print(f"USD per 1M tokens; shipped table as of {table.as_of}")
     header = f"{'model':<28} {'input':>8} {'output':>8} {'cached':>8} {'max out':>8}  source"

@@ -23,10 +23,9 @@ from agentfuse.runtime.errors import (
     StepLimitExceeded,
     StoreUnavailable,
 )
-from agentfuse.runtime.policy import Policy
-
 if TYPE_CHECKING:
     from agentfuse.runtime.guard import Guard, enforce
+    from agentfuse.runtime.policy import Policy
 
 __version__ = "0.1.0"
 
@@ -53,9 +52,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """``enforce`` and ``Guard`` load the runtime on first use, so the linter stays light."""
+    """``enforce``, ``Guard`` and ``Policy`` load the runtime on first use, so the linter and
+    ``agentfuse --version`` stay light."""
     if name in ("enforce", "Guard"):
         from agentfuse.runtime import guard
 
         return getattr(guard, name)
+    if name == "Policy":
+        from agentfuse.runtime.policy import Policy
+
+        return Policy
     raise AttributeError(f"module 'agentfuse' has no attribute {name!r}")

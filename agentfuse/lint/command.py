@@ -10,16 +10,19 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agentfuse.cli_args import number
 from agentfuse.lint.checker import RuleSet
 from agentfuse.lint.config import ConfigError, LintConfig, Selection, load_config, parse_codes
 from agentfuse.lint.discovery import discover, normalize_patterns
-from agentfuse.lint.fixer import FileFix, fix_file
 from agentfuse.lint.reporters import FORMATTERS, RuleInfo, sort_key
 from agentfuse.lint.runner import apply_selection, display_path, lint_files
 from agentfuse.lint_rules import all_rules
 from agentfuse.lint_rules.base import Finding, Rule
+
+if TYPE_CHECKING:
+    from agentfuse.lint.fixer import FileFix
 
 POLICY_SUFFIXES = (".yaml", ".yml")
 POLICY_NAMES = ("policy.yaml", "policy.yml", "agentfuse.yaml", "agentfuse.yml")
@@ -131,6 +134,8 @@ def check_policy_files(paths: Sequence[Path], cwd: Path) -> list[Finding]:
 
 def _fix(files: Sequence[Path], rule_set: RuleSet, config: LintConfig, cwd: Path, *, write: bool) -> list[Finding]:
     """Fix (or diff) each file in this process; returns what is left to report."""
+    from agentfuse.lint.fixer import fix_file  # libcst's codemod machinery: only for --fix/--diff
+
     remaining: list[Finding] = []
     changed: list[FileFix] = []
 

@@ -17,6 +17,7 @@ general tree contain none of them and never reach the regex engine. A word list
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -29,22 +30,42 @@ except ImportError:  # pragma: no cover - Python 3.10
 
 _GLOBAL_FLAGS = re.compile(r"\(\?[aiLmsux]+\)")
 _PLAIN_WORD = re.compile(r"\w+")
+_BOUNDED_WORD = re.compile(r"\\b(\w+)\\b")
 
 
-@dataclasses.dataclass(frozen=True)
 class _Branch:
-    relaxed: re.Pattern[str]
-    exact: re.Pattern[str] | None
-    literals: tuple[str, ...] | None
+    """One alternative: its literals checked first, its regexes compiled on first use (most
+    branches of a run never get past their literals, and a run builds about a thousand)."""
+
+    def __init__(self, text: str, flags: int) -> None:
+        self.text = text
+        self.flags = flags
+
+    @functools.cached_property
+    def literals(self) -> tuple[str, ...] | None:
+        word = _BOUNDED_WORD.fullmatch(self.text)
+        if word is not None and not self.flags & re.IGNORECASE:
+            return (word.group(1),)
+        return required_literals(self.text, self.flags)
+
+    @functools.cached_property
+    def relaxed(self) -> re.Pattern[str]:
+        return re.compile(self.text[2:] if self.exact is not None else self.text, self.flags)
+
+    @functools.cached_property
+    def exact(self) -> re.Pattern[str] | None:
+        return re.compile(self.text, self.flags) if self.text.startswith(r"\b") else None
 
     def search(self, text: str, seen: dict[str, bool]) -> bool:
-        if self.literals is not None and not any(_contains(text, literal, seen) for literal in self.literals):
+        literals = self.literals
+        if literals is not None and not any(_contains(text, literal, seen) for literal in literals):
             return False
-        if self.exact is None:
+        exact = self.exact
+        if exact is None:
             return self.relaxed.search(text) is not None
         position = 0
         while (found := self.relaxed.search(text, position)) is not None:
-            if self.exact.match(text, found.start()) is not None:
+            if exact.match(text, found.start()) is not None:
                 return True
             position = found.start() + 1
         return False
@@ -59,17 +80,12 @@ class TriggerMatcher:
 
     @classmethod
     def of(cls, pattern: re.Pattern[str]) -> TriggerMatcher:
-        if _GLOBAL_FLAGS.match(pattern.pattern):
-            return cls(pattern, (_Branch(pattern, None, None),))
         flags = pattern.flags & ~re.UNICODE
-        branches = []
-        for text in _branches(pattern.pattern):
-            literals = required_literals(text, flags)
-            if text.startswith(r"\b"):
-                branches.append(_Branch(re.compile(text[2:], flags), re.compile(text, flags), literals))
-            else:
-                branches.append(_Branch(re.compile(text, flags), None, literals))
-        return cls(pattern, tuple(branches))
+        if _GLOBAL_FLAGS.match(pattern.pattern):
+            whole = _Branch(pattern.pattern, flags)
+            whole.__dict__.update(literals=None, exact=None, relaxed=pattern)
+            return cls(pattern, (whole,))
+        return cls(pattern, tuple(_Branch(text, flags) for text in _branches(pattern.pattern)))
 
     def search(self, text: str, seen: dict[str, bool] | None = None) -> bool:
         """Same answer as ``self.pattern.search(text) is not None``.

@@ -20,7 +20,6 @@ from agentfuse.lint_rules._llm_analysis import LlmAnalysisRule, ModuleAnalysis, 
 from agentfuse.lint_rules._llm_catalogue import DEFAULT_CATALOGUE, LLM_TRIGGERS
 from agentfuse.lint_rules.base import FileContext, Finding, Rule, any_word, dotted_name
 from agentfuse.runtime.errors import PolicyIssue
-from agentfuse.runtime.policy import policy_issues
 
 POLICY_FILE_NAMES = ("policy.yaml", "agentfuse.yaml")
 ENFORCE_TRIGGERS = (r"\benforce\b",)
@@ -354,7 +353,7 @@ guard = agentfuse.enforce(os.path.join("/", "."))  # expect: AF103
         for node, path in module_policies(analysis, self.context).found:
             issues = self._issues.get(path)
             if issues is None:
-                issues = self._issues[path] = policy_issues(shown_path(path), unset_ok=True)
+                issues = self._issues[path] = _policy_issues(shown_path(path))
             if issues:
                 more = len(issues) - 1
                 tail = f" (and {more} more; run `agentfuse check-policy {shown_path(path)}`)" if more else ""
@@ -368,10 +367,18 @@ def check_policy_file(path: str) -> list[Finding]:
     pre-commit hook.
     """
     findings = []
-    for issue in policy_issues(path, unset_ok=True):
+    for issue in _policy_issues(path):
         message = f"{issue.message}. Fix: {issue.fix}" if issue.fix else issue.message
         findings.append(Finding(path, issue.line, issue.col, issue.line, issue.col + 1, InvalidPolicy.code, message))
     return sorted(findings)
 
 
 RULES: tuple[type[Rule], ...] = (MissingPolicy, InvalidPolicy)
+
+
+def _policy_issues(path: str) -> list[PolicyIssue]:
+    """The runtime loader's verdict on a policy; loaded only when a policy is found, so a
+    lint run that meets none never imports the runtime."""
+    from agentfuse.runtime.policy import policy_issues
+
+    return policy_issues(path, unset_ok=True)

@@ -263,6 +263,7 @@ COHERE = ClientTable(
         (prefix + name for prefix in ("", "v2.") for name in ("chat", "chat_stream", "embed", "rerank")),
         ("generate", "generate_stream", "summarize"),
     ),
+    distinctive=frozenset({"chat", "chat_stream", "generate", "generate_stream"}),
 )
 
 

@@ -54,6 +54,18 @@ class _Scope:
         return None if scope is None else scope.bindings[name]
 
 
+_PROGRAM_WORDS = frozenset({"cmd", "bin", "binary", "exe", "executable", "path", "command"})
+
+
+def _program_named(name: str) -> str | None:
+    """``GIT_CMD``, ``git_bin``: an imported constant named for the program it holds."""
+    words = name.lower().split("_")
+    programs = [word for word in words if word in {"git", "rm", "kill", "pkill", "killall"}]
+    if len(programs) == 1 and all(word in _PROGRAM_WORDS or word in programs for word in words):
+        return programs[0]
+    return None
+
+
 def _known(text: str | None) -> str:
     return OPAQUE if text is None else text
 
@@ -145,6 +157,8 @@ class _Reader:
             return self._call_text(expr, depth)
         if isinstance(expr, cst.Name):
             value = self._single(expr, depth)
+            if value is None and self.scope.lookup(expr.value) is None:
+                return _program_named(expr.value)
             return None if value is None else self.text(value, depth + 1)
         return None
 
@@ -552,6 +566,8 @@ class DestructiveShellCommand(Rule):
         # an alternation of different first letters makes Python's re many times slower).
         r"rm(?: -| [\"']|[\"'][,)\]+ ])",
         r"git(?: |[\"'])",
+        r"--hard[\"']",
+        r"-fdx?[\"']",
         r"kill(?: -|[\"'],|all)",
         r"chmod(?: -|[\"'],)",
         r"of=/dev/",
@@ -601,6 +617,14 @@ class DestructiveShellCommand(Rule):
         # A sandbox class whose shell method forwards a command string.
         'import os\n\nclass Sandbox:\n    def _command(self, line):\n        return os.system(line)\n\n'
         '    def wipe(self):\n        self._command("rm -rf /workspace/tmp")  # expect: AF401\n',
+        # An agent backend whose exec_shell spreads the argv into create_subprocess_exec.
+        'import asyncio\n\nclass LocalBackend:\n    async def exec_shell(self, command):\n'
+        '        return await asyncio.create_subprocess_exec(*command)\n\n'
+        '    async def delete_path(self, path):\n'
+        '        await self.exec_shell(["rm", "-rf", path])  # expect: AF401\n',
+        # A checkpointing agent: git comes from an imported constant named for it.
+        'import subprocess\nfrom .util.git_cmd import GIT_CMD\n\ndef restore(sha):\n'
+        '    subprocess.run([GIT_CMD, "reset", "--hard", sha])  # expect: AF401\n',
     )
 
     def __init__(self, context: FileContext) -> None:
@@ -711,6 +735,9 @@ class DestructiveShellCommand(Rule):
         api = _APIS[pending.api]
         call = pending.call
         positional = _positional(call)
+        if positional is None and api.kind == "variadic" and call.args and call.args[0].star == "*":
+            spread = reader.words(call.args[0].value)  # create_subprocess_exec(*command)
+            return destructive_command(spread) if spread else None
         if positional is None:
             return None
         if api.kind in {"command", "pexpect"}:

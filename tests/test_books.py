@@ -169,7 +169,11 @@ def test_a_deleted_state_db_is_refused_because_its_seen_record_remembers_it(tmp_
     err = refused_at_start(policy, calls)
     assert f"the books of agent '{AGENT}' were lost" in err and "state.db.seen.json" in err
     assert count_lines(calls) == 9
-    assert agentfuse_cli("store", "reset", "--agent", AGENT, "--accept-loss", "--policy", str(policy)).returncode == 0
+    other = agentfuse_cli("store", "reset", "--agent", "B", "--accept-loss", "--policy", str(policy))
+    assert other.returncode == 2 and "is the policy of agent 'A', not 'B'" in other.stderr
+    from_environment = {"AGENTFUSE_POLICY": str(policy)}
+    reset = agentfuse_cli("store", "reset", "--agent", AGENT, "--accept-loss", cwd=tmp_path, env=from_environment)
+    assert reset.returncode == 0, reset.stderr
     assert spend(policy, calls)["calls"] == 10
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,14 +23,11 @@ from typing import Any
 
 from agentfuse.runtime import config
 from agentfuse.runtime.errors import PolicyError, StoreUnavailable
-from agentfuse.runtime.policy import Policy, from_micros, load_policy
+from agentfuse.runtime.operator_commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _add_where, _fail, _open, _policy
+from agentfuse.runtime.policy import Policy, from_micros
 from agentfuse.runtime.stores import StoreURLError, open_store
 from agentfuse.runtime.stores import books
 from agentfuse.runtime.stores.base import BooksStore, CapDeclaration
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 
 def register(subparsers: Any) -> None:
@@ -71,40 +69,29 @@ def register(subparsers: Any) -> None:
     caps.set_defaults(func=run_caps)
 
 
-def _add_where(parser: argparse.ArgumentParser) -> None:
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--store", help="store URL, e.g. sqlite:///.agentfuse/state.db or redis://host:6379/0")
-    where.add_argument("--policy", type=Path, help="the agent's policy.yaml (its store, event log and alerts)")
-
-
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)
     return EXIT_USAGE
 
 
-def _fail(message: str, status: int) -> int:
-    print(f"agentfuse: error: {message}", file=sys.stderr)
-    return status
-
-
 def _where(args: argparse.Namespace) -> tuple[str, Policy | None] | int:
-    """The store URL and the policy the arguments name, or an exit status after saying why."""
+    """The store URL and the policy, as every operator command finds them, or an exit status."""
     try:
-        policy = load_policy(args.policy) if args.policy else None
+        policy = _policy(args)
     except PolicyError as exc:
-        return _fail(f"invalid policy:\n{exc}", EXIT_USAGE)
-    if policy is not None and args.agent is not None and policy.agent != args.agent:
-        return _fail(f"{args.policy} is the policy of agent {policy.agent!r}, not {args.agent!r}", EXIT_USAGE)
+        return _fail(f"invalid policy:\n{exc}")
+    except OSError as exc:
+        return _fail(f"cannot read {exc.filename}: {exc.strerror}")
+    if policy is None and not args.store and not os.environ.get(config.STORE_ENV, "").strip():
+        return _fail(
+            f"which store? pass --policy FILE or --store URL, or set {config.POLICY_ENV} or {config.STORE_ENV}"
+        )
+    if policy is not None and policy.agent != args.agent:
+        return _fail(f"{policy.source} is the policy of agent {policy.agent!r}, not {args.agent!r}")
     return config.store_url(args.store, policy), policy
 
 
-def _open(url: str, *, create: bool) -> BooksStore | int:
-    try:
-        store = open_store(url, create=create)
-    except StoreUnavailable as exc:
-        return _fail(str(exc), EXIT_FAILED)
-    except (StoreURLError, ValueError) as exc:
-        return _fail(str(exc), EXIT_USAGE)
+def _books(store: Any) -> BooksStore | int:
     if not isinstance(store, BooksStore):
         store.close()
         return _fail(f"the store {store!r} keeps no identities or declared caps", EXIT_FAILED)
@@ -117,8 +104,7 @@ def run_reset(args: argparse.Namespace) -> int:
         return _fail(
             f"store reset acknowledges that the books of agent {args.agent!r} are lost: its spend, halts"
             " and breaker state from before the loss are forgotten and its caps count from zero."
-            " Nothing was changed; once you know what was spent, run it again with --accept-loss",
-            EXIT_USAGE,
+            " Nothing was changed; once you know what was spent, run it again with --accept-loss"
         )
     where = _where(args)
     if isinstance(where, int):
@@ -174,7 +160,12 @@ def _open_for_reset(url: str, now: float, moved: list[Path]) -> BooksStore | int
             return _fail(f"cannot move the damaged store aside: {error}", EXIT_FAILED)
     except (StoreURLError, ValueError):
         pass  # a missing file is created below (the loss of a deleted store); a bad URL is reported there
-    return _open(url, create=True)
+    try:
+        return _books(open_store(url))
+    except StoreUnavailable as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    except (StoreURLError, ValueError) as exc:
+        return _fail(str(exc))
 
 
 def _still_refused(store: BooksStore, record: books.SeenRecord | None, agent: str) -> list[str]:
@@ -213,14 +204,13 @@ def _announce(policy: Policy, agent: str, reason: str, previous: str, identity: 
 def run_caps(args: argparse.Namespace) -> int:
     """``agentfuse store caps``."""
     if args.drop and args.agent is None:
-        return _fail("--drop needs --agent", EXIT_USAGE)
-    where = _where(args)
-    if isinstance(where, int):
-        return where
-    opened = _open(where[0], create=False)
+        return _fail("--drop needs --agent")
+    opened = _open(args)
     if isinstance(opened, int):
         return opened
-    store = opened
+    store = _books(opened[0])
+    if isinstance(store, int):
+        return store
     missing = []
     try:
         for policy in args.drop:

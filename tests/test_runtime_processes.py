@@ -218,6 +218,7 @@ def test_operator_halt_with_a_policy_alerts_and_logs_the_event(tmp_path: Path) -
             POLICY_YAML.format(store=store_url(tmp_path / "state.db"))
             + f"alerts: {{webhook: '{hook.url}', format: ntfy}}\n"
         )
+        SQLiteStore.from_url(store_url(tmp_path / "state.db")).close()  # operator commands never create a store
         halted = agentfuse_cli("halt", "--agent", "tester", "--reason", "runaway bill", "--policy", str(policy))
         assert halted.returncode == 0, halted.stderr
         assert hook.arrived.wait(10)

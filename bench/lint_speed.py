@@ -6,8 +6,14 @@ each tree in a fresh process: wall seconds, files per second and peak resident m
 the largest process. Writes a Markdown table to stdout and, with ``--write``, into the
 "Lint speed" section of bench/RESULTS.md.
 
+``--user-facing`` measures instead what a pre-commit hook and a CI re-run feel, side by side
+with bandit and ruff in one run: ``--version``; one small file (median of alternating runs);
+and per tree a cold run (empty result cache), a warm re-run, and a warm re-run after one file
+changed (agentfuse's findings of the warm runs are checked against the cold run's).
+
     python bench/lint_speed.py --write            # everything (several minutes)
     python bench/lint_speed.py --tree agent       # one tree
+    python bench/lint_speed.py --user-facing --tree agent --write
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import collections
 import dataclasses
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -30,7 +38,7 @@ TREES: dict[str, tuple[str, ...]] = {
     "general": ("django", "sqlalchemy", "sympy", "langchain-core", "openai", "anthropic", "playwright"),
     "agent": ("langchain-community", "crewai", "camel-ai", "autogen-ext", "autogen-agentchat"),
 }
-TOOLS = ("flake8", "bandit")
+TOOLS = ("flake8", "bandit", "ruff")
 SECTION = "## Lint speed"
 TABLE_BEGIN = "<!-- lint_speed.py table: begin -->"
 TABLE_END = "<!-- lint_speed.py table: end -->"
@@ -88,10 +96,12 @@ def prepare_tools(cache: Path) -> Path:
     """A separate venv for flake8 and bandit, so agentfuse's own flake8 plugin is not loaded."""
     tools = cache / "tools-venv"
     python = tools / "bin" / "python"
-    if not (tools / ".complete").exists():
-        venv.EnvBuilder(with_pip=True, clear=True).create(tools)
+    marker = tools / ".complete"
+    if not marker.exists() or marker.read_text().split() != list(TOOLS):
+        if not python.exists():
+            venv.EnvBuilder(with_pip=True, clear=True).create(tools)
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", *TOOLS], check=True)
-        (tools / ".complete").write_text("\n")
+        marker.write_text(" ".join(TOOLS) + "\n")
     return python
 
 
@@ -184,6 +194,123 @@ def write_table(text: str) -> None:
     RESULTS.write_text(updated)
 
 
+SMALL_FILE = """import subprocess
+
+from openai import OpenAI
+
+client = OpenAI()
+
+
+def ask(question: str) -> str:
+    reply = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": question}])
+    return reply.choices[0].message.content or ""
+
+
+def clean() -> None:
+    subprocess.run("rm -rf build", shell=True)
+"""
+USER_SECTION_BEGIN = "<!-- lint_speed.py user-facing: begin -->"
+USER_SECTION_END = "<!-- lint_speed.py user-facing: end -->"
+
+
+def wall(command: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, str]:
+    """Seconds for one run of ``command`` (a fresh process) and its standard output."""
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
+    return time.perf_counter() - started, result.stdout
+
+
+def alternating(commands: dict[str, list[str]], cwd: Path, rounds: int) -> dict[str, float]:
+    """Median seconds of each command, the commands run in turn ``rounds`` times."""
+    times: dict[str, list[float]] = {label: [] for label in commands}
+    for _ in range(rounds):
+        for label, command in commands.items():
+            times[label].append(wall(command, cwd)[0])
+    return {label: statistics.median(values) for label, values in times.items()}
+
+
+def user_facing(cache: Path, trees: Sequence[str], tools_python: Path, jobs: int, rounds: int) -> str:
+    """The user-facing figures as Markdown (see the module docstring)."""
+    tools = tools_python.parent
+    agentfuse = [sys.executable, "-m", "agentfuse"]
+    work = cache / "user-facing"
+    work.mkdir(exist_ok=True)
+    (work / "f.py").write_text(SMALL_FILE)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "agentfuse")], check=True)
+    lines = ["| what | agentfuse s | bandit s | ruff s | agentfuse / bandit |", "|---|---:|---:|---:|---:|"]
+    version = alternating(
+        {"agentfuse": [*agentfuse, "--version"], "bandit": [str(tools / "bandit"), "--version"],
+         "ruff": [str(tools / "ruff"), "--version"]}, work, rounds)
+    lines.append(_row("`--version`", version))
+    one = alternating(
+        {"agentfuse": [*agentfuse, "lint", "--no-cache", "f.py"], "bandit": [str(tools / "bandit"), "-q", "f.py"],
+         "ruff": [str(tools / "ruff"), "check", "--no-cache", "--isolated", "f.py"]}, work, rounds)
+    lines.append(_row("one small file (`f.py`, 14 lines)", one))
+    for name in trees:
+        root = prepare_tree(cache, name)
+        files = count_py_files(root)
+        env = {**os.environ, "AGENTFUSE_CACHE_DIR": str(cache / f"lint-cache-{name}")}
+        shutil.rmtree(env["AGENTFUSE_CACHE_DIR"], ignore_errors=True)
+        lint = [*agentfuse, "lint", "--format", "json", "-j", str(jobs), str(root)]
+        cold, cold_out = wall(lint, cache, env)
+        warm, warm_out = wall(lint, cache, env)
+        changed_file = _file_with_findings(cold_out)
+        original = changed_file.read_bytes()
+        try:
+            changed_file.write_bytes(original + b"\n# touched by lint_speed.py\n")
+            one_changed, changed_out = wall(lint, cache, env)
+        finally:
+            changed_file.write_bytes(original)
+        ruff_cache = cache / f"ruff-cache-{name}"
+        shutil.rmtree(ruff_cache, ignore_errors=True)
+        ruff = [str(tools / "ruff"), "check", "--isolated", "--exit-zero", "--cache-dir", str(ruff_cache), str(root)]
+        ruff_cold, _ = wall(ruff, cache)
+        ruff_warm, _ = wall(ruff, cache)
+        bandit, _ = wall([str(tools / "bandit"), "-r", "-q", "-f", "json", str(root)], cache)
+        same = "same findings" if warm_out == cold_out else "FINDINGS DIFFER"
+        only = _only_changed(cold_out, changed_out, changed_file)
+        rows = (
+            (f"{name} tree, {files} files: cold, `-j{jobs}`", cold, ruff_cold),
+            (f"{name} tree: warm re-run ({same})", warm, ruff_warm),
+            (f"{name} tree: warm, one file changed ({only})", one_changed, ruff_warm),
+        )
+        for label, ours, theirs in rows:
+            lines.append(_row(label, {"agentfuse": ours, "bandit": bandit, "ruff": theirs}))
+        print(f"{name}: cold {cold:.1f} s, warm {warm:.2f} s, one changed {one_changed:.2f} s, bandit {bandit:.1f} s,"
+              f" ruff {ruff_cold:.2f}/{ruff_warm:.2f} s; {same}; {only}", file=sys.stderr, flush=True)
+    return "\n".join(lines) + "\n"
+
+
+def _row(what: str, seconds: dict[str, float]) -> str:
+    ratio = seconds["agentfuse"] / seconds["bandit"] if seconds.get("bandit") else float("nan")
+    shown = {tool: f"{seconds[tool]:.2f}" if tool in seconds else "-" for tool in ("agentfuse", "bandit", "ruff")}
+    return f"| {what} | {shown['agentfuse']} | {shown['bandit']} | {shown['ruff']} | **{ratio:.2f}** |"
+
+
+def _file_with_findings(output: str) -> Path:
+    paths = sorted({record["path"] for record in json.loads(output)})
+    return Path(paths[len(paths) // 2])
+
+
+def _only_changed(before: str, after: str, changed: Path) -> str:
+    """Whether the findings of every file but ``changed`` are the same in both runs."""
+    def others(text: str) -> list[dict[str, object]]:
+        return [record for record in json.loads(text) if Path(str(record["path"])) != changed]
+    return "only its findings changed" if others(before) == others(after) else "OTHER FILES' FINDINGS CHANGED"
+
+
+def write_user_facing(text: str) -> None:
+    """Replace the user-facing table in bench/RESULTS.md (appended to "Lint speed" the first time)."""
+    current = RESULTS.read_text()
+    block = f"{USER_SECTION_BEGIN}\n{text}{USER_SECTION_END}\n"
+    if USER_SECTION_BEGIN in current and USER_SECTION_END in current:
+        before, rest = current.split(USER_SECTION_BEGIN, 1)
+        updated = before + block + rest.split(USER_SECTION_END, 1)[1].lstrip("\n")
+    else:
+        updated = current.replace(f"{SECTION}\n", f"{SECTION}\n\n{block}", 1)
+    RESULTS.write_text(updated)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "agentfuse-bench")
@@ -191,9 +318,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--skip", action="append", default=[], help="tool labels to skip (prefix)")
     parser.add_argument("--write", action="store_true", help="write the table into bench/RESULTS.md")
+    parser.add_argument("--user-facing", action="store_true", help="--version, one file, cold/warm tree (see above)")
+    parser.add_argument("--rounds", type=int, default=9, help="alternating rounds for --version and one file")
     args = parser.parse_args(argv)
     args.cache.mkdir(parents=True, exist_ok=True)
     tools_python = prepare_tools(args.cache)
+    if args.user_facing:
+        text = user_facing(args.cache, args.tree or ["agent"], tools_python, args.jobs, args.rounds)
+        sys.stdout.write(text)
+        if args.write:
+            write_user_facing(text)
+        return 0
     measurements: list[Measurement] = []
     stats: dict[str, object] = {}
     for name in args.tree or sorted(TREES, reverse=True):

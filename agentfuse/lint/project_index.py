@@ -57,19 +57,24 @@ class ProjectIndex:
         parts = [part for part in qualified[dots:].split(".") if part]
         if not parts:
             return None
-        if dots:
-            base = here
-            for _ in range(dots - 1):
-                base = base.parent
-            bases = [base]
-        else:
-            bases = _absolute_bases(here)
-        for base in bases:
-            for cut in range(len(parts) - 1, -1 if dots else 0, -1):
-                found = _module_file(base, parts[:cut])
-                if found is not None:
-                    return found, ".".join(parts[cut:])
-        return None
+        probed: list[Path] = []  # what was looked for, found or not: a new file there changes the answer
+        try:
+            if dots:
+                base = here
+                for _ in range(dots - 1):
+                    base = base.parent
+                bases = [base]
+            else:
+                bases = _absolute_bases(here, probed)
+            for base in bases:
+                for cut in range(len(parts) - 1, -1 if dots else 0, -1):
+                    found = _module_file(base, parts[:cut], probed)
+                    if found is not None:
+                        return found, ".".join(parts[cut:])
+            return None
+        finally:
+            for path in probed:
+                self.note(importer, path)
 
     def text(self, importer: str, path: Path) -> str | None:
         """The module's text (read once per process), recorded as read by ``importer``."""
@@ -77,6 +82,11 @@ class ProjectIndex:
         if path not in self._texts:
             self._texts[path] = _read(path)
         return self._texts[path]
+
+    def note(self, importer: str, path: Path) -> None:
+        """Record that ``importer``'s findings depend on ``path``: its bytes, or that it is
+        not there (a policy looked for, a module that would shadow the one found)."""
+        self._reads.setdefault(importer, set()).add(path)
 
     def derived(self, kind: str, path: Path, build: Callable[[], T | None]) -> T | None:
         """What ``build`` derives from ``path``, built once per process per ``kind``.
@@ -134,22 +144,27 @@ def project_index(options: Mapping[str, Any]) -> ProjectIndex | None:
     return found if isinstance(found, ProjectIndex) else None
 
 
-def _absolute_bases(here: Path) -> list[Path]:
+def _absolute_bases(here: Path, probed: list[Path]) -> list[Path]:
     """Folders an absolute import may start from: above the package tree, and ``here``."""
     top = here
-    while (top / "__init__.py").is_file() and top.parent != top:
+    while _probe(top / "__init__.py", probed) and top.parent != top:
         top = top.parent
     return [top] if top == here else [top, here]
 
 
-def _module_file(base: Path, parts: list[str]) -> Path | None:
+def _module_file(base: Path, parts: list[str], probed: list[Path]) -> Path | None:
     folder = base.joinpath(*parts)
     if parts:
         module = folder.with_name(folder.name + ".py")
-        if module.is_file():
+        if _probe(module, probed):
             return module
     package = folder / "__init__.py"
-    return package if package.is_file() else None
+    return package if _probe(package, probed) else None
+
+
+def _probe(path: Path, probed: list[Path]) -> bool:
+    probed.append(path)
+    return path.is_file()
 
 
 def _read(path: Path) -> str | None:

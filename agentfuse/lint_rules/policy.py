@@ -18,6 +18,7 @@ import libcst as cst
 
 from agentfuse.lint_rules._llm_analysis import LlmAnalysisRule, ModuleAnalysis, Scope
 from agentfuse.lint_rules._llm_catalogue import DEFAULT_CATALOGUE, LLM_TRIGGERS
+from agentfuse.lint.project_index import project_index
 from agentfuse.lint_rules.base import FileContext, Finding, Rule, any_word, dotted_name
 from agentfuse.runtime.errors import PolicyIssue
 
@@ -56,24 +57,37 @@ def module_folder(context: FileContext) -> Path | None:
     return path.resolve().parent if path.is_file() else None
 
 
-def _enclosing_folders(start: Path) -> Iterator[Path]:
+def _enclosing_folders(start: Path, probed: list[Path]) -> Iterator[Path]:
     """``start`` and its parents up to the repository root (a folder holding ``.git``)."""
     folder = start
     while True:
         yield folder
+        probed.append(folder / ".git")
         if (folder / ".git").exists() or folder.parent == folder:
             return
         folder = folder.parent
 
 
-def nearest_policy(start: Path) -> Path | None:
-    """The nearest ``policy.yaml``/``agentfuse.yaml`` from ``start`` up to the repository root."""
-    for folder in _enclosing_folders(start):
+def nearest_policy(start: Path, probed: list[Path] | None = None) -> Path | None:
+    """The nearest ``policy.yaml``/``agentfuse.yaml`` from ``start`` up to the repository root;
+    every path looked at is added to ``probed``."""
+    probed = [] if probed is None else probed
+    for folder in _enclosing_folders(start, probed):
         for name in POLICY_FILE_NAMES:
             candidate = folder / name
+            probed.append(candidate)
             if candidate.is_file():
                 return candidate
     return None
+
+
+def _note_probes(context: FileContext, probed: list[Path]) -> None:
+    """Tell the run's project index (the CLI's result cache reads it) which paths the
+    module's policy findings depend on, found or not."""
+    index = project_index(context.options)
+    if index is not None:
+        for path in probed:
+            index.note(context.path, path)
 
 
 class _PolicyArgument:
@@ -161,11 +175,28 @@ def resolve_policies(analysis: ModuleAnalysis, context: FileContext) -> PolicyRe
         return resolution
     folder = module_folder(context)
     arguments = _PolicyArgument(analysis)
+    probed: list[Path] = []
+    try:
+        _resolve(analysis, context, folder, arguments, resolution, probed)
+    finally:
+        _note_probes(context, probed)
+    return resolution
+
+
+def _resolve(
+    analysis: ModuleAnalysis,
+    context: FileContext,
+    folder: Path | None,
+    arguments: _PolicyArgument,
+    resolution: PolicyResolution,
+    probed: list[Path],
+) -> None:
     for call in analysis.enforce_calls:
         spec = arguments.of(call.node, call.scope)
         if spec is None:
             continue
         places = _places(spec, folder)
+        probed.extend(place / spec.text for place in places)
         found = next((place / spec.text for place in places if (place / spec.text).exists()), None)
         if found is not None:
             resolution.found.append((call.node, found))
@@ -179,12 +210,13 @@ def resolve_policies(analysis: ModuleAnalysis, context: FileContext) -> PolicyRe
                 )
             )
     if analysis.enforce_calls or not analysis.llm_calls:
-        return resolution
+        return
     first = analysis.llm_calls[0]
-    found = nearest_policy(folder) if folder is not None else None
+    found = nearest_policy(folder, probed) if folder is not None else None
     configured = context.options.get("policy")
     if found is None and isinstance(configured, str) and configured:
         found = Path(configured)
+        probed.append(found)
         if not found.exists():
             resolution.missing.append(
                 (
@@ -193,7 +225,7 @@ def resolve_policies(analysis: ModuleAnalysis, context: FileContext) -> PolicyRe
                     " create it with `agentfuse init` or fix the setting",
                 )
             )
-            return resolution
+            return
     if found is not None:
         resolution.found.append((first.node, found))
     else:
@@ -206,7 +238,6 @@ def resolve_policies(analysis: ModuleAnalysis, context: FileContext) -> PolicyRe
                 " create one with `agentfuse init` and pass it to `enforce()`",
             )
         )
-    return resolution
 
 
 def module_policies(analysis: ModuleAnalysis, context: FileContext) -> PolicyResolution:

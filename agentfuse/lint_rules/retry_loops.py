@@ -105,6 +105,17 @@ class UnboundedRetryLoop(BindingsRule):
         "            return future.result(timeout=0.5)\n"
         "        except concurrent.futures.TimeoutError:\n"
         "            continue\n",
+        # a workflow exporter: the handler picks the next free file name, it does not retry
+        "def export(path, data):\n"
+        "    suffix = 2\n"
+        "    while True:\n"
+        "        try:\n"
+        "            with path.open('xb') as out:\n"
+        "                out.write(data)\n"
+        "            break\n"
+        "        except FileExistsError:\n"
+        "            path = path.with_name(f'{path.stem}-{suffix}{path.suffix}')\n"
+        "            suffix += 1\n",
         # a tool server: the reconnect loop is awaited under asyncio.wait_for
         "import asyncio\n"
         "async def _reconnect(session):\n"
@@ -248,6 +259,8 @@ class UnboundedRetryLoop(BindingsRule):
             return False
         for handler in node.handlers:
             if self._exits(handler.body) or not _catches_a_failure(handler):
+                continue
+            if _changes_input(handler.body, node.body):
                 continue
             if exits_after and not _continues(handler.body):
                 continue
@@ -425,6 +438,19 @@ def _looks_like_failure(name: str) -> bool:
     if name in CANCELLATION:
         return False
     return not name or any(word in name for word in FAILURE_WORDS)
+
+
+def _changes_input(handler: cst.CSTNode, body: cst.CSTNode) -> bool:
+    """The handler rebinds a name the ``try`` reads (``path = next_name()``): the loop moves on
+    to another candidate, as when looking for a free file name, instead of retrying."""
+    assigned = {
+        target.target.value
+        for node, _ in walk(handler)
+        if isinstance(node, cst.Assign)
+        for target in node.targets
+        if isinstance(target.target, cst.Name)
+    }
+    return bool(assigned) and any(isinstance(node, cst.Name) and node.value in assigned for node, _ in walk(body))
 
 
 def _returns_a_value_if(statement: cst.CSTNode) -> bool:

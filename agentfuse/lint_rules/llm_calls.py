@@ -42,7 +42,10 @@ class UnguardedLlmCall(LlmAnalysisRule):
     flagged when its path is specific to one provider (``chat.completions.create``) and the
     module imports that provider.
 
-    Known misses: clients built by a helper in another module, or reached through
+    Under ``agentfuse lint`` a name imported from another module of the project (a client, a
+    client factory, a base class's ``self.client``) is resolved there (the project index);
+    under flake8 each file is checked alone. Known misses: LangChain models stored from an
+    un-annotated argument and called without a prompt pipe; clients reached through
     ``getattr``; a guarded function also passed elsewhere as a callback (only call sites are
     counted); guards built in another module unless named in ``guard-names``.
     """

@@ -179,7 +179,7 @@ def test_hostile_tree_finishes_with_af001_and_no_traceback(tmp_path: Path) -> No
     """Files without any rule's trigger words are never parsed, so each hostile file has one."""
     _hostile_tree(tmp_path)
     assert (tmp_path / "generated.py").stat().st_size > 5_000_000
-    result = agentfuse("--format", "json", "-j", "2", cwd=tmp_path, timeout=240)
+    result = agentfuse("--format", "json", "-j", "2", "--max-file-bytes", "8000000", cwd=tmp_path, timeout=240)
     assert_no_traceback(result)
     assert result.returncode == 1, result.stderr
     found = {(r["path"], r["code"]) for r in json.loads(result.stdout)}

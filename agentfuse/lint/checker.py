@@ -16,17 +16,17 @@ import ast
 import dataclasses
 import inspect
 import io
-import itertools
 import re
 import sys
-import threading
 import tokenize
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
+from agentfuse.lint import limits
+from agentfuse.lint.limits import DeepStackUnavailable, TooDeep, call_with_stack, caused_by_recursion
 from agentfuse.lint.noqa import filter_noqa
 from agentfuse.lint.prefilter import TriggerMatcher
 from agentfuse.lint.prose import without_prose
@@ -43,17 +43,7 @@ from agentfuse.lint_rules.base import (
 PARSE_ERROR = "AF001"
 """The engine's own code: a file that cannot be read, decoded or parsed."""
 
-DEEP_STACK_BYTES = 512 * 1024 * 1024
-DEEP_RECURSION_LIMIT = 60_000
-PYTHON_MAX_BRACKET_DEPTH = 200
-"""CPython's tokenizer refuses deeper bracket nesting; libcst's native parser overflows
-the C stack on a few thousand levels, so deeper files are checked with ``ast`` first."""
-
-_NOT_BRACKET = re.compile(r"[^()\[\]{}]+")
-
 TOO_DEEP = "file is too deeply nested to analyse"
-
-T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,12 +99,19 @@ class RuleSet:
         return chosen
 
     def code_candidates(
-        self, source: str, rules: Sequence[type[Rule]], options: Mapping[str, Any] | None = None
+        self,
+        source: str,
+        rules: Sequence[type[Rule]],
+        options: Mapping[str, Any] | None = None,
+        tree: ast.Module | Exception | None = None,
     ) -> list[type[Rule]]:
-        """Of ``rules``, those whose triggers still occur once prose is blanked (see prose.py)."""
-        if any(not self.matchers[self.rules.index(rule)] for rule in rules):
+        """Of ``rules``, those whose triggers still occur once prose is blanked (see prose.py).
+
+        ``tree`` is CPython's parse of ``source`` (or its error) when the caller has it.
+        """
+        if isinstance(tree, Exception) or any(not self.matchers[self.rules.index(rule)] for rule in rules):
             return list(rules)
-        code = without_prose(source)
+        code = without_prose(source, tree)
         if code is None:
             return list(rules)
         subset = [self.rules.index(rule) for rule in rules]
@@ -349,10 +346,9 @@ def check_source(
 
 
 def parse_module(source: str) -> cst.Module:
-    """libcst's parse, refusing first what would overflow its native parser's stack."""
-    if _bracket_depth(source) > PYTHON_MAX_BRACKET_DEPTH:
-        ast.parse(source)  # raises CPython's "too many nested parentheses" SyntaxError
-    return _deep(cst.parse_module, source)
+    """libcst's parse, refusing first what would crash or stall its native parser
+    (:class:`~agentfuse.lint.limits.TooDeep`; see limits.py)."""
+    return limits.parse_module(source)
 
 
 def run_rules(
@@ -368,9 +364,11 @@ def run_rules(
     """Run ``rules`` over a parsed module; returns findings and the raw reports (for fixes).
 
     With ``child_fields`` (see :func:`node_child_fields`) the engine walks the tree itself
-    instead of through libcst's rebuilding traversal.
+    instead of through libcst's rebuilding traversal. A tree too deep for this thread's
+    stack is walked again in a deep-stack thread.
     """
-    return _deep(_run_rules, module, source, rules, path, options, method_names or {}, child_fields or {})
+    arguments = (module, source, rules, path, options, method_names or {}, child_fields or {})
+    return call_with_stack(False, _run_rules, *arguments)
 
 
 def _run_rules(
@@ -416,49 +414,6 @@ def _finding(report: Report, where: CodeRange, path: str) -> Finding:
     )
 
 
-def _bracket_depth(source: str) -> int:
-    """Deepest bracket nesting, counting brackets in strings too (an upper-bound guess)."""
-    brackets = _NOT_BRACKET.sub("", source)
-    if len(brackets) <= PYTHON_MAX_BRACKET_DEPTH:
-        return len(brackets)
-    return max(itertools.accumulate(1 if bracket in "([{" else -1 for bracket in brackets))
-
-
-def _deep(function: Callable[..., T], *args: Any) -> T:
-    """Call ``function``; on RecursionError, again in a thread with a deep stack.
-
-    Long expressions (sympy's generated polynomials) nest thousands of nodes deep, and
-    libcst's visitors recurse once per level. Retrying only on failure keeps the common
-    path free of thread start-up.
-    """
-    try:
-        return function(*args)
-    except RecursionError:
-        pass
-    outcome: list[Any] = []
-
-    def target() -> None:
-        try:
-            outcome.append(("ok", function(*args)))
-        except BaseException as exc:  # handed back to the calling thread
-            outcome.append(("error", exc))
-
-    old_stack = threading.stack_size(DEEP_STACK_BYTES)
-    old_limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(old_limit, DEEP_RECURSION_LIMIT))
-    try:
-        worker = threading.Thread(target=target, name="agentfuse-deep")
-        worker.start()
-        worker.join()
-    finally:
-        threading.stack_size(old_stack)
-        sys.setrecursionlimit(old_limit)
-    kind, value = outcome[0]
-    if kind == "error":
-        raise value
-    return value
-
-
 @dataclasses.dataclass(frozen=True)
 class FileOutcome:
     """The result of linting one file: findings after noqa, and what the fixer needs.
@@ -498,12 +453,22 @@ def lint_bytes(
     rules: Sequence[type[Rule]] | None = None,
 ) -> FileOutcome:
     """Lint raw file content: decode, pre-filter, parse, run rules, apply noqa."""
+    source = decoded(data, path)
+    if isinstance(source, Finding):
+        return FileOutcome([source])
+    return lint_text(source, rule_set, path=path, options=options, keep_tree=keep_tree, rules=rules)
+
+
+def decoded(data: bytes, path: str) -> str | Finding:
+    """``data`` decoded the way Python reads a module, or the AF001 finding saying why not.
+
+    The one decoding verdict: the CLI, the fixer and the flake8 plugin all ask here.
+    """
     try:
-        source = decode_source(data)
+        return decode_source(data)
     except (SyntaxError, UnicodeDecodeError, LookupError) as exc:
         line = _decode_error_line(data, exc)
-        return FileOutcome([parse_error(path, f"cannot decode file: {_one_line(exc)}", line)])
-    return lint_text(source, rule_set, path=path, options=options, keep_tree=keep_tree, rules=rules)
+        return parse_error(path, f"cannot decode file: {_one_line(exc)}", line)
 
 
 def lint_text(
@@ -523,53 +488,81 @@ def lint_text(
     """
     if rules is None:
         rules = rule_set.candidates(source, options)
-    if rules:
-        rules = rule_set.code_candidates(source, rules, options)
     if not rules:
         return FileOutcome([], source)
+    tree = limits.python_tree(source)
+    rules = rule_set.code_candidates(source, rules, options, tree)
+    if not rules:
+        return FileOutcome([], source)
+    check = _Check(source, tree, rule_set, rules, path, options, keep_tree, apply_noqa)
     try:
-        module = parse_module(source)
+        depth = limits.checked_depth(source, tree)
+        return call_with_stack(depth > limits.FAST_DEPTH, check.run)
+    except TooDeep as exc:
+        return FileOutcome([parse_error(path, f"{TOO_DEEP}: {exc}", exc.line)], source)
     except cst.ParserSyntaxError as exc:
-        return FileOutcome([_syntax_error(source, path, exc)], source)
+        return FileOutcome([_syntax_error(tree, path, exc)], source)
     except SyntaxError as exc:
-        message = f"cannot parse file: {exc.msg}"
-        return FileOutcome([parse_error(path, message, exc.lineno or 1, exc.offset or 1)], source)
-    except (RecursionError, MemoryError):
+        return FileOutcome([_cpython_syntax_error(path, exc)], source)
+    except DeepStackUnavailable as exc:
+        return FileOutcome([parse_error(path, f"{TOO_DEEP}: {exc}")], source)
+    except MemoryError:
+        return FileOutcome([parse_error(path, "file is too large to analyse: out of memory")], source)
+    except RecursionError:
         return FileOutcome([parse_error(path, TOO_DEEP)], source)
-    try:
-        findings, reports = run_rules(
+    except Exception as exc:  # a rule's bug costs this file, not the run
+        if caused_by_recursion(exc):
+            return FileOutcome([parse_error(path, TOO_DEEP)], source)
+        message = f"internal error while analysing the file, please report it: {type(exc).__name__}: {exc}"
+        return FileOutcome([parse_error(path, _one_line(message))], source)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Check:
+    """Parse with libcst, run the rules, apply noqa: the part that may need a deep stack."""
+
+    source: str
+    tree: ast.Module | Exception
+    rule_set: RuleSet
+    rules: Sequence[type[Rule]]
+    path: str
+    options: Mapping[str, Any]
+    keep_tree: bool
+    apply_noqa: bool
+
+    def run(self) -> FileOutcome:
+        module, exact = limits.libcst_parse(self.source, isinstance(self.tree, ast.Module))
+        findings, reports = _run_rules(
             module,
-            source,
-            rules,
-            path=path,
-            options=options,
-            method_names=rule_set.method_names,
-            child_fields=rule_set.child_fields,
+            self.source,
+            self.rules,
+            self.path,
+            self.options,
+            self.rule_set.method_names,
+            self.rule_set.child_fields,
         )
-    except (RecursionError, MemoryError):
-        return FileOutcome([parse_error(path, TOO_DEEP)], source)
-    kept = filter_noqa(findings, source) if apply_noqa else findings
-    if not keep_tree:
-        return FileOutcome(kept, source)
-    kept_set = set(kept)
-    fixable = [report for finding, report in zip(findings, reports) if finding in kept_set]
-    return FileOutcome(kept, source, module, fixable)
+        kept = filter_noqa(findings, self.source) if self.apply_noqa else findings
+        if not (self.keep_tree and exact):
+            return FileOutcome(kept, self.source)
+        kept_set = set(kept)
+        fixable = [report for finding, report in zip(findings, reports) if finding in kept_set]
+        return FileOutcome(kept, self.source, module, fixable)
 
 
-def _syntax_error(source: str, path: str, error: cst.ParserSyntaxError) -> Finding:
+def _syntax_error(tree: ast.Module | Exception, path: str, error: cst.ParserSyntaxError) -> Finding:
     """AF001 with CPython's message and position when it agrees the file is invalid.
 
     libcst's native parser reports what it expected, often a line late; CPython names the
-    real problem ("'(' was never closed"). Parsing again costs nothing on the happy path.
+    real problem ("'(' was never closed").
     """
-    try:
-        ast.parse(source)
-    except SyntaxError as exc:
-        return parse_error(path, f"cannot parse file: {exc.msg}", exc.lineno or 1, exc.offset or 1)
-    except (RecursionError, MemoryError, ValueError):
-        pass
+    if isinstance(tree, SyntaxError):
+        return _cpython_syntax_error(path, tree)
     message = _one_line(error.message).removeprefix("parser error: ")
     return parse_error(path, f"cannot parse file: {message}", error.editor_line, error.editor_column)
+
+
+def _cpython_syntax_error(path: str, error: SyntaxError) -> Finding:
+    return parse_error(path, f"cannot parse file: {error.msg}", error.lineno or 1, error.offset or 1)
 
 
 def _decode_error_line(data: bytes, exc: Exception) -> int:

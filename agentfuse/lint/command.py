@@ -13,10 +13,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agentfuse.cli_args import number
+from agentfuse.lint.cache import ResultCache, cache_directory, run_key
 from agentfuse.lint.checker import RuleSet
-from agentfuse.lint.config import ConfigError, LintConfig, Selection, load_config, parse_codes
+from agentfuse.lint.config import (
+    MAX_FILE_BYTES_CEILING,
+    ConfigError,
+    LintConfig,
+    Selection,
+    load_config,
+    parse_codes,
+)
 from agentfuse.lint.discovery import discover, normalize_patterns
-from agentfuse.lint.reporters import FORMATTERS, RuleInfo, sort_key
+from agentfuse.lint.reporters import FORMATTERS, RuleInfo, sort_key, write_output
 from agentfuse.lint.runner import apply_selection, display_path, lint_files
 from agentfuse.lint_rules import all_rules
 from agentfuse.lint_rules.base import Finding, Rule
@@ -28,6 +36,7 @@ POLICY_SUFFIXES = (".yaml", ".yml")
 POLICY_NAMES = ("policy.yaml", "policy.yml", "agentfuse.yaml", "agentfuse.yml")
 JOBS = number(minimum=1, maximum=1024, integer=True, what="--jobs")
 """``-j``: 1 to 1024 worker processes."""
+MAX_FILE_BYTES = number(minimum=0, maximum=MAX_FILE_BYTES_CEILING, integer=True, what="--max-file-bytes")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -44,6 +53,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--extend-exclude", metavar="PATTERNS", help="comma-separated globs to exclude as well")
     parser.add_argument("--format", choices=sorted(FORMATTERS), default="text", help="output format (default: text)")
     parser.add_argument("-j", "--jobs", type=JOBS, default=None, help="worker processes (default: CPUs)")
+    parser.add_argument(
+        "--max-file-bytes",
+        type=MAX_FILE_BYTES,
+        metavar="BYTES",
+        help="larger files get AF001 instead of a parse (default: 4000000, or [tool.agentfuse]; 0 = no limit)",
+    )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="neither read nor write the result cache (default: .agentfuse_cache/ next to pyproject.toml)",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--fix", action="store_true", help="apply the available fixes and write the files")
     mode.add_argument("--diff", action="store_true", help="print the fixes as a unified diff, write nothing")
@@ -74,12 +94,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.fix or args.diff:
         findings = _fix(files, rule_set, config, cwd, write=args.fix)
     else:
-        findings = lint_files(files, rule_set, config, jobs=args.jobs, cwd=cwd)
+        cache = None if args.no_cache else _open_cache(config, rules, cwd)
+        findings = lint_files(files, rule_set, config, jobs=args.jobs, cwd=cwd, cache=cache)
+        if cache is not None:
+            cache.prune()
     policy_findings = check_policy_files(policy_files, cwd)
     findings = sorted([*findings, *apply_selection(policy_findings, config, cwd)], key=sort_key)
     if not args.diff:
         infos = [RuleInfo.of(rule) for rule in rules]
-        sys.stdout.write(FORMATTERS[args.format](findings, infos))
+        write_output(FORMATTERS[args.format](findings, infos))
     return 1 if findings else 0
 
 
@@ -96,7 +119,14 @@ def _effective_config(args: argparse.Namespace, first_path: Path) -> LintConfig:
         exclude = normalize_patterns(_split(args.exclude), cwd)
     if args.extend_exclude is not None:
         exclude = (*exclude, *normalize_patterns(_split(args.extend_exclude), cwd))
-    return dataclasses.replace(config, selection=selection, exclude=exclude)
+    max_file_bytes = config.max_file_bytes if args.max_file_bytes is None else int(args.max_file_bytes)
+    return dataclasses.replace(config, selection=selection, exclude=exclude, max_file_bytes=max_file_bytes)
+
+
+def _open_cache(config: LintConfig, rules: Sequence[type[Rule]], cwd: Path) -> ResultCache | None:
+    """The run's result cache (``--fix``/``--diff`` never use one: they re-check what they rewrite)."""
+    key = run_key(config, [rule.code for rule in rules], cwd)
+    return ResultCache.open(cache_directory(config, cwd), key)
 
 
 def _split(text: str) -> list[str]:
@@ -144,14 +174,20 @@ def _fix(files: Sequence[Path], rule_set: RuleSet, config: LintConfig, cwd: Path
 
     for path in files:
         result = fix_file(
-            path, display_path(path, cwd), rule_set, options=config.options, keep=keep, write=write
+            path,
+            display_path(path, cwd),
+            rule_set,
+            options=config.options,
+            keep=keep,
+            write=write,
+            max_bytes=config.max_file_bytes,
         )
         remaining.extend(apply_selection(result.remaining, config, cwd))
         if result.after != result.before:
             changed.append(result)
     for result in changed:
         if not write:
-            sys.stdout.write(result.diff())
+            write_output(result.diff())
         codes = sorted({f.code for f in result.fixed})
         verb = "fixed" if write else "would fix"
         counts = ", ".join(f"{code} x{sum(f.code == code for f in result.fixed)}" for code in codes)

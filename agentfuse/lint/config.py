@@ -1,7 +1,7 @@
 """``[tool.agentfuse]`` from the nearest ``pyproject.toml``, and code selection.
 
-Engine keys (``select``, ``ignore``, ``per-file-ignores``, ``exclude``, ``extend-exclude``)
-are validated here; every other key is a rule option, handed to rules untouched as
+Engine keys (``select``, ``ignore``, ``per-file-ignores``, ``exclude``, ``extend-exclude``,
+``max-file-bytes``) are validated here; every other key is a rule option, handed to rules untouched as
 ``FileContext.options`` (the whole raw table).
 """
 
@@ -24,7 +24,11 @@ DEFAULT_EXCLUDES: tuple[str, ...] = (
     ".git", ".venv", "venv", "build", "dist", "node_modules", "__pycache__", ".tox",
 )
 CODE_PREFIX = re.compile(r"AF\d{0,3}")
-ENGINE_KEYS = frozenset({"select", "ignore", "per-file-ignores", "exclude", "extend-exclude"})
+ENGINE_KEYS = frozenset({"select", "ignore", "per-file-ignores", "exclude", "extend-exclude", "max-file-bytes"})
+DEFAULT_MAX_FILE_BYTES = 4_000_000
+"""Larger files get AF001 "too large to lint" (libcst needs about 300 bytes of memory per
+byte of source); 0 turns the limit off."""
+MAX_FILE_BYTES_CEILING = 2**53
 
 
 class ConfigError(Exception):
@@ -68,6 +72,8 @@ class LintConfig:
     per_file_ignores: tuple[tuple[str, tuple[str, ...]], ...] = ()
     exclude: tuple[str, ...] = DEFAULT_EXCLUDES
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    """Files larger than this many bytes are not parsed (AF001); 0 means no limit."""
 
     def ignored_for(self, relative_path: str) -> tuple[str, ...]:
         """Codes that ``per-file-ignores`` switches off for a path relative to ``root``."""
@@ -131,7 +137,14 @@ def config_from_table(table: Mapping[str, Any], *, root: Path, source: Path | No
         per_file_ignores=per_file_ignores,
         exclude=(*exclude, *extend),
         options=dict(table),
+        max_file_bytes=_byte_count(table.get("max-file-bytes", DEFAULT_MAX_FILE_BYTES), f"{where} max-file-bytes"),
     )
+
+
+def _byte_count(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_FILE_BYTES_CEILING:
+        raise ConfigError(f"{what} must be a whole number of bytes such as 4000000 (0 for no limit), got {value!r}")
+    return value
 
 
 def parse_codes(value: object, what: str) -> tuple[str, ...]:

@@ -17,7 +17,10 @@ import libcst as cst
 from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
 
-from agentfuse.lint.checker import RuleSet, lint_text, parse_error, source_encoding
+from agentfuse.lint.checker import RuleSet, decoded, lint_text, source_encoding
+from agentfuse.lint.config import DEFAULT_MAX_FILE_BYTES
+from agentfuse.lint.limits import call_with_stack
+from agentfuse.lint.reading import read_source
 from agentfuse.lint_rules.base import Finding, Fix, Rule
 
 MAX_PASSES = 4
@@ -70,12 +73,16 @@ def fix_text(
         ]
         if not pairs:
             break
-        new_source = apply_fixes(outcome.module, [fix for _, fix in pairs]).code
+        new_source = call_with_stack(False, _fixed_code, outcome.module, [fix for _, fix in pairs])
         if new_source == source:
             break
         fixed_findings.extend(finding for finding, _ in pairs)
         source = new_source
     return source, fixed_findings
+
+
+def _fixed_code(module: cst.Module, fixes: Sequence[Fix]) -> str:
+    return apply_fixes(module, fixes).code
 
 
 def fix_source(
@@ -118,15 +125,16 @@ def fix_file(
     options: Mapping[str, Any],
     keep: Callable[[Finding], bool],
     write: bool,
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> FileFix:
     """Fix one file in memory, write it back if asked, and lint what is left."""
-    try:
-        data = path.read_bytes()
-        encoding = source_encoding(data)
-        source = data.decode(encoding)
-    except (OSError, SyntaxError, UnicodeDecodeError, LookupError) as exc:
-        error = parse_error(display, f"cannot read or decode file: {exc}")
-        return FileFix(display, "", "", [], [error])
+    data = read_source(path, display, max_bytes)
+    if not isinstance(data, bytes):
+        return FileFix(display, "", "", [], [data])
+    source = decoded(data, display)
+    if isinstance(source, Finding):
+        return FileFix(display, "", "", [], [source])
+    encoding = source_encoding(data)
     after, fixed = fix_text(source, rule_set, path=display, options=options, keep=keep)
     remaining = lint_text(after, rule_set, path=display, options=options).findings
     if write and after != source:

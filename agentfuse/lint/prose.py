@@ -19,12 +19,16 @@ _SCOPES = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 _BODIES = ("body", "orelse", "finalbody", "handlers", "cases")
 
 
-def without_prose(source: str) -> str | None:
-    """``source`` with docstrings and comment lines blanked; None if ``ast`` cannot parse it."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
+def without_prose(source: str, tree: ast.Module | None = None) -> str | None:
+    """``source`` with docstrings and comment lines blanked; None if ``ast`` cannot parse it.
+
+    ``tree`` is ``ast.parse(source)`` when the caller has it already.
+    """
+    if tree is None:
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return None
     lines = physical_lines(source)
     blank: set[int] = set()
     keep: set[int] = set()

@@ -1,11 +1,20 @@
-"""Output formats: text (like flake8), JSON, SARIF 2.1.0 and GitHub workflow annotations."""
+"""Output formats: text (like flake8), JSON, SARIF 2.1.0 and GitHub workflow annotations.
+
+File names are bytes on POSIX; one that is not valid UTF-8 reaches here with its odd bytes
+as lone surrogates (Python's ``surrogateescape``). Text and GitHub output write those bytes
+back as they are (:func:`write_output`), JSON and SARIF escape them (``\\udcff``, which
+``os.fsencode`` turns back into the byte), and a SARIF URI percent-encodes the bytes.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
 import json
+import re
+import sys
 from collections.abc import Callable, Sequence
+from typing import TextIO
 from pathlib import Path
 from urllib.parse import quote
 
@@ -16,6 +25,7 @@ from agentfuse.lint_rules.base import Finding, Rule
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/agentfuse/agentfuse"
 JSON_KEYS = ("path", "line", "col", "end_line", "end_col", "code", "message")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +66,13 @@ def format_text(findings: Sequence[Finding], rules: Sequence[RuleInfo]) -> str:
 
 def format_json(findings: Sequence[Finding], rules: Sequence[RuleInfo]) -> str:
     records = [{key: getattr(f, key) for key in JSON_KEYS} for f in findings]
-    return json.dumps(records, indent=2, ensure_ascii=False) + "\n"
+    return _json_text(records)
+
+
+def _json_text(document: object) -> str:
+    """JSON with non-ASCII text as is, but lone surrogates escaped (valid UTF-8 output)."""
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    return _SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text) + "\n"
 
 
 def format_github(findings: Sequence[Finding], rules: Sequence[RuleInfo]) -> str:
@@ -104,7 +120,7 @@ def format_sarif(findings: Sequence[Finding], rules: Sequence[RuleInfo]) -> str:
             }
         ],
     }
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return _json_text(document)
 
 
 def _sarif_rule(info: RuleInfo) -> dict[str, object]:
@@ -128,7 +144,7 @@ def _sarif_result(finding: Finding, rule_index: int) -> dict[str, object]:
         "locations": [
             {
                 "physicalLocation": {
-                    "artifactLocation": {"uri": quote(finding.path.replace("\\", "/")), "uriBaseId": "%SRCROOT%"},
+                    "artifactLocation": {"uri": _uri(finding.path), "uriBaseId": "%SRCROOT%"},
                     "region": {
                         "startLine": finding.line,
                         "startColumn": finding.col,
@@ -139,6 +155,28 @@ def _sarif_result(finding: Finding, rule_index: int) -> dict[str, object]:
             }
         ],
     }
+
+
+def _uri(path: str) -> str:
+    """A relative URI reference for a path: its bytes, percent-encoded where needed."""
+    return quote(path.replace("\\", "/").encode("utf-8", "surrogateescape"))
+
+
+def write_output(text: str, stream: TextIO | None = None) -> None:
+    """Write a report to stdout; a file name's undecodable bytes go out as those bytes."""
+    stream = stream or sys.stdout
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None:
+        stream.write(text)
+        return
+    encoding = stream.encoding or "utf-8"
+    try:
+        data = text.encode(encoding, "surrogateescape")
+    except UnicodeEncodeError:  # a character the terminal's encoding lacks
+        data = text.encode(encoding, "backslashreplace")
+    stream.flush()
+    buffer.write(data)
+    buffer.flush()
 
 
 FORMATTERS: dict[str, Callable[[Sequence[Finding], Sequence[RuleInfo]], str]] = {

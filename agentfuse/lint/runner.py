@@ -4,6 +4,11 @@ Each worker reads its files, runs the text pre-filter and the candidate stage, a
 only what is left; so the pre-filter, which reads every byte of the tree, is shared by the
 workers too. Below ``PARALLEL_FROM`` files (a pre-commit run, a single package) the pool's
 start-up would cost more than it saves: everything runs in this process.
+
+:func:`lint_file` is the unit of work: one path in, its findings out. A worker that dies
+(a native crash, the OOM killer) breaks the pool; the files it had not finished are then
+linted again one at a time in a fresh one-worker pool, so a file that kills its worker
+again is the one reported (AF001) and every other file still gets its findings.
 """
 
 from __future__ import annotations
@@ -12,19 +17,26 @@ import concurrent.futures
 import dataclasses
 import functools
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from agentfuse.lint.cache import ResultCache
 from agentfuse.lint.checker import RuleSet, lint_bytes, parse_error
 from agentfuse.lint.config import LintConfig, Selection
 from agentfuse.lint.project_index import with_project_index
+from agentfuse.lint.reading import read_source
 from agentfuse.lint.reporters import sort_key
 from agentfuse.lint_rules.base import Finding
 
 PARALLEL_FROM = 100
 """From this many files on, a run with more than one job uses a process pool."""
 CHUNKS_PER_JOB = 8
+WORKER_DIED = (
+    "the process analysing this file died (a crash in the parser, or the system killed it); "
+    "agentfuse could not lint it"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,16 +57,6 @@ def display_path(path: Path, cwd: Path) -> str:
         return path.as_posix()
 
 
-def read_file(path: Path, display: str) -> bytes | Finding:
-    """The file's bytes, or the AF001 finding saying why it cannot be read."""
-    try:
-        return path.read_bytes()
-    except IsADirectoryError:
-        return parse_error(display, "cannot read file: it is a directory")
-    except OSError as exc:
-        return parse_error(display, f"cannot read file: {exc.strerror or exc}")
-
-
 def lint_files(
     files: Iterable[Path],
     rule_set: RuleSet,
@@ -62,17 +64,37 @@ def lint_files(
     *,
     jobs: int | None = None,
     cwd: Path | None = None,
+    cache: ResultCache | None = None,
 ) -> list[Finding]:
-    """Findings for ``files`` after noqa, selection and per-file ignores, in report order."""
+    """Findings for ``files`` after noqa, selection and per-file ignores, in report order
+    (each file's from ``cache`` when it holds them)."""
     cwd = (cwd or Path.cwd()).absolute()
     items = [WorkItem(str(path), display_path(path, cwd), _size(path)) for path in files]
     workers = min(jobs or os.cpu_count() or 1, len(items))
     options = with_project_index(config.options, cwd)  # cross-module lookups (rules read it lazily)
+    work = functools.partial(_lint_items, rule_set, options, config.max_file_bytes, cache=cache)
     if workers <= 1 or len(items) < PARALLEL_FROM:
-        findings = _lint_items(rule_set, options, items)
+        findings = work(items)
     else:
-        findings = _lint_in_pool(rule_set, options, items, workers)
+        findings = _lint_in_pool(work, items, workers)
     return sorted(apply_selection(findings, config, cwd), key=sort_key)
+
+
+def lint_file(
+    item: WorkItem, rule_set: RuleSet, options: Mapping[str, Any], max_bytes: int, cache: ResultCache | None = None
+) -> list[Finding]:
+    """One file's findings after noqa: read it (regular files only, up to ``max_bytes``),
+    decode, pre-filter, parse, check. A pure function of the file's bytes and the run's
+    rules and options (and, through the project index, of the modules it imports)."""
+    data = read_source(Path(item.path), item.display, max_bytes)
+    if isinstance(data, Finding):
+        return [data]
+    source = data
+
+    def check() -> list[Finding]:
+        return lint_bytes(source, rule_set, path=item.display, options=options).findings
+
+    return check() if cache is None else cache.lint(item.display, source, options, check)
 
 
 def _size(path: Path) -> int:
@@ -89,7 +111,7 @@ def apply_selection(findings: Iterable[Finding], config: LintConfig, cwd: Path) 
     for finding in findings:
         selection = selections.get(finding.path)
         if selection is None:
-            relative = display_path((cwd / finding.path).resolve(), config.root)
+            relative = display_path(_resolved(cwd / finding.path), config.root)
             selection = config.selection.without(config.ignored_for(relative))
             selections[finding.path] = selection
         if selection.enabled(finding.code, default_enabled=True):
@@ -97,27 +119,82 @@ def apply_selection(findings: Iterable[Finding], config: LintConfig, cwd: Path) 
     return kept
 
 
-def _lint_in_pool(
-    rule_set: RuleSet, options: Mapping[str, Any], items: Sequence[WorkItem], workers: int
-) -> list[Finding]:
+def _resolved(path: Path) -> Path:
+    """``path`` with symbolic links resolved; a link that cannot be (a loop) keeps its name
+    in its resolved folder."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop, before Python 3.13
+        return _resolved(path.parent) / path.name
+
+
+Work = Callable[[Sequence[WorkItem]], list[Finding]]
+
+
+def _lint_in_pool(work: Work, items: Sequence[WorkItem], workers: int) -> list[Finding]:
     by_size = sorted(items, key=lambda item: item.size, reverse=True)
     count = min(len(by_size), workers * CHUNKS_PER_JOB)
     chunks = [by_size[i::count] for i in range(count)]
-    work = functools.partial(_lint_items, rule_set, options)
     findings: list[Finding] = []
+    unfinished: list[WorkItem] = []
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
-        for chunk_findings in pool.map(work, chunks):
-            findings.extend(chunk_findings)
+        futures = _submit_all(pool, work, chunks)
+        for chunk, future in zip(chunks, futures):
+            try:
+                if future is None:
+                    raise BrokenProcessPool("the pool broke before this chunk was submitted")
+                findings.extend(future.result())
+            except BrokenProcessPool:
+                unfinished.extend(chunk)
+    if unfinished:
+        findings.extend(_lint_one_at_a_time(work, unfinished))
     return findings
 
 
-def _lint_items(rule_set: RuleSet, options: Mapping[str, Any], items: Sequence[WorkItem]) -> list[Finding]:
-    """Read, pre-filter, parse and check files (in a worker process, or in this one)."""
+def _lint_one_at_a_time(work: Work, items: Sequence[WorkItem]) -> list[Finding]:
+    """Each file alone, in order, in a one-worker pool replaced whenever its worker dies:
+    the first unfinished file when the pool breaks is the one that killed it."""
+    findings: list[Finding] = []
+    remaining = list(items)
+    while remaining:
+        with concurrent.futures.ProcessPoolExecutor(max_workers=1) as pool:
+            futures = _submit_all(pool, work, [[item] for item in remaining])
+            done = len(remaining)
+            for index, future in enumerate(futures):
+                try:
+                    if future is None:
+                        raise BrokenProcessPool("the pool broke before this file was submitted")
+                    findings.extend(future.result())
+                except BrokenProcessPool:
+                    findings.append(parse_error(remaining[index].display, WORKER_DIED))
+                    done = index + 1
+                    break
+        remaining = remaining[done:]
+    return findings
+
+
+def _submit_all(
+    pool: concurrent.futures.ProcessPoolExecutor, work: Work, batches: Sequence[Sequence[WorkItem]]
+) -> list[concurrent.futures.Future[list[Finding]] | None]:
+    """Submit every batch; None for those a pool broken meanwhile refused."""
+    futures: list[concurrent.futures.Future[list[Finding]] | None] = []
+    for batch in batches:
+        try:
+            futures.append(pool.submit(work, batch))
+        except BrokenProcessPool:
+            futures.append(None)
+    return futures
+
+
+def _lint_items(
+    rule_set: RuleSet,
+    options: Mapping[str, Any],
+    max_bytes: int,
+    items: Sequence[WorkItem],
+    cache: ResultCache | None = None,
+) -> list[Finding]:
+    """Lint files one after another (in a worker process, or in this one)."""
     findings: list[Finding] = []
     for item in items:
-        data = read_file(Path(item.path), item.display)
-        if isinstance(data, Finding):
-            findings.append(data)
-        else:
-            findings.extend(lint_bytes(data, rule_set, path=item.display, options=options).findings)
+        findings.extend(lint_file(item, rule_set, options, max_bytes, cache))
     return findings

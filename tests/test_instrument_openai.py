@@ -209,9 +209,19 @@ def test_a_broken_stream_settles_what_was_reported_so_far(standin: StandIn, guar
 
 
 def test_the_degrade_ladder_replaces_the_model(standin: StandIn, guards: Guards) -> None:
-    guards({"run_usd": 0.001, "estimate_usd": 0.0001}, degrade=[{"at": 0.0, "model": "gpt-4o-mini"}])
-    client(standin).chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=20)
-    assert standin.replies[-1].model == "gpt-4o-mini"
+    guards({"run_usd": 0.001, "estimate_usd": 0.0001}, degrade=[{"at": 0.4, "model": "gpt-4o-mini"}])
+    llm = client(standin)
+    llm.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=20)  # spends 45% of the run
+    llm.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=20)
+    assert [reply.model for reply in standin.replies] == ["gpt-4o", "gpt-4o-mini"]
+    assert standin.replies[-1].body["messages"] == MESSAGES and standin.replies[-1].body["max_tokens"] == 20
+
+
+def test_a_cap_given_in_extra_body_bounds_the_estimate(standin: StandIn, guards: Guards) -> None:
+    # Without the extra body's max_tokens, gpt-4o's output limit ($0.16384) is more than the run has.
+    guards({"run_usd": 0.10, "estimate_usd": 0.0001})
+    client(standin).chat.completions.create(model="gpt-4o", messages=MESSAGES, extra_body={"max_tokens": 20})
+    assert standin.requests == 1
 
 
 def test_instrumenting_one_client_leaves_the_others_alone(standin: StandIn, guards: Guards) -> None:
@@ -227,13 +237,13 @@ def test_instrumenting_one_client_leaves_the_others_alone(standin: StandIn, guar
 def test_uninstrument_restores_the_sdk_exactly(standin: StandIn, guards: Guards) -> None:
     from openai import _base_client
 
-    before = dict(_base_client.SyncAPIClient.__dict__), dict(_base_client.AsyncAPIClient.__dict__)
+    classes = _base_client.BaseClient, _base_client.SyncAPIClient, _base_client.AsyncAPIClient
+    before = [dict(cls.__dict__) for cls in classes]
     guard = guards()
     guard.instrument()  # twice: a no-op
-    assert _base_client.SyncAPIClient.__dict__["_send_request"] is not before[0]["_send_request"]
+    assert _base_client.SyncAPIClient.__dict__["_send_request"] is not before[1]["_send_request"]
     guard.uninstrument()
-    assert dict(_base_client.SyncAPIClient.__dict__) == before[0]
-    assert dict(_base_client.AsyncAPIClient.__dict__) == before[1]
+    assert [dict(cls.__dict__) for cls in classes] == before
     client(standin).chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert books(guard).steps == 0
 

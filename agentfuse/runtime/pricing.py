@@ -417,6 +417,9 @@ def _micros(price: ModelPrice, usage: Usage) -> int:
 
 def _chars(value: Any, depth: int = 0) -> tuple[int, int]:
     """(characters, extra tokens) of the text inside messages, strings, dicts and lists."""
+    kind = type(value)
+    if (kind is list or kind is dict) and depth <= 20:  # the usual message shapes: no checks below
+        return _container_chars(value, kind is dict, depth)
     if isinstance(value, str):
         if value.startswith("data:"):
             return 0, TOKENS_PER_INLINE_DATA
@@ -425,16 +428,25 @@ def _chars(value: Any, depth: int = 0) -> tuple[int, int]:
         return 0, 0
     if isinstance(value, (bytes, bytearray)):
         return len(value), 0
-    if isinstance(value, Mapping):
-        parts = [_chars(item, depth + 1) for item in value.values()]
-        return sum(c for c, _ in parts), sum(t for _, t in parts) + TOKENS_PER_MESSAGE
-    if isinstance(value, (list, tuple)):
-        parts = [_chars(item, depth + 1) for item in value]
-        return sum(c for c, _ in parts), sum(t for _, t in parts)
+    is_mapping = isinstance(value, Mapping)
+    if is_mapping or isinstance(value, (list, tuple)):
+        return _container_chars(value, is_mapping, depth)
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         return _chars(dump(), depth + 1)
     return len(str(value)), 0
+
+
+def _container_chars(value: Any, is_mapping: bool, depth: int) -> tuple[int, int]:
+    chars, extra = 0, TOKENS_PER_MESSAGE if is_mapping else 0
+    for item in value.values() if is_mapping else value:
+        if type(item) is str and not item.startswith("data:"):  # most leaves: no call per string
+            chars += len(item)
+        elif item is not None:
+            more, more_extra = _chars(item, depth + 1)
+            chars += more
+            extra += more_extra
+    return chars, extra
 
 
 def estimate_input_tokens(messages_or_text: Any) -> int:

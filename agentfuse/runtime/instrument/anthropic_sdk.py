@@ -34,10 +34,6 @@ def _gate(client: Any, options: Any) -> tuple[http.Gated | None, Any]:
     return gated, options
 
 
-def _status_error(client: Any) -> http.StatusError:
-    return lambda response: client._make_status_error_from_response(response)
-
-
 def _sync_attempt(original: Any) -> Any:
     def _attempt_request(self: Any, options: Any, **kwargs: Any) -> Any:
         if not REGISTRY.active():
@@ -51,7 +47,7 @@ def _sync_attempt(original: Any) -> Any:
         except BaseException as exc:
             gated.failed(exc)
             raise
-        return http.after_sync(gated, response, _status_error(self)), prepared
+        return http.after_sync(gated, response, self._make_status_error_from_response), prepared
 
     return _attempt_request
 
@@ -69,7 +65,7 @@ def _async_attempt(original: Any) -> Any:
         except BaseException as exc:
             gated.failed(exc)
             raise
-        return await http.after_async(gated, response, _status_error(self)), prepared
+        return await http.after_async(gated, response, self._make_status_error_from_response), prepared
 
     return _attempt_request
 

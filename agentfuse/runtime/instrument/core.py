@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentfuse.runtime.instrument.wire import SSEParser, StreamState, WireFormat, json_body
 from agentfuse.runtime.policy import from_micros
-from agentfuse.runtime.pricing import Usage, extract_usage
+from agentfuse.runtime.pricing import Usage
 
 if TYPE_CHECKING:
     from agentfuse.runtime.guard import Guard, Step
@@ -208,7 +208,7 @@ def wait_interval(call: Call) -> float:
     return wait
 
 
-def rewrite(call: Call, body: dict[str, Any], *, stream_usage: bool) -> dict[str, Any] | None:
+def rewrite(call: Call, body: Mapping[str, Any], *, stream_usage: bool) -> dict[str, Any] | None:
     """The body to send when it must change (degraded model, usage asked for), else None."""
     changed: dict[str, Any] | None = None
     if call.model and call.model != body.get("model"):
@@ -220,8 +220,8 @@ def rewrite(call: Call, body: dict[str, Any], *, stream_usage: bool) -> dict[str
     return changed
 
 
-def usage_of(body: Mapping[str, Any] | None) -> Usage | None:
-    return extract_usage(body) if body is not None else None
+def usage_of(fmt: WireFormat, body: Mapping[str, Any] | None) -> Usage | None:
+    return fmt.read_usage(body) if body is not None else None
 
 
 # -- metered streams ----------------------------------------------------------------------------
@@ -236,13 +236,14 @@ class Meter:
     request inside an outer layer (``call`` None, ``outer`` set) hands its usage up instead.
     """
 
-    __slots__ = ("call", "outer", "state", "parser", "body", "read_any", "done", "__weakref__")
+    __slots__ = ("call", "outer", "fmt", "state", "parser", "body", "read_any", "done", "__weakref__")
 
     def __init__(
         self, call: Call | None, outer: Call | None, fmt: WireFormat, *, events: bool, drop_usage: bool
     ) -> None:
         self.call = call
         self.outer = outer
+        self.fmt = fmt
         self.state = StreamState()
         self.parser = SSEParser(fmt, self.state, filtering=drop_usage) if events else None
         self.body: bytearray | None = None if events else bytearray()
@@ -267,7 +268,7 @@ class Meter:
         if not self.read_any:
             return None
         if self.body is not None:
-            return usage_of(json_body(bytes(self.body)))
+            return usage_of(self.fmt, json_body(bytes(self.body)))
         return self.state.usage(self.call.input_estimate if self.call is not None else 0)
 
     def finish(self, exc: BaseException | None = None) -> None:

@@ -73,7 +73,7 @@ def gate(key: Any, fmt: WireFormat, body: Mapping[str, Any] | None) -> Gated | N
     assert guard is not None
     call = begin(guard, fmt, body)
     try:
-        new = rewrite(call, dict(body), stream_usage=stream_usage)
+        new = rewrite(call, body, stream_usage=stream_usage)
         return Gated(call, None, fmt, new, stream_usage, wait_interval(call))
     except BaseException as exc:
         call.settle(None, exc)
@@ -110,13 +110,14 @@ def _meter(gated: Gated, response: Any, *, is_async: bool) -> None:
 
 
 def _settle_read(gated: Gated, response: Any) -> None:
-    if _is_events(response):
+    content = response.content
+    if content[:1] != b"{" and _is_events(response):  # a JSON object is no event stream: skip the header look-up
         meter = Meter(gated.call, gated.outer, gated.fmt, events=True, drop_usage=False)
-        meter.feed(response.content)
+        meter.feed(content)
         meter.tail()
         meter.finish()
         return
-    usage = usage_of(json_body(response.content))
+    usage = usage_of(gated.fmt, json_body(content))
     if gated.call is not None:
         gated.call.settle(usage)
     elif gated.outer is not None and usage is not None:

@@ -88,6 +88,22 @@ def test_flake8_plugin_survives_code_that_crashed_the_native_parser(tmp_path: Pa
     assert lines[1].startswith("./shell.py:5:AF401 ")
 
 
+def test_imported_project_module_too_deep_to_parse_does_not_crash_the_run(tmp_path: Path) -> None:
+    """The project index parses the modules a file imports: the same limits apply there."""
+    write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/clients.py": "import openai\nclient = openai.OpenAI()\n" + DEEP["and.py"],
+            "pkg/main.py": "from .clients import client\nclient.chat.completions.create()\n",
+        },
+    )
+    result = agentfuse("--format", "json", "--no-cache", "pkg/main.py", cwd=tmp_path)
+    assert_no_traceback(result)
+    assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
+    assert findings_of(result) <= {("pkg/main.py", "AF101"), ("pkg/main.py", "AF102")}
+
+
 @pytest.mark.slow
 def test_long_elif_chain_with_a_finding_gets_its_finding(tmp_path: Path) -> None:
     branches = "".join(f"elif a == {i}:\n    pass\n" for i in range(700))

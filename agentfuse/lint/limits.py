@@ -71,13 +71,19 @@ class TooDeep(ValueError):
 def parse_module(source: str, tree: ast.Module | Exception | None = None) -> cst.Module:
     """libcst's parse of ``source``, never a crash: deep files raise :class:`TooDeep`.
 
+    For every parse outside :func:`agentfuse.lint.checker.lint_text` (the project index's
+    reads of imported modules), so that no file can crash the process.
+
     ``tree`` is CPython's parse of the same text when the caller has it. Also raises
     libcst's ``ParserSyntaxError`` and CPython's ``SyntaxError`` for invalid code.
     """
     if tree is None:
         tree = python_tree(source)
     depth = checked_depth(source, tree)
-    module, _ = call_with_stack(depth > FAST_DEPTH, libcst_parse, source, isinstance(tree, ast.Module))
+    try:
+        module, _ = call_with_stack(depth > FAST_DEPTH, libcst_parse, source, isinstance(tree, ast.Module))
+    except DeepStackUnavailable as exc:
+        raise TooDeep(str(exc)) from None
     return module
 
 

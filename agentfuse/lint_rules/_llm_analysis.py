@@ -15,6 +15,7 @@ import re
 
 import libcst as cst
 
+from agentfuse.lint import limits
 from agentfuse.lint_rules._llm_catalogue import (
     ENFORCE_NAMES,
     FALLBACK_SHAPES,
@@ -475,7 +476,7 @@ def record_module(text: str, path: str, importer: FileContext) -> ModuleAnalysis
     if _TRIGGERS.search(text) is None and not path.endswith("__init__.py"):
         return None
     try:
-        module = cst.parse_module(text)
+        module = limits.parse_module(text)  # a module too deep for libcst raises, never crashes the process
     except (cst.ParserSyntaxError, SyntaxError, RecursionError, MemoryError, ValueError):
         return None
     context = FileContext(path=path, source=text, imports=ImportTable(), options=importer.options)

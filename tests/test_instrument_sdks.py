@@ -114,7 +114,8 @@ def test_ollama_sync_async_and_streamed_calls_are_gated_and_settled(guards: Guar
 
 
 def test_ollama_refused_request_sends_nothing_and_degrade_swaps_the_positional_model(guards: Guards) -> None:
-    guard = priced(guards, {"run_usd": 10, "max_steps": 2}, degrade=[{"at": 0.0, "model": CHEAP}])
+    # The first call spends 140 of 10,000,000 micro-dollars, past the rung's fraction.
+    guard = priced(guards, {"run_usd": 10, "max_steps": 2}, degrade=[{"at": 0.00001, "model": CHEAP}])
     provider = Provider(ollama_answer)
     client = ollama.Client(host="http://ollama.test", transport=provider.transport(httpx))
     client.chat(MODEL, messages=[])
@@ -122,8 +123,8 @@ def test_ollama_refused_request_sends_nothing_and_degrade_swaps_the_positional_m
     with pytest.raises(StepLimitExceeded):
         client.chat(MODEL, messages=[])
     assert provider.requests == 2
-    assert [body["model"] for body in provider.bodies] == [CHEAP, CHEAP]
-    assert books(guard).spent_micros == 2 * (100 * 0.1 + 20 * 0.2)
+    assert [body["model"] for body in provider.bodies] == [MODEL, CHEAP]
+    assert books(guard).spent_micros == CALL_MICROS + (100 * 0.1 + 20 * 0.2)
 
 
 def test_ollama_errors_open_the_breaker(guards: Guards) -> None:

@@ -211,8 +211,9 @@ def wait_interval(call: Call) -> float:
 def rewrite(call: Call, body: Mapping[str, Any], *, stream_usage: bool) -> dict[str, Any] | None:
     """The body to send when it must change (degraded model, usage asked for), else None."""
     changed: dict[str, Any] | None = None
-    if call.model and call.model != body.get("model"):
-        changed = {**body, "model": call.model}
+    model = call.step.model
+    if model and model != body.get("model"):
+        changed = {**body, "model": model}
     if stream_usage:
         changed = dict(changed or body)
         options = body.get("stream_options")

@@ -20,7 +20,6 @@ from agentfuse.runtime.instrument.core import (
     metered,
     open_call,
     rewrite,
-    usage_of,
     wait_interval,
 )
 from agentfuse.runtime.instrument.wire import WireFormat, json_body
@@ -74,7 +73,7 @@ def gate(key: Any, fmt: WireFormat, body: Mapping[str, Any] | None) -> Gated | N
     call = begin(guard, fmt, body)
     try:
         new = rewrite(call, body, stream_usage=stream_usage)
-        return Gated(call, None, fmt, new, stream_usage, wait_interval(call))
+        return Gated(call, None, fmt, new, stream_usage, wait_interval(call) if call.step.min_interval_s else 0.0)
     except BaseException as exc:
         call.settle(None, exc)
         raise
@@ -117,7 +116,8 @@ def _settle_read(gated: Gated, response: Any) -> None:
         meter.tail()
         meter.finish()
         return
-    usage = usage_of(gated.fmt, json_body(content))
+    body = json_body(content)
+    usage = gated.fmt.read_usage(body) if body is not None else None
     if gated.call is not None:
         gated.call.settle(usage)
     elif gated.outer is not None and usage is not None:

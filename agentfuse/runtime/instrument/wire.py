@@ -186,7 +186,12 @@ class WireFormat:
         return model if isinstance(model, str) else None
 
     def input_tokens(self, body: Mapping[str, Any]) -> int:
-        return estimate_input_tokens([body.get(key) for key in self.prompt_keys if body.get(key) is not None])
+        parts = []
+        for key in self.prompt_keys:
+            value = body.get(key)
+            if value is not None:
+                parts.append(value)
+        return estimate_input_tokens(parts)
 
     def max_tokens(self, body: Mapping[str, Any]) -> int | None:
         for key in self.max_tokens_keys:

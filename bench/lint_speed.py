@@ -246,6 +246,7 @@ def user_facing(cache: Path, trees: Sequence[str], tools_python: Path, jobs: int
         {"agentfuse": [*agentfuse, "lint", "--no-cache", "f.py"], "bandit": [str(tools / "bandit"), "-q", "f.py"],
          "ruff": [str(tools / "ruff"), "check", "--no-cache", "--isolated", "f.py"]}, work, rounds)
     lines.append(_row("one small file (`f.py`, 14 lines)", one))
+    print("\n".join(lines), file=sys.stderr, flush=True)
     for name in trees:
         root = prepare_tree(cache, name)
         files = count_py_files(root)
@@ -254,7 +255,7 @@ def user_facing(cache: Path, trees: Sequence[str], tools_python: Path, jobs: int
         lint = [*agentfuse, "lint", "--format", "json", "-j", str(jobs), str(root)]
         cold, cold_out = wall(lint, cache, env)
         warm, warm_out = wall(lint, cache, env)
-        changed_file = _file_with_findings(cold_out)
+        changed_file = cache / _file_with_findings(cold_out)
         original = changed_file.read_bytes()
         try:
             changed_file.write_bytes(original + b"\n# touched by lint_speed.py\n")
@@ -295,7 +296,7 @@ def _file_with_findings(output: str) -> Path:
 def _only_changed(before: str, after: str, changed: Path) -> str:
     """Whether the findings of every file but ``changed`` are the same in both runs."""
     def others(text: str) -> list[dict[str, object]]:
-        return [record for record in json.loads(text) if Path(str(record["path"])) != changed]
+        return [record for record in json.loads(text) if not changed.match(str(record["path"]))]
     return "only its findings changed" if others(before) == others(after) else "OTHER FILES' FINDINGS CHANGED"
 
 

@@ -9,7 +9,7 @@ response body, in alternating rounds: by hand (``with guard.step(...) as step: .
 step.record(answer)``) and under
 ``guard.instrument()`` (the plain SDK call). Both pass the same gate and settle the same
 usage on the same SQLite store; the difference of their per-round medians is what the
-instrumentation costs (parsing the request body, the estimate, reading the usage from the
+instrumentation costs (the estimate from the request, reading the usage from the
 response). Prints each round and the median difference in microseconds.
 
 By default the answer comes through an in-process ``httpx2.MockTransport`` handed to the SDK (its

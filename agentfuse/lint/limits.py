@@ -39,10 +39,9 @@ DEEP_STACK_BYTES = 512 * 1024 * 1024
 DEEP_RECURSION_LIMIT = 60_000
 PYTHON_MAX_BRACKET_DEPTH = 200
 """CPython's tokenizer refuses deeper bracket nesting."""
-LIBCST_MAX_STRINGS = 3000
-"""libcst refuses more adjacent string literals than this (a syntax error, not a crash)."""
 STRING_RUN_CHUNK = 1000
-"""Longer runs of adjacent strings are split into runs of at most this many for libcst."""
+"""When libcst refuses a run of adjacent strings (more than 3,000, a syntax error to it, not
+a crash), the run is split into runs of at most this many."""
 
 _NOT_BRACKET = re.compile(r"[^()\[\]{}]+")
 _NESTING_WORDS = frozenset(

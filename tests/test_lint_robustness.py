@@ -11,6 +11,7 @@ import os
 import resource
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -312,3 +313,13 @@ def test_a_worker_that_dies_costs_its_file_one_af001_and_the_others_are_linted(t
     assert ("heavy.py", "AF001") in found
     assert messages_of(result)["heavy.py"].startswith("the process analysing this file died")
     assert {path for path, code in found if code == "AF401"} == {"shell.py", *(f"pad/m{i}.py" for i in range(100))}
+
+
+def test_the_code_being_linted_raises_no_python_warnings() -> None:
+    """CPython's parser warns about invalid escapes (a SyntaxWarning on stderr from 3.12)."""
+    source = LLM_CALL + 'pattern = "\\d+"\nx = 1 is 1\n'
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        findings = lint_text(source, RuleSet.of(enabled_rules(Selection())), path="t.py", options={}).findings
+    assert "AF101" in {f.code for f in findings}
+    assert [str(w.message) for w in caught] == []

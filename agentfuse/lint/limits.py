@@ -25,6 +25,7 @@ import re
 import sys
 import threading
 import tokenize
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -119,9 +120,15 @@ def libcst_parse(source: str, valid_python: bool = False) -> tuple[cst.Module, b
 
 
 def python_tree(source: str) -> ast.Module | Exception:
-    """CPython's parse of ``source``, or the error it raised (never raises itself)."""
+    """CPython's parse of ``source``, or the error it raised (never raises itself).
+
+    Quietly: the parser warns about the code it reads (``"\\d"`` is a SyntaxWarning from
+    Python 3.12), which is the user's business, not the linter's output.
+    """
     try:
-        return ast.parse(source)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         return exc
 

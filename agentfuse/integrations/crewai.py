@@ -1,0 +1,201 @@
+"""CrewAI: each agent of a crew a child run of the crew's run (``agentfuse[crewai]``).
+
+::
+
+    fuse = CrewFuse(guard)                       # registers the before/after LLM-call hooks
+    result = fuse.kickoff(crew, inputs={...})    # crew.kickoff(...); raises the refusal
+    fuse.close()
+
+What it adds to ``guard.instrument()``: the guard's run is the crew's run; each agent's requests
+are the child run ``<run id>/<agent role>``, capped by ``children.<role>.run_usd`` (its spend
+counts against the crew's caps too), and named after the role (rate limits, events). A model
+whose SDK is not instrumented (a custom ``BaseLLM``, Azure AI Inference) is gated in the
+``before_llm_call`` hook and settled from the token usage the LLM tracks.
+
+How: CrewAI runs its ``before_llm_call`` hooks in the context that then calls the model, so the
+hook binds the agent's run there; the tools the agent's answer calls inherit it. The hooks are
+global in CrewAI (every crew of the process, like ``guard.instrument()``); :meth:`CrewFuse.kickoff`
+runs ``crew.kickoff`` in a copy of the caller's context, so the binding never outlives the run
+(a plain ``crew.kickoff()`` works too, but after a refusal the caller's context stays charged to
+the last agent's run). A refusal is a ``BaseException``: CrewAI's hook runner, agent loop, tool
+error handling and ``kickoff`` catch ``Exception`` only, so it neither retries it nor hands it to
+the model, and ``kickoff`` raises it. A crew task with ``async_execution=True`` runs in a thread
+whose handler catches ``Exception`` only: a refusal there ends the thread without resolving the
+task's future, so keep such tasks under a guard of their own (see the README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from typing import Any
+
+from crewai.hooks import (
+    register_after_llm_call_hook, register_before_llm_call_hook, unregister_after_llm_call_hook,
+    unregister_before_llm_call_hook,
+)
+
+from agentfuse.integrations._family import Family
+from agentfuse.runtime import instrument
+from agentfuse.runtime.guard import Guard, Step
+
+__all__ = ["CrewFuse"]
+
+_SDK_OF_CLASS = {"OpenAICompletion": "openai", "AnthropicCompletion": "anthropic",
+                 "GeminiCompletion": "google-genai", "BedrockCompletion": "bedrock"}
+"""CrewAI's native provider classes (and their subclasses) -> the SDK agentfuse instruments under each."""
+
+_OWNER: contextvars.ContextVar[CrewFuse | None] = contextvars.ContextVar("agentfuse_crewai_owner", default=None)
+"""The fuse whose :meth:`CrewFuse.kickoff` this context runs in (None: a plain ``crew.kickoff()``)."""
+
+_OPEN: contextvars.ContextVar[_OpenStep | None] = contextvars.ContextVar("agentfuse_crewai_step", default=None)
+"""The step this context opened for a model whose SDK is not instrumented, until it is settled."""
+
+
+class _OpenStep:
+    """A gated call of a non-instrumented model, and the LLM's usage counters when it began."""
+
+    def __init__(self, step: Step, llm: Any) -> None:
+        self.step = step
+        self.llm = llm
+        self.before = _usage_counters(llm)
+
+
+class CrewFuse:
+    """Child runs per agent, action names and gated non-instrumented models for the crews run under ``guard``."""
+
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
+        self.family = Family(guard)
+        self._open: set[_OpenStep] = set()
+        self._lock = threading.Lock()
+        guard.instrument()
+        register_before_llm_call_hook(self._before)
+        register_after_llm_call_hook(self._after)
+
+    def kickoff(self, crew: Any, **kwargs: Any) -> Any:
+        """``crew.kickoff(**kwargs)`` in a copy of this context; raises the refusal that stopped it."""
+        return contextvars.copy_context().run(self._kickoff, crew, kwargs)
+
+    async def akickoff(self, crew: Any, **kwargs: Any) -> Any:
+        """``await crew.akickoff(**kwargs)`` in a task of its own; raises the refusal that stopped it."""
+
+        async def body() -> Any:
+            _OWNER.set(self)
+            try:
+                return await crew.akickoff(**kwargs)
+            finally:
+                self._settle_open(None)
+
+        return await asyncio.create_task(body())
+
+    def _kickoff(self, crew: Any, kwargs: dict[str, Any]) -> Any:
+        _OWNER.set(self)
+        try:
+            return crew.kickoff(**kwargs)
+        finally:
+            self._settle_open(None)
+
+    # -- the hooks ------------------------------------------------------------------------------
+
+    def _before(self, context: Any) -> None:
+        owner = _OWNER.get()
+        if owner is not None and owner is not self:
+            return  # another fuse's kickoff
+        self._settle_open(None)  # the last call of this context raised or answered with tool calls
+        role = getattr(getattr(context, "agent", None), "role", None)
+        if role:
+            target = self.family.child(str(role))
+            if instrument.charged_guard() is not target:
+                target.instrument()
+            instrument.name_action(str(role))
+        llm = getattr(context, "llm", None)
+        if llm is None or _sdk_of(llm) in instrument.instrumented_providers():
+            return  # the SDK underneath gates and settles each request
+        guard = instrument.charged_guard() or self.guard
+        step = guard.step(action=str(role) if role else "crew", model=_model_of(llm),
+                          max_tokens=_int_or_none(getattr(llm, "max_tokens", None)))
+        step.__enter__()  # raises the refusal: the model is not called
+        opened = _OpenStep(step, llm)
+        with self._lock:
+            self._open.add(opened)
+        _OPEN.set(opened)
+
+    def _after(self, context: Any) -> None:
+        owner = _OWNER.get()
+        if owner is None or owner is self:
+            self._settle_open(None)
+
+    def _settle_open(self, opened: _OpenStep | None) -> None:
+        """Settle ``opened`` (default: this context's open step) from the usage its LLM tracked since."""
+        if opened is None:
+            opened = _OPEN.get()
+            if opened is None:
+                return
+            _OPEN.set(None)
+        with self._lock:
+            if opened not in self._open:
+                return
+            self._open.discard(opened)
+        step, spent = opened.step, _usage_delta(opened.before, _usage_counters(opened.llm))
+        counts = opened.before is not None and opened.before["successful_requests"] > 0
+        if spent is not None and counts and spent["successful_requests"] == 0:  # it counts answers: none came
+            step.__exit__(RuntimeError, RuntimeError("the model call failed (no answer was counted)"), None)
+            return
+        if spent is not None and spent["prompt_tokens"] + spent["completion_tokens"] > 0:
+            usage = {"prompt_tokens": spent["prompt_tokens"], "completion_tokens": spent["completion_tokens"]}
+            step.record({"model": step.model, "usage": usage})
+        step.__exit__(None, None, None)  # no usage tracked: the reservation is the charge
+
+    def close(self) -> None:
+        """Unregister the hooks, settle what is open and close the agents' child runs (the guard stays the caller's)."""
+        unregister_before_llm_call_hook(self._before)
+        unregister_after_llm_call_hook(self._after)
+        with self._lock:
+            still_open = list(self._open)
+        for opened in still_open:
+            self._settle_open(opened)
+        self.family.close()
+
+
+def _sdk_of(llm: Any) -> str | None:
+    """The instrumented SDK a CrewAI LLM sends its requests through (None: none agentfuse knows)."""
+    if getattr(llm, "is_litellm", False):
+        return "litellm"
+    for cls in type(llm).__mro__:
+        if cls.__module__.startswith("crewai.") and cls.__name__ in _SDK_OF_CLASS:
+            return _SDK_OF_CLASS[cls.__name__]
+    return None
+
+
+def _model_of(llm: Any) -> str | None:
+    model = getattr(llm, "model", None)
+    return model if isinstance(model, str) else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+_COUNTERS = ("prompt_tokens", "completion_tokens", "successful_requests")
+
+
+def _usage_counters(llm: Any) -> dict[str, int] | None:
+    """The LLM's cumulative token counters (``BaseLLM.get_token_usage_summary``), if it keeps them."""
+    summary = getattr(llm, "get_token_usage_summary", None)
+    if summary is None:
+        return None
+    try:
+        found = summary()
+    except Exception:  # a custom LLM's own bookkeeping: without it the reservation is the charge
+        return None
+    counters = {name: getattr(found, name, None) for name in _COUNTERS}
+    return counters if all(isinstance(value, int) for value in counters.values()) else None  # type: ignore[return-value]
+
+
+def _usage_delta(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, int] | None:
+    if before is None or after is None:
+        return None
+    delta = {name: after[name] - before[name] for name in _COUNTERS}
+    return delta if all(value >= 0 for value in delta.values()) else None

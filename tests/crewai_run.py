@@ -1,0 +1,110 @@
+"""One CrewAI crew run under a CrewFuse, in the CrewAI venv (``tests/crewai_venv.py``), against a stand-in.
+
+``python crewai_run.py POLICY BASE_URL [--custom-llm] [--stop-file PATH --at N] [--halt --at N]``
+
+The crew: agents ``planner`` and ``researcher`` take turns over 40 sequential tasks, one model
+request each (the stand-in answers in plain text, a final answer); every agent is a child run of
+the crew's run. After each task, ``--stop-file`` touches the policy's STOP file and ``--halt``
+runs ``agentfuse halt`` (a real operator command, in its own process) once the stand-in has
+seen ``--at`` requests. ``--custom-llm`` gives the agents a CrewAI ``BaseLLM`` of its own that
+posts to the stand-in with urllib (no SDK agentfuse instruments), so the fuse's hooks gate it.
+
+Prints one JSON line: the refusal's class and run id (or none), the crew's run id, and which
+guard this context is charged to after the kickoff. Exit 0 whether refused or not; a crash is a
+traceback and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from crewai import LLM, Agent, Crew, Process, Task
+from crewai.llms.base_llm import BaseLLM
+
+import agentfuse
+from agentfuse.integrations.crewai import CrewFuse
+from agentfuse.runtime import instrument
+
+TASKS = 40
+
+
+class UrllibLLM(BaseLLM):
+    """A model CrewAI knows only as a ``BaseLLM``: OpenAI's wire format over urllib, usage tracked."""
+
+    base_url: str = ""
+
+    def call(self, messages: Any, tools: Any = None, callbacks: Any = None, available_functions: Any = None,
+             from_task: Any = None, from_agent: Any = None, response_model: Any = None) -> str:
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        body = json.dumps({"model": self.model, "max_tokens": 20, "messages": messages}).encode()
+        request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body,
+                                         headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            reply = json.load(answer)
+        self._track_token_usage_internal(reply["usage"])
+        return str(reply["choices"][0]["message"]["content"])
+
+    async def acall(self, *args: Any, **kwargs: Any) -> str:
+        return self.call(*args, **kwargs)
+
+
+def requests_seen(base_url: str) -> int:
+    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/standin/stats", timeout=10) as answer:
+        return int(json.load(answer)["requests"])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("policy")
+    parser.add_argument("base_url")
+    parser.add_argument("--custom-llm", action="store_true")
+    parser.add_argument("--stop-file")
+    parser.add_argument("--halt", action="store_true")
+    parser.add_argument("--at", type=int, default=0)
+    args = parser.parse_args()
+
+    guard = agentfuse.enforce(args.policy)
+    fuse = CrewFuse(guard)
+
+    def after_task(output: Any) -> None:
+        if requests_seen(args.base_url) != args.at:
+            return
+        if args.stop_file:
+            Path(args.stop_file).touch()
+        if args.halt:
+            subprocess.run([sys.executable, "-m", "agentfuse", "halt", "--agent", guard.agent, "--policy", args.policy,
+                            "--reason", "operator test"], check=True, capture_output=True)
+
+    if args.custom_llm:
+        llm: Any = UrllibLLM(model="gpt-4o", base_url=args.base_url)
+    else:  # CrewAI's native OpenAI provider: the openai SDK, instrumented underneath
+        llm = LLM(model="gpt-4o", base_url=args.base_url, api_key="none", max_tokens=20)
+    planner = Agent(role="planner", goal="Plan the report.", backstory="A planner.", llm=llm)
+    researcher = Agent(role="researcher", goal="Find the facts.", backstory="A researcher.", llm=llm)
+    tasks = [Task(description=f"Part {n} of the report.", expected_output="A paragraph.",
+                  agent=planner if n % 2 == 0 else researcher) for n in range(TASKS)]
+    crew = Crew(agents=[planner, researcher], tasks=tasks, process=Process.sequential, task_callback=after_task)
+    outcome: dict[str, Any] = {"crew_run": guard.run_id, "refusal": None, "run_id": None}
+    try:
+        fuse.kickoff(crew)
+    except agentfuse.Halted as refusal:
+        outcome.update(refusal=type(refusal).__name__, run_id=refusal.run_id)
+    finally:
+        charged = instrument.charged_guard()
+        outcome["charged_after"] = None if charged is None else charged.run_id
+        outcome["action_after"] = instrument.name_action(None)
+        fuse.close()
+        guard.close()
+    print(json.dumps(outcome))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

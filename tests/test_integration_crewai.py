@@ -1,0 +1,189 @@
+"""CrewAI under CrewFuse: a real crew in CrewAI's own venv (``crewai_venv.py``) against the stand-in here.
+
+Each test writes a policy, starts the stand-in provider in this process (it counts the requests
+that reach it) and runs ``crewai_run.py`` in the CrewAI venv: agents ``planner`` and
+``researcher`` take turns over sequential tasks, one model request each, until a refusal stops
+``crew.kickoff()``. Every agent is a child run ``<crew run>/<role>`` of the crew's run. The books
+are then read here, from the same SQLite file, and through ``agentfuse status --json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import crewai_venv
+from agentfuse.runtime.stores import open_store
+from agentfuse.testing.standin import StandIn
+from instrument_helpers import GPT4O_CALL_MICROS
+
+pytestmark = pytest.mark.slow
+RUNNER = Path(__file__).with_name("crewai_run.py")
+crewai_python = crewai_venv.crewai_python_fixture
+
+
+@pytest.fixture()
+def standin() -> Iterator[StandIn]:
+    with StandIn() as provider:
+        yield provider
+
+
+class Crew:
+    """One policy, store and event log in ``tmp_path``, and the runs of the crew under it."""
+
+    def __init__(self, python: Path, tmp_path: Path, standin: StandIn) -> None:
+        self.python = python
+        self.tmp_path = tmp_path
+        self.standin = standin
+        self.policy = tmp_path / "policy.yaml"
+        self.store_url = f"sqlite:///{tmp_path / 'state.db'}"
+        self.stop_file = tmp_path / "STOP"
+
+    def write_policy(self, budget: dict[str, Any], *, researcher_usd: float | None = None,
+                     breaker: dict[str, Any] | None = None, max_attempts: int = 3) -> None:
+        policy: dict[str, Any] = {
+            "version": 1,
+            "agent": "crew-test",
+            "budget": {"estimate_usd": 0.0002, **budget},
+            "breaker": breaker or {"failure_threshold": 5, "cooldown_s": 300},
+            "fail_fast": {"max_attempts": max_attempts},
+            "kill_switch": {"stop_file": "STOP"},
+            "events": {"path": "events.jsonl"},
+            "store": self.store_url,
+        }
+        if researcher_usd is not None:
+            policy["children"] = {"researcher": {"run_usd": researcher_usd}}
+        self.policy.write_text(yaml.safe_dump(policy))
+
+    def run(self, *args: str) -> dict[str, Any]:
+        """Run the crew to its end; the runner's outcome (refusal class and run id, the crew's run id)."""
+        env = {
+            **os.environ,
+            "XDG_DATA_HOME": str(self.tmp_path / "xdg-data"),  # CrewAI's own storage stays in the test's folder
+            "XDG_CACHE_HOME": str(self.tmp_path / "xdg-cache"),
+            "CREWAI_DISABLE_TELEMETRY": "true",
+            "CREWAI_TRACING_ENABLED": "false",
+            "OTEL_SDK_DISABLED": "true",
+            "OPENAI_API_KEY": "none",
+        }
+        done = subprocess.run(
+            [str(self.python), str(RUNNER), str(self.policy), self.standin.openai_url, *args],
+            capture_output=True, text=True, timeout=600, cwd=self.tmp_path, env=env, check=False,
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        log = self.tmp_path / "events.jsonl"
+        lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+        return [line for line in lines if line["event"] == kind]
+
+    def spent_micros(self, run_id: str) -> int:
+        store = open_store(self.store_url, create=False)
+        try:
+            run = store.get_run(run_id)
+            assert run is not None, run_id
+            return run.spent_micros
+        finally:
+            store.close()
+
+    def status_runs(self) -> dict[str, dict[str, Any]]:
+        out = subprocess.run(
+            [sys.executable, "-m", "agentfuse", "status", "--json", "--store", self.store_url],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        return {run["run_id"]: run for agent in json.loads(out)["agents"] for run in agent["active_runs"]}
+
+
+@pytest.fixture()
+def crew(crewai_python: Path, tmp_path: Path, standin: StandIn) -> Crew:
+    return Crew(crewai_python, tmp_path, standin)
+
+
+def test_a_run_budget_stops_the_crew(crew: Crew) -> None:
+    crew.write_policy({"run_usd": 0.0015})  # three calls of 450 micro-dollars, not four
+    outcome = crew.run()
+    assert outcome["refusal"] == "BudgetExceeded"
+    assert crew.standin.requests == 3
+    assert len(crew.events("refused")) == 1  # no retry of the refused call
+    assert crew.spent_micros(outcome["crew_run"]) == 3 * GPT4O_CALL_MICROS  # the agents' spend is the crew's
+
+
+def test_a_step_limit_stops_the_crew(crew: Crew) -> None:
+    crew.write_policy({"run_usd": 10, "max_steps": 2})
+    outcome = crew.run()
+    # max_steps counts each run's own steps: two planner calls, two researcher calls, then the planner's third
+    assert outcome["refusal"] == "StepLimitExceeded"
+    assert outcome["run_id"] == f"{outcome['crew_run']}/planner"
+    assert crew.standin.requests == 4
+    assert len(crew.events("refused")) == 1
+
+
+def test_an_open_breaker_stops_the_crew_and_its_retries(crew: Crew) -> None:
+    crew.write_policy({"run_usd": 10}, breaker={"failure_threshold": 3, "cooldown_s": 300}, max_attempts=100)
+    crew.standin.fail(500, times=None)  # the openai SDK retries twice, then CrewAI's agent retries the task
+    outcome = crew.run()
+    assert outcome["refusal"] == "CircuitOpen"
+    assert crew.standin.requests == 3  # three failures open the breaker; the fourth attempt is refused
+    assert len(crew.events("refused")) == 1
+
+
+def test_a_stop_file_stops_the_crew(crew: Crew) -> None:
+    crew.write_policy({"run_usd": 10})
+    outcome = crew.run("--stop-file", str(crew.stop_file), "--at", "2")
+    assert outcome["refusal"] == "KillSwitchEngaged"
+    assert crew.standin.requests == 2
+    assert len(crew.events("refused")) == 1
+
+
+def test_an_operator_halt_stops_the_crew(crew: Crew) -> None:
+    crew.write_policy({"run_usd": 10})
+    outcome = crew.run("--halt", "--at", "2")
+    assert outcome["refusal"] == "RunHalted"
+    assert crew.standin.requests == 2
+    assert len(crew.events("refused")) == 1
+
+
+def test_each_agent_is_a_child_run_with_its_own_cap(crew: Crew) -> None:
+    crew.write_policy({"run_usd": 10}, researcher_usd=0.0006)  # one researcher call, not two
+    outcome = crew.run()
+    parent = outcome["crew_run"]
+    assert outcome["refusal"] == "BudgetExceeded"
+    assert outcome["run_id"] == f"{parent}/researcher"
+    assert crew.standin.requests == 3  # planner, researcher, planner; the researcher's second call is refused
+    assert crew.spent_micros(f"{parent}/researcher") == GPT4O_CALL_MICROS
+    assert crew.spent_micros(f"{parent}/planner") == 2 * GPT4O_CALL_MICROS
+    assert crew.spent_micros(parent) == 3 * GPT4O_CALL_MICROS  # the crew's includes its agents'
+    assert {line["action"] for line in crew.events("allowed")} == {"planner", "researcher"}
+    assert {line["run"] for line in crew.events("allowed")} == {f"{parent}/planner", f"{parent}/researcher"}
+    # fuse.kickoff ran the crew in a copy of the context: the caller is charged to the crew's run again
+    assert outcome["charged_after"] == parent
+    assert outcome["action_after"] is None
+
+    runs = crew.status_runs()
+    for role, calls in (("planner", 2), ("researcher", 1)):
+        child = runs[f"{parent}/{role}"]
+        assert child["parent_id"] == parent
+        assert child["spent_usd"] == pytest.approx(calls * GPT4O_CALL_MICROS / 1e6)
+    assert runs[parent]["spent_usd"] == pytest.approx(3 * GPT4O_CALL_MICROS / 1e6)
+
+
+def test_a_model_no_sdk_instruments_is_gated_by_the_hooks(crew: Crew) -> None:
+    crew.write_policy({"run_usd": 10}, researcher_usd=0.0006)
+    outcome = crew.run("--custom-llm")  # a BaseLLM posting with urllib: nothing underneath gates it
+    parent = outcome["crew_run"]
+    assert outcome["refusal"] == "BudgetExceeded"
+    assert outcome["run_id"] == f"{parent}/researcher"
+    assert crew.standin.requests == 3
+    assert len(crew.events("refused")) == 1
+    # settled from the usage the LLM tracked (100 in, 20 out at gpt-4o's price), not from the estimate
+    assert crew.spent_micros(f"{parent}/researcher") == GPT4O_CALL_MICROS
+    assert crew.spent_micros(parent) == 3 * GPT4O_CALL_MICROS

@@ -1,6 +1,8 @@
-"""One CrewAI crew run under a CrewFuse, in the CrewAI venv (``tests/crewai_venv.py``), against a stand-in.
+"""Crew runs under a CrewFuse, in the CrewAI venv (``tests/crewai_venv.py``), against a stand-in.
 
 ``python crewai_run.py POLICY BASE_URL [--custom-llm] [--stop-file PATH --at N] [--halt --at N]``
+runs one crew; ``python crewai_run.py --serve`` runs one per line of stdin (a JSON list of those
+arguments), so that a test module imports CrewAI once.
 
 The crew: agents ``planner`` and ``researcher`` take turns over 40 sequential tasks, one model
 request each (the stand-in answers in plain text, a final answer); every agent is a child run of
@@ -9,9 +11,9 @@ runs ``agentfuse halt`` (a real operator command, in its own process) once the s
 seen ``--at`` requests. ``--custom-llm`` gives the agents a CrewAI ``BaseLLM`` of its own that
 posts to the stand-in with urllib (no SDK agentfuse instruments), so the fuse's hooks gate it.
 
-Prints one JSON line: the refusal's class and run id (or none), the crew's run id, and which
-guard this context is charged to after the kickoff. Exit 0 whether refused or not; a crash is a
-traceback and a non-zero exit.
+Each run prints one line, ``crew-outcome: {json}``: the refusal's class and run id (or none), the
+crew's run id, which guard and action name this context is charged to after the kickoff, and the
+SDKs still instrumented once the fuse and guard are closed. A crash is a traceback and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import json
 import subprocess
 import sys
+import traceback
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,8 @@ from agentfuse.integrations.crewai import CrewFuse
 from agentfuse.runtime import instrument
 
 TASKS = 40
+OUTCOME = "crew-outcome:"
+"""What starts the line of an outcome (CrewAI may print lines of its own)."""
 
 
 class UrllibLLM(BaseLLM):
@@ -60,7 +65,7 @@ def requests_seen(base_url: str) -> int:
         return int(json.load(answer)["requests"])
 
 
-def main() -> int:
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("policy")
     parser.add_argument("base_url")
@@ -68,8 +73,11 @@ def main() -> int:
     parser.add_argument("--stop-file")
     parser.add_argument("--halt", action="store_true")
     parser.add_argument("--at", type=int, default=0)
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Build the crew, kick it off under a fresh guard and fuse, and say how it ended."""
     guard = agentfuse.enforce(args.policy)
     fuse = CrewFuse(guard)
 
@@ -101,8 +109,23 @@ def main() -> int:
         outcome["charged_after"] = None if charged is None else charged.run_id
         outcome["action_after"] = instrument.name_action(None)
         fuse.close()
+        guard.uninstrument()
         guard.close()
-    print(json.dumps(outcome))
+    outcome["instrumented_after_close"] = instrument.instrumented_providers()
+    return outcome
+
+
+def main() -> int:
+    """One crew run from the arguments, or (``--serve``) one per line of JSON arguments on stdin."""
+    if sys.argv[1:] != ["--serve"]:
+        print(OUTCOME, json.dumps(run(parse(sys.argv[1:]))), flush=True)
+        return 0
+    for line in sys.stdin:  # CrewAI takes seconds to import: a test module pays for it once
+        try:
+            outcome = run(parse(json.loads(line)))
+        except Exception:  # the test shows it; the next run still gets its answer
+            outcome = {"error": traceback.format_exc()}
+        print(OUTCOME, json.dumps(outcome), flush=True)
     return 0
 
 

@@ -25,8 +25,9 @@ from agentfuse.runtime.stores import open_store
 from agentfuse.testing.standin import StandIn
 from instrument_helpers import GPT4O_CALL_MICROS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the first test may build the venv
 RUNNER = Path(__file__).with_name("crewai_run.py")
+OUTCOME = "crew-outcome:"
 crewai_python = crewai_venv.crewai_python_fixture
 
 
@@ -36,11 +37,60 @@ def standin() -> Iterator[StandIn]:
         yield provider
 
 
+class Runner:
+    """``crewai_run.py --serve`` in the CrewAI venv: one crew run per request, CrewAI imported once."""
+
+    def __init__(self, python: Path, folder: Path) -> None:
+        env = {
+            **os.environ,
+            "XDG_DATA_HOME": str(folder / "xdg-data"),  # CrewAI's own storage stays in the tests' folder
+            "XDG_CACHE_HOME": str(folder / "xdg-cache"),
+            "CREWAI_DISABLE_TELEMETRY": "true",
+            "CREWAI_TRACING_ENABLED": "false",
+            "OTEL_SDK_DISABLED": "true",
+            "OPENAI_API_KEY": "none",
+        }
+        self.stderr = folder / "runner.stderr"
+        with open(self.stderr, "w") as err:
+            self.process = subprocess.Popen(
+                [str(python), str(RUNNER), "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                text=True, cwd=folder, env=env,
+            )
+
+    def run(self, args: list[str]) -> dict[str, Any]:
+        """One crew run to its end: the refusal's class and run id, the crew's run id, ..."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(args) + "\n")
+        self.process.stdin.flush()
+        for line in self.process.stdout:
+            if line.startswith(OUTCOME):
+                outcome: dict[str, Any] = json.loads(line[len(OUTCOME):])
+                assert "error" not in outcome, outcome["error"]
+                return outcome
+        raise AssertionError(f"the crew runner ended: {self.stderr.read_text()[-4000:]}")
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def runner(crewai_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
+    started = Runner(crewai_python, tmp_path_factory.mktemp("crewai-runner"))
+    yield started
+    started.close()
+
+
 class Crew:
     """One policy, store and event log in ``tmp_path``, and the runs of the crew under it."""
 
-    def __init__(self, python: Path, tmp_path: Path, standin: StandIn) -> None:
-        self.python = python
+    def __init__(self, runner: Runner, tmp_path: Path, standin: StandIn) -> None:
+        self.runner = runner
         self.tmp_path = tmp_path
         self.standin = standin
         self.policy = tmp_path / "policy.yaml"
@@ -64,22 +114,10 @@ class Crew:
         self.policy.write_text(yaml.safe_dump(policy))
 
     def run(self, *args: str) -> dict[str, Any]:
-        """Run the crew to its end; the runner's outcome (refusal class and run id, the crew's run id)."""
-        env = {
-            **os.environ,
-            "XDG_DATA_HOME": str(self.tmp_path / "xdg-data"),  # CrewAI's own storage stays in the test's folder
-            "XDG_CACHE_HOME": str(self.tmp_path / "xdg-cache"),
-            "CREWAI_DISABLE_TELEMETRY": "true",
-            "CREWAI_TRACING_ENABLED": "false",
-            "OTEL_SDK_DISABLED": "true",
-            "OPENAI_API_KEY": "none",
-        }
-        done = subprocess.run(
-            [str(self.python), str(RUNNER), str(self.policy), self.standin.openai_url, *args],
-            capture_output=True, text=True, timeout=600, cwd=self.tmp_path, env=env, check=False,
-        )
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        """Run the crew until it ends; then the fuse and guard are closed and nothing stays instrumented."""
+        outcome = self.runner.run([str(self.policy), self.standin.openai_url, *args])
+        assert outcome["instrumented_after_close"] == []
+        return outcome
 
     def events(self, kind: str) -> list[dict[str, Any]]:
         log = self.tmp_path / "events.jsonl"
@@ -104,8 +142,8 @@ class Crew:
 
 
 @pytest.fixture()
-def crew(crewai_python: Path, tmp_path: Path, standin: StandIn) -> Crew:
-    return Crew(crewai_python, tmp_path, standin)
+def crew(runner: Runner, tmp_path: Path, standin: StandIn) -> Crew:
+    return Crew(runner, tmp_path, standin)
 
 
 def test_a_run_budget_stops_the_crew(crew: Crew) -> None:

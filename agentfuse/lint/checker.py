@@ -6,8 +6,8 @@ The stages, cheapest first, each run only on what the previous one let through:
 2. the candidate stage (prose.py): the same check on the code with docstrings and comment
    lines blanked, using CPython's ``ast`` (about 10x cheaper than libcst);
 3. libcst's parse and one batched traversal of the remaining rules;
-4. source positions, which libcst computes for the whole module at once, only when a rule
-   reports something (most candidate files report nothing).
+4. source positions of the reported nodes only (positions.py; most candidate files report
+   nothing).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import io
 import re
 import sys
 import tokenize
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import libcst as cst
@@ -28,6 +28,7 @@ from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 from agentfuse.lint import limits
 from agentfuse.lint.limits import DeepStackUnavailable, TooDeep, call_with_stack, caused_by_recursion
 from agentfuse.lint.noqa import filter_noqa
+from agentfuse.lint.positions import LazyPositions, positions_of
 from agentfuse.lint.prefilter import TriggerMatcher
 from agentfuse.lint.prose import without_prose
 from agentfuse.lint_rules.base import (
@@ -141,28 +142,6 @@ def _trigger_matchers(
                 groups.append(shared.setdefault((pattern.pattern, pattern.flags), TriggerMatcher.of(pattern)))
         result.append(tuple(groups))
     return tuple(result)
-
-
-class _LazyPositions(Mapping[cst.CSTNode, CodeRange]):
-    """PositionProvider's mapping, computed on first use: most files never report."""
-
-    def __init__(self, wrapper: MetadataWrapper) -> None:
-        self._wrapper = wrapper
-        self._positions: Mapping[cst.CSTNode, CodeRange] | None = None
-
-    def _resolved(self) -> Mapping[cst.CSTNode, CodeRange]:
-        if self._positions is None:
-            self._positions = self._wrapper.resolve(PositionProvider)
-        return self._positions
-
-    def __getitem__(self, node: cst.CSTNode) -> CodeRange:
-        return self._resolved()[node]
-
-    def __iter__(self) -> Iterator[cst.CSTNode]:
-        return iter(self._resolved())
-
-    def __len__(self) -> int:
-        return len(self._resolved())
 
 
 def visitor_method_names(visitor_class: type[cst.BatchableCSTVisitor]) -> tuple[str, ...]:
@@ -383,11 +362,14 @@ def _run_rules(
     table = ImportTable()
     context = FileContext(path=path, source=source, imports=table, options=options)
     instances = [rule(context) for rule in rules]
-    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    positions = _LazyPositions(wrapper)
+    positions = LazyPositions(module)
+    wrapper: MetadataWrapper | None = None
     for instance in instances:
         others = set(instance.get_inherited_dependencies()) - {PositionProvider}
-        metadata: dict[Any, Mapping[Any, Any]] = dict(wrapper.resolve_many(others)) if others else {}
+        metadata: dict[Any, Mapping[Any, Any]] = {}
+        if others:
+            wrapper = wrapper or MetadataWrapper(module, unsafe_skip_copy=True)
+            metadata.update(wrapper.resolve_many(others))
         metadata[PositionProvider] = positions
         instance.metadata = metadata
     visitors: list[cst.BatchableCSTVisitor] = [ImportCollector(table), *instances]
@@ -397,7 +379,8 @@ def _run_rules(
     else:
         batched.walk(module)
     reports = [report for instance in instances for report in instance.reports]
-    findings = [_finding(report, positions[report.node], path) for report in reports]
+    where = positions_of(module, [report.node for report in reports])
+    findings = [_finding(report, where[report.node], path) for report in reports]
     order = sorted(range(len(findings)), key=findings.__getitem__)
     return [findings[i] for i in order], [reports[i] for i in order]
 

@@ -13,6 +13,7 @@ from agentfuse.lint.checker import RuleSet, check_source, lint_bytes, lint_text
 from agentfuse.lint.config import LintConfig, Selection
 from agentfuse.lint.runner import lint_files
 from agentfuse.lint_rules.base import Finding, Rule
+from agentfuse.lint_rules.llm_calls import UnguardedLlmCall
 
 
 class DangerCall(Rule):
@@ -243,3 +244,24 @@ def test_unreadable_file_is_af001(tmp_path: Path) -> None:
     [finding] = lint_files([tmp_path / "dangling.py"], RuleSet.of([DangerCall]), config, cwd=tmp_path)
     assert (finding.path, finding.code) == ("dangling.py", "AF001")
     assert finding.message.startswith("cannot read file:")
+
+
+SELF_IMPORTING = """from openai import OpenAI
+client = OpenAI()
+
+
+def load():
+    from deepsparse import Pipeline  # the PyPI package; the project index finds this very file
+    return Pipeline.create(task="text")
+
+
+def ask(q):
+    return client.chat.completions.create(model="m", messages=[])
+"""
+
+
+def test_a_module_importing_a_name_from_itself_is_analysed_not_refused(tmp_path: Path) -> None:
+    (tmp_path / "deepsparse.py").write_text(SELF_IMPORTING)
+    config = LintConfig(root=tmp_path)
+    findings = lint_files([tmp_path / "deepsparse.py"], RuleSet.of([UnguardedLlmCall]), config, cwd=tmp_path)
+    assert [(f.code, f.line) for f in findings] == [("AF101", 11)]

@@ -62,6 +62,7 @@ class Resolver:
         self._prefixes: dict[int, frozenset[str]] = {}
         self._receiver_memo: dict[int, Receiver | None] = {}
         self._callable_memo: dict[int, str | None] = {}
+        self._exporting: set[tuple[str, str]] = set()
         self._sdk_roots = frozenset(m.split(".")[0] for t in self.catalogue.tables for m in t.modules) | frozenset(
             m.split(".")[0] for t in self.catalogue.tables for m in t.constructor_modules
         )
@@ -362,7 +363,18 @@ class Resolver:
 
     def exported(self, kind: str, name: str) -> Receiver | None:
         """What this module exports under ``name``: a value, a function's result, or
-        ``Class.attr`` (an attribute its instances hold); followed through its imports."""
+        ``Class.attr`` (an attribute its instances hold); followed through its imports.
+        A name asked for again while it is being resolved (an import cycle, a module
+        importing from its own name) is unknown."""
+        if (kind, name) in self._exporting:
+            return None
+        self._exporting.add((kind, name))
+        try:
+            return self._exported(kind, name)
+        finally:
+            self._exporting.discard((kind, name))
+
+    def _exported(self, kind: str, name: str) -> Receiver | None:
         head, _, attr = name.partition(".") if kind == "attr" else (name, "", "")
         if "." in head or (kind == "attr" and (not attr or "." in attr)):
             return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import libcst as cst
 
@@ -37,10 +37,11 @@ class UnboundedRetryLoop(BindingsRule):
     Flags ``while True``/``while 1`` loops that try something, leave the loop on success (an
     unconditional ``break``/``return`` in the ``try`` or its ``else``, a ``return <value>``
     in it, or an unconditional exit right after it) and, on failure, catch the exception and
-    loop again (``continue`` or falling through) with no ``raise``, ``return``, ``break`` or
-    ``sys.exit`` in that handler, and no counter or deadline check anywhere in the loop: an
-    ``if`` that tests a name incremented in the loop, a name assigned from a clock, or a clock
-    call, and then leaves the loop.
+    loop again (``continue`` or falling through) on some path through that handler with no
+    ``raise``, ``return``, ``break`` or ``sys.exit`` (an ``if`` that only inspects the caught
+    exception picks which failures give up; the others still loop), and no counter or
+    deadline check in the loop outside its handlers or on that path: an ``if`` that tests a
+    name incremented in the loop, a name assigned from a clock, or a clock call, and leaves.
 
     Not retry loops, so not flagged (each seen as a false positive on real agent code):
     workers and pollers that never leave on success or leave only on a conditional ``break``
@@ -57,7 +58,9 @@ class UnboundedRetryLoop(BindingsRule):
     of those SDKs in this module (``client = OpenAI()``, ``self.client = Anthropic()``).
     Known misses: a handler that calls a helper which raises after N failures is flagged; a
     counter incremented by a helper is not seen; a retry that rebuilds its input before the
-    ``try`` (``messages = build()``) is read as iterating over inputs and not flagged.
+    ``try`` (``messages = build()``) is read as iterating over inputs and not flagged, unless
+    that call is a model request (``reply = model.create(...)``); a retry whose success exit
+    is conditional (a paginated read: ``if not page["has_more"]: break``) is read as a worker.
     """
 
     code = "AF204"
@@ -222,10 +225,11 @@ class UnboundedRetryLoop(BindingsRule):
     def _retries_forever(self, loop: cst.While) -> bool:
         if not isinstance(loop.body, cst.IndentedBlock) or self._is_interactive(loop):
             return False
+        bounds: dict[str, bool] = {name: True for name in _counters(loop)}
         endless = any(
-            self._retries_on_failure(node, exits_after) for node, exits_after in self._first_tries(loop.body)
+            self._retries_on_failure(node, exits_after, bounds) for node, exits_after in self._first_tries(loop.body)
         )
-        return endless and not self._has_guard(loop)
+        return endless and not self._has_guard(loop, bounds)
 
     def _first_tries(self, block: cst.BaseSuite) -> Iterator[tuple[cst.Try | cst.TryStar, bool]]:
         """The ``try`` statements reached through scaffolding only, each with "an exit follows".
@@ -251,14 +255,17 @@ class UnboundedRetryLoop(BindingsRule):
             if not self._is_scaffolding(statement):
                 return
 
-    def _retries_on_failure(self, node: cst.Try | cst.TryStar, exits_after: bool) -> bool:
+    def _retries_on_failure(self, node: cst.Try | cst.TryStar, exits_after: bool, bounds: dict[str, bool]) -> bool:
         """True if the try leaves the loop on success and some handler loops again."""
         if not (exits_after or self._leaves_on_success(node.body) or self._leaves_on_success(node.orelse)):
             return False
         if _waits(node.body):
             return False
         for handler in node.handlers:
-            if self._exits(handler.body) or not _catches_a_failure(handler):
+            if not _catches_a_failure(handler):
+                continue
+            failure = handler.name.name.value if handler.name and isinstance(handler.name.name, cst.Name) else None
+            if not self._falls_through(_statements(handler.body), failure, bounds):
                 continue
             if _changes_input(handler.body, node.body):
                 continue
@@ -288,7 +295,9 @@ class UnboundedRetryLoop(BindingsRule):
         """A statement a retry loop may run before its ``try``: a guard, a sleep, a counter.
 
         Anything that fetches new data (``item = queue.get()``, a ``with`` block, an earlier
-        ``try``) makes the loop an iteration over inputs, where skipping a bad one is fine.
+        ``try``) makes the loop an iteration over inputs, where skipping a bad one is fine. A
+        model request (``reply = client.create(...)``, then ``json.loads`` in the ``try``) is
+        part of the attempt: the loop re-asks until the answer parses.
         """
         if isinstance(statement, cst.If):
             return True
@@ -297,8 +306,8 @@ class UnboundedRetryLoop(BindingsRule):
         for small in statement.body:
             if isinstance(small, (cst.Assign, cst.AnnAssign)) and small.value is not None:
                 if any(
-                    isinstance(node, cst.Await)
-                    or (isinstance(node, cst.Call) and last_segment(node.func) not in ARITHMETIC_CALLS)
+                    (isinstance(node, cst.Await) and not _is_request(node.expression))
+                    or (isinstance(node, cst.Call) and not _is_request(node) and not _is_arithmetic(node))
                     for node in [small.value, *(child for child, _ in walk(small.value))]
                 ):
                     return False
@@ -322,8 +331,11 @@ class UnboundedRetryLoop(BindingsRule):
 
     def _exits(self, node: cst.CSTNode) -> bool:
         """True if ``node`` contains a raise, return, break (of this loop) or process exit."""
+        if isinstance(node, (cst.FunctionDef, cst.ClassDef)):
+            return False
+        inner = isinstance(node, (cst.For, cst.While))
         for child, depth in walk(node):
-            if isinstance(child, (cst.Raise, cst.Return)) or (isinstance(child, cst.Break) and not depth):
+            if isinstance(child, (cst.Raise, cst.Return)) or (isinstance(child, cst.Break) and not depth + inner):
                 return True
             if isinstance(child, cst.Call) and self._is_exit_call(child):
                 return True
@@ -344,13 +356,42 @@ class UnboundedRetryLoop(BindingsRule):
             return True
         return self.context.imports.resolve(call.func) in EXIT_FUNCTIONS
 
-    def _has_guard(self, loop: cst.While) -> bool:
-        """True if an ``if`` in the loop tests a counter, a deadline or a clock, then exits."""
-        bounds: dict[str, bool] = {name: True for name in _counters(loop)}
-        for node, _ in walk(loop.body):
+    def _has_guard(self, loop: cst.While, bounds: dict[str, bool]) -> bool:
+        """True if an ``if`` outside the loop's handlers tests a counter, a deadline or a clock,
+        then exits (a guard inside a handler bounds only its own path: ``_falls_through``)."""
+        for node in _outside_handlers(loop.body):
             if isinstance(node, cst.If) and self._reads_bound(node.test, bounds) and self._exits(node.body):
                 return True
         return False
+
+    def _falls_through(self, statements: Sequence[cst.CSTNode], failure: str | None, bounds: dict[str, bool]) -> bool:
+        """True if some path through a handler's ``statements`` ends with no exit and no bound.
+
+        A path is bounded by an ``if`` that leaves (in either branch) on a test of anything
+        but the failure itself: a counter, a clock, a flag (``if not should_retry: return``).
+        A test that only inspects the caught exception (``isinstance(e, ...)``, ``"429" in
+        str(e)``) picks which failures give up; its other branches still loop again. One pass:
+        paths merge after each ``if``, so the cost is linear in the handler's size.
+        """
+        for statement in statements:
+            if isinstance(statement, cst.If):
+                branches = (statement.body, statement.orelse)
+                leaves = any(branch is not None and self._exits(branch) for branch in branches)
+                if leaves and not self._selects_failure(statement.test, failure, bounds):
+                    return False
+                if not any(
+                    branch is None or self._falls_through(_statements(branch), failure, bounds) for branch in branches
+                ):
+                    return False
+            elif self._exits(statement):
+                return False
+        return True
+
+    def _selects_failure(self, test: cst.BaseExpression, failure: str | None, bounds: dict[str, bool]) -> bool:
+        """The test reads the caught exception and no counter or clock: it sorts failures."""
+        if failure is None or self._reads_bound(test, bounds):
+            return False
+        return any(isinstance(node, cst.Name) and node.value == failure for node, _ in walk(test))
 
     def _reads_bound(self, expr: cst.BaseExpression, bounds: dict[str, bool]) -> bool:
         """True if ``expr`` reads a clock, a counter, or a name assigned from either.
@@ -403,6 +444,28 @@ class UnboundedRetryLoop(BindingsRule):
 
 def _is_llm_name(qualified: str) -> bool:
     return any(qualified == module or qualified.startswith(module + ".") for module in LLM_MODULES)
+
+
+def _statements(block: cst.CSTNode) -> Sequence[cst.CSTNode]:
+    """The statements of a block (an indented body, a one-line suite, or an ``else``)."""
+    if isinstance(block, cst.Else):
+        block = block.body
+    if isinstance(block, cst.IndentedBlock):
+        return block.body
+    return (block,)
+
+
+def _outside_handlers(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """Nodes below ``node`` (as :func:`walk`) that are not inside an ``except`` handler."""
+    stack: list[cst.CSTNode] = list(reversed(node.children))
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (cst.ExceptHandler, cst.ExceptStarHandler)):
+            continue
+        yield current
+        if isinstance(current, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+            continue
+        stack.extend(reversed(current.children))
 
 
 def _counters(loop: cst.While) -> set[str]:
@@ -462,6 +525,15 @@ def _returns_a_value_if(statement: cst.CSTNode) -> bool:
         and any(isinstance(small, cst.Return) and small.value is not None for small in line.body)
         for line in statement.body.body
     )
+
+
+def _is_arithmetic(call: cst.Call) -> bool:
+    return last_segment(call.func) in ARITHMETIC_CALLS
+
+
+def _is_request(node: cst.BaseExpression) -> bool:
+    """A call named like a model request (``.create``, ``.generate``, ``.invoke``...)."""
+    return isinstance(node, cst.Call) and last_segment(node.func) in LLM_VERBS
 
 
 def _waits(body: cst.CSTNode) -> bool:

@@ -335,3 +335,28 @@ def serve(app):
             return app.run()
         except KeyboardInterrupt:
             print("press ctrl-c again to quit")
+# case: growing-delay-gives-up
+# a coding agent: the backoff delay doubles and the loop gives up past a ceiling
+import time
+
+def send(model, messages):
+    delay = 0.125
+    while True:
+        try:
+            return model.complete(messages)
+        except ConnectionError as err:
+            delay *= 2
+            should_retry = delay <= 60
+            if not should_retry:
+                raise
+            time.sleep(delay)
+# case: input-fetched-before-the-try
+# a queue consumer: a new item each turn, a bad one is skipped
+def consume(queue, handle):
+    while True:
+        item = queue.get()
+        try:
+            handle(item)
+            break
+        except ValueError:
+            continue

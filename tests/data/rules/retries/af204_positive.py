@@ -259,3 +259,37 @@ def acquire(path):
             return os.open(path, os.O_CREAT | os.O_EXCL)
         except FileExistsError:
             time.sleep(0.01)
+# case: failure-selector-leaves-rate-limits-unbounded
+# an evaluation harness: only "other" errors are counted; a rate limit sleeps and asks again forever
+import time
+import openai
+
+def ask(prompt, retry_limit=3):
+    retried = 0
+    while True:  # expect: AF204
+        try:
+            return openai.ChatCompletion.create(model="gpt-4", messages=prompt)
+        except Exception as e:
+            if isinstance(e, openai.error.RateLimitError):
+                time.sleep(5)
+            elif "Invalid" in str(e):
+                raise e
+            else:
+                if retried >= retry_limit:
+                    raise e
+                retried += 1
+# case: model-asked-again-until-its-answer-parses
+# a multi-agent builder: the request sits before the try, the parse in it
+import json
+import time
+
+def pick_agents(builder_model, prompt):
+    while True:  # expect: AF204
+        reply = builder_model.create(messages=[{"role": "user", "content": prompt}]).choices[0].message.content
+        try:
+            agents = json.loads(reply)
+            break
+        except Exception:
+            time.sleep(0.2)
+            continue
+    return agents

@@ -8,7 +8,8 @@ The crew: agents ``planner`` and ``researcher`` take turns over 40 sequential ta
 request each (the stand-in answers in plain text, a final answer); every agent is a child run of
 the crew's run. After each task, ``--stop-file`` touches the policy's STOP file and ``--halt``
 runs ``agentfuse halt`` (a real operator command, in its own process) once the stand-in has
-seen ``--at`` requests. ``--custom-llm`` gives the agents a CrewAI ``BaseLLM`` of its own that
+seen ``--at`` requests. ``--async-tasks`` runs the researcher's tasks with ``async_execution``
+(in threads of their own). ``--custom-llm`` gives the agents a CrewAI ``BaseLLM`` of its own that
 posts to the stand-in with urllib (no SDK agentfuse instruments), so the fuse's hooks gate it.
 
 Each run prints one line, ``crew-outcome: {json}``: the refusal's class and run id (or none), the
@@ -20,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import threading
 import traceback
 import urllib.request
 from pathlib import Path
@@ -35,6 +38,7 @@ from agentfuse.integrations.crewai import CrewFuse
 from agentfuse.runtime import instrument
 
 TASKS = 40
+HUNG_AFTER_S = 120
 OUTCOME = "crew-outcome:"
 """What starts the line of an outcome (CrewAI may print lines of its own)."""
 
@@ -60,6 +64,12 @@ class UrllibLLM(BaseLLM):
         return self.call(*args, **kwargs)
 
 
+def hung() -> None:
+    """A kickoff that never returns (a refusal lost in a thread) ends the runner with an outcome that says so."""
+    print(OUTCOME, json.dumps({"error": f"crew.kickoff() still running after {HUNG_AFTER_S} s"}), flush=True)
+    os._exit(3)
+
+
 def requests_seen(base_url: str) -> int:
     with urllib.request.urlopen(base_url.removesuffix("/v1") + "/standin/stats", timeout=10) as answer:
         return int(json.load(answer)["requests"])
@@ -70,6 +80,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("policy")
     parser.add_argument("base_url")
     parser.add_argument("--custom-llm", action="store_true")
+    parser.add_argument("--async-tasks", action="store_true")
     parser.add_argument("--stop-file")
     parser.add_argument("--halt", action="store_true")
     parser.add_argument("--at", type=int, default=0)
@@ -97,14 +108,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     planner = Agent(role="planner", goal="Plan the report.", backstory="A planner.", llm=llm)
     researcher = Agent(role="researcher", goal="Find the facts.", backstory="A researcher.", llm=llm)
     tasks = [Task(description=f"Part {n} of the report.", expected_output="A paragraph.",
-                  agent=planner if n % 2 == 0 else researcher) for n in range(TASKS)]
+                  agent=planner if n % 2 == 0 else researcher,
+                  async_execution=args.async_tasks and n % 2 == 1 and n < TASKS - 1) for n in range(TASKS)]
     crew = Crew(agents=[planner, researcher], tasks=tasks, process=Process.sequential, task_callback=after_task)
     outcome: dict[str, Any] = {"crew_run": guard.run_id, "refusal": None, "run_id": None}
+    watchdog = threading.Timer(HUNG_AFTER_S, hung)
+    watchdog.start()
     try:
         fuse.kickoff(crew)
     except agentfuse.Halted as refusal:
         outcome.update(refusal=type(refusal).__name__, run_id=refusal.run_id)
     finally:
+        watchdog.cancel()
         charged = instrument.charged_guard()
         outcome["charged_after"] = None if charged is None else charged.run_id
         outcome["action_after"] = instrument.name_action(None)

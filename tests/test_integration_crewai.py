@@ -225,3 +225,12 @@ def test_a_model_no_sdk_instruments_is_gated_by_the_hooks(crew: Crew) -> None:
     # settled from the usage the LLM tracked (100 in, 20 out at gpt-4o's price), not from the estimate
     assert crew.spent_micros(f"{parent}/researcher") == GPT4O_CALL_MICROS
     assert crew.spent_micros(parent) == 3 * GPT4O_CALL_MICROS
+
+
+def test_a_refusal_in_an_async_task_stops_the_crew(crew: Crew) -> None:
+    crew.write_policy({"run_usd": 10}, researcher_usd=0.0006)
+    outcome = crew.run("--async-tasks")  # the researcher's tasks run in threads of their own
+    assert outcome["refusal"] == "BudgetExceeded"  # not a kickoff waiting forever on the task's future
+    assert outcome["run_id"] == f"{outcome['crew_run']}/researcher"
+    assert crew.standin.requests == 3
+    assert len(crew.events("refused")) == 1

@@ -19,18 +19,23 @@ runs ``crew.kickoff`` in a copy of the caller's context, so the binding never ou
 (a plain ``crew.kickoff()`` works too, but after a refusal the caller's context stays charged to
 the last agent's run). A refusal is a ``BaseException``: CrewAI's hook runner, agent loop, tool
 error handling and ``kickoff`` catch ``Exception`` only, so it neither retries it nor hands it to
-the model, and ``kickoff`` raises it. A crew task with ``async_execution=True`` runs in a thread
-whose handler catches ``Exception`` only: a refusal there ends the thread without resolving the
-task's future, so keep such tasks under a guard of their own (see the README).
+the model, and ``kickoff`` raises it. One place needs help: a task with ``async_execution=True``
+runs in a thread whose body hands only an ``Exception`` to the task's future, so a refusal there
+would end the thread and leave ``kickoff`` waiting forever; while a fuse is open, that body
+(``Task._execute_task_async``) also hands a refusal to the future, and ``kickoff`` raises it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
+import inspect
 import threading
+from concurrent.futures import Future
 from typing import Any
 
+from crewai import Task
 from crewai.hooks import (
     register_after_llm_call_hook, register_before_llm_call_hook, unregister_after_llm_call_hook,
     unregister_before_llm_call_hook,
@@ -38,6 +43,7 @@ from crewai.hooks import (
 
 from agentfuse.integrations._family import Family
 from agentfuse.runtime import instrument
+from agentfuse.runtime.errors import Halted
 from agentfuse.runtime.guard import Guard, Step
 
 __all__ = ["CrewFuse"]
@@ -71,6 +77,7 @@ class CrewFuse:
         self._open: set[_OpenStep] = set()
         self._lock = threading.Lock()
         guard.instrument()
+        _ASYNC_TASKS.open()
         register_before_llm_call_hook(self._before)
         register_after_llm_call_hook(self._after)
 
@@ -157,6 +164,51 @@ class CrewFuse:
         for opened in still_open:
             self._settle_open(opened)
         self.family.close()
+        _ASYNC_TASKS.close()
+
+
+class _AsyncTaskRefusals:
+    """While a fuse is open: a refusal that ends an async task's thread is handed to the task's future.
+
+    CrewAI's ``Task._execute_task_async(agent, context, tools, future)`` sets the future's
+    exception for an ``Exception`` only; without this a refused async task leaves ``kickoff``
+    waiting on its future forever. A CrewAI whose method has another shape is left as it is.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._original: Any = None
+
+    def open(self) -> None:
+        with self._lock:
+            self._users += 1
+            original = Task.__dict__.get("_execute_task_async")
+            if self._users > 1 or original is None:
+                return
+            if list(inspect.signature(original).parameters) != ["self", "agent", "context", "tools", "future"]:
+                return
+
+            @functools.wraps(original)
+            def execute(task: Any, agent: Any, context: Any, tools: Any, future: Future[Any]) -> None:
+                try:
+                    original(task, agent, context, tools, future)
+                except Halted as refusal:
+                    if not future.done():
+                        future.set_exception(refusal)
+
+            self._original = original
+            Task._execute_task_async = execute  # type: ignore[method-assign,assignment]
+
+    def close(self) -> None:
+        with self._lock:
+            self._users = max(0, self._users - 1)
+            if self._users == 0 and self._original is not None:
+                Task._execute_task_async = self._original  # type: ignore[method-assign]
+                self._original = None
+
+
+_ASYNC_TASKS = _AsyncTaskRefusals()
 
 
 def _sdk_of(llm: Any) -> str | None:
@@ -191,7 +243,9 @@ def _usage_counters(llm: Any) -> dict[str, int] | None:
     except Exception:  # a custom LLM's own bookkeeping: without it the reservation is the charge
         return None
     counters = {name: getattr(found, name, None) for name in _COUNTERS}
-    return counters if all(isinstance(value, int) for value in counters.values()) else None  # type: ignore[return-value]
+    if not all(isinstance(value, int) for value in counters.values()):
+        return None
+    return {name: int(value or 0) for name, value in counters.items()}
 
 
 def _usage_delta(before: dict[str, int] | None, after: dict[str, int] | None) -> dict[str, int] | None:

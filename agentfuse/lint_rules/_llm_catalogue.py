@@ -18,7 +18,7 @@ from typing import Any
 
 LLM_TRIGGERS: tuple[str, ...] = (
     r"\b(?:openai|anthropic|litellm|genai|generativeai|vertexai|mistralai|cohere|groq|together)\b",
-    r"\b(?:cerebras|huggingface_hub|instructor|boto3|aioboto3|bedrock|ollama|langchain\w*|llama_index)\b",
+    r"\b(?:cerebras|huggingface_hub|instructor|boto3|aioboto3|bedrock|ollama|langchain\w*|llama_index|crewai)\b",
     r"\b(?:zhipuai|dashscope|qianfan|fireworks|voyageai|claude_agent_sdk|claude_code_sdk|sagemaker)\b",
     r"azure\.ai\.inference|\binvoke_endpoint|\bbind_tools\(|\bwith_structured_output\(",
     r"\bfrom agents\b|\bimport agents\b|\bRunner\.run",
@@ -507,6 +507,20 @@ OPENAI_AGENTS = ClientTable(
     functions=frozenset({"agents.Runner.run", "agents.Runner.run_sync", "agents.Runner.run_streamed"}),
 )
 
+CREWAI = ClientTable(
+    provider="crewai",
+    modules=("crewai",),
+    constructors=frozenset(
+        {"crewai.Crew", "crewai.crew.Crew", "crewai.Agent", "crewai.agent.Agent", "crewai.agent.core.Agent",
+         "crewai.LLM", "crewai.llm.LLM"}
+    ),
+    methods=frozenset(
+        {"kickoff", "kickoff_async", "akickoff", "kickoff_for_each", "kickoff_for_each_async", "akickoff_for_each",
+         "call", "acall"}
+    ),
+)
+"""A crew's (or an agent's) kickoff runs its agents' model calls; ``LLM.call`` is one."""
+
 TABLES: tuple[ClientTable, ...] = (
     OPENAI,
     ANTHROPIC,
@@ -536,6 +550,7 @@ TABLES: tuple[ClientTable, ...] = (
     LANGCHAIN,
     LLAMA_INDEX,
     OPENAI_AGENTS,
+    CREWAI,
 )
 TABLE_NAMES: Mapping[str, ClientTable] = {
     "google-genai-chat": GOOGLE_GENAI_CHAT,

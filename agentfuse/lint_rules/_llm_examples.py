@@ -96,6 +96,17 @@ class Backend:
 )
 
 CATALOGUE_INVALID: tuple[str, ...] = (
+    # a CrewAI crew: kickoff runs its agents' model calls; a fuse built without a guard guards nothing
+    """
+from crewai import Agent, Crew, LLM, Task
+from agentfuse.integrations.crewai import CrewFuse
+
+fuse = CrewFuse(None)
+llm = LLM(model="gpt-4o")
+crew = Crew(agents=[Agent(role="a", goal="g", backstory="b", llm=llm)], tasks=[])
+crew.kickoff(inputs={"topic": "x"})  # expect: AF101
+llm.call("hello")  # expect: AF101
+""",
     # LlamaIndex-style integrations: Mistral 1.x client with *_async, Cohere v2, google-genai aio
     """
 from mistralai import Mistral
@@ -232,6 +243,17 @@ def embed(provider, texts):
 )
 
 RESOLUTION_VALID: tuple[str, ...] = (
+    # a CrewAI crew built next to a CrewFuse: its agents' calls are gated under the guard
+    """
+from crewai import Agent, Crew, Task
+import agentfuse
+from agentfuse.integrations.crewai import CrewFuse
+
+fuse = CrewFuse(agentfuse.enforce("policy.yaml"))
+crew = Crew(agents=[Agent(role="a", goal="g", backstory="b")], tasks=[])
+crew.kickoff()
+fuse.kickoff(crew)
+""",
     # an SDK wrapper: the request method is looked at, never called
     """
 import inspect

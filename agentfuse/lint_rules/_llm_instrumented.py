@@ -6,7 +6,8 @@ signs that a module's requests run instrumented:
 
 - the module itself calls ``<guard>.instrument()`` (no argument: the whole process, not one
   client) or builds a framework adapter with a guard (``AgentfuseCallbackHandler(guard)``,
-  ``AgentsFuse(guard)``, ``AgentfuseCapability(guard)``): every request in it counts as guarded;
+  ``AgentsFuse(guard)``, ``AgentfuseCapability(guard)``, ``CrewFuse(guard)``): every request in it
+  counts as guarded;
 - ``[tool.agentfuse] instrumented = ["pkg.main", "pkg.tools"]`` names modules whose requests run
   only after an entry point instrumented; a package name covers every module below it.
 
@@ -23,7 +24,7 @@ from agentfuse.lint_rules._llm_catalogue import string_list
 from agentfuse.lint_rules.base import FileContext
 
 INSTRUMENT_METHOD = "instrument"
-ADAPTER_NAMES = frozenset({"AgentfuseCallbackHandler", "AgentsFuse", "AgentfuseCapability"})
+ADAPTER_NAMES = frozenset({"AgentfuseCallbackHandler", "AgentsFuse", "AgentfuseCapability", "CrewFuse"})
 """The framework adapters of ``agentfuse.integrations``; built with a guard, they instrument it."""
 
 

@@ -96,6 +96,12 @@ POSITIVE = {
     "pty-spawn": 'import pty\npty.spawn(["sudo", "reboot"])\n',
     "trio": 'import trio\nasync def f():\n    await trio.run_process(["chmod", "-R", "a+rwx", "/srv"])\n',
     "function-local-import": 'def f():\n    import subprocess\n    subprocess.run(["killall", "x"])\n',
+    "gitpython-reset-hard": 'from git import Repo\nRepo(".").git.reset("--hard", sha)\n',
+    "gitpython-keyword-flag": 'import git\ndef publish(repo: git.Repo):\n'
+    '    repo.git.push("origin", "main", force=True)\n',
+    "gitpython-local-import": 'class Workspace:\n    def __init__(self, path):\n        from git import Repo\n'
+    '        self._repo = Repo(path)\n\n    def undo(self):\n        self._repo.git.clean("-fdxq")\n',
+    "pexpect-sendline": 'import pexpect\nchild = pexpect.spawn("bash")\nchild.sendline("kill -9 %1")\n',
 }
 
 NEGATIVE = {
@@ -141,6 +147,11 @@ NEGATIVE = {
     "raw-fstring-backslash-n": 'import os\ndef f(d):\n    os.system(rf"echo {d}\\nrm -rf build")\n',
     "rmdir": 'import subprocess\nsubprocess.run(["rmdir", "-p", "a/b"])\n',
     "pip-uninstall": 'import subprocess\nsubprocess.run(["pip", "uninstall", "-y", "rm"])\n',
+    "gitpython-dry-run": 'from git import Repo\nRepo(".").git.clean("-fdx", n=True)\n',
+    "gitpython-harmless": 'from git import Repo\nRepo(".").git.reset("--soft", "HEAD~1")\n',
+    "git-attribute-without-gitpython": 'repo.git.reset("--hard")\n',
+    "socket-send-without-pexpect": 'import socket\nconn.send(b"kill -9 1")\n',
+    "pexpect-sendline-harmless": 'import pexpect\nchild.sendline("pkill -f worker")\n',
 }
 
 

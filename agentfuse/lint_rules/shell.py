@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 import libcst as cst
 
 from agentfuse.lint_rules._shell_apis import APIS as _APIS
+from agentfuse.lint_rules._shell_apis import GITPYTHON, GITPYTHON_OPTIONS, Api, object_api
+from agentfuse.lint_rules._triggers import SHELL_TRIGGERS
 from agentfuse.lint_rules.base import FileContext, Rule
 
 OPAQUE = "\ue000"
@@ -469,6 +471,9 @@ class _PendingCall:
     call: cst.Call
     api: str
     scope: _Scope
+    needs: str = ""
+    """For a method of an object (``child.sendline``, ``repo.git.reset``): the module the
+    file must import for the call to be that API (``pexpect``, ``git``)."""
 
 
 @dataclasses.dataclass
@@ -513,6 +518,24 @@ def _positional(call: cst.Call) -> list[cst.BaseExpression] | None:
     return values
 
 
+def _gitpython_tokens(reader: _Reader, api: str, call: cst.Call, positional: list[cst.BaseExpression]) -> list[str]:
+    """``repo.git.clean("-fd", x=True)`` -> ``git clean -fd -x``, as GitPython builds it."""
+    tokens = ["git", api.removeprefix(GITPYTHON).replace("_", "-")]
+    for value in positional:
+        listed = reader.words(value)
+        tokens.extend(listed if listed is not None else [_known(reader.text(value))])
+    for arg in call.args:
+        if arg.keyword is None or arg.keyword.value in GITPYTHON_OPTIONS:
+            continue
+        name = arg.keyword.value
+        flag = f"-{name}" if len(name) == 1 else "--" + name.replace("_", "-")
+        value = arg.value
+        if isinstance(value, cst.Name) and value.value in {"False", "None"}:
+            continue
+        tokens.append(flag if isinstance(value, cst.Name) and value.value == "True" else f"{flag}={OPAQUE}")
+    return tokens
+
+
 def _keyword(call: cst.Call, name: str) -> cst.BaseExpression | None:
     return next((a.value for a in call.args if a.keyword is not None and a.keyword.value == name), None)
 
@@ -528,7 +551,10 @@ class DestructiveShellCommand(Rule):
     an executing API (``subprocess.run/call/check_call/check_output/Popen/getoutput/
     getstatusoutput``, ``os.system/popen/exec*/spawn*/posix_spawn*``,
     ``asyncio.create_subprocess_shell/exec``, ``pexpect.spawn/run``, ``anyio``/``trio``
-    ``run_process``, ``pty.spawn``). Its command is read from string literals, f-strings
+    ``run_process``, ``pty.spawn``), or it is a line typed into a pexpect shell
+    (``.sendline``/``.send``/``.run_command`` in a module importing pexpect) or a GitPython
+    command (``repo.git.reset("--hard")``, ``force=True`` read as ``--force``, in a module
+    importing ``git``). Its command is read from string literals, f-strings
     (fields unknown), ``+`` concatenation, ``%``/``.format`` templates, ``" ".join`` and
     ``shlex.join``/``shlex.split``, lists and tuples, and names bound to such a value
     anywhere in the same function (or module, for module-level code), then split like a
@@ -561,23 +587,7 @@ class DestructiveShellCommand(Rule):
 
     code = "AF401"
     message = f"destructive shell command executed from Python; {_FIX_TEXT}"
-    triggers = (
-        # Each starts with a literal, which keeps the pre-filter scan fast (a leading \b or
-        # an alternation of different first letters makes Python's re many times slower).
-        r"rm(?: -| [\"']|[\"'][,)\]+ ])",
-        r"git(?: |[\"'])",
-        r"--hard[\"']",
-        r"-fdx?[\"']",
-        r"kill(?: -|[\"'],|all)",
-        r"chmod(?: -|[\"'],)",
-        r"of=/dev/",
-        r"mk(?:fs|e2fs)",
-        r"shutdown[ \"']",
-        r"halt[ \"']",
-        r"reboot",
-        r"poweroff",
-        r"kexec",
-    )
+    triggers = SHELL_TRIGGERS
 
     VALID = (
         # The command only appears in a comment, a docstring, a log and a help string.
@@ -622,6 +632,12 @@ class DestructiveShellCommand(Rule):
         '        return await asyncio.create_subprocess_exec(*command)\n\n'
         '    async def delete_path(self, path):\n'
         '        await self.exec_shell(["rm", "-rf", path])  # expect: AF401\n',
+        # A coding-agent benchmark resetting its checkout through GitPython.
+        'from git import Repo\n\ndef reset(path, sha):\n    repo = Repo(path)\n'
+        '    repo.git.reset("--hard", sha)  # expect: AF401\n',
+        # A runtime that interrupts a job in its pexpect shell.
+        'import pexpect\n\nclass Session:\n    def interrupt(self):\n'
+        '        self.shell.sendline("kill -9 %1")  # expect: AF401\n',
         # A checkpointing agent: git comes from an imported constant named for it.
         'import subprocess\nfrom .util.git_cmd import GIT_CMD\n\ndef restore(sha):\n'
         '    subprocess.run([GIT_CMD, "reset", "--hard", sha])  # expect: AF401\n',
@@ -692,8 +708,14 @@ class DestructiveShellCommand(Rule):
             if kind is not None:
                 self._grow(func.value.value, kind, node.args[0].value)
         api = self.context.imports.resolve(func)
-        if api in _APIS:
-            pending = _PendingCall(node, api, self._scopes[-1])
+        needs = ""
+        if api not in _APIS and isinstance(func, cst.Attribute):
+            receiver = func.value.attr.value if isinstance(func.value, cst.Attribute) else None
+            found = object_api(func.attr.value, receiver)
+            if found is not None:
+                api, needs = found
+        if api is not None and (api in _APIS or needs):
+            pending = _PendingCall(node, api, self._scopes[-1], needs)
             self._pending.append(pending)
             if self._helpers and self._helpers[-1] is not None:
                 self._helpers[-1].calls.append(pending)
@@ -725,14 +747,16 @@ class DestructiveShellCommand(Rule):
                 continue
             for pending in helper.calls:
                 if not self._label(pending):
-                    label = self._label(_PendingCall(pending.call, pending.api, scope))
+                    label = self._label(dataclasses.replace(pending, scope=scope))
                     if label:
                         return label, pending.api
         return None, ""
 
     def _label(self, pending: _PendingCall) -> str | None:
+        if pending.needs and not self.context.imports.imports_module(pending.needs):
+            return None
         reader = _Reader(pending.scope, self.context.imports.resolve)
-        api = _APIS[pending.api]
+        api = _APIS.get(pending.api) or Api("gitpython")
         call = pending.call
         positional = _positional(call)
         if positional is None and api.kind == "variadic" and call.args and call.args[0].star == "*":
@@ -740,6 +764,8 @@ class DestructiveShellCommand(Rule):
             return destructive_command(spread) if spread else None
         if positional is None:
             return None
+        if api.kind == "gitpython":
+            return destructive_command(_gitpython_tokens(reader, pending.api, call, positional))
         if api.kind in {"command", "pexpect"}:
             command = positional[0] if positional else _keyword(call, api.keyword)
             if command is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from instrument_helpers import GPT4O_CALL_MICROS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the first test may build the venv
 RUNNER = Path(__file__).with_name("crewai_run.py")
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "crewai"
 OUTCOME = "crew-outcome:"
 crewai_python = crewai_venv.crewai_python_fixture
 
@@ -37,24 +39,28 @@ def standin() -> Iterator[StandIn]:
         yield provider
 
 
+def crewai_env(folder: Path) -> dict[str, str]:
+    """The environment of a CrewAI process: its own storage in ``folder``, no telemetry leaving loopback."""
+    return {
+        **os.environ,
+        "XDG_DATA_HOME": str(folder / "xdg-data"),
+        "XDG_CACHE_HOME": str(folder / "xdg-cache"),
+        "CREWAI_DISABLE_TELEMETRY": "true",
+        "CREWAI_TRACING_ENABLED": "false",
+        "OTEL_SDK_DISABLED": "true",
+        "OPENAI_API_KEY": "none",
+    }
+
+
 class Runner:
     """``crewai_run.py --serve`` in the CrewAI venv: one crew run per request, CrewAI imported once."""
 
     def __init__(self, python: Path, folder: Path) -> None:
-        env = {
-            **os.environ,
-            "XDG_DATA_HOME": str(folder / "xdg-data"),  # CrewAI's own storage stays in the tests' folder
-            "XDG_CACHE_HOME": str(folder / "xdg-cache"),
-            "CREWAI_DISABLE_TELEMETRY": "true",
-            "CREWAI_TRACING_ENABLED": "false",
-            "OTEL_SDK_DISABLED": "true",
-            "OPENAI_API_KEY": "none",
-        }
         self.stderr = folder / "runner.stderr"
         with open(self.stderr, "w") as err:
             self.process = subprocess.Popen(
                 [str(python), str(RUNNER), "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-                text=True, cwd=folder, env=env,
+                text=True, cwd=folder, env=crewai_env(folder),
             )
 
     def run(self, args: list[str]) -> dict[str, Any]:
@@ -234,3 +240,26 @@ def test_a_refusal_in_an_async_task_stops_the_crew(crew: Crew) -> None:
     assert outcome["run_id"] == f"{outcome['crew_run']}/researcher"
     assert crew.standin.requests == 3
     assert len(crew.events("refused")) == 1
+
+
+def test_the_example_crew_runs_until_its_researcher_is_refused(crewai_python: Path, tmp_path: Path) -> None:
+    copy = shutil.copytree(EXAMPLE, tmp_path / "crewai")  # its store and events stay out of the repo
+    done = subprocess.run(
+        [str(crewai_python), str(copy / "agent.py")], capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env=crewai_env(tmp_path), check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "Traceback" not in done.stdout + done.stderr
+    # planner, researcher, planner: the researcher's own cap (children:) refuses its second call
+    assert "stopped by agentfuse: BudgetExceeded in run " in done.stdout
+    assert "/researcher\n" in done.stdout
+    assert "requests that reached the stand-in provider: 3\n" in done.stdout
+    assert (copy / ".agentfuse" / "state.db").is_file()
+
+
+def test_the_example_crew_lints_clean() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "agentfuse", "lint", str(EXAMPLE)], capture_output=True, text=True, timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

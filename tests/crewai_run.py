@@ -9,7 +9,8 @@ request each (the stand-in answers in plain text, a final answer); every agent i
 the crew's run. After each task, ``--stop-file`` touches the policy's STOP file and ``--halt``
 runs ``agentfuse halt`` (a real operator command, in its own process) once the stand-in has
 seen ``--at`` requests. ``--async-tasks`` runs the researcher's tasks with ``async_execution``
-(in threads of their own). ``--custom-llm`` gives the agents a CrewAI ``BaseLLM`` of its own that
+(in threads of their own). ``--kickoff plain`` calls ``crew.kickoff()`` itself, ``--kickoff async``
+awaits ``fuse.akickoff(crew)`` (default: ``fuse.kickoff(crew)``). ``--custom-llm`` gives the agents a CrewAI ``BaseLLM`` of its own that
 posts to the stand-in with urllib (no SDK agentfuse instruments), so the fuse's hooks gate it.
 
 Each run prints one line, ``crew-outcome: {json}``: the refusal's class and run id (or none), the
@@ -20,6 +21,7 @@ SDKs still instrumented once the fuse and guard are closed. A crash is a traceba
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import subprocess
@@ -81,6 +83,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("base_url")
     parser.add_argument("--custom-llm", action="store_true")
     parser.add_argument("--async-tasks", action="store_true")
+    parser.add_argument("--kickoff", choices=("fuse", "plain", "async"), default="fuse")
     parser.add_argument("--stop-file")
     parser.add_argument("--halt", action="store_true")
     parser.add_argument("--at", type=int, default=0)
@@ -115,7 +118,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     watchdog = threading.Timer(HUNG_AFTER_S, hung)
     watchdog.start()
     try:
-        fuse.kickoff(crew)
+        if args.kickoff == "fuse":
+            fuse.kickoff(crew)
+        elif args.kickoff == "async":
+            asyncio.run(fuse.akickoff(crew))
+        else:
+            crew.kickoff()
     except agentfuse.Halted as refusal:
         outcome.update(refusal=type(refusal).__name__, run_id=refusal.run_id)
     finally:

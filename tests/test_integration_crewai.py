@@ -242,6 +242,20 @@ def test_a_refusal_in_an_async_task_stops_the_crew(crew: Crew) -> None:
     assert len(crew.events("refused")) == 1
 
 
+@pytest.mark.parametrize("kickoff", ["plain", "async"])
+def test_a_plain_or_async_kickoff_has_the_same_child_runs(crew: Crew, kickoff: str) -> None:
+    crew.write_policy({"run_usd": 10}, researcher_usd=0.0006)
+    outcome = crew.run("--kickoff", kickoff)  # crew.kickoff() itself; await fuse.akickoff(crew)
+    parent = outcome["crew_run"]
+    assert outcome["refusal"] == "BudgetExceeded"
+    assert outcome["run_id"] == f"{parent}/researcher"
+    assert crew.standin.requests == 3
+    assert crew.spent_micros(f"{parent}/researcher") == GPT4O_CALL_MICROS
+    assert crew.spent_micros(parent) == 3 * GPT4O_CALL_MICROS
+    if kickoff == "async":  # a task of its own: the caller's context is as it was
+        assert outcome["charged_after"] == parent
+
+
 def test_the_example_crew_runs_until_its_researcher_is_refused(crewai_python: Path, tmp_path: Path) -> None:
     copy = shutil.copytree(EXAMPLE, tmp_path / "crewai")  # its store and events stay out of the repo
     done = subprocess.run(

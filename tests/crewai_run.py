@@ -10,8 +10,9 @@ the crew's run. After each task, ``--stop-file`` touches the policy's STOP file 
 runs ``agentfuse halt`` (a real operator command, in its own process) once the stand-in has
 seen ``--at`` requests. ``--async-tasks`` runs the researcher's tasks with ``async_execution``
 (in threads of their own). ``--kickoff plain`` calls ``crew.kickoff()`` itself, ``--kickoff async``
-awaits ``fuse.akickoff(crew)`` (default: ``fuse.kickoff(crew)``). ``--custom-llm`` gives the agents a CrewAI ``BaseLLM`` of its own that
-posts to the stand-in with urllib (no SDK agentfuse instruments), so the fuse's hooks gate it.
+awaits ``fuse.akickoff(crew)`` (default: ``fuse.kickoff(crew)``). ``--custom-llm`` gives the
+agents a CrewAI ``BaseLLM`` of its own that posts to the stand-in with urllib (no SDK agentfuse
+instruments), so the fuse's hooks gate it.
 
 Each run prints one line, ``crew-outcome: {json}``: the refusal's class and run id (or none), the
 crew's run id, which guard and action name this context is charged to after the kickoff, and the

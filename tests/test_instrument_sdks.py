@@ -9,62 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 import pytest
 
-import instrument_helpers  # noqa: F401 - fixtures
+import instrument_helpers
 from agentfuse import CircuitOpen, StepLimitExceeded
-from agentfuse.runtime.policy import ModelPrice
 from instrument_helpers import Guards, books
+from sdk_providers import (
+    CALL_MICROS,
+    CHEAP,
+    MODEL,
+    TEXT,
+    Provider,
+    cohere_answer,
+    genai_answer,
+    mistral_answer,
+    priced,
+)
 
 guards = instrument_helpers.guards
-MODEL = "test-model"
-CHEAP = "test-model-mini"
-PRICING = ((MODEL, ModelPrice(Decimal("1"), Decimal("2"))), (CHEAP, ModelPrice(Decimal("0.1"), Decimal("0.2"))))
-CALL_MICROS = 100 * 1 + 20 * 2
-"""Every answer below reports 100 input and 20 output tokens: 140 micro-dollars at MODEL's price."""
-TEXT = "Hello from the provider."
-
-
-def priced(guards: Guards, budget: dict[str, Any] | None = None, **policy: Any) -> Any:
-    return guards(budget, pricing=PRICING, **policy)
-
-
-class Provider:
-    """An in-process provider: answers each request with ``answer(path, body)``, counts them."""
-
-    def __init__(self, answer: Callable[[str, dict[str, Any]], Any]) -> None:
-        self.answer = answer
-        self.bodies: list[dict[str, Any]] = []
-        self.fail_status: int | None = None
-
-    @property
-    def requests(self) -> int:
-        return len(self.bodies)
-
-    def handle(self, module: Any) -> Callable[[Any], Any]:
-        def handler(request: Any) -> Any:
-            body = json.loads(request.content or b"{}")
-            self.bodies.append(body)
-            if self.fail_status is not None:
-                return module.Response(self.fail_status, json={"message": "down", "error": "down"})
-            answer = self.answer(request.url.path, body)
-            if isinstance(answer, list):  # a stream: lines of JSON or SSE text
-                return module.Response(200, content=b"".join(answer), headers={"content-type": _kind(answer)})
-            return module.Response(200, json=answer)
-
-        return handler
-
-    def transport(self, module: Any) -> Any:
-        return module.MockTransport(self.handle(module))
-
-
-def _kind(lines: list[bytes]) -> str:
-    return "text/event-stream" if lines and lines[0].startswith((b"data:", b"event:")) else "application/x-ndjson"
-
 
 # -- ollama --------------------------------------------------------------------------------------
 
@@ -163,21 +127,6 @@ def test_ollama_stream_never_iterated_settles_when_collected(guards: Guards) -> 
 # -- mistralai -----------------------------------------------------------------------------------
 
 
-def mistral_answer(path: str, body: dict[str, Any]) -> Any:
-    usage = {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
-    if path.endswith("/embeddings"):
-        return {"id": "e1", "object": "list", "model": body["model"], "usage": {**usage, "completion_tokens": 0},
-                "data": [{"object": "embedding", "embedding": [0.1], "index": 0}]}
-    if not body.get("stream"):
-        return {"id": "c1", "object": "chat.completion", "model": body["model"], "created": 1, "usage": usage,
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": TEXT}}]}
-    base = {"id": "c1", "object": "chat.completion.chunk", "model": body["model"], "created": 1}
-    chunks = [{**base, "choices": [{"index": 0, "delta": {"content": TEXT}, "finish_reason": None}]},
-              {**base, "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "stop"}], "usage": usage}]
-    return [f"data: {json.dumps(chunk)}\n\n".encode() for chunk in chunks] + [b"data: [DONE]\n\n"]
-
-
 def test_mistral_sync_async_streamed_and_embedding_calls_are_gated_and_settled(guards: Guards) -> None:
     mistral_sdk = pytest.importorskip("mistralai.client")
     import httpx2
@@ -223,28 +172,6 @@ def test_mistral_refused_request_sends_nothing(guards: Guards) -> None:
 # -- cohere --------------------------------------------------------------------------------------
 
 
-def cohere_answer(path: str, body: dict[str, Any]) -> Any:
-    units = {"input_tokens": 100, "output_tokens": 20}
-    if path.endswith("/embed"):
-        return {"id": "e1", "response_type": "embeddings_by_type", "embeddings": {"float": [[0.1]]},
-                "texts": body.get("texts", []), "meta": {"billed_units": {"input_tokens": 100}}}
-    if path.startswith("/v2/"):
-        if not body.get("stream"):
-            return {"id": "c1", "finish_reason": "COMPLETE", "usage": {"billed_units": units, "tokens": units},
-                    "message": {"role": "assistant", "content": [{"type": "text", "text": TEXT}]}}
-        events = [{"type": "message-start", "id": "c1", "delta": {"message": {"role": "assistant"}}},
-                  {"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": TEXT}}}},
-                  {"type": "message-end", "delta": {"finish_reason": "COMPLETE", "usage": {"billed_units": units}}}]
-        return [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events]
-    if not body.get("stream"):
-        return {"text": TEXT, "generation_id": "g1", "finish_reason": "COMPLETE", "meta": {"billed_units": units}}
-    events = [{"event_type": "stream-start", "generation_id": "g1", "is_finished": False},
-              {"event_type": "text-generation", "text": TEXT, "is_finished": False},
-              {"event_type": "stream-end", "finish_reason": "COMPLETE", "is_finished": True,
-               "response": {"text": TEXT, "generation_id": "g1", "meta": {"billed_units": units}}}]
-    return [json.dumps(e).encode() + b"\n" for e in events]
-
-
 def test_cohere_v1_and_v2_calls_streams_and_embeddings_are_gated_and_settled(guards: Guards) -> None:
     cohere = pytest.importorskip("cohere")
     guard = priced(guards)
@@ -285,20 +212,6 @@ def test_cohere_refusal_inside_a_stream_sends_nothing(guards: Guards) -> None:
 
 
 # -- google-genai --------------------------------------------------------------------------------
-
-
-def genai_answer(path: str, body: dict[str, Any]) -> Any:
-    usage = {"promptTokenCount": 100, "candidatesTokenCount": 20, "totalTokenCount": 120}
-    if path.endswith(":embedContent") or path.endswith(":batchEmbedContents"):
-        return {"embeddings": [{"values": [0.1]}]}
-    candidate = {"content": {"role": "model", "parts": [{"text": TEXT}]}, "finishReason": "STOP"}
-    if path.endswith(":generateContent"):
-        return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": MODEL}
-    first = {"candidates": [{"content": {"role": "model", "parts": [{"text": TEXT}]}}], "modelVersion": MODEL,
-             "usageMetadata": {"promptTokenCount": 100}}
-    last = {"candidates": [{**candidate, "content": {"role": "model", "parts": [{"text": ""}]}}],
-            "usageMetadata": usage, "modelVersion": MODEL}
-    return [f"data: {json.dumps(chunk)}\n\n".encode() for chunk in (first, last)]
 
 
 def test_genai_sync_async_and_streamed_calls_are_gated_and_settled(guards: Guards) -> None:

@@ -9,6 +9,12 @@ Converse's ``usage``; InvokeModel's ``x-amzn-bedrock-input-token-count`` and ``-
 response headers; in a stream, the ``metadata`` event (Converse) or the last chunk's
 ``amazon-bedrock-invocationMetrics`` (InvokeModel). The degrade ladder's model replaces
 ``modelId``. Clients are recognised by themselves.
+
+botocore's retries (``Config(retries=...)``, standard or legacy mode) run inside
+``Endpoint._send_request``, which calls ``Endpoint._get_response`` once per HTTP attempt: patched
+too, so each retry of a gated operation is a step of its own, the attempt before it settled as
+a failure (an error answer, as the ``ClientError`` subclass the client would raise, bills
+nothing; a connection error settles the reservation).
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from collections.abc import Callable
+
 from agentfuse.runtime.instrument.core import Patch, Provider, patch
-from agentfuse.runtime.instrument.methods import Method, always, count, field, report, wrap
+from agentfuse.runtime.instrument.methods import Method, always, count, field, own_call, report, wrap
 from agentfuse.runtime.instrument.wire import StreamState, WireFormat, no_events
 from agentfuse.runtime.pricing import Usage
 
@@ -110,6 +118,39 @@ _OPERATIONS = {
 }
 
 
+_FORMATS = (CONVERSE, INVOKE)
+_EXCEPTIONS: dict[str, Any] = {}
+"""The ``ClientError`` classes of a service by its name, made as a client makes them."""
+
+
+def _client_error(parsed: Mapping[str, Any], operation: Any) -> BaseException:
+    from botocore.errorfactory import ClientExceptionsFactory  # type: ignore[import-untyped]
+
+    service = operation.service_model
+    exceptions = _EXCEPTIONS.get(service.service_name)
+    if exceptions is None:
+        exceptions = _EXCEPTIONS[service.service_name] = ClientExceptionsFactory().create_client_exceptions(service)
+    error = parsed.get("Error", {}) if isinstance(parsed, Mapping) else {}
+    cls = exceptions.from_code(error.get("QueryErrorCode") or error.get("Code"))
+    return cls(parsed, operation.name)
+
+
+def _get_response(original: Callable[..., Any]) -> Callable[..., Any]:
+    def get_response(self: Any, request: Any, operation_model: Any, context: Any) -> Any:
+        call = own_call(_FORMATS)
+        if call is None or operation_model.name not in _OPERATIONS:
+            return original(self, request, operation_model, context)
+        call.attempt()
+        answer, exception = original(self, request, operation_model, context)
+        if exception is not None:
+            call.failed(exception, answered=False)
+        elif answer[0].status_code >= 300:
+            call.failed(_client_error(answer[1], operation_model), answered=True)
+        return answer, exception
+
+    return get_response
+
+
 def _choose(client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Method | None:
     method = _OPERATIONS.get(args[0]) if args else None
     if method is None or client.meta.service_model.service_name != "bedrock-runtime":
@@ -122,9 +163,12 @@ class BedrockProvider(Provider):
     module = "botocore"
 
     def install(self) -> list[Patch]:
-        from botocore import client  # type: ignore[import-untyped]
+        from botocore import client, endpoint  # type: ignore[import-untyped]
 
-        return [patch(client.BaseClient, "_make_api_call", wrap(_choose))]
+        return [
+            patch(client.BaseClient, "_make_api_call", wrap(_choose)),
+            patch(endpoint.Endpoint, "_get_response", _get_response),
+        ]
 
     def client_key(self, client: Any) -> Any:
         from botocore.client import BaseClient  # type: ignore[import-untyped]

@@ -140,7 +140,7 @@ def open_call() -> Call | None:
 class Call:
     """One request behind the gate: estimate, reserve, (degrade), then settle exactly once."""
 
-    __slots__ = ("guard", "fmt", "step", "input_estimate", "reported", "settled", "__weakref__")
+    __slots__ = ("guard", "fmt", "step", "input_estimate", "reported", "settled", "attempts", "failure", "__weakref__")
 
     def __init__(self, guard: Guard, fmt: WireFormat, step: Step, input_estimate: int) -> None:
         self.guard = guard
@@ -150,6 +150,10 @@ class Call:
         self.reported: list[Usage] = []
         """Usage handed up by inner layers (a LiteLLM call over the openai SDK)."""
         self.settled = False
+        self.attempts = 0
+        """HTTP attempts the SDK has started for this request (its retries included)."""
+        self.failure: tuple[BaseException, bool] | None = None
+        """How the last attempt failed: (the error, whether the provider answered it)."""
 
     @property
     def model(self) -> str | None:
@@ -173,6 +177,36 @@ class Call:
         else:
             self.guard._emit("cost_unknown", reason="no_usage", action=step.action)
         step.__exit__(None if exc is None else type(exc), exc, None)  # the step's observers see it end
+
+    def attempt(self) -> None:
+        """An HTTP attempt of this request starts; from the second on (the SDK retries) it is a step.
+
+        The attempt before is settled as the failure it was (nothing billed for an error answer,
+        the reservation for one without an answer), which feeds the breaker and
+        ``max_retries_total`` exactly as a failed ``guard.step()``; then this attempt meets the
+        gate with the same estimate, and a refusal raised here leaves no request sent.
+        """
+        self.attempts += 1
+        if self.attempts == 1:
+            return
+        exc, answered = self.failure or (SDKRetry("the SDK retried the request"), False)
+        self.failure = None
+        sent = self.step
+        self.settle(None, exc, free=answered)
+        step = self.guard.step(**sent._settings())
+        step.__enter__()
+        step.model = sent.model  # the SDK resends the same request, whatever the ladder says now
+        self.step = step
+        self.reported.clear()
+        self.settled = False
+
+    def failed(self, exc: BaseException, *, answered: bool) -> None:
+        """The current attempt failed with ``exc`` (``answered``: the provider sent an error answer)."""
+        self.failure = (exc, answered)
+
+
+class SDKRetry(Exception):
+    """An SDK retried a request for a reason its instrumentation did not see (settled as a failure)."""
 
 
 def begin(guard: Guard, fmt: WireFormat, body: Mapping[str, Any], *, estimate_floor: int = 0) -> Call:

@@ -4,7 +4,10 @@ their ``aio.models`` twins.
 Patched: ``Models._generate_content``, ``Models._generate_content_stream``,
 ``Models.embed_content`` and the same methods of ``AsyncModels`` (``google.genai.models``): one
 model request each, so the automatic-function-calling loop of ``generate_content`` is gated
-turn by turn. The request is read from the keyword arguments (``model``, ``contents``,
+turn by turn. The SDK's retries (``HttpRetryOptions``: a tenacity loop around
+``BaseApiClient._request_once`` / ``_async_request_once``, one HTTP attempt each) are seen there:
+each retry is a step of its own, the failed attempt before it settled as a failure (an
+``errors.APIError`` answer bills nothing). The request is read from the keyword arguments (``model``, ``contents``,
 ``config.max_output_tokens``), the usage from the parsed response's ``usage_metadata``
 (cumulative in a stream: the last chunk holds the totals). Clients are recognised by their
 ``_api_client``, which ``client.models`` and ``client.aio.models`` share.
@@ -16,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agentfuse.runtime.instrument.core import Patch, Provider, patch
-from agentfuse.runtime.instrument.methods import Method, always, field, report, wrap
+from agentfuse.runtime.instrument.methods import Method, always, attempts, field, report, wrap
 from agentfuse.runtime.instrument.wire import StreamState, WireFormat, no_events
 from agentfuse.runtime.pricing import extract_usage
 
@@ -61,9 +64,16 @@ class GoogleGenAIProvider(Provider):
     module = "google.genai"
 
     def install(self) -> list[Patch]:
-        from google.genai import models
+        from google.genai import _api_client, errors, models
 
-        patches = []
+        def answered(exc: BaseException) -> bool:
+            return isinstance(exc, errors.APIError)
+
+        tried = attempts((GENERATE, EMBED), answered)
+        patches = [
+            patch(_api_client.BaseApiClient, "_request_once", tried),
+            patch(_api_client.BaseApiClient, "_async_request_once", tried),
+        ]
         for owner in (models.Models, models.AsyncModels):
             patches += [
                 patch(owner, "_generate_content", wrap(_PLAIN)),

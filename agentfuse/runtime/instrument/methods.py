@@ -19,7 +19,7 @@ import functools
 import inspect
 import math
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from typing import Any
 
 from agentfuse.runtime.instrument.core import _OPEN_CALL, REGISTRY, Call, begin, open_call, sleep_async, sleep_sync
@@ -68,6 +68,9 @@ class Method:
     key: Callable[[Any], Any] = lambda owner: owner
     """The object ``guard.instrument(client)`` binds, found from the method's ``self``."""
 
+
+Maker = Callable[[Callable[..., Any]], Callable[..., Any]]
+"""Turns an SDK's original function into its instrumented twin (what :func:`~.core.patch` takes)."""
 
 Choose = Callable[[Any, tuple[Any, ...], dict[str, Any]], "Method | None"]
 """Which :class:`Method` a call of one patched function is (None: not a model request)."""
@@ -178,6 +181,7 @@ class Stream:
     def __next__(self) -> Any:
         if self._iter is None:
             self._iter = iter(self._inner)
+        token = _OPEN_CALL.set(self._meter.call)  # a generator SDK method sends (and retries) in here
         try:
             item = next(self._iter)
         except StopIteration:
@@ -186,6 +190,8 @@ class Stream:
         except BaseException as exc:
             self._meter.finish(exc)
             raise
+        finally:
+            _OPEN_CALL.reset(token)
         self._meter.feed(item)
         return item
 
@@ -195,6 +201,7 @@ class Stream:
     async def __anext__(self) -> Any:
         if self._iter is None:
             self._iter = self._inner.__aiter__()
+        token = _OPEN_CALL.set(self._meter.call)
         try:
             item = await self._iter.__anext__()
         except StopAsyncIteration:
@@ -203,6 +210,8 @@ class Stream:
         except BaseException as exc:
             self._meter.finish(exc)
             raise
+        finally:
+            _OPEN_CALL.reset(token)
         self._meter.feed(item)
         return item
 
@@ -249,7 +258,7 @@ class Stream:
             self._meter.finish()
 
 
-def wrap(method: Method | Choose) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def wrap(method: Method | Choose) -> Maker:
     """The maker :func:`~agentfuse.runtime.instrument.core.patch` takes for one SDK method."""
     choose: Choose = (lambda owner, args, kwargs: method) if isinstance(method, Method) else method
 
@@ -329,6 +338,54 @@ def wrap(method: Method | Choose) -> Callable[[Callable[..., Any]], Callable[...
             return _settled(started, result, kwargs)
 
         return gated
+
+    return make
+
+
+def own_call(formats: Container[WireFormat]) -> Call | None:
+    """The request this context has open, if it is one of ``formats`` (the SDK's own)."""
+    call = _OPEN_CALL.get(None)
+    return call if call is not None and call.fmt in formats else None
+
+
+def attempts(formats: Container[WireFormat], answered: Callable[[BaseException], bool]) -> Maker:
+    """The maker for an SDK function that makes one HTTP attempt per call (its retry loop calls it again).
+
+    Each call is an attempt of the SDK's open request (:meth:`Call.attempt`: a retry is a step
+    of its own); an exception it raises is the attempt's failure, ``answered`` when it carries
+    the provider's error answer.
+    """
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.iscoroutinefunction(original):
+
+            @functools.wraps(original)
+            async def attempt_async(*args: Any, **kwargs: Any) -> Any:
+                call = own_call(formats)
+                if call is None:
+                    return await original(*args, **kwargs)
+                call.attempt()
+                try:
+                    return await original(*args, **kwargs)
+                except BaseException as exc:
+                    call.failed(exc, answered=answered(exc))
+                    raise
+
+            return attempt_async
+
+        @functools.wraps(original)
+        def attempt(*args: Any, **kwargs: Any) -> Any:
+            call = own_call(formats)
+            if call is None:
+                return original(*args, **kwargs)
+            call.attempt()
+            try:
+                return original(*args, **kwargs)
+            except BaseException as exc:
+                call.failed(exc, answered=answered(exc))
+                raise
+
+        return attempt
 
     return make
 

@@ -16,7 +16,8 @@ instruments), so the fuse's hooks gate it.
 
 Each run prints one line, ``crew-outcome: {json}``: the refusal's class and run id (or none), the
 crew's run id, which guard and action name this context is charged to after the kickoff, and the
-SDKs still instrumented once the fuse and guard are closed. A crash is a traceback and a non-zero exit.
+SDKs still instrumented and CrewAI hooks still registered once the fuse and guard are closed. A
+crash is a traceback and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from crewai import LLM, Agent, Crew, Process, Task
+from crewai.hooks import get_after_llm_call_hooks, get_before_llm_call_hooks
 from crewai.llms.base_llm import BaseLLM
 
 import agentfuse
@@ -136,6 +138,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         guard.uninstrument()
         guard.close()
     outcome["instrumented_after_close"] = instrument.instrumented_providers()
+    outcome["hooks_after_close"] = len(get_before_llm_call_hooks()) + len(get_after_llm_call_hooks())
     return outcome
 
 

@@ -120,9 +120,10 @@ class Crew:
         self.policy.write_text(yaml.safe_dump(policy))
 
     def run(self, *args: str) -> dict[str, Any]:
-        """Run the crew until it ends; then the fuse and guard are closed and nothing stays instrumented."""
+        """Run the crew until it ends; then the fuse and guard are closed: nothing stays instrumented or hooked."""
         outcome = self.runner.run([str(self.policy), self.standin.openai_url, *args])
         assert outcome["instrumented_after_close"] == []
+        assert outcome["hooks_after_close"] == 0
         return outcome
 
     def events(self, kind: str) -> list[dict[str, Any]]:

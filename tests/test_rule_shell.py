@@ -101,6 +101,10 @@ POSITIVE = {
     '    repo.git.push("origin", "main", force=True)\n',
     "gitpython-local-import": 'class Workspace:\n    def __init__(self, path):\n        from git import Repo\n'
     '        self._repo = Repo(path)\n\n    def undo(self):\n        self._repo.git.clean("-fdxq")\n',
+    "helper-extends-argv-then-spreads": 'import asyncio\n\nclass Checkpoints:\n'
+    '    async def _run_git(self, *args):\n        cmd = ["git", "-c", "gc.auto=0", f"--git-dir={self.d}"]\n'
+    '        cmd.extend(args)\n        return await asyncio.create_subprocess_exec(*cmd)\n\n'
+    '    async def restore(self, sha):\n        await self._run_git("reset", "--hard", sha)\n',
     "pexpect-sendline": 'import pexpect\nchild = pexpect.spawn("bash")\nchild.sendline("kill -9 %1")\n',
 }
 

@@ -305,11 +305,7 @@ class UnboundedRetryLoop(BindingsRule):
             return False
         for small in statement.body:
             if isinstance(small, (cst.Assign, cst.AnnAssign)) and small.value is not None:
-                if any(
-                    (isinstance(node, cst.Await) and not _is_request(node.expression))
-                    or (isinstance(node, cst.Call) and not _is_request(node) and not _is_arithmetic(node))
-                    for node in [small.value, *(child for child, _ in walk(small.value))]
-                ):
+                if _fetches(small.value):
                     return False
             elif not isinstance(small, (cst.AugAssign, cst.Expr, cst.Pass)):
                 return False
@@ -527,8 +523,25 @@ def _returns_a_value_if(statement: cst.CSTNode) -> bool:
     )
 
 
-def _is_arithmetic(call: cst.Call) -> bool:
-    return last_segment(call.func) in ARITHMETIC_CALLS
+def _fetches(value: cst.BaseExpression) -> bool:
+    """The value awaits or calls something other than arithmetic or a model request (whose
+    arguments, such as the prompt it formats, belong to the request)."""
+    stack: list[cst.CSTNode] = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, cst.Await) and _is_request(node.expression):
+            continue
+        if isinstance(node, cst.Await):
+            return True
+        if isinstance(node, cst.Call):
+            if _is_request(node):
+                stack.append(node.func)
+                continue
+            if last_segment(node.func) not in ARITHMETIC_CALLS:
+                return True
+        if not isinstance(node, (cst.Lambda, cst.FunctionDef)):
+            stack.extend(node.children)
+    return False
 
 
 def _is_request(node: cst.BaseExpression) -> bool:

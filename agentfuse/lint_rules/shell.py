@@ -11,7 +11,6 @@ import libcst as cst
 
 from agentfuse.lint_rules._shell_apis import APIS as _APIS
 from agentfuse.lint_rules._shell_apis import GITPYTHON, GITPYTHON_OPTIONS, Api, object_api
-from agentfuse.lint_rules._triggers import SHELL_TRIGGERS
 from agentfuse.lint_rules.base import FileContext, Rule
 
 OPAQUE = "\ue000"
@@ -587,7 +586,24 @@ class DestructiveShellCommand(Rule):
 
     code = "AF401"
     message = f"destructive shell command executed from Python; {_FIX_TEXT}"
-    triggers = SHELL_TRIGGERS
+    triggers = (
+        # Each starts with a literal, which keeps the pre-filter scan fast (a leading \b or
+        # an alternation of different first letters makes Python's re many times slower).
+        r"rm(?: -| [\"']|[\"'][,)\]+ ])",
+        r"git(?: |[\"'])",
+        r"--hard[\"']",
+        r"-fdx?[\"']",
+        r"kill(?: -|[\"'],|all)",
+        r"chmod(?: -|[\"'],)",
+        r"of=/dev/",
+        r"mk(?:fs|e2fs)",
+        r"shutdown[ \"']",
+        r"halt[ \"']",
+        r"reboot",
+        r"poweroff",
+        r"kexec",
+        r"\.git\.(?:reset|clean|push)\(",
+    )
 
     VALID = (
         # The command only appears in a comment, a docstring, a log and a help string.
@@ -760,8 +776,12 @@ class DestructiveShellCommand(Rule):
         call = pending.call
         positional = _positional(call)
         if positional is None and api.kind == "variadic" and call.args and call.args[0].star == "*":
-            spread = reader.words(call.args[0].value)  # create_subprocess_exec(*command)
-            return destructive_command(spread) if spread else None
+            # create_subprocess_exec(*command), command grown by extend/append included
+            for spread in reader.commands(call.args[0].value, shell_list=False):
+                label = destructive_command(spread)
+                if label:
+                    return label
+            return None
         if positional is None:
             return None
         if api.kind == "gitpython":

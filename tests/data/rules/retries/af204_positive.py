@@ -293,3 +293,24 @@ def pick_agents(builder_model, prompt):
             time.sleep(0.2)
             continue
     return agents
+# case: request-formats-its-prompt-before-the-try
+# an agent builder: the prompt is formatted inside the request, the answer parsed in the try
+import json
+import time
+
+def select(self, task, pool):
+    while True:  # expect: AF204
+        reply = (
+            self.builder_model.create(
+                messages=[{"role": "user", "content": self.PROMPT.format(task=task, pool=pool)}]
+            )
+            .choices[0]
+            .message.content
+        )
+        try:
+            pairs = json.loads(reply)
+            break
+        except Exception:
+            time.sleep(0.2)
+            continue
+    return pairs

@@ -22,8 +22,8 @@ from agentfuse import __version__
 from agentfuse.lint.checker import RuleSet, decoded, lint_text
 from agentfuse.lint.command import enabled_rules
 from agentfuse.lint.config import DEFAULT_MAX_FILE_BYTES, ConfigError, LintConfig, Selection, load_config
+from agentfuse.lint.finding import Finding
 from agentfuse.lint.reading import read_source, too_large
-from agentfuse.lint_rules.base import Finding
 
 
 class AgentfuseChecker:

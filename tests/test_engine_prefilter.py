@@ -166,3 +166,29 @@ def test_enforce_alone_passes_both_groups_of_af102() -> None:
     assert MissingPolicy.matches_triggers(source)
     findings = lint_text(source, RuleSet.of([MissingPolicy]), path="t.py", options={}).findings
     assert [f.code for f in findings] == ["AF102"]
+
+
+@pytest.mark.parametrize("entry", registry.REGISTRY, ids=lambda e: e.code)
+def test_registry_entry_is_what_its_rule_class_declares(entry: registry.RuleEntry) -> None:
+    rule = entry.load()
+    assert rule.__name__ == entry.name and rule.__module__ == entry.module
+    declared = (rule.code, rule.triggers, rule.required_triggers, rule.trigger_word_options, rule.default_enabled)
+    registered = (entry.code, entry.triggers, entry.required_triggers, entry.trigger_word_options, entry.default_enabled)
+    assert declared == registered
+
+
+def test_registry_lists_every_rule_of_every_family_in_order() -> None:
+    import importlib
+
+    exported = [rule for name in registry.RULE_MODULES for rule in importlib.import_module(name).RULES]
+    assert [entry.load() for entry in registry.REGISTRY] == exported
+
+
+def test_rule_set_from_registry_entries_picks_the_same_rules_as_from_classes() -> None:
+    from_entries = RuleSet.of(list(registry.REGISTRY))
+    from_classes = RuleSet.of(list(registry.all_rules()))
+    texts = [e for rule in registry.all_rules() for e in (*rule.VALID, *rule.INVALID)] + TEXTS
+    options = {"llm-apis": ["mylib.ask"]}
+    for text in texts:
+        assert from_entries.candidates(text) == from_classes.candidates(text)
+        assert from_entries.candidates(text, options) == from_classes.candidates(text, options)

@@ -7,7 +7,7 @@ from pathlib import Path
 import libcst as cst
 import pytest
 
-from agentfuse.lint.checker import _BatchedVisitor, node_child_fields
+from agentfuse.lint.traversal import _BatchedVisitor, node_child_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [*sorted(Path(cst.__file__).parent.glob("_nodes/*.py")), *sorted((ROOT / "agentfuse").rglob("*.py"))]

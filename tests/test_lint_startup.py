@@ -13,7 +13,8 @@ import libcst as cst
 import pytest
 
 from agentfuse import cli
-from agentfuse.lint.checker import node_child_fields, visited_in_source
+from agentfuse.lint_rules import REGISTRY
+from agentfuse.lint.traversal import node_child_fields, visited_in_source
 
 POLICY = """version: 1
 agent: startup
@@ -23,10 +24,12 @@ fail_fast: {max_attempts: 1}
 store: sqlite:///state.db
 """
 NO_TRIGGER = "def add(a, b):\n    return a + b\n"
+PROSE_ONLY = '"""Never run rm -rf from here."""\n\n\ndef add(a, b):\n    # nor kill -9\n    return a + b\n'
 WITH_FINDING = "import subprocess\n\nsubprocess.run('rm -rf build', shell=True)\n"
 LIBCST = ("libcst",)
 CODEMOD = ("libcst.matchers", "libcst.codemod")
 LINTER = ("agentfuse.lint", "agentfuse.lint_rules", "libcst")
+RULE_MODULES = tuple(dict.fromkeys(entry.module for entry in REGISTRY))
 
 RUN_CLI = """
 import json, sys
@@ -89,12 +92,16 @@ def test_version_imports_no_runtime(project: Path) -> None:
     assert loaded(modules, ("agentfuse.runtime.policy", "agentfuse.runtime.stores", "yaml", *LINTER)) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the rules' trigger words live on libcst visitor classes: the pre-filter cannot run before libcst loads",
-)
-def test_lint_of_a_file_without_trigger_words_imports_no_libcst(project: Path) -> None:
+def test_lint_of_a_file_without_trigger_words_imports_no_libcst_and_no_rule(project: Path) -> None:
     code, modules = imported("lint", "--no-cache", "plain.py", cwd=project)
+    assert code == 0
+    assert loaded(modules, LIBCST) == []
+    assert loaded(modules, RULE_MODULES) == []
+
+
+def test_lint_of_a_file_with_trigger_words_only_in_prose_imports_no_libcst(project: Path) -> None:
+    (project / "prose.py").write_text(PROSE_ONLY)
+    code, modules = imported("lint", "--no-cache", "prose.py", cwd=project)
     assert code == 0
     assert loaded(modules, LIBCST) == []
 

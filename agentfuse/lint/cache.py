@@ -32,7 +32,7 @@ from typing import Any
 from agentfuse import __version__
 from agentfuse.lint.config import ConfigError, LintConfig
 from agentfuse.lint.project_index import project_index
-from agentfuse.lint_rules.base import Finding
+from agentfuse.lint.finding import Finding
 
 DEFAULT_DIR_NAME = ".agentfuse_cache"
 ENV_VAR = "AGENTFUSE_CACHE_DIR"

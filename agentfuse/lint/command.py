@@ -26,8 +26,8 @@ from agentfuse.lint.config import (
 from agentfuse.lint.discovery import discover, normalize_patterns
 from agentfuse.lint.reporters import FORMATTERS, RuleInfo, sort_key, write_output
 from agentfuse.lint.runner import apply_selection, display_path, lint_files
-from agentfuse.lint_rules import all_rules
-from agentfuse.lint_rules.base import Finding, Rule
+from agentfuse.lint.finding import Finding
+from agentfuse.lint_rules import REGISTRY, RuleEntry
 
 if TYPE_CHECKING:
     from agentfuse.lint.fixer import FileFix
@@ -101,7 +101,8 @@ def _run(args: argparse.Namespace) -> int:
     policy_findings = check_policy_files(policy_files, cwd)
     findings = sorted([*findings, *apply_selection(policy_findings, config, cwd)], key=sort_key)
     if not args.diff:
-        infos = [RuleInfo.of(rule) for rule in rules]
+        describe = args.format == "sarif"  # only SARIF describes the rules (their classes import libcst)
+        infos = [RuleInfo.of(rule.load()) for rule in rules] if describe else []
         write_output(FORMATTERS[args.format](findings, infos))
     return 1 if findings else 0
 
@@ -123,7 +124,7 @@ def _effective_config(args: argparse.Namespace, first_path: Path) -> LintConfig:
     return dataclasses.replace(config, selection=selection, exclude=exclude, max_file_bytes=max_file_bytes)
 
 
-def _open_cache(config: LintConfig, rules: Sequence[type[Rule]], cwd: Path) -> ResultCache | None:
+def _open_cache(config: LintConfig, rules: Sequence[RuleEntry], cwd: Path) -> ResultCache | None:
     """The run's result cache (``--fix``/``--diff`` never use one: they re-check what they rewrite)."""
     key = run_key(config, [rule.code for rule in rules], cwd)
     return ResultCache.open(cache_directory(config, cwd), key)
@@ -133,9 +134,10 @@ def _split(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def enabled_rules(selection: Selection) -> list[type[Rule]]:
-    """Registered rules that the selection turns on (off-by-default ones only when selected)."""
-    return [rule for rule in all_rules() if selection.enabled(rule.code, default_enabled=rule.default_enabled)]
+def enabled_rules(selection: Selection) -> list[RuleEntry]:
+    """Registered rules that the selection turns on (off-by-default ones only when selected),
+    as registry entries: their classes are imported when a file needs them."""
+    return [entry for entry in REGISTRY if selection.enabled(entry.code, default_enabled=entry.default_enabled)]
 
 
 def is_policy_file(path: Path) -> bool:

@@ -27,9 +27,10 @@ import threading
 import tokenize
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import libcst as cst
+if TYPE_CHECKING:
+    import libcst as cst
 
 FAST_DEPTH = 100
 """Estimated depths up to this run libcst in the calling thread."""
@@ -108,6 +109,8 @@ def libcst_parse(source: str, valid_python: bool = False) -> tuple[cst.Module, b
     itself: when libcst refuses a run of adjacent strings that CPython accepted
     (``valid_python``), the tree is of :func:`split_string_runs`'s text (never to be
     written back: fixes are off for it)."""
+    import libcst as cst  # here, not at the top: the pre-filter imports this module
+
     if bracket_depth(source) > PYTHON_MAX_BRACKET_DEPTH:
         ast.parse(source)  # raises CPython's "too many nested parentheses" SyntaxError
     try:

@@ -12,7 +12,7 @@ import re
 import tokenize
 from collections.abc import Sequence
 
-from agentfuse.lint_rules.base import Finding
+from agentfuse.lint.finding import Finding
 
 NOQA_INLINE = re.compile(
     r"# noqa(?::[\s]?(?P<codes>([A-Z]+[0-9]+(?:[,\s]+)?)+))?",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from agentfuse.lint.checker import parse_error
 from agentfuse.lint.config import DEFAULT_MAX_FILE_BYTES
-from agentfuse.lint_rules.base import Finding
+from agentfuse.lint.finding import Finding
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
 _KINDS = (

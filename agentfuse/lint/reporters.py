@@ -14,13 +14,16 @@ import json
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 from pathlib import Path
 from urllib.parse import quote
 
 from agentfuse import __version__
 from agentfuse.lint.checker import PARSE_ERROR
-from agentfuse.lint_rules.base import Finding, Rule
+from agentfuse.lint.finding import Finding
+
+if TYPE_CHECKING:
+    from agentfuse.lint_rules.base import Rule
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/agentfuse/agentfuse"

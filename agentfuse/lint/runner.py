@@ -28,7 +28,7 @@ from agentfuse.lint.config import LintConfig, Selection
 from agentfuse.lint.project_index import with_project_index
 from agentfuse.lint.reading import read_source
 from agentfuse.lint.reporters import sort_key
-from agentfuse.lint_rules.base import Finding
+from agentfuse.lint.finding import Finding
 
 PARALLEL_FROM = 100
 """From this many files on, a run with more than one job uses a process pool."""
@@ -130,6 +130,23 @@ def _resolved(path: Path) -> Path:
 
 Work = Callable[[Sequence[WorkItem]], list[Finding]]
 
+_installed: list[Work] = []
+"""In a worker process: the run's work function, sent once by the pool's initializer, so
+what it holds for the whole run (the project index's parsed modules) lives as long as the
+worker, not one chunk."""
+
+
+def _install(work: Work) -> None:
+    _installed[:] = [work]
+
+
+def _run_installed(batch: Sequence[WorkItem]) -> list[Finding]:
+    return _installed[0](batch)
+
+
+def _pool(work: Work, workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    return concurrent.futures.ProcessPoolExecutor(max_workers=workers, initializer=_install, initargs=(work,))
+
 
 def _lint_in_pool(work: Work, items: Sequence[WorkItem], workers: int) -> list[Finding]:
     by_size = sorted(items, key=lambda item: item.size, reverse=True)
@@ -137,8 +154,8 @@ def _lint_in_pool(work: Work, items: Sequence[WorkItem], workers: int) -> list[F
     chunks = [by_size[i::count] for i in range(count)]
     findings: list[Finding] = []
     unfinished: list[WorkItem] = []
-    with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = _submit_all(pool, work, chunks)
+    with _pool(work, workers) as pool:
+        futures = _submit_all(pool, chunks)
         for chunk, future in zip(chunks, futures):
             try:
                 if future is None:
@@ -157,8 +174,8 @@ def _lint_one_at_a_time(work: Work, items: Sequence[WorkItem]) -> list[Finding]:
     findings: list[Finding] = []
     remaining = list(items)
     while remaining:
-        with concurrent.futures.ProcessPoolExecutor(max_workers=1) as pool:
-            futures = _submit_all(pool, work, [[item] for item in remaining])
+        with _pool(work, 1) as pool:
+            futures = _submit_all(pool, [[item] for item in remaining])
             done = len(remaining)
             for index, future in enumerate(futures):
                 try:
@@ -174,13 +191,14 @@ def _lint_one_at_a_time(work: Work, items: Sequence[WorkItem]) -> list[Finding]:
 
 
 def _submit_all(
-    pool: concurrent.futures.ProcessPoolExecutor, work: Work, batches: Sequence[Sequence[WorkItem]]
+    pool: concurrent.futures.ProcessPoolExecutor, batches: Sequence[Sequence[WorkItem]]
 ) -> list[concurrent.futures.Future[list[Finding]] | None]:
-    """Submit every batch; None for those a pool broken meanwhile refused."""
+    """Submit every batch to the pool's installed work; None for those a pool broken
+    meanwhile refused."""
     futures: list[concurrent.futures.Future[list[Finding]] | None] = []
     for batch in batches:
         try:
-            futures.append(pool.submit(work, batch))
+            futures.append(pool.submit(_run_installed, batch))
         except BrokenProcessPool:
             futures.append(None)
     return futures

@@ -16,6 +16,7 @@ import re
 import libcst as cst
 
 from agentfuse.lint import limits
+from agentfuse.lint.traversal import walk_module
 from agentfuse.lint_rules._llm_catalogue import (
     ENFORCE_NAMES,
     FALLBACK_SHAPES,
@@ -482,7 +483,7 @@ def record_module(text: str, path: str, importer: FileContext) -> ModuleAnalysis
     context = FileContext(path=path, source=text, imports=ImportTable(), options=importer.options)
     recorder = _Recorder(context)
     try:
-        cst.visit_batched(module, [ImportCollector(context.imports), recorder])
+        walk_module(module, [ImportCollector(context.imports), recorder])
     except (RecursionError, MemoryError):
         return None
     return recorder.analysis

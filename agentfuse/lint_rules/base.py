@@ -11,28 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import libcst as cst
 from libcst.metadata import CodeRange, PositionProvider
 
-
-@dataclasses.dataclass(frozen=True, order=True)
-class Finding:
-    """One problem in one file: a plain, picklable record.
-
-    ``line``/``end_line`` are 1-based; ``col``/``end_col`` are 1-based and ``end_col`` is
-    exclusive (the SARIF convention), so ``col`` is what flake8 prints.
-    """
-
-    path: str
-    line: int
-    col: int
-    end_line: int
-    end_col: int
-    code: str
-    message: str
+from agentfuse.lint.finding import Finding as Finding  # noqa: F401  (the rules' contract names it here)
+from agentfuse.lint_rules._triggers import required_pattern, trigger_pattern
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,41 +187,15 @@ class Rule(cst.BatchableCSTVisitor):
     @classmethod
     def trigger_pattern(cls) -> re.Pattern[str] | None:
         """One compiled regex over all triggers, or None when the rule runs on every file."""
-        if not cls.triggers:
-            return None
-        return re.compile("|".join(f"(?:{t})" for t in cls.triggers))
+        return trigger_pattern(cls.triggers)
 
     @classmethod
     def required_pattern(cls, options: Mapping[str, Any] | None = None) -> re.Pattern[str] | None:
         """The second trigger group as one regex (with the words ``options`` add), or None."""
-        if not cls.required_triggers:
-            return None
-        words = option_words(options or {}, cls.trigger_word_options)
-        extra = (any_word(words),) if words else ()
-        return re.compile("|".join(f"(?:{t})" for t in (*cls.required_triggers, *extra)))
+        return required_pattern(cls.required_triggers, cls.trigger_word_options, options)
 
     @classmethod
     def matches_triggers(cls, text: str, options: Mapping[str, Any] | None = None) -> bool:
         """True if the pre-filter lets ``text`` through for this rule (both groups match)."""
         patterns = (cls.trigger_pattern(), cls.required_pattern(options))
         return all(pattern is None or pattern.search(text) is not None for pattern in patterns)
-
-
-_IDENTIFIER = re.compile(r"[^\W\d]\w*")
-
-
-def any_word(words: Iterable[str]) -> str:
-    """A trigger matching any of ``words`` as a whole word."""
-    return r"\b(?:" + "|".join(sorted(re.escape(word) for word in set(words))) + r")\b"
-
-
-def option_words(options: Mapping[str, Any], names: Sequence[str]) -> frozenset[str]:
-    """The identifiers in the string (or list of strings) options ``names``."""
-    words: set[str] = set()
-    for name in names:
-        value = options.get(name)
-        entries = [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else []
-        for entry in entries:
-            if isinstance(entry, str):
-                words.update(_IDENTIFIER.findall(entry))
-    return frozenset(words)

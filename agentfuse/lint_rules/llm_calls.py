@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from agentfuse.lint_rules._llm_analysis import LlmAnalysisRule, ModuleAnalysis
+from agentfuse.lint_rules._triggers import LLM_OPTIONS, LLM_REQUEST_TRIGGERS, LLM_TRIGGERS
 from agentfuse.lint_rules import _llm_examples as examples
-from agentfuse.lint_rules._llm_catalogue import DEFAULT_CATALOGUE, LLM_TRIGGERS
-from agentfuse.lint_rules.base import Rule, any_word
+from agentfuse.lint_rules.base import Rule
 
 GUARD_FIX = (
     "wrap it in `with guard.step():`, decorate its function with `@guard`, "
@@ -53,8 +53,8 @@ class UnguardedLlmCall(LlmAnalysisRule):
     code = "AF101"
     message = f"an LLM request is not inside an agentfuse guard; {GUARD_FIX}"
     triggers = LLM_TRIGGERS
-    required_triggers = (any_word(DEFAULT_CATALOGUE.call_names),)
-    trigger_word_options = ("llm-apis", "guard-names")
+    required_triggers = LLM_REQUEST_TRIGGERS
+    trigger_word_options = LLM_OPTIONS
 
     VALID = (
         # guarded by a decorator bound to enforce()

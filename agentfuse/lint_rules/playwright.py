@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 import libcst as cst
 
+from agentfuse.lint_rules._triggers import PLAYWRIGHT_TRIGGERS
 from agentfuse.lint_rules.base import FileContext, Fix, Rule, dotted_name
 
 _MAX_POSITIONAL = {
@@ -202,7 +203,7 @@ class PlaywrightEvaluateArity(Rule):
     message = (
         "evaluate() takes one argument after the expression; pass a list or dict and destructure it in JS"
     )
-    triggers = (r"\.(?:evaluate|wait_for_function|eval_on_selector)",)
+    triggers = PLAYWRIGHT_TRIGGERS
 
     VALID = (
         'from playwright.sync_api import Page\n\ndef total(page: Page, a: int, b: int) -> int:\n'

@@ -17,13 +17,12 @@ from pathlib import Path
 import libcst as cst
 
 from agentfuse.lint_rules._llm_analysis import LlmAnalysisRule, ModuleAnalysis, Scope
-from agentfuse.lint_rules._llm_catalogue import DEFAULT_CATALOGUE, LLM_TRIGGERS
+from agentfuse.lint_rules._triggers import LLM_OPTIONS, POLICY_REQUIRED_TRIGGERS, POLICY_TRIGGERS
 from agentfuse.lint.project_index import project_index
-from agentfuse.lint_rules.base import FileContext, Finding, Rule, any_word, dotted_name
+from agentfuse.lint_rules.base import FileContext, Finding, Rule, dotted_name
 from agentfuse.runtime.errors import PolicyIssue
 
 POLICY_FILE_NAMES = ("policy.yaml", "agentfuse.yaml")
-ENFORCE_TRIGGERS = (r"\benforce\b",)
 FILE_MARKERS = frozenset({"__file__"})
 
 
@@ -277,9 +276,9 @@ class MissingPolicy(LlmAnalysisRule):
 
     code = "AF102"
     message = "this module makes LLM requests with no policy; create one with `agentfuse init`, pass it to `enforce()`"
-    triggers = LLM_TRIGGERS + ENFORCE_TRIGGERS
-    required_triggers = (any_word(DEFAULT_CATALOGUE.call_names), *ENFORCE_TRIGGERS)
-    trigger_word_options = ("llm-apis", "guard-names")
+    triggers = POLICY_TRIGGERS
+    required_triggers = POLICY_REQUIRED_TRIGGERS
+    trigger_word_options = LLM_OPTIONS
 
     VALID = (
         """
@@ -342,9 +341,9 @@ class InvalidPolicy(LlmAnalysisRule):
 
     code = "AF103"
     message = "the policy of this module is invalid or lacks budget, breaker or fail_fast; run `agentfuse check-policy`"
-    triggers = LLM_TRIGGERS + ENFORCE_TRIGGERS
-    required_triggers = (any_word(DEFAULT_CATALOGUE.call_names), *ENFORCE_TRIGGERS)
-    trigger_word_options = ("llm-apis", "guard-names")
+    triggers = POLICY_TRIGGERS
+    required_triggers = POLICY_REQUIRED_TRIGGERS
+    trigger_word_options = LLM_OPTIONS
 
     VALID = (
         """

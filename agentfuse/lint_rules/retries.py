@@ -19,6 +19,7 @@ from typing import Any, ClassVar, TypeVar
 import libcst as cst
 
 from agentfuse.lint_rules._retry_common import BindingsRule, last_segment, walk
+from agentfuse.lint_rules._triggers import BACKOFF_TRIGGERS, RETRY_HELPER_TRIGGERS, TENACITY_TRIGGERS
 from agentfuse.lint_rules.base import FileContext, Fix, Rule, dotted_name
 
 T = TypeVar("T")
@@ -353,7 +354,7 @@ class UnboundedTenacityRetry(_RetryRule):
         "tenacity retry has no stop (or stop_never), so it retries forever; "
         "add stop=stop_after_attempt(5) or stop_after_delay(...)"
     )
-    triggers = (r"tenacity\b",)
+    triggers = TENACITY_TRIGGERS
     candidates = frozenset({"retry", "Retrying", "AsyncRetrying", "TornadoRetrying", "retry_with"})
     VALID = (
         "from tenacity import retry, stop_after_attempt\n"
@@ -547,7 +548,7 @@ class UnboundedBackoff(_RetryRule):
         "backoff retry has neither max_tries nor max_time, so it retries forever; "
         "add max_tries=5 (or max_time=...)"
     )
-    triggers = (r"backoff\b",)
+    triggers = BACKOFF_TRIGGERS
     candidates = frozenset({"on_exception", "on_predicate"})
     VALID = (
         "import backoff\n"
@@ -610,11 +611,7 @@ class UnboundedRetryHelper(_RetryRule):
 
     code = "AF203"
     message = "retry helper has no ceiling, so it can retry forever; give it a maximum number of attempts or a deadline"
-    triggers = (
-        r"(?:from|import)\s+(?:retrying|stamina|retry)\b",
-        r"Retry\b",
-        r"(?:OpenAI|Anthropic\w*|Client|with_options)\s*\((?:[^()]|\([^()]*\))*max_retries",
-    )
+    triggers = RETRY_HELPER_TRIGGERS
     candidates = frozenset(
         {"retry", "Retrying", "retry_call", "retry_context", "RetryingCaller", "AsyncRetryingCaller", "with_options"}
         | _GOOGLE_RETRY_CLASSES

@@ -21,6 +21,7 @@ from agentfuse.lint_rules._retry_common import (
     last_segment,
     walk,
 )
+from agentfuse.lint_rules._triggers import RETRY_LOOP_TRIGGERS
 from agentfuse.lint_rules.base import FileContext, Rule, dotted_name
 
 DEADLINE_CONTEXTS = frozenset(
@@ -72,7 +73,7 @@ class UnboundedRetryLoop(BindingsRule):
         "while True loop retries an LLM call forever on failure, and every attempt is billed; "
         "bound it (for attempt in range(5), a deadline check) and re-raise on the last failure"
     )
-    triggers = (r"while\s+\(?\s*(?:True|1)\s*\)?\s*:",)
+    triggers = RETRY_LOOP_TRIGGERS
     VALID = (
         "attempts = 0\n"
         "while True:\n"

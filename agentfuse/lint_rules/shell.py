@@ -11,6 +11,7 @@ import libcst as cst
 
 from agentfuse.lint_rules._shell_apis import APIS as _APIS
 from agentfuse.lint_rules._shell_apis import GITPYTHON, GITPYTHON_OPTIONS, Api, object_api
+from agentfuse.lint_rules._triggers import SHELL_TRIGGERS
 from agentfuse.lint_rules.base import FileContext, Rule
 
 OPAQUE = "\ue000"
@@ -586,24 +587,7 @@ class DestructiveShellCommand(Rule):
 
     code = "AF401"
     message = f"destructive shell command executed from Python; {_FIX_TEXT}"
-    triggers = (
-        # Each starts with a literal, which keeps the pre-filter scan fast (a leading \b or
-        # an alternation of different first letters makes Python's re many times slower).
-        r"rm(?: -| [\"']|[\"'][,)\]+ ])",
-        r"git(?: |[\"'])",
-        r"--hard[\"']",
-        r"-fdx?[\"']",
-        r"kill(?: -|[\"'],|all)",
-        r"chmod(?: -|[\"'],)",
-        r"of=/dev/",
-        r"mk(?:fs|e2fs)",
-        r"shutdown[ \"']",
-        r"halt[ \"']",
-        r"reboot",
-        r"poweroff",
-        r"kexec",
-        r"\.git\.(?:reset|clean|push)\(",
-    )
+    triggers = SHELL_TRIGGERS
 
     VALID = (
         # The command only appears in a comment, a docstring, a log and a help string.

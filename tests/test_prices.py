@@ -50,6 +50,12 @@ def test_a_policy_price_replaces_the_tier_too(table: PriceTable) -> None:
     assert flat.cost_micros(Usage("gemini-2.5-pro", input_tokens=300_000, output_tokens=0)) == 300_000
 
 
+def test_gpt_35_turbo_instruct_has_its_own_higher_price(table: PriceTable) -> None:
+    # It would otherwise match gpt-3.5-turbo ($0.50 / $1.50) as a dated snapshot of it.
+    assert table.cost_micros(Usage("gpt-3.5-turbo-instruct-0914", 100, 20)) == 100 * 1.5 + 20 * 2
+    assert table.cost_micros(Usage("gpt-3.5-turbo-0125", 100, 20)) == 100 * 0.5 + 20 * 1.5
+
+
 def test_output_limits_come_from_the_table(table: PriceTable) -> None:
     assert table.output_limit("gpt-4o-2024-08-06") == 16384
     assert table.output_limit("claude-sonnet-4-5-20250929") == 64000

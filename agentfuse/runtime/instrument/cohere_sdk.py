@@ -76,8 +76,7 @@ _FORMATS = (CHAT, EMBED)
 def _attempt(call: Call, retries: Any) -> None:
     if retries and call.failure is None:
         handled = sys.exc_info()[1]  # a connection error: the SDK retries from inside its handler
-        if handled is not None:
-            call.failed(handled, answered=False)
+        call.failed(handled if handled is not None else ConnectionError("retried by the SDK"), answered=False)
     call.attempt()
 
 

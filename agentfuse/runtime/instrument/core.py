@@ -12,10 +12,12 @@ itself (gate, send, settle), metered streams, and patches that come off exactly.
 
 So two agents in one process, each in its own thread or task, keep separate books.
 
-**One step per request, charged once.** Each HTTP request to a model endpoint is one step
-(the SDK's own retries are separate requests, so they meet the gate and ``max_retries_total``
-too). A request made while an outer instrumented layer has a step open (LiteLLM over the
-``openai`` SDK) is not gated again: its reported usage is handed to the outer step instead.
+**One step per request, charged once.** Each request to a model endpoint is one step, and
+so is each retry of it the SDK makes (:meth:`Call.attempt`: the failed attempt before settles
+as a failure, so retries meet the gate, the breaker and ``max_retries_total``). A request
+made while an outer instrumented layer has a step open (LiteLLM over the ``openai`` SDK) is
+not gated again: its reported usage is handed to the outer step instead, and its retries are
+the outer step's.
 
 Patching is process-wide because the SDK classes are; the registry below is the one place
 that holds it.
@@ -140,7 +142,7 @@ def open_call() -> Call | None:
 class Call:
     """One request behind the gate: estimate, reserve, (degrade), then settle exactly once."""
 
-    __slots__ = ("guard", "fmt", "step", "input_estimate", "reported", "settled", "attempts", "failure", "__weakref__")
+    __slots__ = ("guard", "fmt", "step", "input_estimate", "reported", "settled", "failure", "__weakref__")
 
     def __init__(self, guard: Guard, fmt: WireFormat, step: Step, input_estimate: int) -> None:
         self.guard = guard
@@ -150,10 +152,8 @@ class Call:
         self.reported: list[Usage] = []
         """Usage handed up by inner layers (a LiteLLM call over the openai SDK)."""
         self.settled = False
-        self.attempts = 0
-        """HTTP attempts the SDK has started for this request (its retries included)."""
         self.failure: tuple[BaseException, bool] | None = None
-        """How the last attempt failed: (the error, whether the provider answered it)."""
+        """How the last HTTP attempt failed, if it did: (the error, whether the provider answered it)."""
 
     @property
     def model(self) -> str | None:
@@ -179,17 +179,17 @@ class Call:
         step.__exit__(None if exc is None else type(exc), exc, None)  # the step's observers see it end
 
     def attempt(self) -> None:
-        """An HTTP attempt of this request starts; from the second on (the SDK retries) it is a step.
+        """An HTTP attempt of this request starts: one after a failed attempt (a retry) is a step of its own.
 
-        The attempt before is settled as the failure it was (nothing billed for an error answer,
+        The failed attempt is settled as the failure it was (nothing billed for an error answer,
         the reservation for one without an answer), which feeds the breaker and
-        ``max_retries_total`` exactly as a failed ``guard.step()``; then this attempt meets the
-        gate with the same estimate, and a refusal raised here leaves no request sent.
+        ``max_retries_total`` exactly as a failed ``guard.step()``; then the retry meets the gate
+        with the same estimate, and a refusal raised here leaves it unsent. An attempt after a
+        successful one (a further request of the same call) stays in this step.
         """
-        self.attempts += 1
-        if self.attempts == 1:
+        if self.failure is None:
             return
-        exc, answered = self.failure or (SDKRetry("the SDK retried the request"), False)
+        exc, answered = self.failure
         self.failure = None
         sent = self.step
         self.settle(None, exc, free=answered)
@@ -203,10 +203,6 @@ class Call:
     def failed(self, exc: BaseException, *, answered: bool) -> None:
         """The current attempt failed with ``exc`` (``answered``: the provider sent an error answer)."""
         self.failure = (exc, answered)
-
-
-class SDKRetry(Exception):
-    """An SDK retried a request for a reason its instrumentation did not see (settled as a failure)."""
 
 
 def begin(guard: Guard, fmt: WireFormat, body: Mapping[str, Any], *, estimate_floor: int = 0) -> Call:

@@ -53,6 +53,8 @@ class Gated:
         """The request raised before an answer (connection, timeout, cancellation)."""
         if self.call is not None:
             self.call.settle(None, exc)
+        elif self.outer is not None:
+            self.outer.failed(exc, answered=False)  # settled if the SDK retries it, else by the outer layer
 
 
 def gate(key: Any, fmt: WireFormat, body: Mapping[str, Any] | None) -> Gated | None:
@@ -61,6 +63,8 @@ def gate(key: Any, fmt: WireFormat, body: Mapping[str, Any] | None) -> Gated | N
     Raises the refusal; ``Gated.body`` is the body to send when it changed.
     """
     outer = open_call()
+    if outer is not None:
+        outer.attempt()  # a retry by the SDK underneath is a step of the outer layer's call
     guard = REGISTRY.resolve(key) if outer is None else None
     if body is None or (outer is None and guard is None):
         return Gated(None, outer, fmt, None, False, 0.0) if outer is not None else None
@@ -92,13 +96,14 @@ def _is_events(response: Any) -> bool:
 
 
 def _on_error(gated: Gated, response: Any, status_error: StatusError) -> None:
-    if gated.call is None:
-        return
     try:
         exc = status_error(response)
     except Exception as build_error:  # the SDK's own mapping failed: still a failure
         exc = build_error
-    gated.call.settle(None, exc, free=True)
+    if gated.call is not None:
+        gated.call.settle(None, exc, free=True)
+    elif gated.outer is not None:
+        gated.outer.failed(exc, answered=True)
 
 
 def _meter(gated: Gated, response: Any, *, is_async: bool) -> None:

@@ -7,9 +7,11 @@ gated again; its reported usage is handed up to this step instead (one step, cha
 The price: the usage's, from the policy or the table; a model neither knows is priced with
 LiteLLM's own ``response_cost``. Functions are patched on the ``litellm`` module, so code that
 did ``from litellm import completion`` before ``guard.instrument()`` keeps the unpatched
-function: call ``guard.instrument()`` first, or call ``litellm.completion``. Requests LiteLLM
-sends through the ``openai`` SDK (OpenAI, Azure and OpenAI-compatible models, also from its
-``Router``) are gated by the ``openai`` instrumentation even without this layer.
+function: call ``guard.instrument()`` first, or call ``litellm.completion``. A ``Router`` looks
+these functions up on the module at call time, so each of its attempts (retries and fallbacks
+included) is a step here. Requests LiteLLM sends through the ``openai`` SDK (OpenAI, Azure and
+OpenAI-compatible models) are gated by the ``openai`` instrumentation even without this layer;
+under it, the openai SDK's own retries (``max_retries``) are steps of this layer's call.
 """
 
 from __future__ import annotations

@@ -351,9 +351,9 @@ def own_call(formats: Container[WireFormat]) -> Call | None:
 def attempts(formats: Container[WireFormat], answered: Callable[[BaseException], bool]) -> Maker:
     """The maker for an SDK function that makes one HTTP attempt per call (its retry loop calls it again).
 
-    Each call is an attempt of the SDK's open request (:meth:`Call.attempt`: a retry is a step
-    of its own); an exception it raises is the attempt's failure, ``answered`` when it carries
-    the provider's error answer.
+    Each call is an attempt of the SDK's open request (:meth:`Call.attempt`: one after a failed
+    attempt is a step of its own); an exception it raises is the attempt's failure, ``answered``
+    when it carries the provider's error answer.
     """
 
     def make(original: Callable[..., Any]) -> Callable[..., Any]:

@@ -10,7 +10,9 @@ the crew's run. After each task, ``--stop-file`` touches the policy's STOP file 
 runs ``agentfuse halt`` (a real operator command, in its own process) once the stand-in has
 seen ``--at`` requests. ``--async-tasks`` runs the researcher's tasks with ``async_execution``
 (in threads of their own). ``--kickoff plain`` calls ``crew.kickoff()`` itself, ``--kickoff async``
-awaits ``fuse.akickoff(crew)`` (default: ``fuse.kickoff(crew)``). ``--custom-llm`` gives the
+awaits ``fuse.akickoff(crew)`` (default: ``fuse.kickoff(crew)``). ``--tool`` gives ``planner`` a
+tool that calls a model itself (a stand-in with ``tool_turns`` has it called after every answer).
+``--custom-llm`` gives the
 agents a CrewAI ``BaseLLM`` of its own that posts to the stand-in with urllib (no SDK agentfuse
 instruments), so the fuse's hooks gate it.
 
@@ -34,8 +36,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import openai
 from crewai import LLM, Agent, Crew, Process, Task
-from crewai.hooks import get_after_llm_call_hooks, get_before_llm_call_hooks
+from crewai.tools import tool
+from crewai.hooks import (
+    get_after_llm_call_hooks, get_after_tool_call_hooks, get_before_llm_call_hooks, get_before_tool_call_hooks,
+)
 from crewai.llms.base_llm import BaseLLM
 
 import agentfuse
@@ -69,6 +75,20 @@ class UrllibLLM(BaseLLM):
         return self.call(*args, **kwargs)
 
 
+def summarise_tool(base_url: str) -> Any:
+    """A CrewAI tool that asks a model of its own (the openai SDK, instrumented) for a summary."""
+    client = openai.OpenAI(base_url=base_url, api_key="none", max_retries=0)
+
+    @tool("summarise")
+    def summarise() -> str:
+        """Summarise the notes so far."""
+        answer = client.chat.completions.create(model="gpt-4o", max_tokens=20,
+                                                messages=[{"role": "user", "content": "Summarise."}])
+        return answer.choices[0].message.content or ""
+
+    return summarise
+
+
 def hung() -> None:
     """A kickoff that never returns (a refusal lost in a thread) ends the runner with an outcome that says so."""
     print(OUTCOME, json.dumps({"error": f"crew.kickoff() still running after {HUNG_AFTER_S} s"}), flush=True)
@@ -87,6 +107,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--custom-llm", action="store_true")
     parser.add_argument("--async-tasks", action="store_true")
     parser.add_argument("--kickoff", choices=("fuse", "plain", "async"), default="fuse")
+    parser.add_argument("--tool", action="store_true")
     parser.add_argument("--stop-file")
     parser.add_argument("--halt", action="store_true")
     parser.add_argument("--at", type=int, default=0)
@@ -111,7 +132,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         llm: Any = UrllibLLM(model="gpt-4o", base_url=args.base_url)
     else:  # CrewAI's native OpenAI provider: the openai SDK, instrumented underneath
         llm = LLM(model="gpt-4o", base_url=args.base_url, api_key="none", max_tokens=20)
-    planner = Agent(role="planner", goal="Plan the report.", backstory="A planner.", llm=llm)
+    planner = Agent(role="planner", goal="Plan the report.", backstory="A planner.", llm=llm,
+                    tools=[summarise_tool(args.base_url)] if args.tool else [])
     researcher = Agent(role="researcher", goal="Find the facts.", backstory="A researcher.", llm=llm)
     tasks = [Task(description=f"Part {n} of the report.", expected_output="A paragraph.",
                   agent=planner if n % 2 == 0 else researcher,
@@ -138,7 +160,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         guard.uninstrument()
         guard.close()
     outcome["instrumented_after_close"] = instrument.instrumented_providers()
-    outcome["hooks_after_close"] = len(get_before_llm_call_hooks()) + len(get_after_llm_call_hooks())
+    hooks = (get_before_llm_call_hooks, get_after_llm_call_hooks, get_before_tool_call_hooks, get_after_tool_call_hooks)
+    outcome["hooks_after_close"] = sum(len(registered()) for registered in hooks)
     return outcome
 
 

@@ -257,6 +257,23 @@ def test_a_plain_or_async_kickoff_has_the_same_child_runs(crew: Crew, kickoff: s
         assert outcome["charged_after"] == parent
 
 
+def test_a_tool_that_calls_a_model_is_charged_to_its_agent_and_stops_at_the_first_refusal(
+    runner: Runner, tmp_path: Path
+) -> None:
+    with StandIn(tool_turns=10**6) as provider:  # every answer calls planner's tool: the task never ends
+        crew = Crew(runner, tmp_path, provider)
+        crew.write_policy({"run_usd": 10, "max_steps": 3})
+        outcome = crew.run("--tool")
+        # planner, its tool's own request, planner; the tool's second request is the planner run's fourth step
+        assert outcome["refusal"] == "StepLimitExceeded"
+        assert outcome["run_id"] == f"{outcome['crew_run']}/planner"
+        assert provider.requests == 3
+    assert len(crew.events("refused")) == 1  # neither handed back to the model as a tool error nor retried
+    allowed = crew.events("allowed")
+    assert [line["run"] for line in allowed] == [f"{outcome['crew_run']}/planner"] * 3  # the tool's agent's run
+    assert [line["action"] for line in allowed] == ["planner", "summarise", "planner"]
+
+
 def test_the_example_crew_runs_until_its_researcher_is_refused(crewai_python: Path, tmp_path: Path) -> None:
     copy = shutil.copytree(EXAMPLE, tmp_path / "crewai")  # its store and events stay out of the repo
     done = subprocess.run(

@@ -40,10 +40,11 @@ def operator_halt_at(fuses: Fuses, guard: Guard, requests: int) -> Callable[[int
     return operator
 
 
-def status_runs(fuses: Fuses) -> dict[str, dict[str, Any]]:
-    """The active runs ``agentfuse status --json`` shows, by run id."""
+def status_runs(fuses: Fuses | str) -> dict[str, dict[str, Any]]:
+    """The active runs ``agentfuse status --json`` shows (for the fuses' store, or a store URL), by run id."""
+    url = fuses if isinstance(fuses, str) else fuses.url
     out = subprocess.run(
-        [sys.executable, "-m", "agentfuse", "status", "--json", "--store", fuses.url],
+        [sys.executable, "-m", "agentfuse", "status", "--json", "--store", url],
         check=True, capture_output=True, text=True,
     ).stdout
     return {run["run_id"]: run for agent in json.loads(out)["agents"] for run in agent["active_runs"]}

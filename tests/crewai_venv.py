@@ -17,6 +17,8 @@ CrewAI's ~250 dependencies), or through pip when uv cannot be had.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -49,56 +51,66 @@ def cache_root() -> Path:
     return Path(os.environ.get("AGENTFUSE_TEST_CACHE") or Path.home() / ".cache" / "agentfuse-test")
 
 
-def _key() -> str:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    what = {
-        "requirements": list(CREWAI_REQUIREMENTS),
-        "dependencies": project.get("dependencies", []),
-        "extra": project.get("optional-dependencies", {}).get("crewai", []),
-        "repo": str(REPO),
-        "python": list(sys.version_info[:3]),
-        "base": sys.base_prefix,
-    }
-    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+@dataclasses.dataclass(frozen=True)
+class CachedVenv:
+    """A venv named ``name`` holding ``requirements`` and agentfuse (editable, with ``extra``)."""
+
+    name: str
+    requirements: tuple[str, ...]
+    extra: str | None = None
+
+    @property
+    def folder(self) -> Path:
+        return cache_root() / f"{self.name}-{self._key()}"
+
+    def _key(self) -> str:
+        project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+        what = {
+            "requirements": list(self.requirements),
+            "dependencies": project.get("dependencies", []),
+            "extra": project.get("optional-dependencies", {}).get(self.extra, []) if self.extra else None,
+            "repo": str(REPO),
+            "python": list(sys.version_info[:3]),
+            "base": sys.base_prefix,
+        }
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+    def python(self) -> Path:
+        """Its Python, the venv built first if there is none; raises :class:`VenvBuildError`."""
+        venv = self.folder
+        if (venv / MARKER).is_file():
+            return venv / "bin" / "python"
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        with open(venv.parent / f"{venv.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be building it: wait for it
+            if not (venv / MARKER).is_file():
+                self._build(venv)
+        return venv / "bin" / "python"
+
+    def _build(self, venv: Path) -> None:
+        if venv.exists():
+            shutil.rmtree(venv)  # a build that did not finish
+        started = time.monotonic()
+        _run([sys.executable, "-m", "venv", str(venv)])
+        python = str(venv / "bin" / "python")
+        packages = [*self.requirements, "-e", f"{REPO}[{self.extra}]" if self.extra else str(REPO)]
+        try:
+            _run([python, "-m", "pip", "install", "--quiet", "uv"])
+            _run([python, "-m", "uv", "pip", "install", "--quiet", "--python", python, *packages])
+        except VenvBuildError:
+            _run([python, "-m", "pip", "install", "--quiet", *packages])
+        marker = {"requirements": list(self.requirements), "build_s": round(time.monotonic() - started, 1)}
+        partial = venv / f"{MARKER}.partial"
+        partial.write_text(json.dumps(marker))
+        partial.replace(venv / MARKER)
 
 
-def venv_dir() -> Path:
-    return cache_root() / f"crewai-{_key()}"
-
-
-def _python(venv: Path) -> Path:
-    return venv / "bin" / "python"
+CREWAI = CachedVenv("crewai", CREWAI_REQUIREMENTS, extra="crewai")
 
 
 def crewai_python() -> Path:
     """The Python of the CrewAI venv, built first if there is none; raises :class:`VenvBuildError`."""
-    venv = venv_dir()
-    if (venv / MARKER).is_file():
-        return _python(venv)
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    with open(venv.parent / f"{venv.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another test run may be building it: wait for it
-        if not (venv / MARKER).is_file():
-            _build(venv)
-    return _python(venv)
-
-
-def _build(venv: Path) -> None:
-    if venv.exists():
-        shutil.rmtree(venv)  # a build that did not finish
-    started = time.monotonic()
-    _run([sys.executable, "-m", "venv", str(venv)])
-    python = str(_python(venv))
-    packages = [*CREWAI_REQUIREMENTS, "-e", f"{REPO}[crewai]"]
-    try:
-        _run([python, "-m", "pip", "install", "--quiet", "uv"])
-        _run([python, "-m", "uv", "pip", "install", "--quiet", "--python", python, *packages])
-    except VenvBuildError:
-        _run([python, "-m", "pip", "install", "--quiet", *packages])
-    marker = {"requirements": list(CREWAI_REQUIREMENTS), "build_s": round(time.monotonic() - started, 1)}
-    partial = venv / f"{MARKER}.partial"
-    partial.write_text(json.dumps(marker))
-    partial.replace(venv / MARKER)
+    return CREWAI.python()
 
 
 def _run(command: list[str]) -> None:
@@ -122,10 +134,21 @@ def crewai_python_fixture() -> Path:
     try:
         return crewai_python()
     except VenvBuildError as exc:
-        pytest.fail(f"could not build the CrewAI test venv in {venv_dir()}: {exc}", pytrace=False)
+        pytest.fail(f"could not build the CrewAI test venv in {CREWAI.folder}: {exc}", pytrace=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build (or find) the CrewAI venv, or ``--name``'s with ``--requirement``s; print its Python and the time."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--name")
+    parser.add_argument("--requirement", action="append", default=[])
+    args = parser.parse_args(argv)
+    venv = CachedVenv(args.name, tuple(args.requirement)) if args.name else CREWAI
+    began = time.monotonic()
+    print(venv.python())
+    print(f"{time.monotonic() - began:.1f} s; build record: {(venv.folder / MARKER).read_text()}")
+    return 0
 
 
 if __name__ == "__main__":
-    began = time.monotonic()
-    print(crewai_python())
-    print(f"{time.monotonic() - began:.1f} s; build record: {(venv_dir() / MARKER).read_text()}")
+    raise SystemExit(main())

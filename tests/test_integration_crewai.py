@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -295,3 +297,24 @@ def test_the_example_crew_lints_clean() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_killed_venv_build_is_never_used_and_is_built_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTFUSE_TEST_CACHE", str(tmp_path))
+    venv = crewai_venv.CachedVenv("probe", ("six",))  # the CrewAI venv's machinery, with a small requirement
+    build = subprocess.Popen(
+        [sys.executable, str(Path(crewai_venv.__file__)), "--name", "probe", "--requirement", "six"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (venv.folder / "pyvenv.cfg").exists() and build.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(build.pid, signal.SIGKILL)  # the build and the installer under it, mid-install
+    build.wait()
+    assert (venv.folder / "pyvenv.cfg").exists()
+    assert not (venv.folder / crewai_venv.MARKER).exists()
+
+    python = venv.python()  # the half venv is removed and built again
+    assert (venv.folder / crewai_venv.MARKER).is_file()
+    done = subprocess.run([str(python), "-c", "import agentfuse, six"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr

@@ -12,7 +12,8 @@ last: a build that was killed half-way is removed and started again. Packages co
 through ``uv`` (installed by pip into the new venv first; about 8x faster than pip resolving
 CrewAI's ~250 dependencies), or through pip when uv cannot be had.
 
-``python tests/crewai_venv.py`` builds it (or finds it) and prints its Python and the time taken.
+``python tests/crewai_venv.py`` builds it (or finds it) and prints its Python and the time taken
+(``--name probe --requirement six``: a small venv built the same way).
 """
 
 from __future__ import annotations

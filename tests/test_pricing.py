@@ -86,7 +86,7 @@ def litellm_model_response(model: str, prompt: int, completion: int, cost: float
 
 @pytest.fixture(scope="module")
 def table() -> PriceTable:
-    return PriceTable.default()
+    return PriceTable.shipped()
 
 
 def test_openai_chat_completion_usage_counts_cached_tokens_inside_the_prompt() -> None:

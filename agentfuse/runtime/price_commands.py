@@ -19,7 +19,8 @@ def register(subparsers: Any) -> None:
         "prices",
         help="show what a model costs (USD per 1M tokens) and where the price comes from",
         description="Show the price agentfuse charges for a model: the policy's `pricing:` entry"
-        " (with --policy), else the table shipped with agentfuse (see its date).",
+        " (with --policy), else the table shipped with agentfuse (see its date), else genai-prices"
+        " when it is installed (pip install 'agentfuse[prices]').",
     )
     parser.add_argument("model", nargs="?", metavar="MODEL", help="a model id as the SDK sends it (default: all)")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -40,19 +41,28 @@ def _price_fields(price: ModelPrice) -> dict[str, str | None]:
 
 
 def _row(table: PriceTable, model: str) -> dict[str, Any] | None:
-    key = table.key(model)
+    source = table.source(model)
     price = table.price(model)
-    if key is None or price is None:
+    if source is None or price is None:
         return None
+    found = table.library_price(model)
     tier = table.tier(model)
     return {
         "model": model,
-        "matched": key,
-        "source": "policy" if table.is_override(key) else "table",
+        "matched": table.key(model) if found is None else f"{found.provider}:{found.model}",
+        "source": source,
         **_price_fields(price),
         "max_output": table.output_limit(model),
         "long_context": None if tier is None else {"above": tier.above, **_price_fields(tier.price)},
     }
+
+
+def _library(table: PriceTable) -> dict[str, Any] | None:
+    if table.library is None:
+        return None
+    from agentfuse.runtime.price_library import NAME
+
+    return {"name": NAME, "version": table.library.version}
 
 
 def show_prices(args: argparse.Namespace) -> int:
@@ -66,18 +76,22 @@ def show_prices(args: argparse.Namespace) -> int:
             return 2
     models = [args.model] if args.model else table.models()
     rows = [row for row in (_row(table, model) for model in models) if row is not None]
+    library = _library(table)
     if args.model and not rows:
+        hint = "" if library else "; or install a maintained price list: pip install 'agentfuse[prices]'"
         print(
             f"agentfuse prices: no price for {args.model!r}; add it to the policy under"
-            f" `pricing:` (e.g. `pricing: {{{args.model}: {{input: 1.00, output: 2.00}}}}`, USD per 1M tokens)",
+            f" `pricing:` (e.g. `pricing: {{{args.model}: {{input: 1.00, output: 2.00}}}}`, USD per 1M tokens)"
+            f"{hint}",
             file=sys.stderr,
         )
         return 1
     if args.json:
-        document = {"as_of": table.as_of, "unit": "USD per 1M tokens", "models": rows}
+        document = {"as_of": table.as_of, "unit": "USD per 1M tokens", "library": library, "models": rows}
         print(json.dumps(document, indent=2, allow_nan=False))
         return 0
-    print(f"USD per 1M tokens; shipped table as of {table.as_of}")
+    also = f"; then {library['name']} {library['version']} for models not in it" if library else ""
+    print(f"USD per 1M tokens; shipped table as of {table.as_of}{also}")
     header = f"{'model':<28} {'input':>8} {'output':>8} {'cached':>8} {'max out':>8}  source"
     print(header)
     for row in rows:

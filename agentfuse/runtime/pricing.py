@@ -10,8 +10,12 @@ cache-read price and at the cache-write price (1.25x input for Anthropic's 5-min
 2x for its 1-hour cache: ``cache_write_1h_input_tokens`` is the 1-hour part of the writes).
 
 Which price a cost uses: the policy's ``pricing:`` entry for the model, else the shipped table
-(with its higher tier for long prompts, Gemini Pro above 200k tokens), else a cost the client
-library computed itself (LiteLLM's ``response_cost``); else the cost is unknown (None).
+(with its higher tier for long prompts, Gemini Pro above 200k tokens), else the optional price
+library when it is installed (``agentfuse[prices]``, see :mod:`agentfuse.runtime.price_library`),
+else a cost the client library computed itself (LiteLLM's ``response_cost``); else the cost is
+unknown (None). The library comes after the policy and the table, so it only prices models they
+do not know: it never lowers a policy's price, and installing or upgrading it never changes what
+an already-priced model costs.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import re
 from collections.abc import Iterable, Mapping
 from decimal import ROUND_CEILING, Decimal
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentfuse.runtime.policy import (
     MAX_AMOUNT_USD,
@@ -33,6 +37,9 @@ from agentfuse.runtime.policy import (
     checked_usd,
     to_micros,
 )
+
+if TYPE_CHECKING:
+    from agentfuse.runtime.price_library import LibraryPrice, PriceLibrary
 
 CACHE_WRITE_MULTIPLIER = Decimal("1.25")
 """Cache writes (Anthropic ``cache_creation_input_tokens``, 5-minute cache) cost 1.25x the input price."""
@@ -215,16 +222,18 @@ def _extract(response: Any) -> Usage | None:
     return None
 
 
-def _name_candidates(model: str) -> list[str]:
+def name_candidates(model: str, *, keep_original: bool = False) -> list[str]:
     """Spellings of ``model`` to look up: provider prefixes and cloud vendor prefixes removed.
 
     ``openai/gpt-4o``, ``bedrock/us.anthropic.claude-3-5-sonnet-20241022-v2:0`` and
     ``models/gemini-1.5-pro`` all reduce to the bare model id; OpenRouter's
-    ``claude-3.5-sonnet`` is also tried as ``claude-3-5-sonnet``.
+    ``claude-3.5-sonnet`` is also tried as ``claude-3-5-sonnet``. ``keep_original`` tries the
+    whole name (lower-cased) first.
     """
-    name = model.strip().lower().rsplit("/", 1)[-1]
-    name = _CLOUD_VENDOR_PREFIX.sub("", name)
-    candidates = [name]
+    whole = model.strip().lower()
+    name = _CLOUD_VENDOR_PREFIX.sub("", whole.rsplit("/", 1)[-1])
+    candidates = [whole] if keep_original and whole != name else []
+    candidates.append(name)
     if name.startswith("claude") and "." in name:
         candidates.append(_DOTTED_VERSION.sub("-", name))
     return candidates
@@ -233,6 +242,37 @@ def _name_candidates(model: str) -> list[str]:
 def _matches(name: str, key: str) -> bool:
     """``key`` is ``name`` or a prefix of it ending at a snapshot boundary (``-``, ``:``, ``@``)."""
     return name == key or (name.startswith(key) and name[len(key)] in _SNAPSHOT_BOUNDARY)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rates:
+    """What one token of each kind costs a call, USD per 1M tokens (prices with their multipliers applied)."""
+
+    input: Decimal
+    output: Decimal
+    cached_input: Decimal
+    cache_write: Decimal
+    cache_write_1h: Decimal
+
+    @classmethod
+    def of(cls, price: ModelPrice) -> Rates:
+        """A table or policy price: cache reads at ``cached_input`` (else input), writes 1.25x / 2x input."""
+        return cls(
+            input=price.input,
+            output=price.output,
+            cached_input=price.input if price.cached_input is None else price.cached_input,
+            cache_write=price.input * CACHE_WRITE_MULTIPLIER,
+            cache_write_1h=price.input * CACHE_WRITE_1H_MULTIPLIER,
+        )
+
+    def checked(self) -> Rates:
+        """These rates, if each is a price from 0 to ``MAX_AMOUNT_USD`` (else ``ValueError``)."""
+        for field in dataclasses.fields(self):
+            checked_usd(getattr(self, field.name), field.name)
+        return self
+
+    def model_price(self) -> ModelPrice:
+        return ModelPrice(input=self.input, output=self.output, cached_input=self.cached_input)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,8 +310,12 @@ class PriceTable:
         as_of: str | None = None,
         tiers: Mapping[str, LongContextTier] | None = None,
         output_limits: Mapping[str, int] | None = None,
+        library: PriceLibrary | None = None,
     ) -> None:
         self._prices = {key.strip().lower(): price for key, price in prices.items()}
+        self._rates: dict[str, tuple[Rates, LongContextTier | None, Rates | None]] = {}
+        self.library = library
+        """The optional price library, for models neither the policy nor the table knows."""
         self._tiers = {key.strip().lower(): tier for key, tier in (tiers or {}).items()}
         self._limits = {key.strip().lower(): limit for key, limit in (output_limits or {}).items()}
         self._keys_longest_first = sorted(self._prices, key=len, reverse=True)
@@ -298,10 +342,19 @@ class PriceTable:
         return cls(prices, as_of=data.get("as_of"), tiers=tiers, output_limits=limits)
 
     @classmethod
-    def default(cls) -> PriceTable:
+    def shipped(cls) -> PriceTable:
         """The table shipped with agentfuse (``runtime/data/prices.json``; see its ``as_of``)."""
         text = resources.files("agentfuse.runtime").joinpath("data/prices.json").read_text("utf-8")
         return cls.from_json(text)
+
+    @classmethod
+    def default(cls) -> PriceTable:
+        """The shipped table, backed by the price library when it is installed."""
+        from agentfuse.runtime.price_library import PriceLibrary
+
+        table = cls.shipped()
+        table.library = PriceLibrary.installed()
+        return table
 
     def with_overrides(self, pairs: Iterable[tuple[str, ModelPrice]]) -> PriceTable:
         """A new table where the policy's ``pricing:`` entries replace or add models."""
@@ -316,13 +369,14 @@ class PriceTable:
             as_of=self.as_of,
             tiers={key: tier for key, tier in self._tiers.items() if key not in overrides},
             output_limits=self._limits,
+            library=self.library,
         )
 
     def _key_for(self, model: str) -> str | None:
         if model not in self._lookups:
             found = [
                 key
-                for name in _name_candidates(model)
+                for name in name_candidates(model)
                 for key in self._keys_longest_first
                 if _matches(name, key)
             ]
@@ -330,9 +384,29 @@ class PriceTable:
         return self._lookups[model]
 
     def price(self, model: str | None) -> ModelPrice | None:
-        """The price of ``model`` (longest matching id wins), or None for an unknown model."""
+        """The price of ``model`` (longest matching id wins; else the library's), or None when unknown."""
         key = self._key_for(model) if model else None
-        return None if key is None else self._prices[key]
+        if key is not None:
+            return self._prices[key]
+        found = self.library_price(model)
+        return None if found is None else found.base.model_price()
+
+    def library_price(self, model: str | None) -> LibraryPrice | None:
+        """The price library's price of ``model`` when neither the policy nor the table knows it."""
+        if self.library is None or not model or self._key_for(model) is not None:
+            return None
+        return self.library.price(model)
+
+    def source(self, model: str | None) -> str | None:
+        """Where ``model``'s price comes from: ``policy``, ``table``, ``genai-prices``, or None."""
+        key = self.key(model)
+        if key is not None:
+            return "policy" if key in self._overridden else "table"
+        if self.library_price(model) is not None:
+            from agentfuse.runtime.price_library import NAME
+
+            return NAME
+        return None
 
     def models(self) -> list[str]:
         """Every model id in the table, sorted."""
@@ -347,9 +421,33 @@ class PriceTable:
         return key in self._overridden
 
     def tier(self, model: str | None) -> LongContextTier | None:
-        """The long-prompt tier of ``model``'s shipped price, if it has one."""
+        """The (first) long-prompt tier of ``model``'s price, if it has one."""
         key = self.key(model)
-        return None if key is None else self._tiers.get(key)
+        if key is not None:
+            return self._tiers.get(key)
+        found = self.library_price(model)
+        if found is None or len(found.tiers) < 2:
+            return None
+        above, rates = found.tiers[1]
+        return LongContextTier(above, rates.model_price())
+
+    def _rates_for(self, model: str | None, input_tokens: int) -> Rates | None:
+        """The rates a call of ``model`` with an ``input_tokens`` prompt pays, or None when unknown."""
+        key = self._key_for(model) if model else None
+        if key is None:
+            found = self.library_price(model)
+            return None if found is None else found.rates(input_tokens)
+        cached = self._rates.get(key)
+        if cached is None:
+            tier = self._tiers.get(key)
+            cached = self._rates[key] = (
+                Rates.of(self._prices[key]), tier, None if tier is None else Rates.of(tier.price)
+            )
+        rates, tier, tier_rates = cached
+        if tier is not None and input_tokens > tier.above:
+            assert tier_rates is not None
+            return tier_rates
+        return rates
 
     def output_limit(self, model: str | None) -> int | None:
         """The most output tokens ``model`` can produce in one call (the table's ``max_output``)."""
@@ -360,19 +458,16 @@ class PriceTable:
         """Exact cost of ``usage`` in micro-dollars (rounded up), or None when unknown.
 
         A price from the policy's ``pricing:`` wins, then the shipped table (its long-prompt
-        tier when the prompt is longer), then a cost the client reported (LiteLLM). Usage with
-        a :func:`usage_problem` raises ``ValueError``: it has no trustworthy cost.
+        tier when the prompt is longer), then the price library, then a cost the client
+        reported (LiteLLM). Usage with a :func:`usage_problem` raises ``ValueError``: it has no
+        trustworthy cost.
         """
         problem = usage_problem(usage)
         if problem is not None:
             raise ValueError(f"usage cannot be priced: {problem}")
-        key = self._key_for(usage.model) if usage.model else None
-        if key is not None:
-            price = self._prices[key]
-            tier = self._tiers.get(key)
-            if tier is not None and usage.input_tokens > tier.above:
-                price = tier.price
-            return _micros(price, usage)
+        rates = self._rates_for(usage.model, usage.input_tokens)
+        if rates is not None:
+            return _micros(rates, usage)
         if usage.reported_cost_usd is not None:
             return to_micros(usage.reported_cost_usd)
         return None
@@ -385,32 +480,30 @@ class PriceTable:
         """
         input_tokens = checked_count(input_tokens, "input_tokens")
         max_tokens = None if max_tokens is None else checked_count(max_tokens, "max_tokens")
-        price = self.price(model)
-        if price is None or max_tokens is None:
+        if max_tokens is None:
             return None
-        tier = self.tier(model)
-        if tier is not None and input_tokens > tier.above:
-            price = tier.price
-        return _ceil(input_tokens * price.input + max_tokens * price.output)
+        rates = self._rates_for(model, input_tokens)
+        if rates is None:
+            return None
+        return _ceil(input_tokens * rates.input + max_tokens * rates.output)
 
 
 def _ceil(micros: Decimal) -> int:
     return int(micros.to_integral_value(rounding=ROUND_CEILING))
 
 
-def _micros(price: ModelPrice, usage: Usage) -> int:
+def _micros(rates: Rates, usage: Usage) -> int:
     """tokens x (USD per 1M tokens) is already micro-dollars."""
     cached = min(usage.cached_input_tokens, usage.input_tokens)
     written = min(usage.cache_write_input_tokens, usage.input_tokens - cached)
     written_1h = min(usage.cache_write_1h_input_tokens, written)
     uncached = usage.input_tokens - cached - written
-    cached_price = price.input if price.cached_input is None else price.cached_input
     total = (
-        uncached * price.input
-        + cached * cached_price
-        + (written - written_1h) * price.input * CACHE_WRITE_MULTIPLIER
-        + written_1h * price.input * CACHE_WRITE_1H_MULTIPLIER
-        + usage.output_tokens * price.output
+        uncached * rates.input
+        + cached * rates.cached_input
+        + (written - written_1h) * rates.cache_write
+        + written_1h * rates.cache_write_1h
+        + usage.output_tokens * rates.output
     )
     return _ceil(total)
 

@@ -102,6 +102,7 @@ LLM_LOOP_CASES = {
     "google-genai-model",
     "legacy-openai-module-call",
     "chained-client-construction",
+    "failure-selector-leaves-rate-limits-unbounded",
 }
 
 

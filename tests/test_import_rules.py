@@ -1,0 +1,120 @@
+"""The import rules of docs/architecture.md, read from every module's import statements.
+
+The runtime is what an agent process imports: it must not pull in the linter, the framework
+adapters, the CLI or the operator commands. The linter reads the runtime only for the policy
+loader (one source of truth for policy errors). The flake8 plugin does not import the CLI.
+Imports inside functions count too: a lazy import is still an import the rule forbids.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "agentfuse"
+
+OPERATOR_MODULES = frozenset(
+    {
+        "agentfuse.runtime.operator_commands",
+        "agentfuse.runtime.metrics_command",
+        "agentfuse.runtime.policy_commands",
+        "agentfuse.runtime.price_commands",
+        "agentfuse.runtime.store_commands",
+        "agentfuse.runtime.status",
+        "agentfuse.runtime.report",
+    }
+)
+"""The operator tools that still live under runtime/: run by the CLI, never by an agent."""
+
+LINTER_MAY_IMPORT = frozenset({"agentfuse.runtime.policy", "agentfuse.runtime.errors"})
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(path: Path) -> set[str]:
+    """Every agentfuse module the file imports, at any depth, absolute or relative."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return {m for m in found if m == "agentfuse" or m.startswith("agentfuse.")}
+
+
+MODULES = {module_name(p): imported(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def violations(sources: list[str], forbidden: list[str], allowed: frozenset[str] = frozenset()) -> list[str]:
+    return sorted(
+        f"{source} imports {target}"
+        for source in sources
+        for target in MODULES[source]
+        if not any(within(target, a) for a in allowed) and any(within(target, f) for f in forbidden)
+    )
+
+
+def test_the_scan_sees_the_package() -> None:
+    assert "agentfuse.runtime.guard" in MODULES
+    assert "agentfuse.runtime.policy" in MODULES["agentfuse.runtime.guard"]
+    assert "agentfuse.lint_rules" in MODULES["agentfuse.lint.checker"]
+
+
+def test_module_names() -> None:
+    assert module_name(PACKAGE / "runtime" / "stores" / "sqlite.py") == "agentfuse.runtime.stores.sqlite"
+    assert module_name(PACKAGE / "lint" / "__init__.py") == "agentfuse.lint"
+
+
+def test_the_runtime_imports_no_linter_adapter_or_cli() -> None:
+    runtime = [m for m in MODULES if within(m, "agentfuse.runtime")]
+    forbidden = ["agentfuse.lint", "agentfuse.lint_rules", "agentfuse.integrations", "agentfuse.cli",
+                 "agentfuse.flake8_plugin"]
+    agent_side = [m for m in runtime if m not in OPERATOR_MODULES]
+    assert violations(agent_side, forbidden + ["agentfuse.cli_args"]) == []
+    assert violations(sorted(OPERATOR_MODULES), forbidden) == []
+
+
+def test_what_an_agent_imports_never_reaches_the_operator_commands() -> None:
+    agent_side = [m for m in MODULES if within(m, "agentfuse.runtime") and m not in OPERATOR_MODULES]
+    assert violations(agent_side, sorted(OPERATOR_MODULES)) == []
+
+
+@pytest.mark.parametrize("package", ["agentfuse.lint", "agentfuse.lint_rules"])
+def test_the_linter_reads_the_runtime_only_for_the_policy_loader(package: str) -> None:
+    linter = [m for m in MODULES if within(m, package)]
+    assert linter
+    assert violations(linter, ["agentfuse.runtime"], allowed=LINTER_MAY_IMPORT) == []
+    assert violations(linter, ["agentfuse.integrations"]) == []
+
+
+def test_the_flake8_plugin_does_not_import_the_cli() -> None:
+    assert violations(["agentfuse.flake8_plugin"], ["agentfuse.cli", "agentfuse.cli_args"]) == []
+
+
+def test_a_rule_breach_is_seen() -> None:
+    """The checker itself can fail: a runtime module importing the linter is reported."""
+    MODULES["agentfuse.runtime.fake"] = {"agentfuse.lint.checker"}
+    try:
+        assert violations(["agentfuse.runtime.fake"], ["agentfuse.lint"]) == [
+            "agentfuse.runtime.fake imports agentfuse.lint.checker"
+        ]
+    finally:
+        del MODULES["agentfuse.runtime.fake"]

@@ -61,6 +61,8 @@ TEAMS = {
     "t-halt": _team_policy("t-halt"),
     "t-stream": _team_policy("t-stream"),
     "t-unsent": _team_policy("t-unsent", breaker="{failure_threshold: 1, cooldown_s: 300}"),
+    "t-rate": _team_policy("t-rate", rate_limits="[{action: gpt-4o, max: 2, window_s: 600}]"),
+    "t-timeout": _team_policy("t-timeout", "run_usd: 10").replace(f"estimate_usd: {CALL_USD}", "estimate_usd: 0.001"),
 }
 
 
@@ -254,6 +256,15 @@ def test_a_step_limit_stops_the_team(proxy: Proxy, served: StandIn) -> None:
     assert served.requests == 2
 
 
+def test_a_rate_limit_names_the_model_and_says_when_to_come_back(proxy: Proxy, served: StandIn) -> None:
+    responses = [proxy.ask("t-rate") for _ in range(3)]
+    assert [response.status_code for response in responses] == [200, 200, 429]
+    assert "(rate_limited)" in _refusal(responses[2])["message"]
+    assert 0 < int(responses[2].headers["retry-after"]) <= 600
+    assert "x-should-retry" not in responses[2].headers
+    assert served.requests == 2
+
+
 def test_an_open_breaker_refuses_before_the_provider(proxy: Proxy, served: StandIn) -> None:
     served.fail(500, times=None)
     responses = [proxy.ask("t-breaker") for _ in range(4)]
@@ -298,6 +309,20 @@ def test_a_request_the_proxy_refuses_after_the_gate_is_neither_billed_nor_a_brea
     # the gate let all three through; the two the router refused were settled as never sent
     assert [line["outcome"] for line in proxy.events("t-unsent", "settled")] == ["neutral", "neutral", "success"]
     assert [line["cost_micros"] for line in proxy.events("t-unsent", "settled")] == [0, 0, GPT4O_CALL_MICROS]
+
+
+def test_a_request_that_times_out_keeps_its_reservation(proxy: Proxy, served: StandIn) -> None:
+    served.delay_s = 3.0  # the provider may still do the work after the proxy gave up on it
+    try:
+        response = proxy.ask("t-timeout", timeout=1)
+    finally:
+        served.delay_s = 0.0
+    assert response.status_code == 408
+    assert served.requests == 1
+    run = proxy.runs()["team-t-timeout"]
+    assert (run["spent_usd"], run["reserved_usd"]) == (0.001, 0)  # the estimate, never less
+    failures = proxy.events("t-timeout", "failure")  # a failure of the call: the breaker counts it
+    assert [(line["reason"].rpartition(".")[2], line["cost_micros"]) for line in failures] == [("Timeout", 1000)]
 
 
 def test_the_example_client_runs_to_the_refusal(proxy: Proxy, served: StandIn) -> None:

@@ -17,13 +17,11 @@ pruned (oldest entries first) when it holds more than ``MAX_ENTRIES``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import stat
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -82,6 +80,8 @@ def run_key(config: LintConfig, rule_codes: Sequence[str], cwd: Path) -> str:
         "cwd": str(cwd),
     }
     text = json.dumps(document, sort_keys=True, default=repr)
+    import hashlib  # here and below: a run without the cache (--no-cache, flake8) never loads OpenSSL
+
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
@@ -159,6 +159,8 @@ class ResultCache:
         return findings
 
     def _entry_name(self, display: str, data: bytes) -> str:
+        import hashlib
+
         sha = hashlib.sha256(self.key.encode())
         sha.update(b"\0" + display.encode("utf-8", "surrogateescape") + b"\0")
         sha.update(hashlib.sha256(data).digest())
@@ -197,6 +199,8 @@ def dependency_state(path: str) -> str:
         data = Path(path).read_bytes()
     except OSError:
         return "unreadable"
+    import hashlib
+
     sha = hashlib.sha256(data)
     if path.endswith(_POLICY_SUFFIXES):
         for name in sorted(set(_ENV_REFERENCE.findall(data.decode("utf-8", "replace")))):
@@ -231,6 +235,8 @@ def _finding(display: str, row: Any) -> Finding:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    import tempfile  # here: a run that writes nothing (a warm one, --no-cache) never needs it
+
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(handle, "wb") as stream:

@@ -25,7 +25,7 @@ from agentfuse.lint.finding import Finding
 from agentfuse.lint.prefilter import TriggerMatcher
 from agentfuse.lint.prose import without_prose
 from agentfuse.lint_rules import RuleEntry
-from agentfuse.lint_rules._triggers import option_words, required_pattern, trigger_pattern
+from agentfuse.lint_rules._triggers import option_words, required_text, trigger_text
 
 if TYPE_CHECKING:
     import libcst as cst
@@ -171,17 +171,20 @@ def _trigger_matchers(
     rules: Sequence[_Triggered], options: Mapping[str, Any] | None
 ) -> tuple[tuple[TriggerMatcher, ...], ...]:
     """Each rule's trigger groups as matchers; equal patterns share one matcher."""
-    shared: dict[tuple[str, int], TriggerMatcher] = {}
+    shared: dict[str, TriggerMatcher] = {}
     result = []
     for rule in rules:
         groups = []
-        patterns = (
-            trigger_pattern(rule.triggers),
-            required_pattern(rule.required_triggers, rule.trigger_word_options, options),
+        texts = (
+            trigger_text(rule.triggers),
+            required_text(rule.required_triggers, rule.trigger_word_options, options),
         )
-        for pattern in patterns:
-            if pattern is not None:
-                groups.append(shared.setdefault((pattern.pattern, pattern.flags), TriggerMatcher.of(pattern)))
+        for text in texts:
+            if text is not None:
+                found = shared.get(text)
+                if found is None:
+                    found = shared[text] = TriggerMatcher.of_text(text)
+                groups.append(found)
         result.append(tuple(groups))
     return tuple(result)
 

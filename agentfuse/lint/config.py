@@ -15,11 +15,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10 needs the tomli backport
-    import tomli as tomllib
-
 DEFAULT_EXCLUDES: tuple[str, ...] = (
     ".git", ".venv", "venv", "build", "dist", "node_modules", "__pycache__", ".tox",
 )
@@ -100,6 +95,10 @@ def load_config(start: Path) -> LintConfig:
     pyproject = find_pyproject(start)
     if pyproject is None:
         return LintConfig(root=start.resolve() if start.is_dir() else start.resolve().parent)
+    if sys.version_info >= (3, 11):  # imported here: a folder without pyproject.toml never needs it
+        import tomllib
+    else:  # pragma: no cover - Python 3.10 needs the tomli backport
+        import tomli as tomllib
     try:
         document = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:

@@ -31,6 +31,8 @@ except ImportError:  # pragma: no cover - Python 3.10
 _GLOBAL_FLAGS = re.compile(r"\(\?[aiLmsux]+\)")
 _PLAIN_WORD = re.compile(r"\w+")
 _BOUNDED_WORD = re.compile(r"\\b(\w+)\\b")
+_SYNTAX = re.compile(r"\\.|[()|\[]", re.DOTALL)
+"""What :func:`_structure` stops at: an escape (skipped whole), a group, an alternation, a class."""
 
 
 class _Branch:
@@ -73,19 +75,29 @@ class _Branch:
 
 @dataclasses.dataclass(frozen=True)
 class TriggerMatcher:
-    """A compiled trigger pattern, searched branch by branch (see the module docstring)."""
+    """A trigger pattern, searched branch by branch (see the module docstring)."""
 
-    pattern: re.Pattern[str]
+    text: str
+    flags: int
     branches: tuple[_Branch, ...]
 
     @classmethod
     def of(cls, pattern: re.Pattern[str]) -> TriggerMatcher:
-        flags = pattern.flags & ~re.UNICODE
-        if _GLOBAL_FLAGS.match(pattern.pattern):
-            whole = _Branch(pattern.pattern, flags)
-            whole.__dict__.update(literals=None, exact=None, relaxed=pattern)
-            return cls(pattern, (whole,))
-        return cls(pattern, tuple(_Branch(text, flags) for text in _branches(pattern.pattern)))
+        return cls.of_text(pattern.pattern, pattern.flags & ~re.UNICODE)
+
+    @classmethod
+    def of_text(cls, text: str, flags: int = 0) -> TriggerMatcher:
+        """The matcher of ``re.compile(text, flags)``, which it never needs to compile whole."""
+        if _GLOBAL_FLAGS.match(text):
+            whole = _Branch(text, flags)
+            whole.__dict__.update(literals=None, exact=None)
+            return cls(text, flags, (whole,))
+        return cls(text, flags, tuple(_Branch(branch, flags) for branch in _branches(text)))
+
+    @functools.cached_property
+    def pattern(self) -> re.Pattern[str]:
+        """The whole pattern, compiled."""
+        return re.compile(self.text, self.flags)
 
     def search(self, text: str, seen: dict[str, bool] | None = None) -> bool:
         """Same answer as ``self.pattern.search(text) is not None``.
@@ -163,18 +175,15 @@ def _structure(pattern: str) -> Iterator[tuple[int, str, int]]:
     """``(index, char, depth after it)`` for each ``(``, ``)`` and ``|`` that is syntax."""
     depth = 0
     i = 0
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "\\":
-            i += 2
-            continue
+    while (found := _SYNTAX.search(pattern, i)) is not None:
+        char = found.group()
         if char == "[":
-            i = _class_end(pattern, i) + 1
+            i = _class_end(pattern, found.start()) + 1
             continue
+        i = found.end()
         if char in "()|":
             depth += {"(": 1, ")": -1, "|": 0}[char]
-            yield i, char, depth
-        i += 1
+            yield found.start(), char, depth
 
 
 def _class_end(pattern: str, start: int) -> int:

@@ -15,7 +15,6 @@ flake8 plugin does not, so under flake8 each file is checked alone, as flake8 se
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -123,6 +122,8 @@ class ProjectIndex:
 
     def digest(self, importer: str) -> str:
         """A digest of the paths and current bytes of :meth:`dependencies`."""
+        import hashlib  # only a run with the result cache asks
+
         sha = hashlib.sha256()
         for name in sorted(self.dependencies(importer)):
             sha.update(name.encode() + b"\0")

@@ -31,14 +31,22 @@ def visitor_method_names(visitor_class: type[cst.BatchableCSTVisitor]) -> tuple[
     """The non-stub ``visit_*``/``leave_*`` methods of a class.
 
     libcst's ``get_visitors`` runs ``inspect.getmembers`` on every instance, for every file;
-    this runs once per class and process.
+    this runs once per class and process, and reads only the classes outside libcst (whose
+    visitor bases define a no-op stub for every node type; a test checks).
     """
-    return tuple(
+    names = {
         name
-        for name in dir(visitor_class)
+        for klass in visitor_class.__mro__
+        if not klass.__module__.startswith("libcst")
+        for name in vars(klass)
         if name.startswith(("visit_", "leave_"))
-        and callable(getattr(visitor_class, name))
-        and not getattr(getattr(visitor_class, name), "_is_no_op", False)
+    }
+    return tuple(
+        sorted(
+            name
+            for name in names
+            if callable(getattr(visitor_class, name)) and not getattr(getattr(visitor_class, name), "_is_no_op", False)
+        )
     )
 
 
@@ -70,6 +78,7 @@ class _BatchedVisitor(cst.CSTVisitor):
         self._fields = fields or {}
         self._visits: dict[type[cst.CSTNode], Sequence[Callable[..., Any]]] = {}
         self._leaves: dict[type[cst.CSTNode], Sequence[Callable[..., Any]]] = {}
+        self._plans: dict[type[cst.CSTNode], _Plan] = {}
         self.uses_field_hooks = any(name.count("_") > 1 for name in methods)
         if not self.uses_field_hooks:
             self.on_visit_attribute = _ignore_attribute  # type: ignore[method-assign]
@@ -102,17 +111,32 @@ class _BatchedVisitor(cst.CSTVisitor):
         libcst's own traversal rebuilds every node it descends into (a dataclass
         construction with validation); reading the child fields in libcst's order does not.
         """
-        kind = type(node)
-        self.on_visit(node)
-        if kind not in self._leaves_only:
-            for field in self._fields[kind]:
-                value = getattr(node, field)
-                if isinstance(value, cst.CSTNode):
-                    self.walk(value)
-                elif isinstance(value, (tuple, list)):
-                    for item in value:
-                        self.walk(item)
-        self.on_leave(node)
+        visits, fields, leaves = self._plans.get(type(node)) or self._plan(type(node))
+        for method in visits:
+            method(node)
+        for field in fields:
+            value = getattr(node, field)
+            kind = type(value)
+            if kind is tuple or kind is list:
+                for item in value:
+                    self.walk(item)
+            elif kind in self._fields or (kind not in _NOT_NODES and isinstance(value, cst.CSTNode)):
+                self.walk(value)
+        for method in leaves:
+            method(node)
+
+    def _plan(self, kind: type[cst.CSTNode]) -> _Plan:
+        """What :meth:`walk` does at a node of type ``kind``: its visits, the fields it
+        descends into (type checks on the values, not ``isinstance`` on libcst's ABCs, which
+        costs a Python call each), its leaves."""
+        fields = () if kind in self._leaves_only else self._fields[kind]
+        name = kind.__name__
+        plan = self._plans[kind] = (
+            self._methods.get(f"visit_{name}", ()),
+            fields,
+            self._methods.get(f"leave_{name}", ()),
+        )
+        return plan
 
     def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
         for method in self._methods.get(f"visit_{type(node).__name__}_{attribute}", ()):
@@ -122,6 +146,10 @@ class _BatchedVisitor(cst.CSTVisitor):
         for method in self._methods.get(f"leave_{type(original_node).__name__}_{attribute}", ()):
             method(original_node)
 
+
+_Plan = tuple[Sequence[Callable[..., Any]], tuple[str, ...], Sequence[Callable[..., Any]]]
+_NOT_NODES = frozenset({type(None), str, cst.MaybeSentinel})
+"""Field values that are never nodes (the rest is checked with ``isinstance``)."""
 
 _VISITED_FIELD = re.compile(r'visit_(?:required|optional|sequence|sentinel|body_sequence|star)\(\s*self,\s*"(\w+)"')
 

@@ -37,19 +37,33 @@ def option_words(options: Mapping[str, Any], names: Sequence[str]) -> frozenset[
     return frozenset(words)
 
 
+def trigger_text(triggers: Sequence[str]) -> str | None:
+    """One regex over all ``triggers``, or None (the rule runs on every file)."""
+    return "|".join(f"(?:{t})" for t in triggers) if triggers else None
+
+
+def required_text(
+    required: Sequence[str], option_names: Sequence[str], options: Mapping[str, Any] | None
+) -> str | None:
+    """The second trigger group as one regex, with the words ``options`` add, or None."""
+    if not required:
+        return None
+    words = option_words(options or {}, option_names)
+    return trigger_text((*required, *((any_word(words),) if words else ())))
+
+
 def trigger_pattern(triggers: Sequence[str]) -> re.Pattern[str] | None:
-    """One compiled regex over all ``triggers``, or None (the rule runs on every file)."""
-    return re.compile("|".join(f"(?:{t})" for t in triggers)) if triggers else None
+    """:func:`trigger_text`, compiled."""
+    text = trigger_text(triggers)
+    return re.compile(text) if text is not None else None
 
 
 def required_pattern(
     required: Sequence[str], option_names: Sequence[str], options: Mapping[str, Any] | None
 ) -> re.Pattern[str] | None:
-    """The second trigger group as one regex, with the words ``options`` add, or None."""
-    if not required:
-        return None
-    words = option_words(options or {}, option_names)
-    return trigger_pattern((*required, *((any_word(words),) if words else ())))
+    """:func:`required_text`, compiled."""
+    text = required_text(required, option_names, options)
+    return re.compile(text) if text is not None else None
 
 
 LLM_REQUEST_TRIGGERS: tuple[str, ...] = (any_word(DEFAULT_CATALOGUE.call_names),)

@@ -103,6 +103,7 @@ LLM_LOOP_CASES = {
     "legacy-openai-module-call",
     "chained-client-construction",
     "failure-selector-leaves-rate-limits-unbounded",
+    "only-one-failure-changes-the-request",
 }
 
 

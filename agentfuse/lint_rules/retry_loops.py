@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 
 import libcst as cst
@@ -262,13 +263,12 @@ class UnboundedRetryLoop(BindingsRule):
             return False
         if _waits(node.body):
             return False
+        reads = _reads(node.body)
         for handler in node.handlers:
             if not _catches_a_failure(handler):
                 continue
             failure = handler.name.name.value if handler.name and isinstance(handler.name.name, cst.Name) else None
-            if not self._falls_through(_statements(handler.body), failure, bounds):
-                continue
-            if _changes_input(handler.body, node.body):
+            if not self._falls_through(_statements(handler.body), _Path(failure, bounds, reads)):
                 continue
             if exits_after and not _continues(handler.body):
                 continue
@@ -361,34 +361,35 @@ class UnboundedRetryLoop(BindingsRule):
                 return True
         return False
 
-    def _falls_through(self, statements: Sequence[cst.CSTNode], failure: str | None, bounds: dict[str, bool]) -> bool:
-        """True if some path through a handler's ``statements`` ends with no exit and no bound.
+    def _falls_through(self, statements: Sequence[cst.CSTNode], path: _Path) -> bool:
+        """True if some path through a handler's ``statements`` ends with no exit, no bound and
+        the ``try``'s input unchanged.
 
         A path is bounded by an ``if`` that leaves (in either branch) on a test of anything
         but the failure itself: a counter, a clock, a flag (``if not should_retry: return``).
         A test that only inspects the caught exception (``isinstance(e, ...)``, ``"429" in
-        str(e)``) picks which failures give up; its other branches still loop again. One pass:
-        paths merge after each ``if``, so the cost is linear in the handler's size.
+        str(e)``) picks which failures give up; its other branches still loop again. A path
+        that rebinds what the ``try`` reads (``path = next_name()``, ``kwargs["port"] = free()``)
+        moves on to another candidate rather than retrying. One pass: paths merge after each
+        ``if``, so the cost is linear in the handler's size.
         """
         for statement in statements:
             if isinstance(statement, cst.If):
                 branches = (statement.body, statement.orelse)
                 leaves = any(branch is not None and self._exits(branch) for branch in branches)
-                if leaves and not self._selects_failure(statement.test, failure, bounds):
+                if leaves and not self._selects_failure(statement.test, path):
                     return False
-                if not any(
-                    branch is None or self._falls_through(_statements(branch), failure, bounds) for branch in branches
-                ):
+                if not any(branch is None or self._falls_through(_statements(branch), path) for branch in branches):
                     return False
-            elif self._exits(statement):
+            elif self._exits(statement) or _rebinds(statement, path.reads):
                 return False
         return True
 
-    def _selects_failure(self, test: cst.BaseExpression, failure: str | None, bounds: dict[str, bool]) -> bool:
+    def _selects_failure(self, test: cst.BaseExpression, path: _Path) -> bool:
         """The test reads the caught exception and no counter or clock: it sorts failures."""
-        if failure is None or self._reads_bound(test, bounds):
+        if path.failure is None or self._reads_bound(test, path.bounds):
             return False
-        return any(isinstance(node, cst.Name) and node.value == failure for node, _ in walk(test))
+        return any(isinstance(node, cst.Name) and node.value == path.failure for node, _ in walk(test))
 
     def _reads_bound(self, expr: cst.BaseExpression, bounds: dict[str, bool]) -> bool:
         """True if ``expr`` reads a clock, a counter, or a name assigned from either.
@@ -500,17 +501,36 @@ def _looks_like_failure(name: str) -> bool:
     return not name or any(word in name for word in FAILURE_WORDS)
 
 
-def _changes_input(handler: cst.CSTNode, body: cst.CSTNode) -> bool:
-    """The handler rebinds a name the ``try`` reads (``path = next_name()``): the loop moves on
-    to another candidate, as when looking for a free file name, instead of retrying."""
-    assigned = {
-        target.target.value
-        for node, _ in walk(handler)
-        if isinstance(node, cst.Assign)
-        for target in node.targets
-        if isinstance(target.target, cst.Name)
-    }
-    return bool(assigned) and any(isinstance(node, cst.Name) and node.value in assigned for node, _ in walk(body))
+@dataclasses.dataclass(frozen=True)
+class _Path:
+    """What a path through a handler is judged against."""
+
+    failure: str | None
+    """The caught exception's name (``except E as failure``)."""
+    bounds: dict[str, bool]
+    """Names known to hold a counter or a clock (see ``_reads_bound``)."""
+    reads: frozenset[str]
+    """Names and dotted names the ``try`` reads."""
+
+
+def _reads(body: cst.CSTNode) -> frozenset[str]:
+    return frozenset(
+        name for node, _ in walk(body) if isinstance(node, (cst.Name, cst.Attribute)) and (name := dotted_name(node))
+    )
+
+
+def _rebinds(statement: cst.CSTNode, reads: frozenset[str]) -> bool:
+    """``statement`` assigns a name, attribute or item of something the ``try`` reads: the loop
+    moves on to another candidate (a free file name, a free port) instead of retrying."""
+    for node in [statement, *(child for child, _ in walk(statement))]:
+        if isinstance(node, cst.Assign):
+            for target in node.targets:
+                base: cst.BaseExpression = target.target
+                while isinstance(base, cst.Subscript):
+                    base = base.value
+                if dotted_name(base) in reads:
+                    return True
+    return False
 
 
 def _returns_a_value_if(statement: cst.CSTNode) -> bool:

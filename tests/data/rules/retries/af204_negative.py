@@ -360,3 +360,17 @@ def consume(queue, handle):
             break
         except ValueError:
             continue
+# case: next-free-port-after-a-port-clash
+# a tool workspace: a port clash picks another port for the container's arguments and tries that
+import docker
+
+def start(client, kwargs, free_port):
+    while True:
+        try:
+            container = client.containers.run(**kwargs)
+            break
+        except docker.errors.DockerException as e:
+            if "Ports are not available" not in str(e):
+                raise
+            kwargs["ports"][8000] = free_port()
+    return container

@@ -314,3 +314,21 @@ def select(self, task, pool):
             time.sleep(0.2)
             continue
     return pairs
+# case: only-one-failure-changes-the-request
+# an evaluation harness: a too-long prompt shrinks max_tokens, a rate limit just sleeps and asks again
+import logging
+import time
+import openai
+
+def complete(prompt, shared_kwargs, sleep_time=2):
+    while True:  # expect: AF204
+        try:
+            batch = openai.Completion.create(prompt=prompt, **shared_kwargs)
+            break
+        except openai.error.OpenAIError as e:
+            if "Please reduce your prompt" in str(e):
+                shared_kwargs["max_tokens"] = int(shared_kwargs["max_tokens"] * 0.8)
+            else:
+                logging.warning("rate limited; retrying")
+                time.sleep(sleep_time)
+    return batch

@@ -42,6 +42,8 @@ class Provider:
         self.failures_left: int | None = None
         """Requests still to fail (None: every one while ``fail_status`` is set)."""
         self.error_headers: dict[str, str] = {"retry-after-ms": "1"}
+        self.drops = 0
+        """Connections still to close without an answer (over loopback HTTP only)."""
         self._lock = threading.Lock()
 
     @property
@@ -93,6 +95,13 @@ class Provider:
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+                with provider._lock:
+                    drop = provider.drops > 0
+                    provider.drops -= drop
+                if drop:
+                    provider.bodies.append(json.loads(raw or b"{}"))
+                    self.close_connection = True  # no answer: the client sees the connection dropped
+                    return
                 status, headers, content = provider.reply(self.path.split("?", 1)[0], raw)
                 self.send_response(status)
                 for name, value in {**headers, "content-length": str(len(content))}.items():

@@ -208,3 +208,30 @@ def test_a_retried_error_is_the_sdk_exception_fail_fast_names(sdk: SDK, error: s
     with sdk.calls(provider) as (call, _), pytest.raises(RunHalted):
         call()
     assert provider.requests == 1
+
+
+@pytest.mark.slow
+def test_genai_own_retry_of_a_dropped_aiohttp_connection_is_a_step(guards: Guards) -> None:
+    genai = pytest.importorskip("google.genai")
+    pytest.importorskip("aiohttp")  # the SDK's default async transport when no httpx client is given
+    from google.genai import types
+
+    guard = priced(guards, {"run_usd": 10, "max_retries_total": 1, "estimate_usd": 0.001}, breaker=STEADY_BREAKER)
+    provider = Provider(genai_answer)
+
+    async def agent(client: Any) -> None:
+        try:
+            provider.drops = 1  # the SDK waits 1-10 s, then sends again on a new session
+            assert (await client.aio.models.generate_content(model=MODEL, contents="hi")).text == TEXT
+            provider.drops = 2  # dropped again (2 failures > 1): the SDK's retry is refused
+            with pytest.raises(RetryLimitExceeded):
+                await client.aio.models.generate_content(model=MODEL, contents="hi")
+        finally:
+            await client.aio.aclose()
+
+    with provider.serve() as url:
+        asyncio.run(agent(genai.Client(api_key="none", http_options=types.HttpOptions(base_url=url))))
+    run = books(guard)
+    assert provider.requests == 3
+    # A dropped connection had no answer: each failed attempt is charged its reservation.
+    assert (run.steps, run.failures, run.spent_micros, run.reserved_micros) == (3, 2, 2 * 1000 + CALL_MICROS, 0)

@@ -114,12 +114,37 @@ def libcst_parse(source: str, valid_python: bool = False) -> tuple[cst.Module, b
     if bracket_depth(source) > PYTHON_MAX_BRACKET_DEPTH:
         ast.parse(source)  # raises CPython's "too many nested parentheses" SyntaxError
     try:
-        return cst.parse_module(source), True
+        return parse_unvalidated(source), True
     except cst.ParserSyntaxError:
         split = split_string_runs(source) if valid_python else None
         if split is None:
             raise
-    return cst.parse_module(split), False
+    return parse_unvalidated(split), False
+
+
+def parse_unvalidated(source: str) -> cst.Module:
+    """``cst.parse_module`` without the check each node's constructor runs on its fields.
+
+    libcst validates every node it builds (``CSTNode.__post_init__`` calls ``_validate``),
+    which guards trees built by hand; the parser's own output is valid by construction, and
+    the checks cost about a fifth of the parse. The hook is swapped only around the parse,
+    and only while it is the one-line call it has always been.
+    """
+    import libcst as cst
+    from libcst._nodes.base import CSTNode
+
+    hook = CSTNode.__post_init__
+    if getattr(getattr(hook, "__code__", None), "co_names", None) != ("_validate",):
+        return cst.parse_module(source)
+    CSTNode.__post_init__ = _no_validation  # type: ignore[method-assign]
+    try:
+        return cst.parse_module(source)
+    finally:
+        CSTNode.__post_init__ = hook  # type: ignore[method-assign]
+
+
+def _no_validation(self: object) -> None:
+    """``CSTNode.__post_init__`` while the parser builds a tree."""
 
 
 def python_tree(source: str) -> ast.Module | Exception:

@@ -30,9 +30,11 @@ except ImportError:  # pragma: no cover - Python 3.10
 
 _GLOBAL_FLAGS = re.compile(r"\(\?[aiLmsux]+\)")
 _PLAIN_WORD = re.compile(r"\w+")
+_PLAIN_WORD_LIST = re.compile(r"\\b\(\?:(\w+(?:\|\w+)*)\)\\b")
 _BOUNDED_WORD = re.compile(r"\\b(\w+)\\b")
 _SYNTAX = re.compile(r"\\.|[()|\[]", re.DOTALL)
 """What :func:`_structure` stops at: an escape (skipped whole), a group, an alternation, a class."""
+_GROUPING = re.compile(r"\\.|[()\[]", re.DOTALL)
 
 
 class _Branch:
@@ -137,6 +139,9 @@ def _word_list(text: str) -> list[str] | None:
     """The words of ``\\b(?:w1|w2|...)\\b`` (plain identifiers only), else None."""
     if not (text.startswith(r"\b(?:") and text.endswith(r")\b")):
         return None
+    plain = _PLAIN_WORD_LIST.fullmatch(text)
+    if plain is not None:  # the common case (a rule's word list), without scanning the syntax
+        return plain.group(1).split("|")
     inner = _whole_group(text[2:-2])
     if inner is None:
         return None
@@ -165,17 +170,19 @@ def split_alternatives(pattern: str) -> list[str]:
 
 def _closing_paren(pattern: str, start: int) -> int:
     """Index of the ``)`` closing the group opened at ``start`` (-1 if unbalanced)."""
-    for index, char, depth in _structure(pattern[start:]):
+    for index, char, depth in _structure(pattern[start:], _GROUPING):
         if char == ")" and depth == 0:
             return start + index
     return -1
 
 
-def _structure(pattern: str) -> Iterator[tuple[int, str, int]]:
-    """``(index, char, depth after it)`` for each ``(``, ``)`` and ``|`` that is syntax."""
+def _structure(pattern: str, syntax: re.Pattern[str] | None = None) -> Iterator[tuple[int, str, int]]:
+    """``(index, char, depth after it)`` for each ``(``, ``)`` and ``|`` that is syntax
+    (only for the parentheses with ``syntax=_GROUPING``)."""
+    syntax = syntax or _SYNTAX
     depth = 0
     i = 0
-    while (found := _SYNTAX.search(pattern, i)) is not None:
+    while (found := syntax.search(pattern, i)) is not None:
         char = found.group()
         if char == "[":
             i = _class_end(pattern, found.start()) + 1

@@ -75,7 +75,7 @@ class _BatchedVisitor(cst.CSTVisitor):
     ) -> None:
         super().__init__()
         self._methods = methods
-        self._fields = fields or {}
+        self._fields = fields if fields is not None else {}
         self._visits: dict[type[cst.CSTNode], Sequence[Callable[..., Any]]] = {}
         self._leaves: dict[type[cst.CSTNode], Sequence[Callable[..., Any]]] = {}
         self._plans: dict[type[cst.CSTNode], _Plan] = {}
@@ -157,30 +157,46 @@ _VISITED_FIELD = re.compile(r'visit_(?:required|optional|sequence|sentinel|body_
 def walk_module(module: cst.Module, visitors: Sequence[cst.BatchableCSTVisitor]) -> None:
     """Run ``visitors`` over ``module`` in one traversal (see :class:`_BatchedVisitor`):
     the rules of the checked file, and the analyses of other modules of the project."""
-    batched = _BatchedVisitor(_collect_methods(visitors), node_child_fields())
+    batched = _BatchedVisitor(_collect_methods(visitors), _CHILD_FIELDS)
     if batched.uses_field_hooks:
         module.visit(batched)
     else:
         batched.walk(module)
 
 
-@functools.cache
-def node_child_fields() -> Mapping[type[cst.CSTNode], tuple[str, ...]]:
-    """For every libcst node type, the fields its traversal visits, in libcst's order.
-
-    Read from each type's ``_visit_and_replace_children``: the order of its
-    ``visit_*(self, "field", ...)`` calls is the order of the string constants in its code
-    (:func:`visited_in_source` reads the same from the source, 100x slower; a test checks
-    that both agree for every node type); built once per process.
-    """
+def node_child_fields() -> dict[type[cst.CSTNode], tuple[str, ...]]:
+    """For every libcst node type, the fields its traversal visits, in libcst's order
+    (:func:`child_fields`; the walk asks per type as it meets them)."""
     fields: dict[type[cst.CSTNode], tuple[str, ...]] = {}
     for kind in _subclasses(cst.CSTNode):
         current = getattr(sys.modules[kind.__module__], kind.__qualname__, None) is kind
         if current and dataclasses.is_dataclass(kind) and not inspect.isabstract(kind):
             kind = cast("type[cst.CSTNode]", kind)  # is_dataclass narrows to type[DataclassInstance] alone
-            constants = kind._visit_and_replace_children.__code__.co_consts
-            fields[kind] = tuple(dict.fromkeys(c for c in constants if isinstance(c, str)))
+            fields[kind] = child_fields(kind)
     return fields
+
+
+def child_fields(kind: type[cst.CSTNode]) -> tuple[str, ...]:
+    """The fields a node type's traversal visits, in libcst's order.
+
+    Read from the type's ``_visit_and_replace_children``: the order of its
+    ``visit_*(self, "field", ...)`` calls is the order of the string constants in its code
+    (:func:`visited_in_source` reads the same from the source, 100x slower; a test checks
+    that both agree for every node type).
+    """
+    constants = kind._visit_and_replace_children.__code__.co_consts
+    return tuple(dict.fromkeys(c for c in constants if isinstance(c, str)))
+
+
+class _ChildFields(dict[type[cst.CSTNode], tuple[str, ...]]):
+    """:func:`child_fields` of each node type, computed when the walk first meets it."""
+
+    def __missing__(self, kind: type[cst.CSTNode]) -> tuple[str, ...]:
+        found = self[kind] = child_fields(kind)
+        return found
+
+
+_CHILD_FIELDS = _ChildFields()
 
 
 def visited_in_source(kind: type[cst.CSTNode]) -> tuple[str, ...]:

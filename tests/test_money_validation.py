@@ -25,6 +25,7 @@ from agentfuse import BudgetExceeded, Guard, PolicyError, enforce
 from agentfuse.runtime.policy import (
     MAX_AMOUNT_MICROS,
     MAX_AMOUNT_USD,
+    MAX_CALL_TOKENS,
     MAX_CAP_USD,
     MAX_COUNT,
     MAX_SECONDS,
@@ -227,8 +228,9 @@ def test_a_cost_beyond_the_maximum_is_counted_at_the_maximum(url: str, tmp_path:
         )
     assert books(guard) == (MAX_AMOUNT_MICROS, 0)
     guard.close()
-    [event] = events_of(log, "usage_invalid")
-    assert event["reason"] == "cost_above_maximum" and event["counted_micros"] == MAX_AMOUNT_MICROS
+    tokens, cost = events_of(log, "usage_invalid")  # the tokens are past what one call may count too
+    assert tokens["reason"] == "tokens_above_maximum" and tokens["counted_tokens"] == MAX_CALL_TOKENS
+    assert cost["reason"] == "cost_above_maximum" and cost["counted_micros"] == MAX_AMOUNT_MICROS
 
 
 def test_valid_usage_is_still_priced_exactly(url: str) -> None:

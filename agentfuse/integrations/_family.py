@@ -40,7 +40,9 @@ class Family:
                 caps = self.guard.policy.child_caps(name)
                 run_id = f"{parent.run_id}/{_RUN_ID_CHARS.sub('_', name)}"
                 found = self._children[key] = parent.child(
-                    run_usd=caps.run_usd if caps is not None else None, run_id=run_id
+                    run_usd=caps.run_usd if caps is not None else None,
+                    run_id=run_id,
+                    run_tokens=caps.run_tokens if caps is not None else None,
                 )
             return found
 

@@ -46,6 +46,24 @@ class GateSnapshot:
     daily_declared: tuple[int, str] | None = None
     """The strictest daily cap any policy declared for the agent, and who declared it."""
     hourly_declared: tuple[int, str] | None = None
+    tokens: TokenWindows | None = None
+    """The token windows; ``None`` only when no token cap can bind this gate (none on a run of the
+    chain, none in the request, none declared): the token checks are then skipped."""
+
+
+@dataclasses.dataclass(slots=True)
+class TokenWindows:
+    """The agent's tokens (spent + reserved) in its windows, and the strictest declared token caps."""
+
+    day_tokens: int = 0
+    hour_tokens: int = 0
+    daily_declared: tuple[int, str] | None = None
+    """The strictest daily token cap any policy declared for the agent, and who declared it."""
+    hourly_declared: tuple[int, str] | None = None
+
+    @property
+    def declared(self) -> bool:
+        return self.daily_declared is not None or self.hourly_declared is not None
 
 
 @dataclasses.dataclass(slots=True)
@@ -131,23 +149,42 @@ def _refuse(
     return GateDecision(GateResult(refusal=refusal, halt=record))
 
 
-def _refuse_window(request: GateRequest, window: str, used: int, cap: int, declared_by: str | None) -> GateDecision:
-    """A daily or hourly cap would be exceeded; say which policy declared it if not this one."""
-    estimate = request.estimate_micros
-    message = (
-        f"agent {request.agent!r} would exceed its {window} cap: spent+reserved"
-        f" ${_usd(used)} + estimate ${_usd(estimate)} > cap ${_usd(cap)}"
-    )
-    figures: dict[str, Any] = {"used_usd": _usd(used), "estimate_usd": _usd(estimate), "cap_usd": _usd(cap)}
+def _tokens(count: int) -> str:
+    """A token count as text: ``12,000``."""
+    return f"{count:,}"
+
+
+def _refuse_window(
+    request: GateRequest, window: str, used: int, cap: int, declared_by: str | None, *, tokens: bool = False
+) -> GateDecision:
+    """A daily or hourly cap (of money, or of ``tokens``) would be exceeded; say which policy
+    declared it if not this one."""
+    if tokens:
+        estimate = request.estimate_tokens
+        message = (
+            f"agent {request.agent!r} would exceed its {window} token cap: used+reserved"
+            f" {_tokens(used)} + estimate {_tokens(estimate)} > cap {_tokens(cap)} tokens"
+            f" (budget.{window}_tokens)"
+        )
+        figures: dict[str, Any] = {"used_tokens": used, "estimate_tokens": estimate, "cap_tokens": cap}
+        what, reason = f"{window} token cap", f"{window}_token_budget"
+    else:
+        estimate = request.estimate_micros
+        message = (
+            f"agent {request.agent!r} would exceed its {window} cap: spent+reserved"
+            f" ${_usd(used)} + estimate ${_usd(estimate)} > cap ${_usd(cap)}"
+        )
+        figures = {"used_usd": _usd(used), "estimate_usd": _usd(estimate), "cap_usd": _usd(cap)}
+        what, reason = f"{window} cap", f"{window}_budget"
     if declared_by is not None:
         message += (
-            f", declared by the policy {declared_by} (the strictest {window} cap any policy declares"
+            f", declared by the policy {declared_by} (the strictest {what} any policy declares"
             " for the agent binds all of its processes); if that policy no longer runs, drop its"
             f" declaration: agentfuse store caps --agent {shlex.quote(request.agent)}"
             f" --drop {shlex.quote(declared_by)}"
         )
         figures["declared_by"] = declared_by
-    return _refuse(request, "budget", message, reason=f"{window}_budget", **figures)
+    return _refuse(request, "budget", message, reason=reason, **figures)
 
 
 def decide_gate(snapshot: GateSnapshot, request: GateRequest) -> GateDecision:
@@ -195,7 +232,7 @@ def decide_gate(snapshot: GateSnapshot, request: GateRequest) -> GateDecision:
             )
     estimate = request.estimate_micros
     needed = estimate if estimate > 0 else 1  # a call with no estimate still needs room: a spent cap refuses
-    usage = 0.0  # the highest fraction of any money cap in use after this reservation
+    usage = 0.0  # the highest fraction of any money or token cap in use after this reservation
     for depth, ancestor in enumerate(snapshot.chain):
         cap = ancestor.cap_micros
         if cap is None:
@@ -217,18 +254,38 @@ def decide_gate(snapshot: GateSnapshot, request: GateRequest) -> GateDecision:
             )
         fraction = (used + estimate) / cap if cap else 1.0
         usage = fraction if fraction > usage else usage
-    for window, used, cap, declared in (
-        ("daily", snapshot.day_micros, request.daily_cap_micros, snapshot.daily_declared),
-        ("hourly", snapshot.hour_micros, request.hourly_cap_micros, snapshot.hourly_declared),
-    ):
+    tokens = snapshot.tokens
+    windows: tuple[tuple[str, int, int | None, tuple[int, str] | None, int, int, bool], ...] = (
+        ("daily", snapshot.day_micros, request.daily_cap_micros, snapshot.daily_declared, estimate, needed, False),
+        ("hourly", snapshot.hour_micros, request.hourly_cap_micros, snapshot.hourly_declared, estimate, needed, False),
+    )
+    if tokens is not None:  # the token caps: the chain's here, the windows' below with the money's
+        estimate_tokens = request.estimate_tokens
+        needed_tokens = estimate_tokens if estimate_tokens > 0 else 1
+        for ancestor in snapshot.chain:
+            cap = ancestor.token_cap
+            if cap is None:
+                continue
+            used = ancestor.spent_tokens + ancestor.reserved_tokens
+            if used + needed_tokens > cap:
+                return _refuse_run_tokens(request, ancestor, used, cap, ancestor is run)
+            fraction = (used + estimate_tokens) / cap if cap else 1.0
+            usage = fraction if fraction > usage else usage
+        windows += (
+            ("daily", tokens.day_tokens, request.daily_token_cap, tokens.daily_declared, estimate_tokens,
+             needed_tokens, True),
+            ("hourly", tokens.hour_tokens, request.hourly_token_cap, tokens.hourly_declared, estimate_tokens,
+             needed_tokens, True),
+        )
+    for window, used, window_cap, declared, amount, room, in_tokens in windows:
         declared_by = None
-        if declared is not None and (cap is None or declared[0] < cap):
-            cap, declared_by = declared  # another policy of the agent declares a stricter cap
-        if cap is None:
+        if declared is not None and (window_cap is None or declared[0] < window_cap):
+            window_cap, declared_by = declared  # another policy of the agent declares a stricter cap
+        if window_cap is None:
             continue
-        if used + needed > cap:
-            return _refuse_window(request, window, used, cap, declared_by)
-        fraction = (used + estimate) / cap if cap else 1.0
+        if used + room > window_cap:
+            return _refuse_window(request, window, used, window_cap, declared_by, tokens=in_tokens)
+        fraction = (used + amount) / window_cap if window_cap else 1.0
         usage = fraction if fraction > usage else usage
     if request.max_steps is not None and run.steps >= request.max_steps:
         return _refuse(
@@ -281,5 +338,24 @@ def decide_gate(snapshot: GateSnapshot, request: GateRequest) -> GateDecision:
         usage_fraction=usage,
         breaker_clean=after.state is BreakerState.CLOSED and after.consecutive_failures == 0,
     )
+    if tokens is None:
+        result.tokens_capped = False
     changed = after is not snapshot.breaker and after != snapshot.breaker
     return GateDecision(result, after if changed else None, rate.record if rate is not None else None)
+
+
+def _refuse_run_tokens(request: GateRequest, run: RunInfo, used: int, cap: int, own: bool) -> GateDecision:
+    """The token cap of the run (``own``) or of an ancestor would be exceeded: refuse and halt, as money does."""
+    estimate = request.estimate_tokens
+    return _refuse(
+        request,
+        "budget",
+        f"run {run.run_id} would exceed its token cap: used+reserved {_tokens(used)}"
+        f" + estimate {_tokens(estimate)} > cap {_tokens(cap)} tokens (budget.run_tokens)",
+        reason="run_token_budget" if own else "ancestor_token_budget",
+        halt=True,
+        capped_run=run.run_id,
+        used_tokens=used,
+        estimate_tokens=estimate,
+        cap_tokens=cap,
+    )

@@ -36,8 +36,10 @@ from agentfuse.runtime.observers import CallObserver, CallWatch
 from agentfuse.runtime.policy import (
     MAX_AMOUNT_MICROS,
     MAX_AMOUNT_USD,
+    MAX_CALL_TOKENS,
     MAX_CAP_USD,
     Policy,
+    checked_count,
     checked_seconds,
     load_policy,
     to_micros,
@@ -164,11 +166,22 @@ class Step:
 
     Inside the block: ``step.remaining_s`` (seconds to the run's deadline, for the client's
     ``timeout=``), ``step.model`` / ``step.min_interval_s`` (the degrade ladder), and
-    ``step.record(response)`` or ``step.record(cost_usd=...)``.
+    ``step.record(response)`` or ``step.record(cost_usd=..., tokens=...)``.
+
+    Tokens: the step reserves ``estimate_tokens``, else ``input_tokens + max_tokens`` when it
+    declares ``max_tokens``, else the policy's ``budget.estimate_tokens`` (else none), and is
+    charged the input + output tokens of the usage :meth:`record` reads (or is given); with no
+    usage, the reservation stays the charge.
     """
 
     usage: Any = None
     """The token usage :meth:`record` read from the response (a ``pricing.Usage``), if any."""
+    tokens: int | None = None
+    """The tokens (input + output) the call used, once recorded; ``None``: charge the reservation."""
+    estimate_tokens: int | None = None
+    """The tokens the caller said to reserve, if any."""
+    reserved_tokens = 0
+    """The tokens reserved at the gate."""
 
     def __init__(
         self,
@@ -180,6 +193,7 @@ class Step:
         input_tokens: int | None = None,
         max_tokens: int | None = None,
         breaker_key: str | None = None,
+        estimate_tokens: int | None = None,
     ) -> None:
         self.guard = guard
         self.estimate_usd = estimate_usd
@@ -188,6 +202,8 @@ class Step:
         self.input_tokens = input_tokens
         self.max_tokens = max_tokens
         self.breaker_key = breaker_key
+        if estimate_tokens is not None:
+            self.estimate_tokens = estimate_tokens
         self.min_interval_s: float | None = None
         self.reservation_id: str | None = None
         self.estimate_micros = 0
@@ -206,15 +222,27 @@ class Step:
             return None
         return max(0.0, self._deadline - self.guard.clock())
 
-    def record(self, response: Any = None, *, cost_usd: float | str | Decimal | None = None) -> int | None:
+    def record(
+        self,
+        response: Any = None,
+        *,
+        cost_usd: float | str | Decimal | None = None,
+        tokens: int | None = None,
+    ) -> int | None:
         """Record the call's real cost, from a provider response or given; returns micro-dollars.
 
         With neither a known price nor ``cost_usd`` the estimate is settled and an event says so.
         A ``cost_usd`` that is negative, NaN, infinite, a boolean or above ``MAX_AMOUNT_USD``
-        raises ``ValueError`` (the call then settles at its estimate).
+        raises ``ValueError`` (the call then settles at its estimate); so does a ``tokens``
+        (input + output, when the response's usage is not readable) that is not a whole number
+        from 0 to ``MAX_CALL_TOKENS``.
         """
+        if tokens is not None:
+            self.tokens = checked_count(tokens, "tokens", maximum=MAX_CALL_TOKENS)
         if cost_usd is not None:
             self.cost_micros = usd_micros(cost_usd, "cost_usd")
+            return self.cost_micros
+        if response is None and tokens is not None:
             return self.cost_micros
         self.cost_micros = self.guard._cost_of(response, self)
         return self.cost_micros
@@ -278,6 +306,7 @@ class Step:
             "input_tokens": self.input_tokens,
             "max_tokens": self.max_tokens,
             "breaker_key": self.breaker_key,
+            "estimate_tokens": self.estimate_tokens,
         }
 
 
@@ -384,8 +413,8 @@ class Guard:
         """While the clock is before this, calls are refused: the agent is in a restart loop."""
         self._deferred = deferred
         """Shared with child guards; None settles every call in its own transaction."""
-        self._unopened: tuple[str | None, int | None] | None = None
-        """(parent id, cap) of a run not yet written to the store (it was unreachable)."""
+        self._unopened: tuple[str | None, int | None, int | None] | None = None
+        """(parent id, cap, token cap) of a run not yet written to the store (it was unreachable)."""
         self._zone = ZoneInfo(policy.timezone)
         self._stop_file = (
             policy.resolve_path(policy.kill_switch.stop_file) if policy.kill_switch.stop_file else None
@@ -400,6 +429,11 @@ class Guard:
         self._daily_cap = to_micros(budget.daily_usd) if budget.daily_usd is not None else None
         self._hourly_cap = to_micros(budget.hourly_usd) if budget.hourly_usd is not None else None
         self._default_estimate = to_micros(budget.estimate_usd) if budget.estimate_usd is not None else 0
+        self._daily_token_cap = budget.daily_tokens
+        self._hourly_token_cap = budget.hourly_tokens
+        self._token_windows = budget.daily_tokens is not None or budget.hourly_tokens is not None
+        self._default_tokens = budget.estimate_tokens or 0
+        """Tokens a step that declares none reserves (``budget.estimate_tokens``)."""
         self._max_steps = budget.max_steps
         self._max_retries_total = budget.max_retries_total
         self._timeout_s = budget.timeout_s
@@ -427,11 +461,14 @@ class Guard:
         input_tokens: int | None = None,
         max_tokens: int | None = None,
         breaker_key: str | None = None,
+        estimate_tokens: int | None = None,
     ) -> Step:
         """A guarded step: ``with guard.step(...) as step``, ``async with``, or a decorator.
 
         ``breaker_key`` gives the call its own breaker (e.g. one per provider) instead of the
         agent's; ``model``/``input_tokens``/``max_tokens`` estimate the cost from the price table.
+        Tokens reserved: ``estimate_tokens``, else ``input_tokens + max_tokens`` when
+        ``max_tokens`` is given, else the policy's ``budget.estimate_tokens`` (see :class:`Step`).
         """
         return self._step_class(
             self,
@@ -441,6 +478,7 @@ class Guard:
             input_tokens=input_tokens,
             max_tokens=max_tokens,
             breaker_key=breaker_key,
+            estimate_tokens=estimate_tokens,
         )
 
     def __call__(self, fn: F) -> F:
@@ -457,14 +495,21 @@ class Guard:
         with self.step(action=_action_of(fn)):
             return fn(*args, **kwargs)
 
-    def child(self, run_usd: float | str | Decimal | None = None, run_id: str | None = None) -> Guard:
-        """A sub-run whose spend also counts against this run and every ancestor."""
+    def child(
+        self,
+        run_usd: float | str | Decimal | None = None,
+        run_id: str | None = None,
+        *,
+        run_tokens: int | None = None,
+    ) -> Guard:
+        """A sub-run whose spend and tokens also count against this run and every ancestor."""
         return _open_guard(
             self.policy,
             self.store,
             run_id=run_id,
             parent_id=self.run_id,
             cap_micros=usd_micros(run_usd, "run_usd", maximum=MAX_CAP_USD) if run_usd is not None else None,
+            token_cap=checked_count(run_tokens, "run_tokens") if run_tokens is not None else None,
             clock=self.clock,
             events=self.events,
             alerter=self.alerter,
@@ -578,6 +623,13 @@ class Guard:
             self._refuse_restart_loop(step)
         self._check_kill_switch(now, step)
         step.estimate_micros = self._estimate(step)
+        tokens = (
+            self._default_tokens
+            if step.estimate_tokens is None and step.max_tokens is None
+            else self._estimate_tokens(step)
+        )
+        if tokens:
+            step.reserved_tokens = tokens
         step.reservation_id = _new_reservation_id()
         request = GateRequest(
             reservation_id=step.reservation_id,
@@ -598,6 +650,11 @@ class Guard:
             max_attempts=self._max_attempts,
             settle_first=self._deferred.peek() if self._deferred is not None else (),
         )
+        if tokens:
+            request.estimate_tokens = tokens
+        if self._token_windows:  # set only when capped: a guard without token caps pays nothing here
+            request.daily_token_cap = self._daily_token_cap
+            request.hourly_token_cap = self._hourly_token_cap
         try:
             if self._unopened is not None:
                 self._open_run()
@@ -613,6 +670,8 @@ class Guard:
             lines = _settled_lines(self.events, request.settle_first)
             if result.refusal is None:
                 figures: dict[str, Any] = {"action": step.action, "estimate_micros": step.estimate_micros}
+                if tokens:
+                    figures["estimate_tokens"] = tokens
                 if result.probe:
                     figures["probe"] = True
                 lines.append(self.events.line("allowed", agent=self.agent, run=self.run_id, **figures))
@@ -645,17 +704,21 @@ class Guard:
         """Create or resume the run in the store (retried at the next call if the store was down)."""
         if self._unopened is None:
             return
-        parent_id, cap_micros = self._unopened
+        parent_id, cap_micros, token_cap = self._unopened
         now = self.clock()
         if self._check_books:
             self._open_books(now)
+        tokens = {} if token_cap is None else {"token_cap": token_cap}  # a store from before token caps takes none
         try:
             run = self.store.open_run(
-                self.run_id, agent=self.agent, parent_id=parent_id, cap_micros=cap_micros, now=now
+                self.run_id, agent=self.agent, parent_id=parent_id, cap_micros=cap_micros, now=now, **tokens
             )
         except KeyError:
             raise ValueError(f"parent run {parent_id!r} does not exist in {self.store!r}") from None
         self._unopened = None
+        figures: dict[str, Any] = {}
+        if run.token_cap is not None:
+            figures = {"token_cap": run.token_cap, "spent_tokens": run.spent_tokens}
         self._emit(
             "run_started" if run.steps == 0 and run.spent_micros == run.reserved_micros == 0 else "run_resumed",
             parent=run.parent_id,
@@ -663,6 +726,7 @@ class Guard:
             spent_micros=run.spent_micros,
             reserved_micros=run.reserved_micros,
             steps=run.steps,
+            **figures,
         )
 
     def _open_books(self, now: float) -> None:
@@ -858,6 +922,19 @@ class Guard:
                 return int(estimate)
         return self._default_estimate
 
+    def _estimate_tokens(self, step: Step) -> int:
+        """The tokens a step declares: ``estimate_tokens``, else ``input_tokens + max_tokens``."""
+        if step.estimate_tokens is not None:
+            return checked_count(step.estimate_tokens, "estimate_tokens", maximum=MAX_CALL_TOKENS)
+        input_tokens = checked_count(step.input_tokens or 0, "input_tokens")
+        total = input_tokens + checked_count(step.max_tokens, "max_tokens")
+        if total > MAX_CALL_TOKENS:
+            raise ValueError(
+                f"input_tokens + max_tokens ({total}) is above the most tokens one call may reserve"
+                f" ({MAX_CALL_TOKENS}); lower max_tokens"
+            )
+        return total
+
     def _apply_degrade(self, step: Step, fraction: float) -> None:
         for rung in self._degrade:
             if fraction < rung.at:
@@ -893,12 +970,14 @@ class Guard:
                     figures={"exception": _dotted(type(exc)), "halt_on": matched, "action": step.action},
                 )
         cost = step.cost_micros if step.cost_micros is not None else step.estimate_micros
+        tokens = step.tokens
         deferrable = (
             self._deferred is not None
             and outcome is Outcome.SUCCESS
             and step.result.breaker_clean
             and not step.result.probe
             and cost <= step.estimate_micros
+            and (tokens is None or tokens <= step.reserved_tokens or not step.result.tokens_capped)
         )
         settlement = Settlement(
             reservation_id=step.reservation_id,
@@ -912,6 +991,8 @@ class Guard:
             breaker=self._breaker_for(step),
             halt=halt,
         )
+        if tokens is not None:
+            settlement.tokens = tokens
         if deferrable:
             assert self._deferred is not None
             self._deferred.add(settlement)  # its "settled" line is written when the store applies it
@@ -928,6 +1009,8 @@ class Guard:
         self, step: Step, settlement: Settlement, settled: SettleResult, exc: BaseException | None
     ) -> None:
         figures: dict[str, Any] = {"action": step.action, "cost_micros": settlement.cost_micros}
+        if settlement.tokens is not None:
+            figures["tokens"] = settlement.tokens
         if settlement.outcome is Outcome.FAILURE and exc is not None:
             self._emit(
                 "failure",
@@ -1020,6 +1103,7 @@ class Guard:
                 "usage_invalid", reason="invalid_usage", action=step.action, model=usage.model, problem=problem
             )
             return None
+        step.tokens = self._tokens_of(usage, step)
         cost = self._price_table().cost_micros(usage)
         if cost is None:
             self._emit("cost_unknown", reason="unknown_model", action=step.action, model=usage.model)
@@ -1031,6 +1115,20 @@ class Guard:
             )
             return MAX_AMOUNT_MICROS
         return int(cost)
+
+    def _tokens_of(self, usage: Any, step: Step) -> int | None:
+        """The input + output tokens of valid usage; None (charge the reservation) when it names
+        none (a library's own cost with no counts); at most ``MAX_CALL_TOKENS``, with an event."""
+        tokens: int = usage.input_tokens + usage.output_tokens
+        if tokens == 0 and usage.reported_cost_usd is not None:
+            return None
+        if tokens > MAX_CALL_TOKENS:
+            self._emit(
+                "usage_invalid", reason="tokens_above_maximum", action=step.action, model=usage.model,
+                reported_tokens=tokens, counted_tokens=MAX_CALL_TOKENS,
+            )
+            return MAX_CALL_TOKENS
+        return tokens
 
     # -- decorators -----------------------------------------------------------------------------
 
@@ -1085,6 +1183,7 @@ def _open_guard(
     alerter: Any,
     owns_store: bool,
     deferred: DeferredSettlements | None,
+    token_cap: int | None = None,
     owns_observers: bool | None = None,
     claim_ttl_s: float = DEFAULT_CLAIM_TTL_S,
     observers: Sequence[CallObserver] = (),
@@ -1104,7 +1203,7 @@ def _open_guard(
         observers=observers,
         parent_id=parent_id,
     )
-    guard._unopened = (parent_id, cap_micros)
+    guard._unopened = (parent_id, cap_micros, token_cap)
     guard._check_books = check_books and isinstance(store, BooksStore)
     try:
         guard._open_run()
@@ -1204,6 +1303,7 @@ def enforce(
         run_id=run_id,
         parent_id=parent_id,
         cap_micros=to_micros(budget.run_usd) if budget.run_usd is not None else None,
+        token_cap=budget.run_tokens,
         clock=clock or system_clock,
         events=events,
         alerter=alerter,
@@ -1230,6 +1330,7 @@ def _settled_lines(events: Any, applied: Iterable[Settlement]) -> list[dict[str,
             outcome=item.outcome.value,
             action=item.action,
             cost_micros=item.cost_micros,
+            **({} if item.tokens is None else {"tokens": item.tokens}),
         )
         for item in applied
     ]

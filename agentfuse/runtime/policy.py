@@ -51,7 +51,11 @@ stays exact on Redis for thousands of calls at this maximum.
 """
 MAX_AMOUNT_MICROS = int(MAX_AMOUNT_USD) * MICROS_PER_USD
 MAX_COUNT = 10**15
-"""The largest count (max_steps, thresholds, token counts): exact in a Redis double."""
+"""The largest count (max_steps, thresholds, token counts, token caps): exact in a Redis double."""
+MAX_CALL_TOKENS = 10**12
+"""The most tokens one call may reserve or be charged (``estimate_tokens``, a call's usage): far
+below :data:`MAX_COUNT`, so a token total no cap watches stays exact on Redis for thousands of
+calls at this maximum (the argument of :data:`MAX_AMOUNT_USD`, in tokens)."""
 MAX_SECONDS = 1_000_000_000.0
 """The longest duration, about 31.7 years: Python's timeouts (``socket``, ``threading``) take at
 most about 9.2 * 10^9 s, and Redis ``EXPIRE`` needs whole seconds that fit its clock."""
@@ -165,6 +169,7 @@ _AMOUNT: _Check = checked_usd
 _COUNT: _Check = checked_count
 _SECONDS: _Check = checked_seconds
 _BACKUPS: _Check = partial(checked_count, maximum=MAX_BACKUPS)
+_CALL_TOKENS: _Check = partial(checked_count, maximum=MAX_CALL_TOKENS)
 
 
 def _fraction(value: object, name: str) -> float:
@@ -186,6 +191,10 @@ _BUDGET_CHECKS: Mapping[str, _Check] = MappingProxyType(
         "max_retries_total": _COUNT,
         "timeout_s": _SECONDS,
         "estimate_usd": _AMOUNT,
+        "run_tokens": _COUNT,
+        "daily_tokens": _COUNT,
+        "hourly_tokens": _COUNT,
+        "estimate_tokens": _CALL_TOKENS,
     }
 )
 
@@ -201,9 +210,23 @@ class Budget:
     max_retries_total: int | None = None
     timeout_s: float | None = None
     estimate_usd: Decimal | None = None
+    run_tokens: int | None = None
+    """Input + output tokens of the run and its descendants."""
+    daily_tokens: int | None = None
+    """Input + output tokens of the agent per calendar day (the policy's time zone)."""
+    hourly_tokens: int | None = None
+    """Input + output tokens of the agent in the rolling last hour."""
+    estimate_tokens: int | None = None
+    """Tokens reserved for a call that declares none (a hand-written ``guard.step()`` without
+    ``max_tokens``); an instrumented request reserves at least this."""
 
     def __post_init__(self) -> None:
         _check_fields(self, "budget", _BUDGET_CHECKS)
+
+    @property
+    def token_capped(self) -> bool:
+        """Whether any token cap is set."""
+        return self.run_tokens is not None or self.daily_tokens is not None or self.hourly_tokens is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -326,6 +349,10 @@ class ChildCaps:
     """The caps of a sub-agent's child run (``children: {researcher: {run_usd: 0.50}}``)."""
 
     run_usd: Decimal | None = None
+    run_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_fields(self, "children", {"run_usd": _CAP, "run_tokens": _COUNT})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -395,6 +422,19 @@ MAX_EXPANDED_NODES = 10_000
 MAX_NESTING = 32
 MAX_ISSUES = 100
 
+BUDGET_CAPS = (
+    "run_usd",
+    "daily_usd",
+    "hourly_usd",
+    "max_steps",
+    "max_retries_total",
+    "timeout_s",
+    "run_tokens",
+    "daily_tokens",
+    "hourly_tokens",
+)
+"""The budget keys that cap something (a budget needs one of them)."""
+
 SECTION_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "": (
@@ -416,15 +456,7 @@ SECTION_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
             "restart_guard",
             "children",
         ),
-        "budget": (
-            "run_usd",
-            "daily_usd",
-            "hourly_usd",
-            "max_steps",
-            "max_retries_total",
-            "timeout_s",
-            "estimate_usd",
-        ),
+        "budget": (*BUDGET_CAPS, "estimate_usd", "estimate_tokens"),
         "breaker": ("failure_threshold", "cooldown_s", "count", "ignore"),
         "fail_fast": ("max_attempts", "halt_on"),
         "rate_limits": ("action", "max", "window_s", "cooldown_s"),
@@ -434,13 +466,12 @@ SECTION_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "events": ("path", "max_bytes", "backup_count", "rotate_when"),
         "pricing": ("input", "output", "cached_input"),
         "restart_guard": ("max_starts", "window_s", "cooldown_s", "action"),
-        "children": ("run_usd",),
+        "children": ("run_usd", "run_tokens"),
     }
 )
 """Every key the loader accepts, per section ("" is the top level); the JSON Schema mirrors it."""
 
 REQUIRED_KEYS = ("version", "agent", "budget", "breaker", "fail_fast")
-BUDGET_CAPS = ("run_usd", "daily_usd", "hourly_usd", "max_steps", "max_retries_total", "timeout_s")
 
 _REQUIRED_EXAMPLES = MappingProxyType(
     {
@@ -1063,6 +1094,10 @@ class _Checker:
             "max_retries_total": self.count,
             "timeout_s": self.seconds,
             "estimate_usd": self.amount,
+            "run_tokens": self.count,
+            "daily_tokens": self.count,
+            "hourly_tokens": self.count,
+            "estimate_tokens": partial(self.count, maximum=MAX_CALL_TOKENS),
         }
         parsed = self.section(node, name, fields, example="{run_usd: 5.0, daily_usd: 20.0}")
         if parsed is INVALID:
@@ -1276,7 +1311,7 @@ class _Checker:
         agents = self.mapping(node, name, f"write it as a mapping of sub-agent names, such as {example}")
         if agents is INVALID:
             return INVALID
-        fields: dict[str, _Parse] = {"run_usd": self.money}
+        fields: dict[str, _Parse] = {"run_usd": self.money, "run_tokens": self.count}
         caps = []
         for child, (_, value) in agents.items():
             parsed = self.section(value, _dotted(name, child), fields, example="{run_usd: 0.50}")

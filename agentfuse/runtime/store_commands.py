@@ -242,6 +242,7 @@ def _json(item: CapDeclaration) -> dict[str, Any]:
     return {
         "agent": item.agent, "policy": item.policy, "daily_usd": _usd(item.daily_micros),
         "hourly_usd": _usd(item.hourly_micros), "declared_at": item.declared_at,
+        "daily_tokens": item.daily_tokens, "hourly_tokens": item.hourly_tokens,
     }
 
 
@@ -254,7 +255,10 @@ def _print_table(declarations: list[CapDeclaration]) -> None:
         print(f"agent {agent!r} (the strictest cap of each kind binds every process):")
         for item in mine:
             declared = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(item.declared_at))
+            tokens = ""
+            if item.daily_tokens is not None or item.hourly_tokens is not None:
+                tokens = f" tokens daily {item.daily_tokens or '-'} hourly {item.hourly_tokens or '-'}"
             print(
                 f"  daily ${_usd(item.daily_micros) or '-':<12} hourly ${_usd(item.hourly_micros) or '-':<12}"
-                f" declared {declared}  {item.policy}"
+                f"{tokens} declared {declared}  {item.policy}"
             )

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from agentfuse.runtime.instrument.wire import SSEParser, StreamState, WireFormat, json_body
-from agentfuse.runtime.policy import from_micros
+from agentfuse.runtime.policy import MAX_CALL_TOKENS, from_micros
 from agentfuse.runtime.pricing import Usage
 
 if TYPE_CHECKING:
@@ -167,11 +167,17 @@ class Call:
         self.settled = True
         step = self.step
         if free:
-            step.record(cost_usd=0)
+            step.record(cost_usd=0, tokens=0)
         elif self.reported:
-            total = sum(self.guard._cost_of(item, step) or step.estimate_micros for item in self.reported)
+            total = tokens = 0
+            for item in self.reported:  # an item whose cost or tokens are unknown counts at the reservation
+                step.tokens = None
+                total += self.guard._cost_of(item, step) or step.estimate_micros
+                tokens += step.reserved_tokens if step.tokens is None else step.tokens
+            step.tokens = None
             own = self.guard._cost_of(usage, step) if usage is not None else None
-            step.record(cost_usd=from_micros(max(total, own or 0)))
+            tokens = min(max(tokens, step.tokens or 0), MAX_CALL_TOKENS)
+            step.record(cost_usd=from_micros(max(total, own or 0)), tokens=tokens)
         elif usage is not None:
             step.record(usage)
         else:
@@ -220,7 +226,10 @@ def begin(guard: Guard, fmt: WireFormat, body: Mapping[str, Any], *, estimate_fl
         max_tokens = 0  # embeddings: input only
     implied = table.estimate_micros(model, input_tokens, max_tokens) or 0
     estimate = max(guard._default_estimate, implied, estimate_floor)
-    step = guard.step(estimate_usd=from_micros(estimate), action=_ACTION.get() or fmt.name, model=model)
+    tokens = max(guard._default_tokens, input_tokens + (max_tokens or 0))  # the same numbers, in tokens
+    step = guard.step(
+        estimate_usd=from_micros(estimate), action=_ACTION.get() or fmt.name, model=model, estimate_tokens=tokens
+    )
     step.__enter__()
     return Call(guard, fmt, step, input_tokens)
 

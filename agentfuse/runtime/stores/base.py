@@ -11,14 +11,18 @@ Values are frozen dataclasses, except the four built on every guarded call (``Ru
 frozen one pays an ``object.__setattr__`` per field, which was a quarter of a call's CPU
 instructions (bench/RESULTS.md). Nothing changes them after they are built; treat them as values.
 
-Money is integer micro-dollars everywhere (``*_micros``). Times are wall-clock seconds since the
-epoch (``now``), taken from the guard's injected clock. A backend that cannot be reached raises
-:class:`agentfuse.runtime.errors.StoreUnavailable`; it never leaks a driver exception.
+Money is integer micro-dollars everywhere (``*_micros``); tokens (input + output of a call) are
+integer counts (``*_tokens``), reserved and settled with the money in the same operation. Times are
+wall-clock seconds since the epoch (``now``), taken from the guard's injected clock. A backend that
+cannot be reached raises :class:`agentfuse.runtime.errors.StoreUnavailable`; it never leaks a
+driver exception.
 
 Semantics every backend must keep (the contract suite checks them):
 
-* Run rows hold *subtree* totals: a reservation or settlement of a run is added to the run and
-  every ancestor, so a cap check is one read per run in the chain, never a ledger sum.
+* Run rows hold *subtree* totals (money and tokens): a reservation or settlement of a run is added
+  to the run and every ancestor, so a cap check is one read per run in the chain, never a ledger sum.
+* Tokens are counted whatever the caps (a parent's or another policy's cap may need them); a
+  settlement with ``tokens=None`` charges the reserved token estimate (never under-counted).
 * Agent windows: per-(agent, day_key) and per-(agent, minute) buckets of spent + reserved; the
   hourly cap sums the last 60 minute buckets (``minute - 59 .. minute``).
 * A reservation is settled at most once (``settle`` of an unknown or settled id is a no-op that
@@ -85,6 +89,10 @@ class RunInfo:
     steps: int = 0
     failures: int = 0
     """Failed calls of this run (its own, not descendants'): the retry counter."""
+    token_cap: int | None = None
+    """The run's token cap (``budget.run_tokens``; input + output tokens of it and its descendants)."""
+    spent_tokens: int = 0
+    reserved_tokens: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +174,10 @@ class GateRequest:
     settle_first: tuple[Settlement, ...] = ()
     """Settlements the guard deferred (plain successes costing no more than their estimate):
     apply each exactly as :meth:`Store.settle` would, first, in the same atomic operation."""
+    estimate_tokens: int = 0
+    """Tokens (input + output) reserved for the call."""
+    daily_token_cap: int | None = None
+    hourly_token_cap: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +189,8 @@ class Refusal:
     ``max_retries_total``, ``timeout``, ``max_attempts``."""
     reason: str
     """``halted``: the halt's reason; ``budget``: ``run_budget``, ``ancestor_budget``,
-    ``daily_budget``, ``hourly_budget``; otherwise equal to ``kind``."""
+    ``daily_budget``, ``hourly_budget`` (money), ``run_token_budget``, ``ancestor_token_budget``,
+    ``daily_token_budget``, ``hourly_token_budget`` (tokens); otherwise equal to ``kind``."""
     message: str
     figures: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -197,10 +210,13 @@ class GateResult:
     remaining_s: float | None = None
     """Seconds left before the run's deadline, if it has one."""
     usage_fraction: float = 0.0
-    """Highest fraction of any money cap in use after this reservation (for the degrade ladder)."""
+    """Highest fraction of any money or token cap in use after this reservation (the degrade ladder)."""
     breaker_clean: bool = False
     """The breaker was closed with no counted failures. Only then may the guard defer the
     settlement of a plain success (a store that leaves this False is always settled at once)."""
+    tokens_capped: bool = True
+    """A token cap bound this gate (the chain's, the request's or a declared one). Without one,
+    a success that used more tokens than it reserved may still be deferred (nobody checks them)."""
 
     @property
     def allowed(self) -> bool:
@@ -225,6 +241,8 @@ class Settlement:
     breaker: BreakerSpec = BreakerSpec()
     halt: HaltRecord | None = None
     """A fail-fast halt to write durably in the same transaction."""
+    tokens: int | None = None
+    """Tokens the call used (input + output); ``None``: the reservation's token estimate."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,10 +259,12 @@ class SettleResult:
 
 @dataclasses.dataclass(frozen=True)
 class AgentTotals:
-    """An agent's money in its current windows (spent + reserved)."""
+    """An agent's money and tokens in its current windows (spent + reserved)."""
 
     day_micros: int
     hour_micros: int
+    day_tokens: int = 0
+    hour_tokens: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,6 +329,7 @@ class Reservation:
     created_at: float
     pid: int | None
     host: str | None
+    estimate_tokens: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,7 +340,7 @@ class Reconciliation:
     agent: str
     run_id: str
     settle_as: str
-    """``reserved`` (counted at its estimate) or ``zero`` (the call cost nothing)."""
+    """``reserved`` (counted at its estimate, money and tokens) or ``zero`` (the call cost nothing)."""
     cost_micros: int
     reason: str
     at: float
@@ -327,12 +348,14 @@ class Reconciliation:
 
 @dataclasses.dataclass(frozen=True)
 class DaySpend:
-    """An agent's spent and reserved money on one calendar day (its policy's time zone)."""
+    """An agent's spent and reserved money and tokens on one calendar day (its policy's time zone)."""
 
     agent: str
     day_key: str
     spent_micros: int
     reserved_micros: int
+    spent_tokens: int = 0
+    reserved_tokens: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -373,6 +396,14 @@ class CapDeclaration:
     daily_micros: int | None
     hourly_micros: int | None
     declared_at: float
+    daily_tokens: int | None = None
+    hourly_tokens: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        """Declares no cap at all (such a declaration is removed, not written)."""
+        caps = (self.daily_micros, self.hourly_micros, self.daily_tokens, self.hourly_tokens)
+        return all(cap is None for cap in caps)
 
 
 @runtime_checkable
@@ -387,10 +418,12 @@ class Store(Protocol):
         parent_id: str | None,
         cap_micros: int | None,
         now: float,
+        token_cap: int | None = None,
     ) -> RunInfo:
         """Create the run (start time ``now``) or return it unchanged if it exists.
 
-        Raises ``KeyError`` if ``parent_id`` names no run.
+        Raises ``KeyError`` if ``parent_id`` names no run. The guard passes ``token_cap`` only
+        when the run has one, so a store written before token caps still guards a policy without.
         """
 
     def gate(self, request: GateRequest) -> GateResult:
@@ -493,7 +526,7 @@ class BooksStore(Store, Protocol):
         """From now on this handle refuses the agent's gates unless the store holds ``identity``."""
 
     def declare_caps(self, declaration: CapDeclaration) -> None:
-        """Write (or replace) one policy's caps for its agent; with neither cap, remove them."""
+        """Write (or replace) one policy's caps for its agent; with no cap at all, remove them."""
 
     def cap_declarations(self, agent: str | None = None) -> list[CapDeclaration]:
         """Every declaration (of one agent), by agent and policy."""

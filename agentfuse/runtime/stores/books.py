@@ -128,7 +128,10 @@ def policy_key(policy: Policy, host: str) -> str:
     if policy.source is not None:
         return f"{host}:{Path(policy.source).resolve()}"
     budget = policy.budget
-    return f"{host}:<code daily_usd={budget.daily_usd} hourly_usd={budget.hourly_usd}>"
+    tokens = ""
+    if budget.daily_tokens is not None or budget.hourly_tokens is not None:
+        tokens = f" daily_tokens={budget.daily_tokens} hourly_tokens={budget.hourly_tokens}"
+    return f"{host}:<code daily_usd={budget.daily_usd} hourly_usd={budget.hourly_usd}{tokens}>"
 
 
 def declaration(policy: Policy, *, host: str, now: float) -> CapDeclaration:
@@ -139,6 +142,8 @@ def declaration(policy: Policy, *, host: str, now: float) -> CapDeclaration:
         daily_micros=to_micros(budget.daily_usd) if budget.daily_usd is not None else None,
         hourly_micros=to_micros(budget.hourly_usd) if budget.hourly_usd is not None else None,
         declared_at=now,
+        daily_tokens=budget.daily_tokens,
+        hourly_tokens=budget.hourly_tokens,
     )
 
 

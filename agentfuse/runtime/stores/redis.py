@@ -17,7 +17,10 @@ deadlines do not depend on any worker's clock (clock skew between hosts cannot w
 clock). The calendar day of the daily cap is the guard's (policy time zone).
 
 Keys: ``{prefix}:{{agent}}:...``; the braces are a hash tag, so one agent's keys share a slot.
-Money is integer micro-dollars (``HINCRBY``); the minute buckets of the hourly window expire after
+Money is integer micro-dollars (``HINCRBY``), tokens integer counts beside it (run fields ``tcap``,
+``tspent``, ``treserved``; day fields ``tspent``, ``treserved``; minute buckets in ``tminutes``;
+a ledger entry's estimate ``micros:tokens``, an entry written before token caps has no
+``:tokens``, i.e. none); the minute buckets of the hourly window expire after
 an hour, rate-limit windows after their window and cooldown, day buckets after nine days (``status``
 shows a week). Run rows and their ledgers are kept, like the SQLite store's.
 
@@ -47,7 +50,7 @@ from redis.commands.core import Script
 from redis.retry import Retry
 
 from agentfuse.runtime import breaker as breaker_rules
-from agentfuse.runtime.decisions import GateSnapshot, decide_gate
+from agentfuse.runtime.decisions import GateSnapshot, TokenWindows, decide_gate
 from agentfuse.runtime.errors import StoreUnavailable
 from agentfuse.runtime.redaction import redact as redact_url
 from agentfuse.runtime.stores.books import SEEN_FILE_NAME, identity_changed
@@ -134,7 +137,22 @@ local function slide_hour(mk, minute)
   end
   return total
 end
-local RUN_FIELDS = {'parent', 'pagent', 'cap', 'started', 'spent', 'reserved', 'steps', 'failures'}
+local RUN_FIELDS = {'parent', 'pagent', 'cap', 'started', 'spent', 'reserved', 'steps', 'failures',
+  'tcap', 'tspent', 'treserved'}
+-- a ledger entry's estimate: 'micros:tokens' (or 'micros', written before token caps)
+local function estimate_of(field)
+  local micros, tokens = string.match(field, '^([^:]+):(.*)$')
+  if micros then return tonumber(micros), tonumber(tokens) end
+  return tonumber(field), 0
+end
+-- add a count to a minute bucket of an hourly window (if still in it), and to its total
+local function add_minute(mk, minute, amount)
+  local floor = tonumber(redis.call('HGET', mk, 'floor'))
+  if floor and tonumber(minute) >= floor then
+    redis.call('HINCRBY', mk, minute, amount)
+    redis.call('HINCRBY', mk, 'total', amount)
+  end
+end
 -- byte order whatever the server's locale (Lua compares strings with strcoll), as SQLite's BINARY
 local function before(a, b)
   for i = 1, math.min(#a, #b) do
@@ -151,10 +169,10 @@ end
 """
 
 _LUA_SETTLE_ONE = r"""
--- One settlement, as Store.settle: 12 fields from argv[at]: agent, run_id, reservation_id, action,
--- cost, now, outcome, breaker_counts, breaker key, failure_threshold, halt run_id, halt json.
--- Returns nil for an unknown or settled reservation, else now, action and run failures, the
--- breaker before (5 fields) and its state after.
+-- One settlement, as Store.settle: 13 fields from argv[at]: agent, run_id, reservation_id, action,
+-- cost, now, outcome, breaker_counts, breaker key, failure_threshold, halt run_id, halt json,
+-- tokens ('' for the reserved estimate). Returns nil for an unknown or settled reservation, else
+-- now, action and run failures, the breaker before (5 fields) and its state after.
 local function settle_one(at)
   local agent, run_id, rid, action = argv[at], argv[at + 1], argv[at + 2], argv[at + 3]
   local cost, outcome, reported = tonumber(argv[at + 4]), argv[at + 6], argv[at + 7] == '1'
@@ -167,14 +185,20 @@ local function settle_one(at)
   if latest > now then now = latest end
   local parts = {}
   for p in string.gmatch(entry, '[^|]+') do table.insert(parts, p) end
-  local estimate, day_key, minute = tonumber(parts[2]), parts[3], parts[4]
+  local estimate, etokens = estimate_of(parts[2])
+  local day_key, minute = parts[3], parts[4]
+  local tokens = etokens
+  if argv[at + 12] ~= '' then tokens = tonumber(argv[at + 12]) end
   local failed = outcome == 'failure'
-  redis.call('HSET', lk, rid, 's|' .. parts[2] .. '|' .. argv[at + 4] .. '|' .. outcome)
+  redis.call('HSET', lk, rid, 's|' .. parts[2] .. '|' .. argv[at + 4] .. ':' .. string.format('%d', tokens)
+    .. '|' .. outcome)
   local cur_id, cur_agent, depth = run_id, agent, 0
   while cur_id and depth <= 1000 do
     local key = base(cur_agent) .. ':run:' .. cur_id
     redis.call('HINCRBY', key, 'reserved', 0 - estimate)
     redis.call('HINCRBY', key, 'spent', cost)
+    if etokens ~= 0 then redis.call('HINCRBY', key, 'treserved', 0 - etokens) end
+    if tokens ~= 0 then redis.call('HINCRBY', key, 'tspent', tokens) end
     if depth == 0 and failed then redis.call('HINCRBY', key, 'failures', 1) end
     depth = depth + 1
     local up = redis.call('HMGET', key, 'parent', 'pagent')
@@ -185,13 +209,11 @@ local function settle_one(at)
   if redis.call('EXISTS', dk) == 1 then
     redis.call('HINCRBY', dk, 'reserved', 0 - estimate)
     redis.call('HINCRBY', dk, 'spent', cost)
+    if etokens ~= 0 then redis.call('HINCRBY', dk, 'treserved', 0 - etokens) end
+    if tokens ~= 0 then redis.call('HINCRBY', dk, 'tspent', tokens) end
   end
-  local mk = me .. ':minutes'
-  local floor = tonumber(redis.call('HGET', mk, 'floor'))
-  if floor and tonumber(minute) >= floor then  -- the bucket is still in the hourly window
-    redis.call('HINCRBY', mk, minute, cost - estimate)
-    redis.call('HINCRBY', mk, 'total', cost - estimate)
-  end
+  add_minute(me .. ':minutes', minute, cost - estimate)
+  if tokens ~= etokens then add_minute(me .. ':tminutes', minute, tokens - etokens) end
   local action_failures, run_failures = 0, 0
   if failed then
     action_failures = redis.call('HINCRBY', me .. ':attempts:' .. run_id, action, 1)
@@ -230,7 +252,7 @@ end
 _OPEN_RUN = (
     _LUA_COMMON
     + r"""
--- ARGV: prefix, agent, run_id, parent_id, cap, now
+-- ARGV: prefix, agent, run_id, parent_id, cap, now, token cap
 local agent, run_id, parent_id, cap = argv[2], argv[3], argv[4], argv[5]
 local index = prefix .. ':runs'
 local owner = redis.call('HGET', index, run_id)
@@ -246,6 +268,7 @@ if not owner then
     table.insert(fields, 'pagent'); table.insert(fields, parent_agent)
   end
   if cap ~= '' then table.insert(fields, 'cap'); table.insert(fields, cap) end
+  if argv[7] ~= '' then table.insert(fields, 'tcap'); table.insert(fields, argv[7]) end
   redis.call('HSET', base(agent) .. ':run:' .. run_id, unpack(fields))
   redis.call('HSET', index, run_id, agent)
   redis.call('SADD', prefix .. ':agents', agent)
@@ -264,9 +287,10 @@ _GATE = (
 --       breaker key, failure_threshold, cooldown_s, probe_lease_s,
 --       rate action, rate max, rate window_s, rate cooldown_s, rate ttl_s,
 --       daily cap, hourly cap, max_steps, max_retries_total, timeout_s, max_attempts, day ttl,
---       count of deferred settlements, then 12 fields for each (see settle_one),
---       then the pid and host of the process making the reservation, the books' pinned identity
-local process_at = 27 + 12 * tonumber(argv[26])
+--       count of deferred settlements, then 13 fields for each (see settle_one),
+--       then the pid and host of the process making the reservation, the books' pinned identity,
+--       estimate tokens, daily token cap, hourly token cap
+local process_at = 27 + 13 * tonumber(argv[26])
 local agent, run_id, rid, action = argv[2], argv[3], argv[4], argv[5]
 local me = base(agent)
 local pinned = argv[process_at + 2]
@@ -274,8 +298,11 @@ if pinned ~= '' then  -- the books this process checked at start must still be t
   local found = redis.call('HGET', me .. ':identity', 'id')
   if found ~= pinned then return {'identity', found or ''} end
 end
-for n = 1, tonumber(argv[26]) do settle_one(27 + 12 * (n - 1)) end
+for n = 1, tonumber(argv[26]) do settle_one(27 + 13 * (n - 1)) end
 local estimate = tonumber(argv[6])
+local etokens = tonumber(argv[process_at + 3])
+local daily_tcap = optnum(argv[process_at + 4] ~= '' and argv[process_at + 4])
+local hourly_tcap = optnum(argv[process_at + 5] ~= '' and argv[process_at + 5])
 local now = clock_now(argv[7])
 local day_key = argv[8]
 local minute = tonumber(argv[9])
@@ -291,13 +318,16 @@ local rate_action = argv[14]
 local daily_cap, hourly_cap = optnum(argv[19] ~= '' and argv[19]), optnum(argv[20] ~= '' and argv[20])
 local max_steps, max_retries = optnum(argv[21] ~= '' and argv[21]), optnum(argv[22] ~= '' and argv[22])
 local timeout_s, max_attempts = optnum(argv[23] ~= '' and argv[23]), optnum(argv[24] ~= '' and argv[24])
--- the strictest daily and hourly caps any policy declared for the agent: {micros, policy}
-local declared = {{false, ''}, {false, ''}}
+-- the strictest daily and hourly caps (money, then tokens) any policy declared for the agent:
+-- {cap, policy}; a declaration is 'daily|hourly|declared_at|daily tokens|hourly tokens'
+local declared = {{false, ''}, {false, ''}, {false, ''}, {false, ''}}
 local caps = redis.call('HGETALL', me .. ':caps')
 for i = 1, #caps, 2 do
-  local policy, values = caps[i], {string.match(caps[i + 1], '^([^|]*)|([^|]*)')}
-  for k = 1, 2 do
-    local v, best = tonumber(values[k]), declared[k]
+  local policy, fields = caps[i], {}
+  for piece in string.gmatch(caps[i + 1] .. '|', '([^|]*)|') do table.insert(fields, piece) end
+  local values = {fields[1], fields[2], fields[4], fields[5]}
+  for k = 1, 4 do
+    local v, best = tonumber(values[k] or ''), declared[k]
     if v and (not best[1] or v < best[1] or (v == best[1] and before(policy, best[2]))) then
       declared[k] = {v, policy}
     end
@@ -305,6 +335,8 @@ for i = 1, #caps, 2 do
 end
 if declared[1][1] and (not daily_cap or declared[1][1] < daily_cap) then daily_cap = declared[1][1] end
 if declared[2][1] and (not hourly_cap or declared[2][1] < hourly_cap) then hourly_cap = declared[2][1] end
+if declared[3][1] and (not daily_tcap or declared[3][1] < daily_tcap) then daily_tcap = declared[3][1] end
+if declared[4][1] and (not hourly_tcap or declared[4][1] < hourly_tcap) then hourly_tcap = declared[4][1] end
 
 -- read: the run chain, halts, breaker, rate limit, windows, attempts
 local chain = {}
@@ -317,7 +349,8 @@ while cur_id do
   end
   table.insert(chain, {id = cur_id, agent = cur_agent, cap = optnum(row[3]), started = tonumber(row[4]),
     spent = tonumber(row[5]), reserved = tonumber(row[6]), steps = tonumber(row[7]),
-    failures = tonumber(row[8]), row = row})
+    failures = tonumber(row[8]), tcap = optnum(row[9]), tspent = tonumber(row[10]) or 0,
+    treserved = tonumber(row[11]) or 0, row = row})
   if #chain > 1000 then return redis.error_reply('run chain of ' .. run_id .. ' is cyclic') end
   cur_id, cur_agent = row[1], row[2]
 end
@@ -334,10 +367,13 @@ local rk = me .. ':rate:' .. rate_action
 local r = {false, false}
 if rate_action ~= '' then r = redis.call('HMGET', rk, 'adm', 'cool') end
 local dk = me .. ':day:' .. day_key
-local d = redis.call('HMGET', dk, 'spent', 'reserved')
+local d = redis.call('HMGET', dk, 'spent', 'reserved', 'tspent', 'treserved')
 local day_used = (tonumber(d[1]) or 0) + (tonumber(d[2]) or 0)
+local day_tokens = (tonumber(d[3]) or 0) + (tonumber(d[4]) or 0)
 local mk = me .. ':minutes'
 local hour_used = slide_hour(mk, minute)
+local tmk = me .. ':tminutes'
+local hour_tokens = slide_hour(tmk, minute)
 local attempts = tonumber(redis.call('HGET', me .. ':attempts:' .. run_id, action) or '0')
 
 -- a refusal returns the state it was decided on, for the Python rules to explain it
@@ -351,14 +387,18 @@ local function refuse(kind)
   table.insert(snapshot, #chain)
   for _, scope in ipairs(chain) do
     local row = scope.row
-    for _, v in ipairs({scope.id, scope.agent, row[1], row[3], row[4], row[5], row[6], row[7], row[8]}) do
+    for _, v in ipairs({scope.id, scope.agent, row[1], row[3], row[4], row[5], row[6], row[7], row[8],
+                        row[9], row[10], row[11]}) do
       table.insert(snapshot, v)
     end
   end
-  for _, v in ipairs({day_key, declared[1][1] and string.format('%d', declared[1][1]) or '', declared[1][2],
-                      declared[2][1] and string.format('%d', declared[2][1]) or '', declared[2][2]}) do
-    table.insert(snapshot, v)
+  table.insert(snapshot, day_key)
+  for k = 1, 4 do
+    table.insert(snapshot, declared[k][1] and string.format('%d', declared[k][1]) or '')
+    table.insert(snapshot, declared[k][2])
   end
+  table.insert(snapshot, string.format('%d', day_tokens))
+  table.insert(snapshot, string.format('%d', hour_tokens))
   return snapshot
 end
 local run = chain[1]
@@ -400,33 +440,52 @@ if rate_action ~= '' then
     if rcool > 0 then rate_cool = fmt(now + rcool) end
   end
 end
+-- the caps, in decide_gate's order: the chain's money, the chain's tokens, then the windows'
+-- (money, then tokens); token caps only when one can bind (on the chain, requested or declared)
+local tokens_capped = daily_tcap or hourly_tcap
+for _, scope in ipairs(chain) do
+  if scope.tcap then tokens_capped = true end
+end
 local needed = math.max(estimate, 1)  -- a call with no estimate still needs room: a spent cap refuses
+local tneeded = math.max(etokens, 1)
 local fraction = 0.0
-local function use(used, cap)
+local function use(used, amount, cap)
   local share = 1.0
-  if cap ~= 0 then share = (used + estimate) / cap end
+  if cap ~= 0 then share = (used + amount) / cap end
   if share > fraction then fraction = share end
 end
-for depth, scope in ipairs(chain) do
-  if scope.cap then
-    local used = scope.spent + scope.reserved
-    use(used, scope.cap)
-    if used + needed > scope.cap then
-      local which = 'ancestor_budget'
-      if depth == 1 then which = 'run_budget' end
-      halt_run(which, {capped_run = scope.id, used_usd = usd(used), estimate_usd = usd(estimate),
-        cap_usd = usd(scope.cap)})
-      return refuse('budget')
+local kinds = {{'cap', 'spent', 'reserved', estimate, needed, '_budget'}}
+if tokens_capped then table.insert(kinds, {'tcap', 'tspent', 'treserved', etokens, tneeded, '_token_budget'}) end
+for k, kind in ipairs(kinds) do
+  local cap_field, spent_field, reserved_field, amount, room, suffix = unpack(kind)
+  for depth, scope in ipairs(chain) do
+    local cap = scope[cap_field]
+    if cap then
+      local used = scope[spent_field] + scope[reserved_field]
+      if used + room > cap then
+        local which = 'ancestor' .. suffix
+        if depth == 1 then which = 'run' .. suffix end
+        local figures = {capped_run = scope.id, used_usd = usd(used), estimate_usd = usd(amount), cap_usd = usd(cap)}
+        if k == 2 then
+          figures = {capped_run = scope.id, used_tokens = used, estimate_tokens = amount, cap_tokens = cap}
+        end
+        halt_run(which, figures)
+        return refuse('budget')
+      end
+      use(used, amount, cap)
     end
   end
 end
-if daily_cap then
-  if day_used + needed > daily_cap then return refuse('budget') end
-  use(day_used, daily_cap)
+local windows = {{day_used, daily_cap, estimate, needed}, {hour_used, hourly_cap, estimate, needed}}
+if tokens_capped then
+  table.insert(windows, {day_tokens, daily_tcap, etokens, tneeded})
+  table.insert(windows, {hour_tokens, hourly_tcap, etokens, tneeded})
 end
-if hourly_cap then
-  if hour_used + needed > hourly_cap then return refuse('budget') end
-  use(hour_used, hourly_cap)
+for _, w in ipairs(windows) do
+  if w[2] then
+    if w[1] + w[4] > w[2] then return refuse('budget') end
+    use(w[1], w[3], w[2])
+  end
 end
 if max_steps and run.steps >= max_steps then
   halt_run('max_steps', {steps = run.steps, max_steps = max_steps})
@@ -448,7 +507,8 @@ end
 if max_attempts and attempts >= max_attempts then return refuse('max_attempts') end
 
 -- reserve
-local entry = 'u|' .. argv[6] .. '|' .. day_key .. '|' .. string.format('%d', minute) .. '|' .. fmt(now)
+local entry = 'u|' .. argv[6] .. ':' .. argv[process_at + 3] .. '|' .. day_key .. '|' .. string.format('%d', minute)
+  .. '|' .. fmt(now)
   .. '|' .. argv[process_at] .. '|' .. argv[process_at + 1] .. '|' .. action
 if redis.call('HSETNX', me .. ':ledger:' .. run_id, rid, entry) == 0 then return {'duplicate'} end
 if bwrite then redis.call('HSET', bk, unpack(bwrite)) end
@@ -460,6 +520,7 @@ end
 for i, scope in ipairs(chain) do
   local key = base(scope.agent) .. ':run:' .. scope.id
   redis.call('HINCRBY', key, 'reserved', estimate)
+  if etokens ~= 0 then redis.call('HINCRBY', key, 'treserved', etokens) end
   if i == 1 then redis.call('HINCRBY', key, 'steps', 1) end
 end
 redis.call('INCR', me .. ':open')
@@ -469,8 +530,14 @@ if redis.call('HINCRBY', dk, 'reserved', estimate) == estimate then  -- a new da
 end
 redis.call('HINCRBY', mk, string.format('%d', minute), estimate)
 redis.call('HINCRBY', mk, 'total', estimate)
+if etokens ~= 0 then
+  redis.call('HINCRBY', dk, 'treserved', etokens)
+  redis.call('HINCRBY', tmk, string.format('%d', minute), etokens)
+  redis.call('HINCRBY', tmk, 'total', etokens)
+end
 if redis.call('TTL', mk) < 3600 then  -- refreshed once a minute, not on every call
   redis.call('EXPIRE', mk, 3720)
+  redis.call('EXPIRE', tmk, 3720)
   redis.call('EXPIRE', dk, tonumber(argv[25]))
 end
 local clean = 0
@@ -479,8 +546,10 @@ local probe = 0
 if bwrite then probe = 1 end
 local left = ''
 if remaining then left = fmt(remaining) end
--- one bulk string, the cheapest reply to read: ok|probe|transition|tripped|remaining|fraction|clean
-return table.concat({'ok', probe, transition, tripped, left, fmt(fraction), clean}, '|')
+local tcapped = 0
+if tokens_capped then tcapped = 1 end
+-- one bulk string, the cheapest reply to read: ok|probe|transition|tripped|remaining|fraction|clean|tokens capped
+return table.concat({'ok', probe, transition, tripped, left, fmt(fraction), clean, tcapped}, '|')
 """
 )
 
@@ -488,7 +557,7 @@ _SETTLE = (
     _LUA_COMMON
     + _LUA_SETTLE_ONE
     + r"""
--- ARGV: prefix, then one settlement's 12 fields
+-- ARGV: prefix, then one settlement's 13 fields
 local result = settle_one(2)
 if not result then return {'unknown'} end
 return {'ok', unpack(result)}
@@ -590,10 +659,13 @@ def _halt_from(agent: str, run_id: str, text: str) -> HaltRecord:
 
 
 def _run_from(run_id: str, agent: str, fields: Sequence[Any]) -> RunInfo:
-    parent, _parent_agent, cap, started, spent, reserved, steps, failures = fields
+    """A run row from its hash fields (``_RUN_FIELD_NAMES``; the token fields may be missing)."""
+    parent, _parent_agent, cap, started, spent, reserved, steps, failures, *tokens = fields
+    token_cap, spent_tokens, reserved_tokens = (*tokens, None, None, None)[:3]
     return RunInfo(
         run_id, agent, parent or None, int(cap) if cap is not None else None, float(started),
         int(spent), int(reserved), int(steps), int(failures),
+        int(token_cap) if token_cap else None, int(spent_tokens or 0), int(reserved_tokens or 0),
     )
 
 
@@ -741,8 +813,9 @@ class RedisStore:
         parent_id: str | None,
         cap_micros: int | None,
         now: float,
+        token_cap: int | None = None,
     ) -> RunInfo:
-        args = [self.prefix, agent, run_id, parent_id or "", _opt(cap_micros), self._now(now)]
+        args = [self.prefix, agent, run_id, parent_id or "", _opt(cap_micros), self._now(now), _opt(token_cap)]
         reply = self._run_script(self._open_run, agent, args)
         if reply[0] == "noparent":
             raise KeyError(parent_id)
@@ -752,12 +825,7 @@ class RedisStore:
         agent = self._call(lambda: self._client.hget(f"{self.prefix}:runs", run_id))
         if agent is None:
             return None
-        fields = self._call(
-            lambda: self._client.hmget(
-                self.key(agent, "run", run_id),
-                ["parent", "pagent", "cap", "started", "spent", "reserved", "steps", "failures"],
-            )
-        )
+        fields = self._call(lambda: self._client.hmget(self.key(agent, "run", run_id), list(_RUN_FIELD_NAMES)))
         return _run_from(run_id, agent, fields) if fields[3] is not None else None
 
     # -- gate and settle ----------------------------------------------------------------------
@@ -779,10 +847,13 @@ class RedisStore:
         ]
         for deferred in request.settle_first:
             args += self._settlement_args(deferred)
-        args += [str(os.getpid()), self.host, self._pins.get(request.agent, "")]
+        args += [
+            str(os.getpid()), self.host, self._pins.get(request.agent, ""), str(request.estimate_tokens),
+            _opt(request.daily_token_cap), _opt(request.hourly_token_cap),
+        ]
         reply = self._run_script(self._gate, request.agent, args)
         if isinstance(reply, str):
-            _, probe, transition, tripped, remaining, fraction, clean = reply.split("|")
+            _, probe, transition, tripped, remaining, fraction, clean, tokens_capped = reply.split("|")
             return GateResult(
                 probe=probe == "1",
                 breaker_transition=BreakerState(transition) if transition else None,
@@ -790,6 +861,7 @@ class RedisStore:
                 remaining_s=float(remaining) if remaining else None,
                 usage_fraction=float(fraction),
                 breaker_clean=clean == "1",
+                tokens_capped=tokens_capped == "1",
             )
         status = reply[0]
         if status == "identity":
@@ -818,14 +890,14 @@ class RedisStore:
         return decision.result
 
     def _settlement_args(self, settlement: Settlement) -> list[str]:
-        """The 12 fields ``settle_one`` in Lua reads for one settlement."""
+        """The 13 fields ``settle_one`` in Lua reads for one settlement."""
         halt = settlement.halt
         return [
             settlement.agent, settlement.run_id, settlement.reservation_id, settlement.action,
             str(settlement.cost_micros), self._now(settlement.now), settlement.outcome.value,
             "1" if settlement.breaker_counts else "0", settlement.breaker.key,
             str(settlement.breaker.failure_threshold), halt.run_id if halt else "",
-            _halt_json(halt) if halt else "",
+            _halt_json(halt) if halt else "", _opt(settlement.tokens),
         ]
 
     def settle(self, settlement: Settlement) -> SettleResult:
@@ -897,12 +969,17 @@ class RedisStore:
 
     def agent_totals(self, agent: str, *, day_key: str, minute: int) -> AgentTotals:
         def read() -> AgentTotals:
+            hour = [str(m) for m in range(minute - HOUR_MINUTES + 1, minute + 1)]
             pipe = self._client.pipeline(transaction=True)
-            pipe.hmget(self.key(agent, "day", day_key), ["spent", "reserved"])
-            pipe.hmget(self.key(agent, "minutes"), [str(m) for m in range(minute - HOUR_MINUTES + 1, minute + 1)])
-            day, minutes = pipe.execute()
+            pipe.hmget(self.key(agent, "day", day_key), ["spent", "reserved", "tspent", "treserved"])
+            pipe.hmget(self.key(agent, "minutes"), hour)
+            pipe.hmget(self.key(agent, "tminutes"), hour)
+            day, minutes, token_minutes = pipe.execute()
             return AgentTotals(
-                sum(int(v) for v in day if v is not None), sum(int(v) for v in minutes if v is not None)
+                sum(int(v) for v in day[:2] if v is not None),
+                sum(int(v) for v in minutes if v is not None),
+                sum(int(v) for v in day[2:] if v is not None),
+                sum(int(v) for v in token_minutes if v is not None),
             )
 
         return self._call(read)
@@ -927,7 +1004,8 @@ class RedisStore:
         ledger: dict[str, tuple[int, int | None]] = {}
         for reservation_id, entry in entries.items():
             fields = entry.split("|")
-            ledger[reservation_id] = (int(fields[1]), int(fields[2]) if fields[0] == "s" else None)
+            cost = int(fields[2].partition(":")[0]) if fields[0] == "s" else None
+            ledger[reservation_id] = (int(fields[1].partition(":")[0]), cost)
         return ledger
 
     # -- operator tools -----------------------------------------------------------------------
@@ -1043,7 +1121,7 @@ class RedisStore:
         settled = self.settle(
             Settlement(
                 reservation_id, item.agent, item.run_id, item.action, cost, now, Outcome.NEUTRAL,
-                breaker_counts=False,
+                breaker_counts=False, tokens=None if settle_as == "reserved" else 0,
             )
         )
         if not settled.settled:
@@ -1066,8 +1144,8 @@ class RedisStore:
                 for key in self._scan(name, "day"):
                     day = key[len(prefix):]
                     if day >= since_day:
-                        spent, reserved = self._client.hmget(key, ["spent", "reserved"])
-                        rows.append(DaySpend(name, day, int(spent or 0), int(reserved or 0)))
+                        fields = self._client.hmget(key, ["spent", "reserved", "tspent", "treserved"])
+                        rows.append(DaySpend(name, day, *(int(value or 0) for value in fields)))
             return sorted(rows, key=lambda row: (row.day_key, row.agent))
 
         return self._call(read)
@@ -1137,11 +1215,12 @@ class RedisStore:
         def write() -> None:
             pipe = self._client.pipeline(transaction=True)
             key = self.key(declaration.agent, "caps")
-            if declaration.daily_micros is None and declaration.hourly_micros is None:
+            if declaration.empty:
                 pipe.hdel(key, declaration.policy)
             else:
                 caps = (_opt(declaration.daily_micros), _opt(declaration.hourly_micros))
-                value = "|".join((*caps, repr(float(declaration.declared_at))))
+                tokens = (_opt(declaration.daily_tokens), _opt(declaration.hourly_tokens))
+                value = "|".join((*caps, repr(float(declaration.declared_at)), *tokens))
                 pipe.hset(key, declaration.policy, value)
             pipe.sadd(f"{self.prefix}:agents", declaration.agent)
             pipe.execute()
@@ -1157,9 +1236,11 @@ class RedisStore:
             found = []
             for name, rows in zip(agents, pipe.execute()):
                 for policy, value in sorted(rows.items()):
-                    daily, hourly, at = value.split("|")
+                    daily, hourly, at, daily_tokens, hourly_tokens = (*value.split("|"), "", "")[:5]
                     caps = (int(daily) if daily else None, int(hourly) if hourly else None)
-                    found.append(CapDeclaration(name, policy, *caps, float(at)))
+                    tokens = (int(daily_tokens) if daily_tokens else None,
+                              int(hourly_tokens) if hourly_tokens else None)
+                    found.append(CapDeclaration(name, policy, *caps, float(at), *tokens))
             return found
 
         return self._call(read)
@@ -1213,17 +1294,22 @@ class RedisStore:
         self._client.close()
 
 
-_RUN_FIELD_NAMES = ("parent", "pagent", "cap", "started", "spent", "reserved", "steps", "failures")
+_RUN_FIELD_NAMES = (
+    "parent", "pagent", "cap", "started", "spent", "reserved", "steps", "failures", "tcap", "tspent", "treserved"
+)
 
 
 def _reservation_from(reservation_id: str, agent: str, run_id: str, entry: str) -> Reservation:
-    """An open ledger entry ``u|estimate|day|minute|created[|pid|host|action]`` (older ones lack the
-    process and action; the action is last, as it may hold a ``|``)."""
+    """An open ledger entry ``u|estimate[:tokens]|day|minute|created[|pid|host|action]`` (older ones
+    lack the tokens, the process and action; the action is last, as it may hold a ``|``)."""
     fields = entry.split("|", 7)
     pid = int(fields[5]) if len(fields) > 6 and fields[5] else None
     host = fields[6] if len(fields) > 6 and fields[6] else None
     action = fields[7] if len(fields) > 7 else ""
-    return Reservation(reservation_id, agent, run_id, action, int(fields[1]), float(fields[4]), pid, host)
+    micros, _, tokens = fields[1].partition(":")
+    return Reservation(
+        reservation_id, agent, run_id, action, int(micros), float(fields[4]), pid, host, int(tokens or 0)
+    )
 
 
 def _halt_json(record: HaltRecord) -> str:
@@ -1255,12 +1341,13 @@ def _gate_snapshot(reply: Sequence[Any]) -> tuple[GateSnapshot, float, int, str,
     position += 1
     chain = []
     for index in range(chain_length):
-        run_id, agent, parent, cap, started, spent, reserved, steps, failures = reply[
-            position + 9 * index : position + 9 * index + 9
-        ]
-        chain.append(_run_from(run_id, agent, (parent, None, cap, started, spent, reserved, steps, failures)))
-    position += 9 * chain_length
-    day_key, daily, daily_by, hourly, hourly_by = reply[position : position + 5]
+        run_id, agent, parent, *fields = reply[position + 12 * index : position + 12 * index + 12]
+        chain.append(_run_from(run_id, agent, (parent, None, *fields)))
+    position += 12 * chain_length
+    day_key, daily, daily_by, hourly, hourly_by, daily_tokens, daily_tokens_by, hourly_tokens, hourly_tokens_by = reply[
+        position : position + 9
+    ]
+    day_tokens, hour_tokens = int(reply[position + 9]), int(reply[position + 10])
     snapshot = GateSnapshot(
         chain=chain,
         halts=halts,
@@ -1271,6 +1358,12 @@ def _gate_snapshot(reply: Sequence[Any]) -> tuple[GateSnapshot, float, int, str,
         action_failures=attempts,
         daily_declared=(int(daily), daily_by) if daily else None,
         hourly_declared=(int(hourly), hourly_by) if hourly else None,
+        tokens=TokenWindows(
+            day_tokens,
+            hour_tokens,
+            (int(daily_tokens), daily_tokens_by) if daily_tokens else None,
+            (int(hourly_tokens), hourly_tokens_by) if hourly_tokens else None,
+        ),
     )
     return snapshot, now, minute, day_key, verdict
 

@@ -42,7 +42,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from agentfuse.runtime import breaker as breaker_rules
-from agentfuse.runtime.decisions import GateSnapshot, decide_gate, effective_time
+from agentfuse.runtime.decisions import GateSnapshot, TokenWindows, decide_gate, effective_time
 from agentfuse.runtime.errors import StoreUnavailable
 from agentfuse.runtime.files import private_dirs
 from agentfuse.runtime.stores.books import identity_changed
@@ -197,11 +197,27 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX cap_declarations_daily ON cap_declarations(agent, daily_micros, policy);
     CREATE INDEX cap_declarations_hourly ON cap_declarations(agent, hourly_micros, policy);
     """,
+    # 5: token caps. Runs, reservations and the agent's windows count tokens (input + output)
+    # next to money, in the same rows; policies declare their daily and hourly token caps too.
+    """
+    ALTER TABLE runs ADD COLUMN token_cap INTEGER;
+    ALTER TABLE runs ADD COLUMN spent_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN reserved_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE ledger ADD COLUMN estimate_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE ledger ADD COLUMN tokens INTEGER;
+    ALTER TABLE agent_windows ADD COLUMN spent_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE agent_windows ADD COLUMN reserved_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE cap_declarations ADD COLUMN daily_tokens INTEGER;
+    ALTER TABLE cap_declarations ADD COLUMN hourly_tokens INTEGER;
+    CREATE INDEX cap_declarations_daily_tokens ON cap_declarations(agent, daily_tokens, policy);
+    CREATE INDEX cap_declarations_hourly_tokens ON cap_declarations(agent, hourly_tokens, policy);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _RUN_COLUMNS = (
-    "run_id, agent, parent_id, cap_micros, started_at, spent_micros, reserved_micros, steps, failures"
+    "run_id, agent, parent_id, cap_micros, started_at, spent_micros, reserved_micros, steps, failures,"
+    " token_cap, spent_tokens, reserved_tokens"
 )
 _LATEST_DAY = (
     "(SELECT {column} FROM agent_windows WHERE agent = ? AND bucket > 'day:' AND bucket < 'day;'"
@@ -223,15 +239,20 @@ _GATE_READS = (
     " COALESCE((SELECT failures FROM action_failures WHERE run_id = ? AND action = ?), 0), "
     + _BREAKER_COLUMNS
     + ", " + _LATEST_DAY.format(column="at") + ","
-    " (SELECT daily_micros || ' ' || policy FROM cap_declarations WHERE agent = ? AND daily_micros IS NOT NULL"
-    "  ORDER BY daily_micros, policy LIMIT 1),"
-    " (SELECT hourly_micros || ' ' || policy FROM cap_declarations WHERE agent = ? AND hourly_micros IS NOT NULL"
-    "  ORDER BY hourly_micros, policy LIMIT 1),"
-    " (SELECT identity FROM identities WHERE agent = ?)"
+    + ", ".join(
+        f" (SELECT {column} || ' ' || policy FROM cap_declarations WHERE agent = ? AND {column} IS NOT NULL"
+        f"  ORDER BY {column}, policy LIMIT 1)"
+        for column in ("daily_micros", "hourly_micros", "daily_tokens", "hourly_tokens")
+    )
+    + ", (SELECT identity FROM identities WHERE agent = ?),"
+    " COALESCE((SELECT spent_tokens + reserved_tokens FROM agent_windows WHERE agent = ? AND bucket = ?), 0),"
+    " (SELECT COALESCE(SUM(spent_tokens + reserved_tokens), 0) FROM agent_windows"
+    "  WHERE agent = ? AND bucket > ? AND bucket <= ?)"
 )
 """Every scalar one gate reads besides the run rows: halts, windows, attempts, breaker, the
 agent's clock (the time of its latest reservation), the strictest declared caps (read through
-their indexes: an ``ORDER BY`` without one costs a sorter, half a gate's read), the identity."""
+their indexes: an ``ORDER BY`` without one costs a sorter, half a gate's read), the identity,
+the token windows."""
 
 
 def move_aside(path: Path, stamp: str) -> list[Path]:
@@ -277,8 +298,8 @@ class SQLiteStore:
         self._inherited: list[sqlite3.Connection] = []
         self.host = socket.gethostname()
         """Recorded with each reservation, heartbeat and claim of this process."""
-        self._own_reservations: dict[str, tuple[int, str, int]] = {}
-        """reservation id -> (estimate, day_key, minute) of reservations made here and not yet
+        self._own_reservations: dict[str, tuple[int, str, int, int]] = {}
+        """reservation id -> (estimate, day_key, minute, estimate tokens) of reservations made here and not yet
         settled here: a plain settlement of one needs no ``RETURNING`` (about 10 us less). Only
         facts of the ledger row, so an entry left by a reservation settled elsewhere is harmless."""
         self._gate_reads: dict[int, str] = {}
@@ -426,6 +447,7 @@ class SQLiteStore:
         parent_id: str | None,
         cap_micros: int | None,
         now: float,
+        token_cap: int | None = None,
     ) -> RunInfo:
         with self._transaction() as db:
             existing = _fetch_run(db, run_id)
@@ -435,10 +457,10 @@ class SQLiteStore:
                 raise KeyError(parent_id)
             now = max(now, _latest_at(db, agent))
             db.execute(
-                "INSERT INTO runs (run_id, agent, parent_id, cap_micros, started_at) VALUES (?,?,?,?,?)",
-                (run_id, agent, parent_id, cap_micros, now),
+                "INSERT INTO runs (run_id, agent, parent_id, cap_micros, started_at, token_cap) VALUES (?,?,?,?,?,?)",
+                (run_id, agent, parent_id, cap_micros, now, token_cap),
             )
-            return RunInfo(run_id, agent, parent_id, cap_micros, now)
+            return RunInfo(run_id, agent, parent_id, cap_micros, now, token_cap=token_cap)
 
     def get_run(self, run_id: str) -> RunInfo | None:
         with self._reading() as db:
@@ -497,6 +519,8 @@ class SQLiteStore:
                 daily_declared=view.daily_declared,
                 hourly_declared=view.hourly_declared,
             )
+            if view.token_capped or request.daily_token_cap is not None or request.hourly_token_cap is not None:
+                snapshot.tokens = view.tokens
             decision = decide_gate(snapshot, request)
             if decision.result.halt is not None:
                 _write_halt(db, decision.result.halt)
@@ -517,27 +541,28 @@ class SQLiteStore:
                     ),
                 )
             estimate = request.estimate_micros
-            db.execute(
-                "INSERT INTO ledger (reservation_id, run_id, agent, action, estimate_micros,"
-                " day_key, minute, created_at, pid, host) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    request.reservation_id,
-                    request.run_id,
-                    request.agent,
-                    request.action,
-                    estimate,
-                    request.day_key,
-                    request.minute,
-                    request.now,
-                    self._local.pid,
-                    self.host,
-                ),
+            tokens = request.estimate_tokens
+            reservation = (
+                request.reservation_id,
+                request.run_id,
+                request.agent,
+                request.action,
+                estimate,
+                request.day_key,
+                request.minute,
+                request.now,
+                self._local.pid,
+                self.host,
             )
-            self._own_reservations[request.reservation_id] = (estimate, request.day_key, request.minute)
-            money.add(request.agent, ids, request.day_key, request.minute, reserved=estimate, spent=0)
+            if tokens:
+                db.execute(_RESERVE_TOKENS, (*reservation, tokens))
+            else:
+                db.execute(_RESERVE, reservation)
+            self._own_reservations[request.reservation_id] = (estimate, request.day_key, request.minute, tokens)
+            money.add(request.agent, ids, request.day_key, request.minute, estimate, 0, tokens, 0)
             money.write(db, stepped_run=request.run_id, at=request.now)
         if clean and not view.halted:
-            view.add_reservation(estimate, request.now)
+            view.add_reservation(estimate, tokens, request.now)
             self._local.view = view  # kept only once the transaction has committed
         return decision.result
 
@@ -547,16 +572,17 @@ class SQLiteStore:
         """The gate's one read: the run rows, halts, windows, the action's failures, the breaker,
         the agent's clock, the strictest declared caps and the books' identity."""
         agent = request.agent
+        day = _day_bucket(request.day_key)
+        hour = (_minute_bucket(request.minute - HOUR_MINUTES), _minute_bucket(request.minute))
         rows = db.execute(
             self._gate_sql(len(ids)),
             (
                 agent,
                 *ids,
                 agent,
-                _day_bucket(request.day_key),
+                day,
                 agent,
-                _minute_bucket(request.minute - HOUR_MINUTES),
-                _minute_bucket(request.minute),
+                *hour,
                 request.run_id,
                 request.action,
                 *(agent, request.breaker.key) * 5,
@@ -564,12 +590,20 @@ class SQLiteStore:
                 agent,
                 agent,
                 agent,
+                agent,
+                agent,
+                agent,
+                day,
+                agent,
+                *hour,
                 *ids,
             ),
         ).fetchall()
         by_id = {row[0]: row for row in rows}
-        halt_count, day_used, hour_used, action_failures, *breaker_row = rows[0][_RUN_WIDTH:-4]
-        latest_at, daily, hourly, identity = rows[0][-4:]
+        halt_count, day_used, hour_used, action_failures, *breaker_row = rows[0][_RUN_WIDTH:_RUN_WIDTH + 9]
+        latest_at, daily, hourly, daily_tokens, hourly_tokens, identity, day_tokens, hour_tokens = rows[0][
+            _RUN_WIDTH + 9:
+        ]
         return _GateView(
             version=version,
             key=key,
@@ -583,6 +617,7 @@ class SQLiteStore:
             daily_declared=_declared(daily),
             hourly_declared=_declared(hourly),
             identity=identity,
+            tokens=TokenWindows(day_tokens, hour_tokens, _declared(daily_tokens), _declared(hourly_tokens)),
         )
 
     def _gate_sql(self, lineage_length: int) -> str:
@@ -602,7 +637,8 @@ class SQLiteStore:
         """
         if settlement.outcome is not Outcome.SUCCESS or settlement.breaker_counts or settlement.halt is not None:
             return False
-        parameters = (
+        tokens = settlement.tokens
+        parameters: tuple[Any, ...] = (
             settlement.cost_micros,
             settlement.now,
             _SUCCESS,
@@ -611,18 +647,25 @@ class SQLiteStore:
             settlement.breaker.key,
             settlement.reservation_id,
         )
+        sql = _SETTLE_PLAIN
+        if tokens is not None:
+            sql = _SETTLE_PLAIN_TOKENS
+            parameters = (*parameters[:3], tokens, *parameters[3:])
         known = self._own_reservations.pop(settlement.reservation_id, None)
         if known is not None:
-            if db.execute(_SETTLE_PLAIN, parameters).rowcount != 1:
+            if db.execute(sql, parameters).rowcount != 1:
                 return False
-            estimate, day_key, minute = known
+            estimate, day_key, minute, estimate_tokens = known
         else:
-            rows = db.execute(_SETTLE_PLAIN + " RETURNING estimate_micros, day_key, minute", parameters).fetchall()
+            rows = db.execute(
+                sql + " RETURNING estimate_micros, day_key, minute, estimate_tokens", parameters
+            ).fetchall()
             if not rows:
                 return False
-            estimate, day_key, minute = rows[0]
+            estimate, day_key, minute, estimate_tokens = rows[0]
         ids = self._lineage_ids(db, settlement.run_id)
-        money.add(settlement.agent, ids, day_key, minute, reserved=-estimate, spent=settlement.cost_micros)
+        used = estimate_tokens if tokens is None else tokens  # no usage: charged at the reservation
+        money.add(settlement.agent, ids, day_key, minute, -estimate, settlement.cost_micros, -estimate_tokens, used)
         return True
 
     def settle(self, settlement: Settlement) -> SettleResult:
@@ -633,28 +676,30 @@ class SQLiteStore:
         self._own_reservations.pop(settlement.reservation_id, None)
         failed = settlement.outcome is Outcome.FAILURE
         row = db.execute(
-            f"SELECT estimate_micros, day_key, minute, {_BREAKER_COLUMNS} FROM ledger"
+            f"SELECT estimate_micros, day_key, minute, estimate_tokens, {_BREAKER_COLUMNS} FROM ledger"
             " WHERE reservation_id = ? AND settled_at IS NULL",
             (*(settlement.agent, settlement.breaker.key) * 5, settlement.reservation_id),
         ).fetchone()
         if row is None:
             return SettleResult(settled=False)
-        estimate, day_key, minute, *breaker_row = row
+        estimate, day_key, minute, estimate_tokens, *breaker_row = row
+        tokens = estimate_tokens if settlement.tokens is None else settlement.tokens
         if failed:  # a failure may open the breaker at `now`: never before the agent's latest time
             now = max(settlement.now, _latest_at(db, settlement.agent))
             settlement = settlement if now == settlement.now else dataclasses.replace(settlement, now=now)
         cost = settlement.cost_micros
         db.execute(
-            "UPDATE ledger SET cost_micros = ?, settled_at = ?, outcome = ? WHERE reservation_id = ?",
-            (cost, settlement.now, settlement.outcome.value, settlement.reservation_id),
+            "UPDATE ledger SET cost_micros = ?, settled_at = ?, outcome = ?, tokens = ? WHERE reservation_id = ?",
+            (cost, settlement.now, settlement.outcome.value, tokens, settlement.reservation_id),
         )
         ids = self._lineage_ids(db, settlement.run_id)
         db.execute(
             "UPDATE runs SET reserved_micros = reserved_micros - ?, spent_micros = spent_micros + ?,"
+            " reserved_tokens = reserved_tokens - ?, spent_tokens = spent_tokens + ?,"
             f" failures = failures + (run_id = ? AND ?) WHERE run_id IN ({','.join('?' * len(ids))})",
-            (estimate, cost, settlement.run_id, failed, *ids),
+            (estimate, cost, estimate_tokens, tokens, settlement.run_id, failed, *ids),
         )
-        _add_to_windows(db, settlement.agent, day_key, minute, reserved=-estimate, spent=cost)
+        _add_to_windows(db, settlement.agent, day_key, minute, (-estimate, cost), (-estimate_tokens, tokens))
         action_failures = run_failures = 0
         if failed:
             db.execute(
@@ -718,7 +763,9 @@ class SQLiteStore:
 
     def agent_totals(self, agent: str, *, day_key: str, minute: int) -> AgentTotals:
         with self._reading() as db:
-            return AgentTotals(_day_used(db, agent, day_key), _hour_used(db, agent, minute))
+            day_micros, day_tokens = _day_used(db, agent, day_key)
+            hour_micros, hour_tokens = _hour_used(db, agent, minute)
+            return AgentTotals(day_micros, hour_micros, day_tokens, hour_tokens)
 
     def unsettled(self, run_id: str | None = None) -> int:
         with self._reading() as db:
@@ -794,8 +841,9 @@ class SQLiteStore:
     def open_reservations(self, agent: str | None = None, run_id: str | None = None) -> list[Reservation]:
         with self._reading() as db:
             rows = db.execute(
-                "SELECT reservation_id, agent, run_id, action, estimate_micros, created_at, pid, host"
-                " FROM ledger WHERE settled_at IS NULL AND (? IS NULL OR agent = ?) AND (? IS NULL OR run_id = ?)"
+                "SELECT reservation_id, agent, run_id, action, estimate_micros, created_at, pid, host,"
+                " estimate_tokens FROM ledger WHERE settled_at IS NULL AND (? IS NULL OR agent = ?)"
+                " AND (? IS NULL OR run_id = ?)"
                 " ORDER BY created_at",
                 (agent, agent, run_id, run_id),
             ).fetchall()
@@ -818,7 +866,10 @@ class SQLiteStore:
             cost = estimate if settle_as == "reserved" else 0
             self._settle_in(
                 db,
-                Settlement(reservation_id, agent, run_id, action, cost, now, Outcome.NEUTRAL, breaker_counts=False),
+                Settlement(
+                    reservation_id, agent, run_id, action, cost, now, Outcome.NEUTRAL, breaker_counts=False,
+                    tokens=None if settle_as == "reserved" else 0,
+                ),
             )
             record = Reconciliation(reservation_id, agent, run_id, settle_as, cost, reason, now)
             db.execute(
@@ -839,7 +890,8 @@ class SQLiteStore:
     def daily_spend(self, agent: str | None = None, *, since_day: str = "") -> list[DaySpend]:
         with self._reading() as db:
             rows = db.execute(
-                "SELECT agent, substr(bucket, 5), spent_micros, reserved_micros FROM agent_windows"
+                "SELECT agent, substr(bucket, 5), spent_micros, reserved_micros, spent_tokens, reserved_tokens"
+                " FROM agent_windows"
                 " WHERE (? IS NULL OR agent = ?) AND bucket LIKE 'day:%' AND bucket >= ? ORDER BY bucket, agent",
                 (agent, agent, _day_bucket(since_day)),
             ).fetchall()
@@ -895,19 +947,20 @@ class SQLiteStore:
 
     def declare_caps(self, declaration: CapDeclaration) -> None:
         with self._transaction() as db:
-            if declaration.daily_micros is None and declaration.hourly_micros is None:
+            if declaration.empty:
                 db.execute(
                     "DELETE FROM cap_declarations WHERE agent = ? AND policy = ?",
                     (declaration.agent, declaration.policy),
                 )
             else:
                 row = dataclasses.astuple(declaration)
-                db.execute("INSERT OR REPLACE INTO cap_declarations VALUES (?,?,?,?,?)", row)
+                columns = _DECLARATION_COLUMNS
+                db.execute(f"INSERT OR REPLACE INTO cap_declarations ({columns}) VALUES (?,?,?,?,?,?,?)", row)
 
     def cap_declarations(self, agent: str | None = None) -> list[CapDeclaration]:
         with self._reading() as db:
             rows = db.execute(
-                "SELECT agent, policy, daily_micros, hourly_micros, declared_at FROM cap_declarations"
+                f"SELECT {_DECLARATION_COLUMNS} FROM cap_declarations"
                 " WHERE ? IS NULL OR agent = ? ORDER BY agent, policy",
                 (agent, agent),
             ).fetchall()
@@ -1039,6 +1092,13 @@ class _GateView:
     daily_declared: tuple[int, str] | None
     hourly_declared: tuple[int, str] | None
     identity: str | None
+    tokens: TokenWindows
+    token_capped: bool = False
+    """A run of the chain has a token cap, or a policy declared one (this view's gates check tokens)."""
+
+    def __post_init__(self) -> None:
+        chain, tokens = self.chain, self.tokens
+        self.token_capped = tokens.declared or any(run.token_cap is not None for run in chain)
 
     def add_money(self, money: _MoneyChanges) -> None:
         """Add what ``money`` will write to the runs of the chain and to the day and the hour."""
@@ -1048,37 +1108,101 @@ class _GateView:
                 run.reserved_micros += change[0]
                 run.spent_micros += change[1]
         agent, _, _, _, day_key, minute = self.key
-        self.day_micros += money.day_seen(agent, day_key)
-        self.hour_micros += money.hour_seen(agent, minute)
+        self.day_micros += _day_seen(money.days, agent, day_key)
+        self.hour_micros += _hour_seen(money.minutes, agent, minute)
+        tokens = money.tokens
+        if tokens is not None:
+            for run in self.chain:
+                change = tokens.runs.get(run.run_id)
+                if change is not None:
+                    run.reserved_tokens += change[0]
+                    run.spent_tokens += change[1]
+            windows = self.tokens
+            change = tokens.days.get((agent, day_key))
+            if change is not None:
+                windows.day_tokens += change[0] + change[1]
+            oldest = minute - HOUR_MINUTES
+            for (owner, at), (reserved, spent) in tokens.minutes.items():
+                if owner == agent and oldest < at <= minute:
+                    windows.hour_tokens += reserved + spent
 
-    def add_reservation(self, estimate: int, now: float) -> None:
-        """Add one reservation of ``estimate`` at ``now`` (and its step) to the chain, the day
-        and the hour (the view's own: the books' clock did not go back)."""
+    def add_reservation(self, estimate: int, tokens: int, now: float) -> None:
+        """Add one reservation of ``estimate`` and ``tokens`` at ``now`` (and its step) to the chain,
+        the day and the hour (the view's own: the books' clock did not go back)."""
         for run in self.chain:
             run.reserved_micros += estimate
         self.chain[0].steps += 1
         self.day_micros += estimate
         self.hour_micros += estimate
         self.latest_at = now
+        if tokens:
+            for run in self.chain:
+                run.reserved_tokens += tokens
+            self.tokens.day_tokens += tokens
+            self.tokens.hour_tokens += tokens
+
+
+_Change = tuple[int, int]
+"""What one gate adds to a run row or a window bucket: (reserved, spent), of money or of tokens."""
+
+
+def _day_seen(days: dict[tuple[str, str], _Change], agent: str, day_key: str) -> int:
+    """What the day's bucket gains."""
+    change = days.get((agent, day_key))
+    return 0 if change is None else change[0] + change[1]
+
+
+def _hour_seen(minutes: dict[tuple[str, int], _Change], agent: str, minute: int) -> int:
+    """What the hour up to ``minute`` gains."""
+    oldest = minute - HOUR_MINUTES
+    return sum(
+        reserved + spent
+        for (owner, at), (reserved, spent) in minutes.items()
+        if owner == agent and oldest < at <= minute
+    )
+
+
+class _TokenChanges:
+    """Token additions of one gate, keyed as :class:`_MoneyChanges`' (tokens move with money)."""
+
+    __slots__ = ("runs", "days", "minutes")
+
+    def __init__(self) -> None:
+        self.runs: dict[str, _Change] = {}
+        self.days: dict[tuple[str, str], _Change] = {}
+        self.minutes: dict[tuple[str, int], _Change] = {}
 
 
 class _MoneyChanges:
     """Additions to run rows and agent windows gathered in one gate, written at its end.
 
     Every key touched is written (even with a zero sum), as separate settle and reserve
-    statements would, so the rows that exist are the same either way.
+    statements would, so the rows that exist are the same either way. Tokens are gathered apart
+    (only a gate that moves tokens has any), and written by the same statements when present.
     """
 
+    tokens: _TokenChanges | None = None
+    """The same for tokens, once a change moves any (most gates of a policy without tokens have none)."""
+
     def __init__(self) -> None:
-        self.runs: dict[str, tuple[int, int]] = {}
+        self.runs: dict[str, _Change] = {}
         """run id -> (reserved, spent) to add."""
-        self.days: dict[tuple[str, str], tuple[int, int]] = {}
+        self.days: dict[tuple[str, str], _Change] = {}
         """(agent, day_key) -> (reserved, spent) to add."""
-        self.minutes: dict[tuple[str, int], tuple[int, int]] = {}
+        self.minutes: dict[tuple[str, int], _Change] = {}
 
     def add(
-        self, agent: str, run_ids: Sequence[str], day_key: str, minute: int, *, reserved: int, spent: int
+        self,
+        agent: str,
+        run_ids: Sequence[str],
+        day_key: str,
+        minute: int,
+        reserved: int,
+        spent: int,
+        reserved_tokens: int = 0,
+        spent_tokens: int = 0,
     ) -> None:
+        """Add (reserved, spent) money, and tokens when given, to the runs, the day and the minute."""
         runs = self.runs
         for run_id in run_ids:
             old = runs.get(run_id)
@@ -1087,17 +1211,25 @@ class _MoneyChanges:
         self.days[agent, day_key] = (reserved, spent) if old is None else (old[0] + reserved, old[1] + spent)
         old = self.minutes.get((agent, minute))
         self.minutes[agent, minute] = (reserved, spent) if old is None else (old[0] + reserved, old[1] + spent)
-
-    def day_seen(self, agent: str, day_key: str) -> int:
-        change = self.days.get((agent, day_key))
-        return 0 if change is None else change[0] + change[1]
-
-    def hour_seen(self, agent: str, minute: int) -> int:
-        oldest = minute - HOUR_MINUTES
-        return sum(
-            reserved + spent
-            for (owner, at), (reserved, spent) in self.minutes.items()
-            if owner == agent and oldest < at <= minute
+        if not (reserved_tokens or spent_tokens):
+            return
+        tokens = self.tokens
+        if tokens is None:
+            tokens = self.tokens = _TokenChanges()
+        runs = tokens.runs
+        for run_id in run_ids:
+            old = runs.get(run_id)
+            runs[run_id] = (
+                (reserved_tokens, spent_tokens) if old is None else (old[0] + reserved_tokens, old[1] + spent_tokens)
+            )
+        days, minutes = tokens.days, tokens.minutes
+        old = days.get((agent, day_key))
+        days[agent, day_key] = (
+            (reserved_tokens, spent_tokens) if old is None else (old[0] + reserved_tokens, old[1] + spent_tokens)
+        )
+        old = minutes.get((agent, minute))
+        minutes[agent, minute] = (
+            (reserved_tokens, spent_tokens) if old is None else (old[0] + reserved_tokens, old[1] + spent_tokens)
         )
 
     def write(self, db: _SQL, *, stepped_run: str | None, at: float = 0.0) -> None:
@@ -1106,39 +1238,63 @@ class _MoneyChanges:
         ``stepped_run`` (the run that reserved, if any) also gets one more step; ``at`` (the
         time of its reservation) becomes the buckets' latest time if it is later.
         """
-        groups: dict[tuple[int, int], list[str]] = {}
-        for run_id, change in self.runs.items():
-            groups.setdefault(change, []).append(run_id)
-        for (reserved, spent), run_ids in groups.items():
-            db.execute(_update_runs_sql(len(run_ids)), (reserved, spent, stepped_run, *run_ids))
-        buckets = [
-            (agent, _day_bucket(day_key), spent, reserved, at)
-            for (agent, day_key), (reserved, spent) in self.days.items()
-        ]
-        buckets += [
-            (agent, _minute_bucket(minute), spent, reserved, at)
-            for (agent, minute), (reserved, spent) in self.minutes.items()
-        ]
+        groups: dict[tuple[int, ...], list[str]] = {}
+        tokens = self.tokens
+        if tokens is not None:
+            for run_id, change in self.runs.items():
+                groups.setdefault((*change, *tokens.runs.get(run_id, (0, 0))), []).append(run_id)
+        else:
+            for run_id, change in self.runs.items():
+                groups.setdefault(change, []).append(run_id)
+        for amounts, run_ids in groups.items():
+            one_run = _UPDATE_RUNS if len(amounts) == 2 else _UPDATE_RUNS_TOKENS
+            db.execute(_update_runs_sql(len(run_ids), one_run), (*amounts, stepped_run, *run_ids))
+        buckets: list[tuple[Any, ...]]
+        if tokens is None:
+            buckets = [
+                (agent, _day_bucket(day_key), spent, reserved, at)
+                for (agent, day_key), (reserved, spent) in self.days.items()
+            ]
+            buckets += [
+                (agent, _minute_bucket(minute), spent, reserved, at)
+                for (agent, minute), (reserved, spent) in self.minutes.items()
+            ]
+            _add_to_buckets(db, buckets)
+            return
+        none = (0, 0)
+        buckets = []
+        for (agent, day_key), (reserved, spent) in self.days.items():
+            reserved_tokens, spent_tokens = tokens.days.get((agent, day_key), none)
+            buckets.append((agent, _day_bucket(day_key), spent, reserved, at, spent_tokens, reserved_tokens))
+        for (agent, minute), (reserved, spent) in self.minutes.items():
+            reserved_tokens, spent_tokens = tokens.minutes.get((agent, minute), none)
+            buckets.append((agent, _minute_bucket(minute), spent, reserved, at, spent_tokens, reserved_tokens))
         _add_to_buckets(db, buckets)
 
 
-def _update_runs_sql(count: int) -> str:
-    """Add (reserved, spent) to ``count`` runs, and a step to the one named first (if any)."""
+def _update_runs_sql(count: int, one_run: str) -> str:
+    """``one_run`` (:data:`_UPDATE_RUNS` or :data:`_UPDATE_RUNS_TOKENS`) for ``count`` runs."""
     if count == 1:
-        return _UPDATE_ONE_RUN
-    return (
-        "UPDATE runs SET reserved_micros = reserved_micros + ?, spent_micros = spent_micros + ?,"
-        f" steps = steps + (run_id IS ?) WHERE run_id IN ({','.join('?' * count)})"
-    )
+        return one_run
+    return one_run.replace("IN (?)", f"IN ({','.join('?' * count)})")
 
 
-_UPDATE_ONE_RUN = (
+_UPDATE_RUNS = (
     "UPDATE runs SET reserved_micros = reserved_micros + ?, spent_micros = spent_micros + ?,"
     " steps = steps + (run_id IS ?) WHERE run_id IN (?)"
 )
+"""Add (reserved, spent) money to runs, and a step to the one named first (if any)."""
+_UPDATE_RUNS_TOKENS = (
+    "UPDATE runs SET reserved_micros = reserved_micros + ?, spent_micros = spent_micros + ?,"
+    " reserved_tokens = reserved_tokens + ?, spent_tokens = spent_tokens + ?,"
+    " steps = steps + (run_id IS ?) WHERE run_id IN (?)"
+)
+"""The same with (reserved, spent) tokens."""
 
 
 _IDENTITY_SQL = "SELECT agent, identity, created_at, reset_reason FROM identities WHERE agent = ?"
+_DECLARATION_COLUMNS = "agent, policy, daily_micros, hourly_micros, declared_at, daily_tokens, hourly_tokens"
+"""The columns of ``cap_declarations`` in the order of :class:`CapDeclaration`'s fields."""
 
 
 def _fetch_run(db: _SQL, run_id: str) -> RunInfo | None:
@@ -1165,7 +1321,16 @@ _SETTLE_PLAIN = (
     " WHERE reservation_id = ? AND settled_at IS NULL AND NOT EXISTS (SELECT 1 FROM breakers"
     "  WHERE agent = ? AND key = ? AND state = 'half_open' AND probe_id = ?)"
 )
-"""Settle a plain success unless it is settled already or holds the half-open probe."""
+"""Settle a plain success unless it is settled already or holds the half-open probe (its
+``tokens`` stay NULL: charged at ``estimate_tokens``)."""
+_SETTLE_PLAIN_TOKENS = _SETTLE_PLAIN.replace("outcome = ?", "outcome = ?, tokens = ?")
+"""The same, charging the tokens the call used."""
+_RESERVE = (
+    "INSERT INTO ledger (reservation_id, run_id, agent, action, estimate_micros,"
+    " day_key, minute, created_at, pid, host) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
+"""One reservation with no tokens (``estimate_tokens`` defaults to 0)."""
+_RESERVE_TOKENS = _RESERVE.replace("host)", "host, estimate_tokens)").replace("?)", "?,?)")
 
 
 def _day_bucket(day_key: str) -> str:
@@ -1181,32 +1346,49 @@ def _minute_bucket(minute: int) -> str:
     return f"minute:{minute:010d}"
 
 
-_ADD_TO_BUCKETS: dict[int, str] = {}
-"""Number of buckets -> the upsert adding to them (one statement for the day and the minute)."""
+_ADD_TO_BUCKETS: dict[tuple[int, int], str] = {}
+"""(number of buckets, fields per bucket) -> the upsert adding to them (one statement for the day
+and the minute; buckets without tokens leave the token columns alone)."""
 
 
-def _add_to_buckets(db: _SQL, buckets: Sequence[tuple[str, str, int, int, float]]) -> None:
-    """Add (spent, reserved) to each (agent, bucket), creating the rows that are missing, and
-    keep the later of each bucket's latest reservation time and the one given."""
+def _add_to_buckets(db: _SQL, buckets: Sequence[tuple[Any, ...]]) -> None:
+    """Add to each (agent, bucket, spent, reserved, at[, spent tokens, reserved tokens]), creating the
+    rows that are missing, and keep the later of each bucket's latest reservation time and ``at``.
+    Buckets without the token fields leave the token columns alone."""
     if not buckets:
         return
-    sql = _ADD_TO_BUCKETS.get(len(buckets))
+    key = (len(buckets), len(buckets[0]))
+    sql = _ADD_TO_BUCKETS.get(key)
     if sql is None:
+        tokens = len(buckets[0]) > 5
+        columns = "spent_micros, reserved_micros, at" + (", spent_tokens, reserved_tokens" if tokens else "")
+        marks = "(?,?,?,?,?,?,?)" if tokens else "(?,?,?,?,?)"
         sql = (
-            f"INSERT INTO agent_windows VALUES {','.join(['(?,?,?,?,?)'] * len(buckets))}"
+            f"INSERT INTO agent_windows (agent, bucket, {columns}) VALUES {','.join([marks] * len(buckets))}"
             " ON CONFLICT (agent, bucket) DO UPDATE SET spent_micros = spent_micros + excluded.spent_micros,"
             " reserved_micros = reserved_micros + excluded.reserved_micros, at = max(at, excluded.at)"
         )
-        _ADD_TO_BUCKETS[len(buckets)] = sql
+        if tokens:
+            sql += (
+                ", spent_tokens = spent_tokens + excluded.spent_tokens,"
+                " reserved_tokens = reserved_tokens + excluded.reserved_tokens"
+            )
+        _ADD_TO_BUCKETS[key] = sql
     db.execute(sql, [value for bucket in buckets for value in bucket])
 
 
 def _add_to_windows(
-    db: _SQL, agent: str, day_key: str, minute: int, *, reserved: int, spent: int
+    db: _SQL, agent: str, day_key: str, minute: int, money: _Change, tokens: _Change = (0, 0)
 ) -> None:
+    """Add (reserved, spent) ``money`` and ``tokens`` to the agent's day and minute buckets."""
+    (reserved, spent), (reserved_tokens, spent_tokens) = money, tokens
+    extra = (spent_tokens, reserved_tokens) if reserved_tokens or spent_tokens else ()
     _add_to_buckets(
         db,
-        [(agent, _day_bucket(day_key), spent, reserved, 0.0), (agent, _minute_bucket(minute), spent, reserved, 0.0)],
+        [
+            (agent, _day_bucket(day_key), spent, reserved, 0.0, *extra),
+            (agent, _minute_bucket(minute), spent, reserved, 0.0, *extra),
+        ],
     )
 
 
@@ -1218,21 +1400,24 @@ def _prune_minutes(db: _SQL, agent: str, minute: int) -> None:
     )
 
 
-def _day_used(db: _SQL, agent: str, day_key: str) -> int:
+def _day_used(db: _SQL, agent: str, day_key: str) -> tuple[int, int]:
+    """(money, tokens) spent and reserved on the agent's day."""
     row = db.execute(
-        "SELECT spent_micros + reserved_micros FROM agent_windows WHERE agent = ? AND bucket = ?",
+        "SELECT spent_micros + reserved_micros, spent_tokens + reserved_tokens FROM agent_windows"
+        " WHERE agent = ? AND bucket = ?",
         (agent, _day_bucket(day_key)),
     ).fetchone()
-    return int(row[0]) if row else 0
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
-def _hour_used(db: _SQL, agent: str, minute: int) -> int:
+def _hour_used(db: _SQL, agent: str, minute: int) -> tuple[int, int]:
+    """(money, tokens) spent and reserved in the agent's hour up to ``minute``."""
     row = db.execute(
-        "SELECT COALESCE(SUM(spent_micros + reserved_micros), 0) FROM agent_windows"
-        " WHERE agent = ? AND bucket > ? AND bucket <= ?",
+        "SELECT COALESCE(SUM(spent_micros + reserved_micros), 0), COALESCE(SUM(spent_tokens + reserved_tokens), 0)"
+        " FROM agent_windows WHERE agent = ? AND bucket > ? AND bucket <= ?",
         (agent, _minute_bucket(minute - HOUR_MINUTES), _minute_bucket(minute)),
     ).fetchone()
-    return int(row[0])
+    return int(row[0]), int(row[1])
 
 
 def _fetch_breaker(db: _SQL, agent: str, key: str) -> BreakerRecord:

@@ -28,6 +28,7 @@ from agentfuse.runtime.stores.base import (
     GateRequest,
     GateResult,
     HaltRecord,
+    OperatorStore,
     Outcome,
     RateLimitSpec,
     Settlement,
@@ -242,6 +243,131 @@ def test_hourly_window_is_the_last_sixty_minute_buckets(store: Store) -> None:
     assert store.agent_totals("a", day_key=DAY, minute=int(later // 60)).hour_micros == 10_000
     assert gate(store, "r", "after", now=later, **cap).allowed
     assert store.agent_totals("a", day_key=DAY, minute=int(later // 60)).day_micros == 30_000
+
+
+# -- tokens ---------------------------------------------------------------------------------------
+
+
+def tokens_of(store: Store, run_id: str) -> tuple[int, int]:
+    run = store.get_run(run_id)
+    assert run is not None
+    return run.spent_tokens, run.reserved_tokens
+
+
+def test_a_run_token_cap_admits_reservations_up_to_it_then_refuses_and_halts(store: Store) -> None:
+    store.open_run("r", agent="a", parent_id=None, cap_micros=None, now=NOW, token_cap=1_000)
+    for rid in ("1", "2", "3"):
+        assert gate(store, "r", rid, 0, estimate_tokens=300).allowed
+    assert tokens_of(store, "r") == (0, 900)
+    refused = gate(store, "r", "4", 0, estimate_tokens=300)
+    assert refused.refusal is not None and refused.refusal.kind == "budget"
+    assert refused.refusal.reason == "run_token_budget"
+    assert {key: refused.refusal.figures[key] for key in ("used_tokens", "estimate_tokens", "cap_tokens")} == {
+        "used_tokens": 900, "estimate_tokens": 300, "cap_tokens": 1_000,
+    }
+    assert "token cap" in refused.refusal.message and "budget.run_tokens" in refused.refusal.message
+    (halt,) = store.halts("a")
+    assert (halt.run_id, halt.reason, halt.source) == ("r", "run_token_budget", "budget")
+    assert halt.figures["cap_tokens"] == 1_000
+    assert tokens_of(store, "r") == (0, 900) and store.unsettled("r") == 3
+
+
+def test_a_settlement_charges_the_reported_tokens_or_else_the_reservation(store: Store) -> None:
+    store.open_run("r", agent="a", parent_id=None, cap_micros=None, now=NOW, token_cap=1_000)
+    assert gate(store, "r", "1", estimate_tokens=400).allowed
+    assert settle(store, "r", "1", 5_000, tokens=100).settled
+    assert tokens_of(store, "r") == (100, 0)
+    assert gate(store, "r", "2", estimate_tokens=400).allowed
+    assert settle(store, "r", "2", 5_000).settled  # no usage reported: the reservation is the charge
+    assert tokens_of(store, "r") == (500, 0)
+    assert gate(store, "r", "3", estimate_tokens=400).allowed
+    assert settle(store, "r", "3", 5_000, tokens=650).settled  # more than reserved: counted in full
+    assert tokens_of(store, "r") == (1_150, 0)
+    refused = gate(store, "r", "4", 0)  # a spent token cap refuses a call that declares no tokens
+    assert refused.refusal is not None and refused.refusal.reason == "run_token_budget"
+    totals = store.agent_totals("a", day_key=DAY, minute=int(NOW // 60))
+    assert (totals.day_tokens, totals.hour_tokens) == (1_150, 1_150)
+    assert totals.day_micros == 15_000
+
+
+def test_a_deferred_settlement_carries_its_tokens(store: Store) -> None:
+    store.open_run("r", agent="a", parent_id=None, cap_micros=None, now=NOW, token_cap=1_000)
+    assert gate(store, "r", "1", estimate_tokens=600).allowed
+    deferred = Settlement("1", "a", "r", "call", 1_000, NOW, Outcome.SUCCESS, breaker_counts=False, tokens=50)
+    assert gate(store, "r", "2", estimate_tokens=900, settle_first=(deferred,)).allowed  # 50 + 900 fit
+    assert tokens_of(store, "r") == (50, 900)
+    assert store.unsettled("r") == 1
+
+
+def test_children_tokens_count_against_every_ancestor(store: Store) -> None:
+    store.open_run("parent", agent="a", parent_id=None, cap_micros=None, now=NOW, token_cap=1_000)
+    store.open_run("child", agent="a", parent_id="parent", cap_micros=None, now=NOW, token_cap=800)
+    assert gate(store, "child", "1", estimate_tokens=600).allowed
+    settle(store, "child", "1", 0, tokens=700)
+    assert tokens_of(store, "parent") == (700, 0) and tokens_of(store, "child") == (700, 0)
+    open_run(store, "sibling", parent="parent")
+    refused = gate(store, "sibling", "2", estimate_tokens=400)
+    assert refused.refusal is not None and refused.refusal.reason == "ancestor_token_budget"
+    assert refused.refusal.figures["capped_run"] == "parent"
+    assert gate(store, "sibling", "3", estimate_tokens=300).refusal is not None  # the refusal halted it
+
+
+def test_daily_and_hourly_token_windows_refuse_without_halting(store: Store) -> None:
+    open_run(store, "r")
+    caps = {"daily_token_cap": 1_000, "hourly_token_cap": 600}
+    assert gate(store, "r", "1", estimate_tokens=400, **caps).allowed
+    settle(store, "r", "1", 0, tokens=400)
+    hourly = gate(store, "r", "2", estimate_tokens=300, **caps)
+    assert hourly.refusal is not None and hourly.refusal.reason == "hourly_token_budget"
+    assert hourly.halt is None and store.halts() == []
+    later = NOW + 61 * 60  # the first call left the hour, not the day
+    assert gate(store, "r", "3", estimate_tokens=500, now=later, **caps).allowed
+    daily = gate(store, "r", "4", estimate_tokens=200, now=later, **caps)
+    assert daily.refusal is not None and daily.refusal.reason == "daily_token_budget"
+    assert daily.refusal.figures == {"used_tokens": 900, "estimate_tokens": 200, "cap_tokens": 1_000}
+    assert "daily token cap" in daily.refusal.message and "budget.daily_tokens" in daily.refusal.message
+    totals = store.agent_totals("a", day_key=DAY, minute=int(later // 60))
+    assert (totals.day_tokens, totals.hour_tokens) == (900, 500)
+    assert isinstance(store, OperatorStore)
+    (day,) = [row for row in store.daily_spend("a") if row.day_key == DAY]
+    assert (day.spent_tokens, day.reserved_tokens) == (400, 500)
+
+
+def test_the_strictest_declared_token_cap_binds_every_gate_of_the_agent(store: Store) -> None:
+    assert isinstance(store, BooksStore)
+    open_run(store, "r")
+    store.declare_caps(CapDeclaration("a", "h:/p1/policy.yaml", None, None, NOW, daily_tokens=500))
+    store.declare_caps(CapDeclaration("a", "h:/p2/policy.yaml", 90_000, None, NOW, hourly_tokens=2_000))
+    assert [(item.daily_tokens, item.hourly_tokens) for item in store.cap_declarations("a")] == [
+        (500, None), (None, 2_000),
+    ]
+    assert gate(store, "r", "1", estimate_tokens=300).allowed  # the request itself caps no tokens
+    refused = gate(store, "r", "2", estimate_tokens=300, daily_token_cap=5_000)
+    assert refused.refusal is not None and refused.refusal.reason == "daily_token_budget"
+    assert refused.refusal.figures["declared_by"] == "h:/p1/policy.yaml"
+    assert refused.refusal.figures["cap_tokens"] == 500
+    store.declare_caps(CapDeclaration("a", "h:/p1/policy.yaml", None, None, NOW))  # no caps: no declaration
+    assert [item.policy for item in store.cap_declarations("a")] == ["h:/p2/policy.yaml"]
+
+
+def test_a_gate_says_whether_a_token_cap_bound_it(store: Store) -> None:
+    open_run(store, "free")
+    assert not gate(store, "free", "1", estimate_tokens=10).tokens_capped
+    assert gate(store, "free", "2", estimate_tokens=10, hourly_token_cap=1_000).tokens_capped
+    store.open_run("capped", agent="a", parent_id=None, cap_micros=None, now=NOW, token_cap=1_000)
+    assert gate(store, "capped", "3").tokens_capped
+
+
+def test_reconciling_keeps_or_drops_the_reserved_tokens(store: Store) -> None:
+    if not isinstance(store, OperatorStore):
+        pytest.skip("an operator store")
+    open_run(store, "r")
+    assert gate(store, "r", "kept", estimate_tokens=300).allowed
+    assert gate(store, "r", "dropped", estimate_tokens=200).allowed
+    assert sorted(item.estimate_tokens for item in store.open_reservations("a")) == [200, 300]
+    assert store.reconcile("kept", settle_as="reserved", reason="provider says it ran", now=NOW) is not None
+    assert store.reconcile("dropped", settle_as="zero", reason="never sent", now=NOW) is not None
+    assert tokens_of(store, "r") == (300, 0)
 
 
 def test_threads_sharing_one_store_never_overspend(store: Store) -> None:
@@ -529,7 +655,9 @@ def _random_operations(seed: int, count: int = 400, steps_back: bool = False) ->
     now = NOW
     runs = ["root"]
     open_reservations: list[tuple[str, str, str]] = []
-    ops: list[tuple[str, dict[str, Any]]] = [("open", {"run_id": "root", "cap": 1_500_000, "parent": None})]
+    ops: list[tuple[str, dict[str, Any]]] = [
+        ("open", {"run_id": "root", "cap": 1_500_000, "parent": None, "token_cap": 60_000})
+    ]
     for n in range(count):
         roll = rng.random()
         now += rng.choice((0.0, 0.5, 3.0, 30.0, 200.0))
@@ -540,7 +668,7 @@ def _random_operations(seed: int, count: int = 400, steps_back: bool = False) ->
         if roll < 0.06:
             run_id = f"run{n}"
             ops.append(("open", {"run_id": run_id, "cap": rng.choice((None, 100_000, 300_000)),
-                                 "parent": rng.choice(runs)}))
+                                 "parent": rng.choice(runs), "token_cap": rng.choice((None, None, 8_000))}))
             runs.append(run_id)
         elif roll < 0.55:
             run_id, action = rng.choice(runs), rng.choice(("call", "login", "publish"))
@@ -549,7 +677,8 @@ def _random_operations(seed: int, count: int = 400, steps_back: bool = False) ->
             while open_reservations and rng.random() < 0.25:
                 done, done_run, done_action = open_reservations.pop(rng.randrange(len(open_reservations)))
                 deferred.append({"rid": done, "run_id": done_run, "action": done_action, "now": now,
-                                 "outcome": Outcome.SUCCESS, "cost": rng.choice((0, 1_000)), "counts": False})
+                                 "outcome": Outcome.SUCCESS, "cost": rng.choice((0, 1_000)), "counts": False,
+                                 "tokens": rng.choice((None, 0, 700))})
             ops.append(("gate", {
                 "settle_first": tuple(deferred),
                 "rid": rid, "run_id": run_id, "action": action, "now": now, "day": day,
@@ -558,6 +687,8 @@ def _random_operations(seed: int, count: int = 400, steps_back: bool = False) ->
                 "rate_limit": RateLimitSpec("login", 2, 300.0, 120.0) if action == "login" else None,
                 "daily_cap_micros": 600_000, "hourly_cap_micros": 250_000, "max_steps": 40,
                 "max_retries_total": 6, "timeout_s": 20_000.0, "max_attempts": 4,
+                "estimate_tokens": rng.choice((0, 500, 1_500)), "daily_token_cap": 45_000,
+                "hourly_token_cap": rng.choice((None, 20_000)),
             }))
             open_reservations.append((rid, run_id, action))
         elif roll < 0.8 and open_reservations:
@@ -566,6 +697,7 @@ def _random_operations(seed: int, count: int = 400, steps_back: bool = False) ->
             ops.append(("settle", {
                 "rid": rid, "run_id": run_id, "action": action, "now": now, "outcome": outcome,
                 "cost": rng.choice((0, 500, 10_000, 30_000)), "counts": rng.random() < 0.8,
+                "tokens": rng.choice((None, 0, 400, 2_500)),
             }))
         elif roll < 0.83:
             ops.append(("halt", {"run_id": rng.choice(runs * 8 + [AGENT_WIDE]), "now": now}))
@@ -578,12 +710,16 @@ def _settlement(args: dict[str, Any]) -> Settlement:
     return Settlement(
         args["rid"], "a", args["run_id"], args["action"], args["cost"], args["now"], args["outcome"],
         breaker_counts=args["counts"], breaker=BreakerSpec(failure_threshold=3, cooldown_s=60.0, probe_lease_s=90.0),
+        tokens=args["tokens"],
     )
 
 
 def _apply(store: Store, op: str, args: dict[str, Any]) -> Any:
     if op == "open":
-        return store.open_run(args["run_id"], agent="a", parent_id=args["parent"], cap_micros=args["cap"], now=NOW)
+        return store.open_run(
+            args["run_id"], agent="a", parent_id=args["parent"], cap_micros=args["cap"], now=NOW,
+            token_cap=args["token_cap"],
+        )
     if op == "gate":
         a = dict(args)
         rid, run_id, action, now, estimate, day = (
@@ -616,14 +752,17 @@ def test_sqlite_and_redis_give_identical_results_for_one_random_history(
     redis_store = RedisStore(redis_server.url(clock="client"))
     ops = _random_operations(seed, steps_back=steps_back)
     refusals: set[str] = set()
+    reasons: set[str] = set()
     for index, (op, args) in enumerate(ops):
         expected = _apply(sqlite_store, op, args)
         actual = _apply(redis_store, op, args)
         assert actual == expected, f"operation {index} {op} {args}"
         if isinstance(expected, GateResult) and expected.refusal is not None:
             refusals.add(expected.refusal.kind)
+            reasons.add(expected.refusal.reason)
     run_ids = [args["run_id"] for op, args in ops if op == "open"]
     assert _state(redis_store, run_ids) == _state(sqlite_store, run_ids)
     assert len(refusals) >= 3, refusals  # the history exercised several gates, not only the happy path
+    assert steps_back or any("token" in reason for reason in reasons), reasons  # and the token caps
     redis_store.close()
     sqlite_store.close()

@@ -1,8 +1,9 @@
 """``agentfuse report --html``: one self-contained HTML file with inline SVG charts.
 
 Nothing is fetched: no scripts, fonts, stylesheets or images from anywhere, so the file works
-offline and from an e-mail attachment. Three sections: spend per day per agent against its
-daily cap (store), the breaker and halt timeline (event log, and the store's current halts and
+offline and from an e-mail attachment. Sections: spend per day per agent against its daily cap
+(store), tokens per day against the daily token cap (store; only for agents that used tokens or
+have such a cap), the breaker and halt timeline (event log, and the store's current halts and
 reconciliations), and the top refusal and failure reasons (event log). Every text is escaped.
 """
 
@@ -13,7 +14,7 @@ import datetime
 import html
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,9 @@ class ReportData:
     refusals: tuple[tuple[str, int], ...]
     failures: tuple[tuple[str, int], ...]
     has_events: bool
+    tokens: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
+    """agent -> day -> tokens (used + reserved), for agents that used tokens or have a daily token cap."""
+    daily_token_caps: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 
 def gather_report(
@@ -83,12 +87,19 @@ def gather_report(
     since = now - since_s
     days = _days(day_key(since, policy), day_key(now, policy))
     spend: dict[str, dict[str, float]] = {}
+    tokens: dict[str, dict[str, float]] = {}
     for row in store.daily_spend(agent, since_day=days[0]):
         spend.setdefault(row.agent, {})[row.day_key] = usd(row.spent_micros + row.reserved_micros) or 0.0
+        if row.spent_tokens or row.reserved_tokens:
+            tokens.setdefault(row.agent, {})[row.day_key] = float(row.spent_tokens + row.reserved_tokens)
     caps = {}
+    token_caps = {}
     if policy is not None and policy.budget.daily_usd is not None and (agent in (None, policy.agent)):
         caps[policy.agent] = float(policy.budget.daily_usd)
         spend.setdefault(policy.agent, {})
+    if policy is not None and policy.budget.daily_tokens is not None and (agent in (None, policy.agent)):
+        token_caps[policy.agent] = float(policy.budget.daily_tokens)
+        tokens.setdefault(policy.agent, {})
     halted = tuple(
         Mark(halt.created_at, halt.agent, "halted", _halt_detail(halt.run_id, redact(halt.reason), halt.source))
         for halt in store.halts(agent)
@@ -124,6 +135,8 @@ def gather_report(
         refusals=tuple(refusals.most_common(TOP_REASONS)),
         failures=tuple(failures.most_common(TOP_REASONS)),
         has_events=path is not None and path.exists(),
+        tokens=tokens,
+        daily_token_caps=token_caps,
     )
 
 
@@ -204,6 +217,12 @@ def render_html(data: ReportData) -> str:
         parts.append('<p class="empty">no spend recorded in this period</p>')
     for index, (agent, by_day) in enumerate(sorted(data.spend.items())):
         parts.append(_spend_chart(agent, by_day, data.days, data.daily_caps.get(agent), COLOURS[index % len(COLOURS)]))
+    if data.tokens:
+        parts.append("<h2>Tokens per day against the daily token cap</h2>")
+        for index, (agent, by_day) in enumerate(sorted(data.tokens.items())):
+            colour = COLOURS[index % len(COLOURS)]
+            cap = data.daily_token_caps.get(agent)
+            parts.append(_spend_chart(agent, by_day, data.days, cap, colour, shown=_tokens, kind="tokens"))
     parts.append("<h2>Breaker and halt timeline</h2>")
     parts.append(_timeline(data))
     if not data.has_events:
@@ -217,10 +236,24 @@ def render_html(data: ReportData) -> str:
     return "\n".join(parts)
 
 
-def _spend_chart(agent: str, by_day: Mapping[str, float], days: Sequence[str], cap: float | None, colour: str) -> str:
+def _tokens(count: float) -> str:
+    return f"{count:,.0f} tokens"
+
+
+def _spend_chart(
+    agent: str,
+    by_day: Mapping[str, float],
+    days: Sequence[str],
+    cap: float | None,
+    colour: str,
+    *,
+    shown: Callable[[float], str] = money,
+    kind: str = "spend",
+) -> str:
+    """Bars per day against the daily cap: of money (``spend``), or of ``tokens``."""
     esc = html.escape
     values = [by_day.get(day, 0.0) for day in days]
-    top = max([*values, cap or 0.0, 0.01]) * 1.1
+    top = max([*values, cap or 0.0, 0.01 if kind == "spend" else 1.0]) * 1.1
     plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
     plot_h = CHART_HEIGHT - PAD_TOP - PAD_BOTTOM
     slot = plot_w / max(len(days), 1)
@@ -230,14 +263,14 @@ def _spend_chart(agent: str, by_day: Mapping[str, float], days: Sequence[str], c
 
     out = [
         f'<h3>{esc(agent)}</h3>',
-        f'<svg class="chart spend" data-agent="{esc(agent)}" width="{WIDTH}" height="{CHART_HEIGHT}"'
-        f' viewBox="0 0 {WIDTH} {CHART_HEIGHT}" role="img" aria-label="spend per day of {esc(agent)}">',
+        f'<svg class="chart {kind}" data-agent="{esc(agent)}" width="{WIDTH}" height="{CHART_HEIGHT}"'
+        f' viewBox="0 0 {WIDTH} {CHART_HEIGHT}" role="img" aria-label="{kind} per day of {esc(agent)}">',
         f'<line x1="{PAD_LEFT}" y1="{PAD_TOP + plot_h}" x2="{WIDTH - PAD_RIGHT}" y2="{PAD_TOP + plot_h}"'
         ' stroke="#9ca3af"/>',
     ]
     for tick in (0.0, top / 2, top):
         out.append(
-            f'<text x="{PAD_LEFT - 6}" y="{y_of(tick) + 4:.1f}" text-anchor="end">{esc(money(tick))}</text>'
+            f'<text x="{PAD_LEFT - 6}" y="{y_of(tick) + 4:.1f}" text-anchor="end">{esc(shown(tick))}</text>'
         )
     bar_w = max(slot * 0.6, 2.0)
     for index, (day, value) in enumerate(zip(days, values)):
@@ -245,7 +278,7 @@ def _spend_chart(agent: str, by_day: Mapping[str, float], days: Sequence[str], c
         height = plot_h * value / top
         out.append(
             f'<rect class="bar" x="{x:.1f}" y="{PAD_TOP + plot_h - height:.1f}" width="{bar_w:.1f}"'
-            f' height="{height:.1f}" fill="{colour}"><title>{esc(day)}: {esc(money(value))}</title></rect>'
+            f' height="{height:.1f}" fill="{colour}"><title>{esc(day)}: {esc(shown(value))}</title></rect>'
         )
         if len(days) <= 31 and (index % max(len(days) // 10, 1) == 0 or index == len(days) - 1):
             out.append(
@@ -257,7 +290,7 @@ def _spend_chart(agent: str, by_day: Mapping[str, float], days: Sequence[str], c
         out.append(
             f'<line class="cap" x1="{PAD_LEFT}" y1="{y:.1f}" x2="{WIDTH - PAD_RIGHT}" y2="{y:.1f}"'
             f' stroke="#dc2626" stroke-dasharray="6 4"/>'
-            f'<text x="{WIDTH - PAD_RIGHT}" y="{y - 4:.1f}" text-anchor="end">daily cap {esc(money(cap))}</text>'
+            f'<text x="{WIDTH - PAD_RIGHT}" y="{y - 4:.1f}" text-anchor="end">daily cap {esc(shown(cap))}</text>'
         )
     out.append("</svg>")
     return "\n".join(out)

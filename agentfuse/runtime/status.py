@@ -124,6 +124,7 @@ def reservation_json(reservation: Reservation, now: float, stale_reason: str | N
         "pid": reservation.pid,
         "host": reservation.host,
         "stale_reason": stale_reason,
+        "estimate_tokens": reservation.estimate_tokens,
     }
 
 
@@ -147,6 +148,9 @@ def run_json(summary: RunSummary, now: float, policy: Policy | None) -> dict[str
         "timeout_s": budget.timeout_s if budget else None,
         "last_activity_at": format_ts(summary.last_activity_at),
         "unsettled": summary.unsettled,
+        "spent_tokens": run.spent_tokens,
+        "reserved_tokens": run.reserved_tokens,
+        "cap_tokens": run.token_cap,
     }
 
 
@@ -233,10 +237,14 @@ def _agent_status(store: OperatorStore, agent: str, policy: Policy | None, live:
             "day": today,
             "used_usd": usd(totals.day_micros),
             "cap_usd": float(budget.daily_usd) if budget and budget.daily_usd is not None else None,
+            "used_tokens": totals.day_tokens,
+            "cap_tokens": budget.daily_tokens if budget else None,
         },
         "last_hour": {
             "used_usd": usd(totals.hour_micros),
             "cap_usd": float(budget.hourly_usd) if budget and budget.hourly_usd is not None else None,
+            "used_tokens": totals.hour_tokens,
+            "cap_tokens": budget.hourly_tokens if budget else None,
         },
         "active_runs": [run_json(summary, now, policy) for summary in runs],
         "breakers": [
@@ -320,11 +328,22 @@ def money(value: float | None) -> str:
     return f"${whole}" if cents == "00" else f"${whole}.{cents}"
 
 
-def _against(used: float | None, cap: float | None, colours: Palette, caps_known: bool) -> str:
+def tokens(value: int | None) -> str:
+    """``12,000 tokens``; ``-`` for none."""
+    return "-" if value is None else f"{value:,} tokens"
+
+
+def _against(
+    used: float | None,
+    cap: float | None,
+    colours: Palette,
+    caps_known: bool,
+    shown: Callable[[Any], str] = money,
+) -> str:
     if cap is None:
-        return f"{money(used)} (" + ("no cap" if caps_known else "cap unknown: pass --policy") + ")"
+        return f"{shown(used)} (" + ("no cap" if caps_known else "cap unknown: pass --policy") + ")"
     share = (used or 0.0) / cap if cap else 1.0
-    text = f"{money(used)} of {money(cap)} ({share:.0%})"
+    text = f"{shown(used)} of {shown(cap)} ({share:.0%})"
     if share >= 1:
         return colours.bad(text)
     return colours.warn(text) if share >= 0.8 else text
@@ -349,6 +368,12 @@ def format_table(document: Mapping[str, Any], colours: Palette) -> str:
             "  last hour          "
             + _against(agent["last_hour"]["used_usd"], agent["last_hour"]["cap_usd"], colours, known),
         ]
+        today, hour = agent["today"], agent["last_hour"]
+        if today["used_tokens"] or hour["used_tokens"] or today["cap_tokens"] or hour["cap_tokens"]:
+            lines += [
+                "  tokens today       " + _against(today["used_tokens"], today["cap_tokens"], colours, known, tokens),
+                "  tokens last hour   " + _against(hour["used_tokens"], hour["cap_tokens"], colours, known, tokens),
+            ]
         for halt in agent["halts"]:
             scope = f"run {halt['run_id']}" if halt["run_id"] else "agent-wide"
             lines.append(
@@ -357,8 +382,10 @@ def format_table(document: Mapping[str, Any], colours: Palette) -> str:
         for breaker in agent["breakers"]:
             lines.append(f"  breaker {breaker['key'] or '(agent)'}: " + _breaker_text(breaker, colours))
         lines.append(f"  active runs: {len(agent['active_runs'])}")
+        runs = agent["active_runs"]
+        with_tokens = any(run["spent_tokens"] or run["reserved_tokens"] or run["cap_tokens"] for run in runs)
         lines += format_rows(
-            ("run", "spent", "cap", "steps", "retries", "elapsed", "open"),
+            ("run", "spent", "cap", "steps", "retries", "elapsed", "open") + (("tokens",) if with_tokens else ()),
             [
                 (
                     run["run_id"],
@@ -369,7 +396,8 @@ def format_table(document: Mapping[str, Any], colours: Palette) -> str:
                     _limit(f"{run['elapsed_s']:.0f}s", f"{run['timeout_s']:g}s" if run["timeout_s"] else None),
                     str(run["unsettled"]),
                 )
-                for run in agent["active_runs"]
+                + ((_run_tokens(run),) if with_tokens else ())
+                for run in runs
             ],
         )
         lines.append(f"  workers: {len(agent['workers'])}")
@@ -394,6 +422,12 @@ def format_table(document: Mapping[str, Any], colours: Palette) -> str:
                 for event in agent["last_events"]
             ]
     return "\n".join(lines)
+
+
+def _run_tokens(run: Mapping[str, Any]) -> str:
+    """A run's tokens (spent + reserved) against its token cap: ``1,200/10,000``."""
+    cap = run["cap_tokens"]
+    return _limit(f"{run['spent_tokens'] + run['reserved_tokens']:,}", None if cap is None else f"{cap:,}")
 
 
 def _breaker_text(breaker: Mapping[str, Any], colours: Palette) -> str:

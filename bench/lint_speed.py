@@ -2,18 +2,25 @@
 
 Builds two trees of real code outside the repository (``--cache``, default
 ``~/.cache/agentfuse-bench``) by installing packages with pip, then times each tool over
-each tree in a fresh process: wall seconds, files per second and peak resident memory of
-the largest process. Writes a Markdown table to stdout and, with ``--write``, into the
-"Lint speed" section of bench/RESULTS.md.
+each tree in a fresh process: wall seconds, CPU seconds (user + system of the process and
+the workers it waited for), files per second and peak resident memory of the largest
+process. Writes a Markdown table to stdout and, with ``--write``, into the "Lint speed"
+section of bench/RESULTS.md.
 
 ``--user-facing`` measures instead what a pre-commit hook and a CI re-run feel, side by side
 with bandit and ruff in one run: ``--version``; one small file (median of alternating runs);
 and per tree a cold run (empty result cache), a warm re-run, and a warm re-run after one file
 changed (agentfuse's findings of the warm runs are checked against the cold run's).
 
+``--stages`` says where agentfuse's time goes: CPU seconds per stage of the engine over
+every ``--sample``-th file of each tree, in one process.
+
+On a machine shared with other work, wall seconds follow the load; CPU seconds much less.
+
     python bench/lint_speed.py --write            # everything (several minutes)
     python bench/lint_speed.py --tree agent       # one tree
-    python bench/lint_speed.py --user-facing --tree agent --write
+    python bench/lint_speed.py --user-facing --tree agent --tree general --write
+    python bench/lint_speed.py --stages --tree agent --tree general --write
 """
 
 from __future__ import annotations
@@ -21,8 +28,10 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import functools
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -31,6 +40,7 @@ import time
 import venv
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "RESULTS.md"
@@ -39,7 +49,6 @@ TREES: dict[str, tuple[str, ...]] = {
     "agent": ("langchain-community", "crewai", "camel-ai", "autogen-ext", "autogen-agentchat"),
 }
 TOOLS = ("flake8", "bandit", "ruff")
-SECTION = "## Lint speed"
 TABLE_BEGIN = "<!-- lint_speed.py table: begin -->"
 TABLE_END = "<!-- lint_speed.py table: end -->"
 
@@ -59,7 +68,8 @@ print(len(files), failed, file=sys.stderr)
 PEAK_RSS = """
 import resource, subprocess, sys
 code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
-print("PEAK_KB", resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "EXIT", code, file=sys.stderr)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print("PEAK_KB", usage.ru_maxrss, "EXIT", code, "CPU", usage.ru_utime + usage.ru_stime, file=sys.stderr)
 """
 
 
@@ -70,6 +80,7 @@ class Measurement:
     command: str
     files: int
     seconds: float
+    cpu_seconds: float
     peak_mb: float
     exit_code: int
 
@@ -119,9 +130,9 @@ def measure(tree: str, tool: str, command: Sequence[str], files: int, cwd: Path)
     report = [line for line in result.stderr.splitlines() if line.startswith("PEAK_KB")]
     if not report:
         raise RuntimeError(f"{tool} did not run: {result.stderr[-2000:]}")
-    _, peak_kb, _, code = report[-1].split()
+    _, peak_kb, _, code, _, cpu = report[-1].split()
     shown = " ".join(Path(part).name if part.startswith(str(cwd.parent)) else part for part in command)
-    return Measurement(tree, tool, shown, files, seconds, int(peak_kb) / 1024, int(code))
+    return Measurement(tree, tool, shown, files, seconds, float(cpu), int(peak_kb) / 1024, int(code))
 
 
 def commands(root: Path, tools_python: Path, jobs: int) -> list[tuple[str, list[str]]]:
@@ -170,28 +181,15 @@ def prefilter_stats(root: Path) -> dict[str, object]:
 
 def table(measurements: Sequence[Measurement]) -> str:
     lines = [
-        "| tree | tool | files | wall s | files/s | peak RSS MB | exit |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| tree | tool | files | wall s | CPU s | files/s | peak RSS MB | exit |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for m in measurements:
         lines.append(
-            f"| {m.tree} | {m.tool} | {m.files} | {m.seconds:.1f} | {m.files_per_second:.0f} "
+            f"| {m.tree} | {m.tool} | {m.files} | {m.seconds:.1f} | {m.cpu_seconds:.1f} | {m.files_per_second:.0f} "
             f"| {m.peak_mb:.0f} | {m.exit_code} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def write_table(text: str) -> None:
-    """Replace the table inside the "Lint speed" section of bench/RESULTS.md, nothing else."""
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"{TABLE_BEGIN}\n{text}{TABLE_END}\n"
-    if TABLE_BEGIN in current and TABLE_END in current:
-        before, rest = current.split(TABLE_BEGIN, 1)
-        after = rest.split(TABLE_END, 1)[1].lstrip("\n")
-        updated = before + block + after
-    else:
-        updated = current.rstrip("\n") + f"\n\n{SECTION}\n\n{block}"
-    RESULTS.write_text(updated)
 
 
 SMALL_FILE = """import subprocess
@@ -213,20 +211,42 @@ USER_SECTION_BEGIN = "<!-- lint_speed.py user-facing: begin -->"
 USER_SECTION_END = "<!-- lint_speed.py user-facing: end -->"
 
 
-def wall(command: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, str]:
-    """Seconds for one run of ``command`` (a fresh process) and its standard output."""
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """One run (or the medians of several): wall seconds and CPU seconds (user + system of
+    the process and of the workers it waited for)."""
+
+    wall: float
+    cpu: float
+
+
+def timed(command: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[Timing, str]:
+    """One run of ``command`` (a fresh process): its timing and its standard output."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
-    return time.perf_counter() - started, result.stdout
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return Timing(seconds, cpu), result.stdout
 
 
-def alternating(commands: dict[str, list[str]], cwd: Path, rounds: int) -> dict[str, float]:
-    """Median seconds of each command, the commands run in turn ``rounds`` times."""
-    times: dict[str, list[float]] = {label: [] for label in commands}
+def alternating(commands: dict[str, list[str]], cwd: Path, rounds: int) -> dict[str, Timing]:
+    """Median wall and CPU seconds of each command, the commands run in turn ``rounds`` times."""
+    runs: dict[str, list[Timing]] = {label: [] for label in commands}
     for _ in range(rounds):
         for label, command in commands.items():
-            times[label].append(wall(command, cwd)[0])
-    return {label: statistics.median(values) for label, values in times.items()}
+            runs[label].append(timed(command, cwd)[0])
+    return {
+        label: Timing(statistics.median(t.wall for t in values), statistics.median(t.cpu for t in values))
+        for label, values in runs.items()
+    }
+
+
+USER_HEADER = (
+    "| what | agentfuse s | bandit s | ruff s | agentfuse / bandit | agentfuse CPU s | bandit CPU s "
+    "| agentfuse / bandit, CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+)
 
 
 def user_facing(cache: Path, trees: Sequence[str], tools_python: Path, jobs: int, rounds: int) -> str:
@@ -237,7 +257,7 @@ def user_facing(cache: Path, trees: Sequence[str], tools_python: Path, jobs: int
     work.mkdir(exist_ok=True)
     (work / "f.py").write_text(SMALL_FILE)
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "agentfuse")], check=True)
-    lines = ["| what | agentfuse s | bandit s | ruff s | agentfuse / bandit |", "|---|---:|---:|---:|---:|"]
+    lines = [USER_HEADER]
     version = alternating(
         {"agentfuse": [*agentfuse, "--version"], "bandit": [str(tools / "bandit"), "--version"],
          "ruff": [str(tools / "ruff"), "--version"]}, work, rounds)
@@ -253,21 +273,21 @@ def user_facing(cache: Path, trees: Sequence[str], tools_python: Path, jobs: int
         env = {**os.environ, "AGENTFUSE_CACHE_DIR": str(cache / f"lint-cache-{name}")}
         shutil.rmtree(env["AGENTFUSE_CACHE_DIR"], ignore_errors=True)
         lint = [*agentfuse, "lint", "--format", "json", "-j", str(jobs), str(root)]
-        cold, cold_out = wall(lint, cache, env)
-        warm, warm_out = wall(lint, cache, env)
+        cold, cold_out = timed(lint, cache, env)
+        warm, warm_out = timed(lint, cache, env)
         changed_file = cache / _file_with_findings(cold_out)
         original = changed_file.read_bytes()
         try:
             changed_file.write_bytes(original + b"\n# touched by lint_speed.py\n")
-            one_changed, changed_out = wall(lint, cache, env)
+            one_changed, changed_out = timed(lint, cache, env)
         finally:
             changed_file.write_bytes(original)
         ruff_cache = cache / f"ruff-cache-{name}"
         shutil.rmtree(ruff_cache, ignore_errors=True)
         ruff = [str(tools / "ruff"), "check", "--isolated", "--exit-zero", "--cache-dir", str(ruff_cache), str(root)]
-        ruff_cold, _ = wall(ruff, cache)
-        ruff_warm, _ = wall(ruff, cache)
-        bandit, _ = wall([str(tools / "bandit"), "-r", "-q", "-f", "json", str(root)], cache)
+        ruff_cold, _ = timed(ruff, cache)
+        ruff_warm, _ = timed(ruff, cache)
+        bandit, _ = timed([str(tools / "bandit"), "-r", "-q", "-f", "json", str(root)], cache)
         same = "same findings" if warm_out == cold_out else "FINDINGS DIFFER"
         only = _only_changed(cold_out, changed_out, changed_file)
         rows = (
@@ -277,15 +297,18 @@ def user_facing(cache: Path, trees: Sequence[str], tools_python: Path, jobs: int
         )
         for label, ours, theirs in rows:
             lines.append(_row(label, {"agentfuse": ours, "bandit": bandit, "ruff": theirs}))
-        print(f"{name}: cold {cold:.1f} s, warm {warm:.2f} s, one changed {one_changed:.2f} s, bandit {bandit:.1f} s,"
-              f" ruff {ruff_cold:.2f}/{ruff_warm:.2f} s; {same}; {only}", file=sys.stderr, flush=True)
+        print(f"{name}: cold {cold}, warm {warm}, one changed {one_changed}, bandit {bandit},"
+              f" ruff {ruff_cold}/{ruff_warm}; {same}; {only}", file=sys.stderr, flush=True)
     return "\n".join(lines) + "\n"
 
 
-def _row(what: str, seconds: dict[str, float]) -> str:
-    ratio = seconds["agentfuse"] / seconds["bandit"] if seconds.get("bandit") else float("nan")
-    shown = {tool: f"{seconds[tool]:.2f}" if tool in seconds else "-" for tool in ("agentfuse", "bandit", "ruff")}
-    return f"| {what} | {shown['agentfuse']} | {shown['bandit']} | {shown['ruff']} | **{ratio:.2f}** |"
+def _row(what: str, timings: dict[str, Timing]) -> str:
+    ours, bandit = timings["agentfuse"], timings["bandit"]
+    shown = {tool: f"{timings[tool].wall:.2f}" if tool in timings else "-" for tool in ("agentfuse", "bandit", "ruff")}
+    return (
+        f"| {what} | {shown['agentfuse']} | {shown['bandit']} | {shown['ruff']} | **{ours.wall / bandit.wall:.2f}** "
+        f"| {ours.cpu:.2f} | {bandit.cpu:.2f} | **{ours.cpu / bandit.cpu:.2f}** |"
+    )
 
 
 def _file_with_findings(output: str) -> Path:
@@ -300,16 +323,95 @@ def _only_changed(before: str, after: str, changed: Path) -> str:
     return "only its findings changed" if others(before) == others(after) else "OTHER FILES' FINDINGS CHANGED"
 
 
-def write_user_facing(text: str) -> None:
-    """Replace the user-facing table in bench/RESULTS.md (appended to "Lint speed" the first time)."""
+STAGES = (
+    ("agentfuse.lint.checker", "RuleSet.matching", "trigger pre-filter (on the text, then on the code)"),
+    ("agentfuse.lint.checker", "without_prose", "blanking docstrings and comments (candidate stage)"),
+    ("agentfuse.lint.limits", "python_tree", "CPython `ast.parse`"),
+    ("agentfuse.lint.limits", "checked_depth", "nesting-depth estimate"),
+    ("agentfuse.lint.limits", "libcst_parse", "libcst parse"),
+    ("agentfuse.lint.traversal", "walk_module", "one traversal with the rules (and the project index)"),
+    ("agentfuse.lint.traversal", "positions_of", "positions of the reported nodes"),
+)
+STAGES_BEGIN = "<!-- lint_speed.py stages: begin -->"
+STAGES_END = "<!-- lint_speed.py stages: end -->"
+
+
+def stage_seconds(root: Path, sample: int) -> tuple[int, float, dict[str, float]]:
+    """CPU seconds per engine stage linting every ``sample``-th file of ``root`` in this
+    process (no result cache, with the project index): each stage function is wrapped with
+    a timer; a stage called inside another counts for the outer one."""
+    import importlib
+
+    from agentfuse.lint.checker import RuleSet
+    from agentfuse.lint.command import enabled_rules
+    from agentfuse.lint.config import load_config
+    from agentfuse.lint.discovery import discover
+    from agentfuse.lint.runner import lint_files
+
+    spent: dict[str, float] = collections.defaultdict(float)
+    active: list[str] = []
+
+    def wrap(function: Any, label: str) -> Any:
+        @functools.wraps(function)
+        def timed_stage(*args: Any, **kwargs: Any) -> Any:
+            if active:
+                return function(*args, **kwargs)
+            active.append(label)
+            started = time.process_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[label] += time.process_time() - started
+                active.pop()
+        return timed_stage
+
+    originals = []
+    for module_name, attribute, label in STAGES:
+        owner: Any = importlib.import_module(module_name)
+        *path, name = attribute.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        originals.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, wrap(getattr(owner, name), label))
+    try:
+        config = load_config(root)
+        files = sorted(discover([root], config.exclude))[::sample]
+        started = time.process_time()
+        lint_files(files, RuleSet.of(enabled_rules(config.selection)), config, jobs=1)
+        total = time.process_time() - started
+    finally:
+        for owner, name, function in originals:
+            setattr(owner, name, function)
+    return len(files), total, dict(spent)
+
+
+def stages_table(cache: Path, trees: Sequence[str], sample: int) -> str:
+    lines = ["| stage | " + " | ".join(f"{name} tree" for name in trees) + " |", "|---|" + "---:|" * len(trees)]
+    columns = []
+    for name in trees:
+        files, total, spent = stage_seconds(prepare_tree(cache, name), sample)
+        print(f"{name}: {files} files, {total:.1f} s, {spent}", file=sys.stderr, flush=True)
+        columns.append((files, total, spent))
+    for _, _, label in STAGES:
+        cells = [
+            f"{spent.get(label, 0.0):.1f} s ({100 * spent.get(label, 0.0) / total:.0f}%)" for _, total, spent in columns
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    rest = [f"{total - sum(spent.values()):.1f} s ({100 * (total - sum(spent.values())) / total:.0f}%)"
+            for _, total, spent in columns]
+    lines.append("| the rest (reading, decoding, noqa, process start of the rules) | " + " | ".join(rest) + " |")
+    totals = [f"**{total:.1f} s** ({files} files)" for files, total, _ in columns]
+    lines.append("| total | " + " | ".join(totals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_between(begin: str, end: str, text: str) -> None:
+    """Replace what lies between the markers ``begin`` and ``end`` in bench/RESULTS.md."""
     current = RESULTS.read_text()
-    block = f"{USER_SECTION_BEGIN}\n{text}{USER_SECTION_END}\n"
-    if USER_SECTION_BEGIN in current and USER_SECTION_END in current:
-        before, rest = current.split(USER_SECTION_BEGIN, 1)
-        updated = before + block + rest.split(USER_SECTION_END, 1)[1].lstrip("\n")
-    else:
-        updated = current.replace(f"{SECTION}\n", f"{SECTION}\n\n{block}", 1)
-    RESULTS.write_text(updated)
+    if begin not in current or end not in current:
+        raise SystemExit(f"bench/RESULTS.md has no {begin} ... {end} markers in its Lint speed section")
+    before, rest = current.split(begin, 1)
+    RESULTS.write_text(before + f"{begin}\n{text}{end}\n" + rest.split(end, 1)[1].lstrip("\n"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -321,14 +423,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="write the table into bench/RESULTS.md")
     parser.add_argument("--user-facing", action="store_true", help="--version, one file, cold/warm tree (see above)")
     parser.add_argument("--rounds", type=int, default=9, help="alternating rounds for --version and one file")
+    parser.add_argument("--stages", action="store_true", help="CPU seconds per engine stage (see above)")
+    parser.add_argument("--sample", type=int, default=3, help="--stages: every Nth file of each tree")
     args = parser.parse_args(argv)
     args.cache.mkdir(parents=True, exist_ok=True)
+    if args.stages:
+        text = stages_table(args.cache, args.tree or ["agent"], args.sample)
+        sys.stdout.write(text)
+        if args.write:
+            write_between(STAGES_BEGIN, STAGES_END, text)
+        return 0
     tools_python = prepare_tools(args.cache)
     if args.user_facing:
         text = user_facing(args.cache, args.tree or ["agent"], tools_python, args.jobs, args.rounds)
         sys.stdout.write(text)
         if args.write:
-            write_user_facing(text)
+            write_between(USER_SECTION_BEGIN, USER_SECTION_END, text)
         return 0
     measurements: list[Measurement] = []
     stats: dict[str, object] = {}
@@ -349,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = table(measurements)
     sys.stdout.write(result)
     if args.write:
-        write_table(result)
+        write_between(TABLE_BEGIN, TABLE_END, result)
     return 0
 
 

@@ -137,7 +137,7 @@ def measure(tree: str, tool: str, command: Sequence[str], files: int, cwd: Path)
 
 def commands(root: Path, tools_python: Path, jobs: int) -> list[tuple[str, list[str]]]:
     python = sys.executable
-    agentfuse = [python, "-m", "agentfuse", "lint", "--format", "json"]
+    agentfuse = [python, "-m", "agentfuse", "lint", "--no-cache", "--format", "json"]  # cold: both runs parse
     return [
         ("ast.parse", [python, "-c", PARSE_ALL.format(import_line="import ast",
                        parse_call="ast.parse(path.read_bytes())"), str(root)]),

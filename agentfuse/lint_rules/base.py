@@ -155,7 +155,9 @@ class Rule(cst.BatchableCSTVisitor):
     of them is never parsed for this rule), optionally ``required_triggers`` (a second group
     the text must also match: "mentions a provider *and* a request word"), and
     ``VALID``/``INVALID`` examples. An invalid example may mark the lines it expects findings
-    on with ``# expect: AF301``.
+    on with ``# expect: AF301``. The triggers are named from ``_triggers.py`` and the rule's
+    entry in the registry (``agentfuse.lint_rules.REGISTRY``) lists the same ones, so the
+    pre-filter reads them without importing the rule (a test checks that both agree).
     """
 
     code: ClassVar[str]

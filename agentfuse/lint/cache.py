@@ -29,8 +29,8 @@ from typing import Any
 
 from agentfuse import __version__
 from agentfuse.lint.config import ConfigError, LintConfig
-from agentfuse.lint.project_index import project_index
 from agentfuse.lint.finding import Finding
+from agentfuse.lint.project_index import project_index
 
 DEFAULT_DIR_NAME = ".agentfuse_cache"
 ENV_VAR = "AGENTFUSE_CACHE_DIR"

@@ -21,10 +21,10 @@ from typing import Any
 from agentfuse.lint.cache import ResultCache
 from agentfuse.lint.checker import RuleSet, lint_bytes
 from agentfuse.lint.config import LintConfig, Selection
+from agentfuse.lint.finding import Finding
 from agentfuse.lint.project_index import with_project_index
 from agentfuse.lint.reading import read_source
 from agentfuse.lint.reporters import sort_key
-from agentfuse.lint.finding import Finding
 
 PARALLEL_FROM = 100
 """From this many files on, a run with more than one job uses a process pool."""

@@ -14,6 +14,7 @@ from agentfuse.runtime.policy import (
     BUDGET_CAPS,
     MAX_AMOUNT_USD,
     MAX_BACKUPS,
+    MAX_CALL_TOKENS,
     MAX_CAP_USD,
     MAX_COUNT,
     MAX_SECONDS,
@@ -110,6 +111,10 @@ BOUNDS = [
     ("budget: {run_usd: 1, estimate_usd: X}", "1000000", "1000000.5"),
     ("budget: {run_usd: 1, estimate_usd: X}", "'0999999.99'", "'1000001'"),
     ("budget: {max_steps: X}", "1000000000000000", "1000000000000001"),
+    ("budget: {run_tokens: X}", "1000000000000000", "1000000000000001"),
+    ("budget: {daily_tokens: X}", "1", "0"),
+    ("budget: {run_usd: 1, estimate_tokens: X}", "1000000000000", "1000000000001"),
+    ("budget: {run_usd: 1}\nchildren: {r: {run_tokens: X}}", "1000000000000000", "-1"),
     ("budget: {timeout_s: X}", "1000000000", "1000000000.5"),
     ("budget: {run_usd: 1}\nrate_limits: [{action: a, max: 1, window_s: 1, cooldown_s: X}]", "1000000000", "1.0e+10"),
     ("budget: {run_usd: 1}\nalerts: {dedupe_window_s: X}", "1000000000.0", "1.0e+308"),
@@ -135,5 +140,6 @@ def test_schema_maxima_are_the_loaders_constants(schema: dict[str, Any]) -> None
     assert defs["money"]["anyOf"][0]["maximum"] == MAX_CAP_USD
     assert defs["amount"]["anyOf"][0]["maximum"] == defs["price"]["anyOf"][0]["maximum"] == MAX_AMOUNT_USD
     assert defs["positiveInteger"]["anyOf"][0]["maximum"] == MAX_COUNT
+    assert defs["callTokens"]["anyOf"][0]["maximum"] == MAX_CALL_TOKENS
     assert defs["backupCount"]["anyOf"][0]["maximum"] == MAX_BACKUPS
     assert defs["seconds"]["anyOf"][0]["maximum"] == defs["secondsOrZero"]["anyOf"][0]["maximum"] == MAX_SECONDS

@@ -319,21 +319,6 @@ def test_an_instrumented_request_reserves_its_input_and_max_output_tokens(tmp_pa
     guard.close()
 
 
-WORKER = """
-import sys, openai
-from agentfuse import Halted, enforce
-guard = enforce(sys.argv[1], run_id="shared")
-guard.instrument()
-llm = openai.OpenAI(base_url=sys.argv[2], api_key="none", max_retries=0)
-try:
-    for _ in range(10):
-        llm.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}], max_tokens=20)
-except Halted:
-    pass
-guard.close()
-"""
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_8_processes_never_exceed_a_token_cap_at_the_provider(
@@ -341,6 +326,7 @@ def test_8_processes_never_exceed_a_token_cap_at_the_provider(
 ) -> None:
     pytest.importorskip("openai")
     from agentfuse.testing.standin import StandIn
+    from tests.test_instrument_budget_semantics import WORKER  # ten instrumented calls until refused
 
     cap_calls = 12
     if backend == "sqlite":

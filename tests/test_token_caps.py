@@ -475,3 +475,27 @@ def test_refusals_stop_unguarded_retry_loops_too(tmp_path: Path) -> None:
                 continue
     assert attempts == 2
     guard.close()
+
+
+def test_the_starter_policys_token_caps_are_valid_once_uncommented(tmp_path: Path) -> None:
+    from agentfuse.runtime.policy_commands import starter_policy
+
+    text = starter_policy("starter", tmp_path / "policy.yaml")
+    lines = [line.replace("  # ", "  ", 1) if "_tokens:" in line else line for line in text.splitlines()]
+    assert sum("_tokens:" in line for line in lines) == 4
+    policy = load_policy_text("\n".join(lines) + "\n", environ={"ALERT_WEBHOOK": "https://example.invalid/hook"})
+    assert (policy.budget.run_tokens, policy.budget.daily_tokens, policy.budget.estimate_tokens) == (
+        500_000, 2_000_000, 4_000,
+    )
+
+
+def test_store_caps_lists_the_declared_token_caps(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    store = store_url(tmp_path / "s.db")
+    policy.write_text(BASE + f"budget: {{daily_usd: 2, daily_tokens: 9000}}\nevents: {{path: null}}\nstore: {store}\n")
+    enforce(str(policy)).close()
+    listed = json.loads(_cli("store", "caps", "--json", "--policy", str(policy)).stdout)
+    (declared,) = listed["declarations"]
+    assert (declared["daily_tokens"], declared["hourly_tokens"]) == (9000, None)
+    table = _cli("store", "caps", "--policy", str(policy)).stdout
+    assert "tokens daily 9000 hourly -" in table

@@ -39,6 +39,11 @@ budget:
   max_retries_total: 10  # failed calls per run
   timeout_s: 3600        # a run's deadline, counted from its first start
   estimate_usd: 0.02     # reserved per call when the caller gives no estimate
+  # Token caps (input + output tokens), checked like the money caps:
+  # run_tokens: 500000     # one run and its child runs
+  # daily_tokens: 2000000  # all runs of this agent per calendar day
+  # hourly_tokens: 500000  # all runs of this agent in any rolling 60 minutes
+  # estimate_tokens: 4000  # reserved per call that declares no max_tokens
 
 # Stop calling a failing provider: open after 5 failures in a row, probe again after 5 minutes.
 breaker:

@@ -13,7 +13,9 @@ and per tree a cold run (empty result cache), a warm re-run, and a warm re-run a
 changed (agentfuse's findings of the warm runs are checked against the cold run's).
 
 ``--stages`` says where agentfuse's time goes: CPU seconds per stage of the engine over
-every ``--sample``-th file of each tree, in one process.
+every ``--sample``-th file of each tree, in one process. ``--plain-engine`` runs the same
+cold lint with the engine's fast paths swapped for the plain libcst ones and checks that
+the JSON output is byte-identical.
 
 On a machine shared with other work, wall seconds follow the load; CPU seconds much less.
 
@@ -21,6 +23,7 @@ On a machine shared with other work, wall seconds follow the load; CPU seconds m
     python bench/lint_speed.py --tree agent       # one tree
     python bench/lint_speed.py --user-facing --tree agent --tree general --write
     python bench/lint_speed.py --stages --tree agent --tree general --write
+    python bench/lint_speed.py --plain-engine --tree agent --tree general
 """
 
 from __future__ import annotations
@@ -332,6 +335,51 @@ STAGES = (
     ("agentfuse.lint.traversal", "walk_module", "one traversal with the rules (and the project index)"),
     ("agentfuse.lint.traversal", "positions_of", "positions of the reported nodes"),
 )
+PLAIN_ENGINE = """
+import sys
+from libcst.metadata import MetadataWrapper, PositionProvider
+import agentfuse.lint.checker as checker
+import agentfuse.lint.traversal as traversal
+from agentfuse.lint_rules._triggers import required_pattern, trigger_pattern
+
+def positions_of(module, nodes):
+    everything = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    return {node: everything[node] for node in nodes}
+
+def walk_module(module, visitors):
+    module.visit(traversal._BatchedVisitor(traversal._collect_methods(visitors), traversal.node_child_fields()))
+
+def matching(self, text, indexes, options):
+    specs = [self.specs[i] for i in indexes]
+    patterns = [(trigger_pattern(s.triggers), required_pattern(s.required_triggers, s.trigger_word_options, options))
+                for s in specs]
+    return [i for i, groups in zip(indexes, patterns) if all(p is None or p.search(text) for p in groups)]
+
+traversal.positions_of, traversal.walk_module, checker.RuleSet.matching = positions_of, walk_module, matching
+from agentfuse.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+"""``agentfuse`` with the engine's fast paths replaced by the plain libcst ones: positions
+from ``PositionProvider``, libcst's own traversal, ``re.search`` for the triggers."""
+
+
+def plain_engine_check(cache: Path, trees: Sequence[str], jobs: int) -> str:
+    """Cold runs of the engine and of :data:`PLAIN_ENGINE` on each tree: CPU seconds, and
+    whether their JSON output is the same byte for byte."""
+    lines = ["| tree | agentfuse CPU s | plain libcst paths CPU s | JSON output |", "|---|---:|---:|---|"]
+    for name in trees:
+        root = prepare_tree(cache, name)
+        arguments = ["lint", "--no-cache", "--format", "json", "-j", str(jobs), str(root)]
+        ours, our_output = timed([sys.executable, "-m", "agentfuse", *arguments], cache)
+        plain, plain_output = timed([sys.executable, "-c", PLAIN_ENGINE, *arguments], cache)
+        same = "byte-identical" if our_output == plain_output else "DIFFERENT"
+        if not our_output.strip():
+            same = "NO OUTPUT"
+        lines.append(f"| {name} | {ours.cpu:.1f} | {plain.cpu:.1f} | {same} |")
+        print(lines[-1], file=sys.stderr, flush=True)
+    return "\n".join(lines) + "\n"
+
+
 STAGES_BEGIN = "<!-- lint_speed.py stages: begin -->"
 STAGES_END = "<!-- lint_speed.py stages: end -->"
 
@@ -425,8 +473,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=9, help="alternating rounds for --version and one file")
     parser.add_argument("--stages", action="store_true", help="CPU seconds per engine stage (see above)")
     parser.add_argument("--sample", type=int, default=3, help="--stages: every Nth file of each tree")
+    parser.add_argument("--plain-engine", action="store_true", help="cold runs against the plain libcst paths")
     args = parser.parse_args(argv)
     args.cache.mkdir(parents=True, exist_ok=True)
+    if args.plain_engine:
+        sys.stdout.write(plain_engine_check(args.cache, args.tree or ["agent"], args.jobs))
+        return 0
     if args.stages:
         text = stages_table(args.cache, args.tree or ["agent"], args.sample)
         sys.stdout.write(text)

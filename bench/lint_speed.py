@@ -380,6 +380,8 @@ def plain_engine_check(cache: Path, trees: Sequence[str], jobs: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+PLAIN_BEGIN = "<!-- lint_speed.py plain-engine: begin -->"
+PLAIN_END = "<!-- lint_speed.py plain-engine: end -->"
 STAGES_BEGIN = "<!-- lint_speed.py stages: begin -->"
 STAGES_END = "<!-- lint_speed.py stages: end -->"
 
@@ -477,7 +479,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.plain_engine:
-        sys.stdout.write(plain_engine_check(args.cache, args.tree or ["agent"], args.jobs))
+        text = plain_engine_check(args.cache, args.tree or ["agent"], args.jobs)
+        sys.stdout.write(text)
+        if args.write:
+            write_between(PLAIN_BEGIN, PLAIN_END, text)
         return 0
     if args.stages:
         text = stages_table(args.cache, args.tree or ["agent"], args.sample)

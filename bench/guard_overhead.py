@@ -3,6 +3,8 @@
     .venv/bin/python bench/guard_overhead.py                     # the numbers in bench/RESULTS.md
     .venv/bin/python bench/guard_overhead.py --calls 2000 --ledger 0,100000 --processes 1,8
     .venv/bin/python bench/guard_overhead.py --stages [--events]      # p50 per stage of one call
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+        .venv/bin/python bench/guard_overhead.py --only-calls 2300 [--tokens caps|counted|uncapped]
 
 Measures, per ledger size: p50/p99 microseconds added per guarded no-op call (``guard.call(noop)``
 minus a bare ``noop()``), by default (a plain success settles inside the next gate's transaction)
@@ -12,7 +14,12 @@ machine has slow phases, at about half speed, lasting seconds to minutes), and w
 (each store transaction alone, and the guard's own Python against a store that answers at once;
 that column reads about twice its usual value when a row was measured in a slow phase).
 Then guarded calls per second with 1 and N processes on one store file.
-Every gate is active (run, daily and hourly caps, max_steps, retries, timeout, attempts).
+Every gate is active (run, daily and hourly caps, max_steps, retries, timeout, attempts);
+``--tokens caps`` adds run, daily and hourly token caps (calls declaring no tokens), ``--tokens
+counted`` also has each call reserve and be charged 100 tokens (``--tokens uncapped``: the
+tokens without the caps). ``--only-calls N`` makes N
+guarded calls after 50 warm-up calls and exits: under callgrind, the difference between two N
+divided by theirs is the instructions per call, whatever the machine's load.
 """
 
 from __future__ import annotations
@@ -41,7 +48,17 @@ from agentfuse.runtime.stores.sqlite import SQLiteStore  # noqa: E402
 BIG = Decimal("1000000000")
 
 
-def bench_policy(durability: str, events_path: str | None) -> Policy:
+TOKEN_CAPS = {
+    "off": {},
+    "caps": {"run_tokens": 10**14, "daily_tokens": 10**14, "hourly_tokens": 10**14},
+    "counted": {"run_tokens": 10**14, "daily_tokens": 10**14, "hourly_tokens": 10**14, "estimate_tokens": 100},
+    "uncapped": {"estimate_tokens": 100},
+}
+"""``--tokens``: no token caps; token caps only; token caps and 100 tokens per call; 100 tokens per
+call and no token cap (tokens are counted whatever the caps)."""
+
+
+def bench_policy(durability: str, events_path: str | None, tokens: str = "off") -> Policy:
     """Every gate on, caps high enough never to refuse."""
     return Policy(
         agent="bench",
@@ -53,6 +70,7 @@ def bench_policy(durability: str, events_path: str | None) -> Policy:
             max_retries_total=10**9,
             timeout_s=10**9,
             estimate_usd=Decimal("0.000001"),
+            **TOKEN_CAPS[tokens],  # type: ignore[arg-type]
         ),
         breaker=Breaker(failure_threshold=5, cooldown_s=60),
         fail_fast=FailFast(max_attempts=3),
@@ -263,12 +281,23 @@ def stages(args: argparse.Namespace, folder: Path) -> list[str]:
     return rows
 
 
+def only_calls(args: argparse.Namespace) -> int:
+    """N guarded no-op calls after 50 warm-up calls, nothing printed (for callgrind)."""
+    with tempfile.TemporaryDirectory(prefix="agentfuse-bench-") as tmp:
+        policy = bench_policy(args.durability, None, args.tokens)
+        guard = enforce(policy, store=f"sqlite:///{tmp}/state.db", observers=())
+        for _ in range(50 + args.only_calls):
+            guard.call(noop)
+        guard.close()
+    return 0
+
+
 def overhead(args: argparse.Namespace, folder: Path) -> list[str]:
     db_path = folder / "overhead.db"
     events = str(folder / "events.jsonl") if args.events else None
     url = f"sqlite:///{db_path}"
-    deferred = enforce(bench_policy(args.durability, events), store=url)
-    strict = enforce(bench_policy(args.durability, events), store=url, defer_settlement=False)
+    deferred = enforce(bench_policy(args.durability, events, args.tokens), store=url)
+    strict = enforce(bench_policy(args.durability, events, args.tokens), store=url, defer_settlement=False)
     rows = [
         "| ledger entries | overhead p50 / p99 (us), default | default p50, fastest round"
         " | overhead p50 / p99 (us), settle per call"
@@ -358,7 +387,11 @@ def main() -> int:
     parser.add_argument("--durability", choices=("normal", "full"), default="normal")
     parser.add_argument("--events", action="store_true", help="also write the JSONL event log")
     parser.add_argument("--stages", action="store_true", help="only print where one call's time goes")
+    parser.add_argument("--tokens", choices=tuple(TOKEN_CAPS), default="off", help="token caps (see above)")
+    parser.add_argument("--only-calls", type=int, metavar="N", help="make N guarded calls and exit (callgrind)")
     args = parser.parse_args()
+    if args.only_calls is not None:
+        return only_calls(args)
     print(f"# guard overhead: python {sys.version.split()[0]}, sqlite {sqlite3.sqlite_version},"
           f" {os.cpu_count()} cpus, durability={args.durability}, events={'on' if args.events else 'off'},"
           f" load average {os.getloadavg()[0]:.1f} at start")

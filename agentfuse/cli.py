@@ -21,11 +21,11 @@ from typing import NoReturn
 from agentfuse import __version__
 
 LINT = "agentfuse.lint.command"
-POLICY = "agentfuse.runtime.policy_commands"
-OPERATOR = "agentfuse.runtime.operator_commands"
-STORE = "agentfuse.runtime.store_commands"
-METRICS = "agentfuse.runtime.metrics_command"
-PRICES = "agentfuse.runtime.price_commands"
+POLICY = "agentfuse.operator.policy_files"
+OPERATOR = "agentfuse.operator.commands"
+STORE = "agentfuse.operator.store"
+METRICS = "agentfuse.operator.metrics"
+PRICES = "agentfuse.operator.prices"
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "lint": (LINT, "find unguarded LLM calls, endless retries and other agent hazards"),

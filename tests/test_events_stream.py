@@ -12,7 +12,7 @@ import pytest
 
 from agentfuse.runtime.events import EventLog, stream_name
 from agentfuse.runtime.policy import load_policy
-from agentfuse.runtime.status import events_path
+from agentfuse.operator.status import events_path
 from tests.runtime_helpers import REPO
 
 AGENT = """

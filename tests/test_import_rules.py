@@ -1,7 +1,7 @@
 """The import rules of docs/architecture.md, read from every module's import statements.
 
 The runtime is what an agent process imports: it must not pull in the linter, the framework
-adapters, the CLI or the operator commands. The linter reads the runtime only for the policy
+adapters, the CLI or the operator tools (agentfuse.operator). The linter reads the runtime only for the policy
 loader (one source of truth for policy errors). The flake8 plugin does not import the CLI.
 Imports inside functions count too: a lazy import is still an import the rule forbids.
 """
@@ -14,19 +14,6 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "agentfuse"
-
-OPERATOR_MODULES = frozenset(
-    {
-        "agentfuse.runtime.operator_commands",
-        "agentfuse.runtime.metrics_command",
-        "agentfuse.runtime.policy_commands",
-        "agentfuse.runtime.price_commands",
-        "agentfuse.runtime.store_commands",
-        "agentfuse.runtime.status",
-        "agentfuse.runtime.report",
-    }
-)
-"""The operator tools that still live under runtime/: run by the CLI, never by an agent."""
 
 LINTER_MAY_IMPORT = frozenset({"agentfuse.runtime.policy", "agentfuse.runtime.errors"})
 
@@ -83,18 +70,26 @@ def test_module_names() -> None:
     assert module_name(PACKAGE / "lint" / "__init__.py") == "agentfuse.lint"
 
 
-def test_the_runtime_imports_no_linter_adapter_or_cli() -> None:
+def test_the_runtime_imports_no_linter_adapter_operator_tool_or_cli() -> None:
     runtime = [m for m in MODULES if within(m, "agentfuse.runtime")]
+    assert runtime
+    forbidden = ["agentfuse.lint", "agentfuse.lint_rules", "agentfuse.integrations", "agentfuse.operator",
+                 "agentfuse.cli", "agentfuse.cli_args", "agentfuse.flake8_plugin"]
+    assert violations(runtime, forbidden) == []
+
+
+def test_the_operator_tools_import_no_linter_or_adapter() -> None:
+    operator = [m for m in MODULES if within(m, "agentfuse.operator")]
+    assert "agentfuse.operator.status" in operator
     forbidden = ["agentfuse.lint", "agentfuse.lint_rules", "agentfuse.integrations", "agentfuse.cli",
                  "agentfuse.flake8_plugin"]
-    agent_side = [m for m in runtime if m not in OPERATOR_MODULES]
-    assert violations(agent_side, forbidden + ["agentfuse.cli_args"]) == []
-    assert violations(sorted(OPERATOR_MODULES), forbidden) == []
+    assert violations(operator, forbidden) == []
 
 
-def test_what_an_agent_imports_never_reaches_the_operator_commands() -> None:
-    agent_side = [m for m in MODULES if within(m, "agentfuse.runtime") and m not in OPERATOR_MODULES]
-    assert violations(agent_side, sorted(OPERATOR_MODULES)) == []
+def test_the_adapters_import_no_operator_tool_or_linter() -> None:
+    adapters = [m for m in MODULES if within(m, "agentfuse.integrations")]
+    assert adapters
+    assert violations(adapters, ["agentfuse.operator", "agentfuse.lint", "agentfuse.lint_rules", "agentfuse.cli"]) == []
 
 
 @pytest.mark.parametrize("package", ["agentfuse.lint", "agentfuse.lint_rules"])

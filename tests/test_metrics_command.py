@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agentfuse import CircuitOpen, RunHalted, enforce
 from agentfuse.runtime.events import EventLog
-from agentfuse.runtime.metrics_command import RefusalTally, parse_listen
+from agentfuse.operator.metrics import RefusalTally, parse_listen
 from tests.runtime_helpers import REPO, TransientError, make_policy, store_url
 
 POLICY = """\

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from agentfuse import enforce
-from agentfuse.runtime.status import Liveness, process_alive
+from agentfuse.operator.status import Liveness, process_alive
 from agentfuse.runtime.stores import open_store
 from agentfuse.runtime.stores.base import Heartbeat, OperatorStore, Reservation, RestartSpec
 from agentfuse.runtime.stores.sqlite import MIGRATIONS, SQLiteStore

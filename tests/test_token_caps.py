@@ -478,7 +478,7 @@ def test_refusals_stop_unguarded_retry_loops_too(tmp_path: Path) -> None:
 
 
 def test_the_starter_policys_token_caps_are_valid_once_uncommented(tmp_path: Path) -> None:
-    from agentfuse.runtime.policy_commands import starter_policy
+    from agentfuse.operator.policy_files import starter_policy
 
     text = starter_policy("starter", tmp_path / "policy.yaml")
     lines = [line.replace("  # ", "  ", 1) if "_tokens:" in line else line for line in text.splitlines()]

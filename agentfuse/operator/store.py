@@ -23,7 +23,7 @@ from typing import Any
 
 from agentfuse.runtime import config
 from agentfuse.runtime.errors import PolicyError, StoreUnavailable
-from agentfuse.runtime.operator_commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _add_where, _fail, _open, _policy
+from agentfuse.operator.commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_where, fail, open_existing, read_policy
 from agentfuse.runtime.policy import Policy, from_micros
 from agentfuse.runtime.stores import StoreURLError, open_store
 from agentfuse.runtime.stores import books
@@ -51,7 +51,7 @@ def register(subparsers: Any) -> None:
     reset.add_argument("--agent", required=True, help="the agent whose lost books are acknowledged")
     reset.add_argument("--accept-loss", action="store_true", help="required: its spend before the loss is forgotten")
     reset.add_argument("--reason", default="", help="why (kept with the acknowledgement)")
-    _add_where(reset)
+    add_where(reset)
     reset.set_defaults(func=run_reset)
 
     caps = actions.add_parser(
@@ -65,7 +65,7 @@ def register(subparsers: Any) -> None:
     caps.add_argument("--drop", action="append", default=[], metavar="POLICY",
                       help="remove this policy's declaration (as listed; repeatable)")
     caps.add_argument("--json", action="store_true", help="machine-readable output")
-    _add_where(caps)
+    add_where(caps)
     caps.set_defaults(func=run_caps)
 
 
@@ -77,31 +77,31 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 def _where(args: argparse.Namespace) -> tuple[str, Policy | None] | int:
     """The store URL and the policy, as every operator command finds them, or an exit status."""
     try:
-        policy = _policy(args)
+        policy = read_policy(args)
     except PolicyError as exc:
-        return _fail(f"invalid policy:\n{exc}")
+        return fail(f"invalid policy:\n{exc}")
     except OSError as exc:
-        return _fail(f"cannot read {exc.filename}: {exc.strerror}")
+        return fail(f"cannot read {exc.filename}: {exc.strerror}")
     if policy is None and not args.store and not os.environ.get(config.STORE_ENV, "").strip():
-        return _fail(
+        return fail(
             f"which store? pass --policy FILE or --store URL, or set {config.POLICY_ENV} or {config.STORE_ENV}"
         )
     if policy is not None and policy.agent != args.agent:
-        return _fail(f"{policy.source} is the policy of agent {policy.agent!r}, not {args.agent!r}")
+        return fail(f"{policy.source} is the policy of agent {policy.agent!r}, not {args.agent!r}")
     return config.store_url(args.store, policy), policy
 
 
 def _books(store: Any) -> BooksStore | int:
     if not isinstance(store, BooksStore):
         store.close()
-        return _fail(f"the store {store!r} keeps no identities or declared caps", EXIT_FAILED)
+        return fail(f"the store {store!r} keeps no identities or declared caps", EXIT_FAILED)
     return store
 
 
 def run_reset(args: argparse.Namespace) -> int:
     """``agentfuse store reset``."""
     if not args.accept_loss:
-        return _fail(
+        return fail(
             f"store reset acknowledges that the books of agent {args.agent!r} are lost: its spend, halts"
             " and breaker state from before the loss are forgotten and its caps count from zero."
             " Nothing was changed; once you know what was spent, run it again with --accept-loss"
@@ -127,7 +127,7 @@ def run_reset(args: argparse.Namespace) -> int:
             record.put(args.agent, identity.identity, now=now)
         others = _still_refused(store, record, args.agent)
     except StoreUnavailable as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return fail(str(exc), EXIT_FAILED)
     finally:
         store.close()
     for path in moved:
@@ -151,21 +151,21 @@ def _open_for_reset(url: str, now: float, moved: list[Path]) -> BooksStore | int
         open_store(url, create=False).close()
     except StoreUnavailable as exc:
         if exc.reason != "store_damaged":
-            return _fail(str(exc), EXIT_FAILED)
+            return fail(str(exc), EXIT_FAILED)
         from agentfuse.runtime.stores.sqlite import move_aside, path_from_url
 
         try:
             moved += move_aside(path_from_url(url), time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)))
         except OSError as error:
-            return _fail(f"cannot move the damaged store aside: {error}", EXIT_FAILED)
+            return fail(f"cannot move the damaged store aside: {error}", EXIT_FAILED)
     except (StoreURLError, ValueError):
         pass  # a missing file is created below (the loss of a deleted store); a bad URL is reported there
     try:
         return _books(open_store(url))
     except StoreUnavailable as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return fail(str(exc), EXIT_FAILED)
     except (StoreURLError, ValueError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
 
 
 def _still_refused(store: BooksStore, record: books.SeenRecord | None, agent: str) -> list[str]:
@@ -204,8 +204,8 @@ def _announce(policy: Policy, agent: str, reason: str, previous: str, identity: 
 def run_caps(args: argparse.Namespace) -> int:
     """``agentfuse store caps``."""
     if args.drop and args.agent is None:
-        return _fail("--drop needs --agent")
-    opened = _open(args)
+        return fail("--drop needs --agent")
+    opened = open_existing(args)
     if isinstance(opened, int):
         return opened
     store = _books(opened[0])
@@ -218,7 +218,7 @@ def run_caps(args: argparse.Namespace) -> int:
                 missing.append(policy)
         declarations = store.cap_declarations(args.agent)
     except StoreUnavailable as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return fail(str(exc), EXIT_FAILED)
     finally:
         store.close()
     dropped = [policy for policy in args.drop if policy not in missing]
@@ -230,7 +230,7 @@ def run_caps(args: argparse.Namespace) -> int:
             print(f"dropped the declaration of {policy}")
         _print_table(declarations)
     if missing:
-        return _fail(f"no declaration of {', '.join(map(repr, missing))} for agent {args.agent!r}", EXIT_FAILED)
+        return fail(f"no declaration of {', '.join(map(repr, missing))} for agent {args.agent!r}", EXIT_FAILED)
     return EXIT_OK
 
 

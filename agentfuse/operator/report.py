@@ -21,7 +21,7 @@ from typing import Any
 from agentfuse.runtime.events import format_ts
 from agentfuse.runtime.redaction import redact
 from agentfuse.runtime.policy import Policy
-from agentfuse.runtime.status import day_key, events_path, money, usd
+from agentfuse.operator.status import day_key, events_path, money, usd
 from agentfuse.runtime.stores.base import AGENT_WIDE, OperatorStore
 
 TIMELINE_EVENTS = frozenset(

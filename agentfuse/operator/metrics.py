@@ -2,7 +2,7 @@
 
 ``--listen HOST:PORT`` (default ``127.0.0.1:9464``) serves them at ``/metrics``; ``--once`` prints
 them and exits. Every scrape reads the store through the same gathering as ``status --json``
-(:func:`agentfuse.runtime.status.gather_status`), so the two always agree. Refusals by reason
+(:func:`agentfuse.operator.status.gather_status`), so the two always agree. Refusals by reason
 come from the policy's event log (the store keeps no refusal counts): the lines in the log file
 when the command starts, then every line appended to it, across rotations.
 
@@ -31,8 +31,8 @@ from types import FrameType
 from typing import IO, Any
 
 from agentfuse.cli_args import duration
-from agentfuse.runtime import operator_commands as operator
-from agentfuse.runtime import status as status_data
+from agentfuse.operator import commands as operator
+from agentfuse.operator import status as status_data
 from agentfuse.runtime.errors import StoreUnavailable
 from agentfuse.runtime.redaction import redact
 from agentfuse.runtime.policy import Policy
@@ -59,7 +59,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--agent", default=None, help="only this agent (default: every agent in the store)")
     parser.add_argument("--stale-after", type=_stale_after, default=status_data.DEFAULT_STALE_AFTER_S,
                         metavar="SECONDS", help="a run or worker silent this long is not active (default 600)")
-    operator._add_where(parser)
+    operator.add_where(parser)
     parser.set_defaults(func=run_metrics)
 
 
@@ -316,12 +316,12 @@ def run_metrics(args: argparse.Namespace) -> int:
     try:
         from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
     except ImportError:
-        return operator._fail("agentfuse metrics needs prometheus-client: pip install 'agentfuse[prometheus]'")
+        return operator.fail("agentfuse metrics needs prometheus-client: pip install 'agentfuse[prometheus]'")
     try:
         host, port = parse_listen(args.listen)
     except ValueError as exc:
-        return operator._fail(str(exc))
-    opened = operator._open_operator(args)
+        return operator.fail(str(exc))
+    opened = operator.open_operator(args)
     if isinstance(opened, int):
         return opened
     store, policy, url = opened
@@ -354,7 +354,7 @@ def _serve(host: str, port: int, app: Any) -> int:
     try:
         server = _server(host, port, app)
     except OSError as exc:
-        return operator._fail(f"cannot listen on {host}:{port}: {exc.strerror}", EXIT_FAILED)
+        return operator.fail(f"cannot listen on {host}:{port}: {exc.strerror}", EXIT_FAILED)
     bound = server.server_address[1]
     shown = f"[{host}]" if ":" in host else host
     print(f"agentfuse: serving metrics on http://{shown}:{bound}/metrics", file=sys.stderr, flush=True)

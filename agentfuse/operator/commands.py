@@ -29,7 +29,7 @@ from agentfuse.runtime.policy import Policy, load_policy
 from agentfuse.runtime.redaction import redact
 from agentfuse.runtime.stores import AGENT_WIDE, Store, StoreURLError, open_store
 from agentfuse.runtime.stores.base import HaltRecord, OperatorStore
-from agentfuse.runtime import status as status_data
+from agentfuse.operator import status as status_data
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -104,7 +104,7 @@ def _register_views(subparsers: Any) -> None:
     reconcile.add_argument("--reason", required=True, help="why (kept with the settlement)")
     reconcile.add_argument("--stale-after", type=_stale_after, default=status_data.DEFAULT_STALE_AFTER_S,
                            metavar="SECONDS", help="heartbeat age that counts a remote process dead")
-    _add_where(reconcile)
+    add_where(reconcile)
     reconcile.set_defaults(func=run_reconcile, agent=None)
 
     watch = subparsers.add_parser(
@@ -116,7 +116,7 @@ def _register_views(subparsers: Any) -> None:
     watch.add_argument("--agent", default=None, help="only this agent (default: every agent in the store)")
     watch.add_argument("--stale-after", type=_stale_after, default=status_data.DEFAULT_STALE_AFTER_S, metavar="SECONDS")
     watch.add_argument("--alert", action="store_true", help="also alert the policy's webhook (needs --policy)")
-    _add_where(watch)
+    add_where(watch)
     watch.set_defaults(func=run_watch)
 
     report = subparsers.add_parser(
@@ -129,23 +129,23 @@ def _register_views(subparsers: Any) -> None:
     report.add_argument("--since", type=_since, default=7 * 86400.0, metavar="DURATION",
                         help="how far back: 7d (default), 12h, 30m")
     report.add_argument("--agent", default=None, help="only this agent")
-    _add_where(report)
+    add_where(report)
     report.set_defaults(func=run_report)
 
 
 def _add_view_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--agent", default=None, help="only this agent (default: every agent in the store)")
     parser.add_argument("--json", action="store_true", help="machine-readable output (see docs/operations.md)")
-    _add_where(parser)
+    add_where(parser)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--agent", required=True, help="the agent's name (policy `agent:`)")
     parser.add_argument("--run", default=None, help="one run id; without it the whole agent")
-    _add_where(parser)
+    add_where(parser)
 
 
-def _add_where(parser: argparse.ArgumentParser) -> None:
+def add_where(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "--store",
@@ -159,13 +159,13 @@ def _add_where(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _fail(message: str, status: int = EXIT_USAGE) -> int:
+def fail(message: str, status: int = EXIT_USAGE) -> int:
     """Say why on stderr (secrets redacted), return the exit status."""
     print(f"agentfuse: error: {redact(message)}", file=sys.stderr)
     return status
 
 
-def _policy(args: argparse.Namespace) -> Policy | None:
+def read_policy(args: argparse.Namespace) -> Policy | None:
     """The policy of ``--policy``, else of ``AGENTFUSE_POLICY``, else None."""
     path = config.policy_path(args.policy)
     if path is None:
@@ -179,25 +179,25 @@ def _policy(args: argparse.Namespace) -> Policy | None:
     return policy
 
 
-def _open(args: argparse.Namespace) -> tuple[Store, Policy | None, str] | int:
+def open_existing(args: argparse.Namespace) -> tuple[Store, Policy | None, str] | int:
     """The store the arguments or the environment name, the policy (if any) and the store's
     absolute URL; or an exit status after saying why. A missing store is never created."""
     try:
-        policy = _policy(args)
+        policy = read_policy(args)
         if policy is None and not args.store and not os.environ.get(config.STORE_ENV, "").strip():
-            return _fail(
+            return fail(
                 f"which store? pass --policy FILE or --store URL, or set {config.POLICY_ENV} or {config.STORE_ENV}"
             )
         url = config.store_url(args.store, policy)
         return open_store(url, create=False), policy, url
     except PolicyError as exc:
-        return _fail(f"invalid policy:\n{exc}")
+        return fail(f"invalid policy:\n{exc}")
     except (StoreURLError, ValueError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except StoreUnavailable as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return fail(str(exc), EXIT_FAILED)
     except OSError as exc:
-        return _fail(f"cannot read {exc.filename}: {exc.strerror}")
+        return fail(f"cannot read {exc.filename}: {exc.strerror}")
 
 
 def _announce(policy: Policy | None, args: argparse.Namespace, event: str, title: str, body: str) -> None:
@@ -219,8 +219,8 @@ def _scope(args: argparse.Namespace) -> str:
 def run_halt(args: argparse.Namespace) -> int:
     """``agentfuse halt``."""
     if not args.reason.strip():
-        return _fail("--reason must say why")
-    opened = _open(args)
+        return fail("--reason must say why")
+    opened = open_existing(args)
     if isinstance(opened, int):
         return opened
     store, policy, url = opened
@@ -234,7 +234,7 @@ def run_halt(args: argparse.Namespace) -> int:
     try:
         store.halt(record)
     except StoreUnavailable as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return fail(str(exc), EXIT_FAILED)
     finally:
         store.close()
     print(f"halted {_scope(args)}: {record.reason}")
@@ -252,8 +252,8 @@ def run_halt(args: argparse.Namespace) -> int:
 def run_resume(args: argparse.Namespace) -> int:
     """``agentfuse resume``."""
     if args.all_runs and args.run:
-        return _fail("--all-runs and --run exclude each other")
-    opened = _open(args)
+        return fail("--all-runs and --run exclude each other")
+    opened = open_existing(args)
     if isinstance(opened, int):
         return opened
     store, policy, url = opened
@@ -264,7 +264,7 @@ def run_resume(args: argparse.Namespace) -> int:
             cleared = store.resume(args.agent, args.run or AGENT_WIDE)
         still = [h for h in store.halts(args.agent) if not args.run and h.run_id != AGENT_WIDE]
     except StoreUnavailable as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return fail(str(exc), EXIT_FAILED)
     finally:
         store.close()
     scope = f"every halt of agent {args.agent!r}" if args.all_runs else _scope(args)
@@ -281,15 +281,15 @@ def run_resume(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _open_operator(args: argparse.Namespace) -> tuple[OperatorStore, Policy | None, str] | int:
-    """Like ``_open``, for the commands that read operator data."""
-    opened = _open(args)
+def open_operator(args: argparse.Namespace) -> tuple[OperatorStore, Policy | None, str] | int:
+    """Like :func:`open_existing`, for the commands that read operator data."""
+    opened = open_existing(args)
     if isinstance(opened, int):
         return opened
     store, policy, url = opened
     if not isinstance(store, OperatorStore):
         store.close()
-        return _fail(f"the store {redact(url)} does not keep heartbeats, runs and claims yet", EXIT_FAILED)
+        return fail(f"the store {redact(url)} does not keep heartbeats, runs and claims yet", EXIT_FAILED)
     return store, policy, url
 
 
@@ -298,14 +298,14 @@ def _print_json(document: Any) -> int:
     try:
         text = json.dumps(document, indent=2, sort_keys=False, allow_nan=False)
     except ValueError as exc:
-        return _fail(f"cannot print JSON: {exc}", EXIT_FAILED)
+        return fail(f"cannot print JSON: {exc}", EXIT_FAILED)
     print(text)
     return EXIT_OK
 
 
 def run_status(args: argparse.Namespace) -> int:
     """``agentfuse status``."""
-    opened = _open_operator(args)
+    opened = open_operator(args)
     if isinstance(opened, int):
         return opened
     store, policy, url = opened
@@ -314,7 +314,7 @@ def run_status(args: argparse.Namespace) -> int:
             store, store_url=url, policy=policy, agent=args.agent, now=time.time(), stale_after_s=args.stale_after
         )
     except StoreUnavailable as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return fail(str(exc), EXIT_FAILED)
     finally:
         store.close()
     if args.json:
@@ -325,7 +325,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_runs(args: argparse.Namespace) -> int:
     """``agentfuse runs``."""
-    opened = _open_operator(args)
+    opened = open_operator(args)
     if isinstance(opened, int):
         return opened
     store, policy, _ = opened
@@ -341,7 +341,7 @@ def run_runs(args: argparse.Namespace) -> int:
                 for summary in store.list_runs(args.agent)
             ]
     except StoreUnavailable as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return fail(str(exc), EXIT_FAILED)
     finally:
         store.close()
     if args.json:
@@ -406,8 +406,8 @@ def _print_stale(rows: list[dict[str, Any]]) -> None:
 def run_reconcile(args: argparse.Namespace) -> int:
     """``agentfuse reconcile``."""
     if not args.reason.strip():
-        return _fail("--reason must say why")
-    opened = _open_operator(args)
+        return fail("--reason must say why")
+    opened = open_operator(args)
     if isinstance(opened, int):
         return opened
     store, policy, _ = opened
@@ -416,13 +416,13 @@ def run_reconcile(args: argparse.Namespace) -> int:
     try:
         run = store.get_run(args.run)
         if run is None:
-            return _fail(f"no run {args.run!r} in this store (see `agentfuse runs`)", EXIT_FAILED)
+            return fail(f"no run {args.run!r} in this store (see `agentfuse runs`)", EXIT_FAILED)
         live = status_data.liveness(store, now, args.stale_after)
         open_ones = store.open_reservations(run_id=args.run)
         stale = status_data.stale_reservations(store, live, run_id=args.run)
         negative = [r for r, _ in stale if r.estimate_micros < 0]  # from books that took negative money
         if negative and args.settle_as == "reserved":
-            return _fail(
+            return fail(
                 f"reservation {negative[0].reservation_id} of run {args.run} has a negative estimate"
                 f" ({negative[0].estimate_micros} micro-dollars): settling it as reserved would take"
                 " money off the books; use --settle-as zero"
@@ -434,7 +434,7 @@ def run_reconcile(args: argparse.Namespace) -> int:
             if record is not None:
                 done.append(record)
     except StoreUnavailable as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return fail(str(exc), EXIT_FAILED)
     finally:
         store.close()
     live_left = len(open_ones) - len(stale)
@@ -467,8 +467,8 @@ def run_reconcile(args: argparse.Namespace) -> int:
 def run_watch(args: argparse.Namespace) -> int:
     """``agentfuse watch``: the dead-man's switch."""
     if args.alert and config.policy_path(args.policy) is None:
-        return _fail(f"--alert needs --policy or {config.POLICY_ENV} (the webhook comes from the policy)")
-    opened = _open_operator(args)
+        return fail(f"--alert needs --policy or {config.POLICY_ENV} (the webhook comes from the policy)")
+    opened = open_operator(args)
     if isinstance(opened, int):
         return opened
     store, policy, _ = opened
@@ -478,7 +478,7 @@ def run_watch(args: argparse.Namespace) -> int:
         known = {beat.agent for beat in beats} | ({policy.agent} if policy else set())
         agents = [args.agent] if args.agent else sorted(known)
     except StoreUnavailable as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return fail(str(exc), EXIT_FAILED)
     finally:
         store.close()
     silent = []
@@ -512,9 +512,9 @@ def run_watch(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     """``agentfuse report --html FILE``."""
-    from agentfuse.runtime.report import gather_report, render_html
+    from agentfuse.operator.report import gather_report, render_html
 
-    opened = _open_operator(args)
+    opened = open_operator(args)
     if isinstance(opened, int):
         return opened
     store, policy, url = opened
@@ -522,12 +522,12 @@ def run_report(args: argparse.Namespace) -> int:
     try:
         data = gather_report(store, store_url=url, policy=policy, agent=args.agent, now=now, since_s=args.since)
     except StoreUnavailable as exc:
-        return _fail(str(exc), EXIT_FAILED)
+        return fail(str(exc), EXIT_FAILED)
     finally:
         store.close()
     try:
         write_private(args.html, render_html(data))
     except OSError as exc:
-        return _fail(f"cannot write {args.html}: {exc.strerror}", EXIT_FAILED)
+        return fail(f"cannot write {args.html}: {exc.strerror}", EXIT_FAILED)
     print(f"wrote {args.html}")
     return EXIT_OK

@@ -144,11 +144,6 @@ def _spending_pids(calls_file: Path) -> set[int]:
         return set()
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    yield from running_server(tmp_path_factory.mktemp("redis"))
-
-
 @pytest.fixture(params=("sqlite", "redis"))
 def chaos_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":

@@ -1,4 +1,7 @@
-"""enforce()/Guard in one process: every gate, settlement, cost, decorators, children, deadlines."""
+"""enforce()/Guard in one process: every gate, settlement, cost, decorators, children, deadlines.
+
+The tests taking ``url`` run on SQLite and on a real redis-server (the fixture is in conftest.py).
+"""
 
 from __future__ import annotations
 
@@ -34,11 +37,6 @@ from tests.runtime_helpers import FakeClient, TransientError, make_policy, store
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(1_800_000_000.0)
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return store_url(tmp_path / "state.db")
 
 
 def guarded_call(guard: Guard, client: FakeClient, *, action: str | None = None, cost: str = "0.01") -> None:

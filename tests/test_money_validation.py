@@ -14,7 +14,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,6 @@ from agentfuse.runtime.policy import (
     load_policy_text,
 )
 from agentfuse.runtime.pricing import PriceTable, Usage, extract_usage
-from tests.redis_server import RedisServer, running_server
 from tests.runtime_helpers import FakeClient, make_policy, store_url
 
 MINIMAL = "version: 1\nagent: money\nbreaker: {}\nfail_fast: {}\n"
@@ -65,20 +63,6 @@ BAD_AMOUNTS = [
     pytest.param(10**400, id="huge-int"),
     pytest.param([1], id="list"),
 ]
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    yield from running_server(tmp_path_factory.mktemp("redis"))
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh store on each backend: a SQLite file, or a new key prefix on a real Redis."""
-    if request.param == "sqlite":
-        return store_url(tmp_path / "state.db")
-    server: RedisServer = request.getfixturevalue("redis_server")
-    return server.url(clock="client")
 
 
 def events_of(path: Path, name: str) -> list[dict[str, Any]]:

@@ -11,11 +11,10 @@ import pytest
 
 from tests.runtime_helpers import run_worker
 from tests.test_operator_cli import SCHEMA, agentfuse_cli, kill_mid_call, write_policy
-from tests.test_redis_guard import redis_server  # noqa: F401 (the fixture)
 from tests.redis_server import RedisServer
 
 
-def test_operator_commands_on_a_redis_store(tmp_path: Path, redis_server: RedisServer) -> None:  # noqa: F811
+def test_operator_commands_on_a_redis_store(tmp_path: Path, redis_server: RedisServer) -> None:
     url = redis_server.url()
     policy = write_policy(tmp_path, store=url)
     done = run_worker({"policy_file": str(policy), "max_calls": 3, "estimate_usd": "0.05", "cost_usd": "0.04"})

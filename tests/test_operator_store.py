@@ -1,6 +1,6 @@
 """The store's operator operations, and how a dead process is told from a live one.
 
-The tests taking ``url`` run on SQLite here and on a real redis-server in test_operator_redis.py.
+The tests taking ``store`` run on SQLite and on a real redis-server (the fixture is in conftest.py).
 """
 
 from __future__ import annotations
@@ -10,34 +10,17 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from agentfuse import enforce
 from agentfuse.operator.status import Liveness, process_alive
-from agentfuse.runtime.stores import open_store
 from agentfuse.runtime.stores.base import Heartbeat, OperatorStore, Reservation, RestartSpec
 from agentfuse.runtime.stores.sqlite import MIGRATIONS, SQLiteStore
-from tests.runtime_helpers import make_policy, store_url
+from tests.runtime_helpers import make_policy
 
 NOW = 1_800_000_000.0
 DAY = "2027-01-15"  # the UTC day of NOW
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return store_url(tmp_path / "s.db")
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[Any]:
-    opened = open_store(url)
-    assert isinstance(opened, OperatorStore)
-    yield opened
-    opened.close()
 
 
 def open_call(store: Any, agent: str, estimate: str) -> str:
@@ -134,10 +117,8 @@ def test_a_guard_beats_at_most_every_few_seconds(store: Any) -> None:
     guard.close()
 
 
-def test_sqlite_store_has_the_operator_operations(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.db")
+def test_every_store_has_the_operator_operations(store: Any) -> None:
     assert isinstance(store, OperatorStore)
-    store.close()
 
 
 def test_a_version_1_store_is_migrated_in_place(tmp_path: Path) -> None:

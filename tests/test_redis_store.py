@@ -26,11 +26,6 @@ SECRET = "s3cret-Pa55"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    yield from running_server(tmp_path_factory.mktemp("redis"))
-
-
-@pytest.fixture(scope="module")
 def locked_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     yield from running_server(tmp_path_factory.mktemp("redis-auth"), password=SECRET)
 
@@ -118,14 +113,14 @@ def test_an_unreachable_server_is_refused_quickly_with_bounded_retries() -> None
         enforce(make_policy(), store=f"redis://127.0.0.1:{free_port()}/0")
 
 
-def test_a_run_whose_data_was_lost_is_refused_not_spent_untracked(server: RedisServer) -> None:
-    url = server.url()
+def test_a_run_whose_data_was_lost_is_refused_not_spent_untracked(redis_server: RedisServer) -> None:
+    url = redis_server.url()
     guard = enforce(make_policy(budget={"run_usd": "1.00"}), store=url)
     client = FakeClient()
     with guard.step():
         client.chat.completions.create()
     prefix = url.split("prefix=")[1]
-    connection = raw(server)
+    connection = raw(redis_server)
     for key in connection.scan_iter(f"{prefix}:*"):
         connection.delete(key)
     with pytest.raises(StoreUnavailable, match="appendonly"):
@@ -134,11 +129,11 @@ def test_a_run_whose_data_was_lost_is_refused_not_spent_untracked(server: RedisS
     assert client.calls == 1
 
 
-def test_scripts_are_reloaded_after_the_server_forgets_them(server: RedisServer) -> None:
-    store = RedisStore(server.url())
+def test_scripts_are_reloaded_after_the_server_forgets_them(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url())
     store.open_run("r", agent="a", parent_id=None, cap_micros=None, now=0)
     assert store.gate(gate_request("1", now=0.0)).allowed
-    raw(server).script_flush()
+    raw(redis_server).script_flush()
     assert store.gate(gate_request("2", now=0.0)).allowed
     assert store.settle(Settlement("1", "a", "r", "login", 5, 0.0, Outcome.SUCCESS)).settled
 
@@ -146,12 +141,12 @@ def test_scripts_are_reloaded_after_the_server_forgets_them(server: RedisServer)
 # -- Redis TIME, TTLs, hash tags --------------------------------------------------------------------
 
 
-def test_windows_cooldowns_and_deadlines_use_redis_time_not_the_workers_clock(server: RedisServer) -> None:
-    store = RedisStore(server.url())  # clock=redis, the default
+def test_windows_cooldowns_and_deadlines_use_redis_time_not_the_workers_clock(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url())  # clock=redis, the default
     skew = 7200.0  # this worker's clock runs two hours ahead
-    before = server_time(server)
+    before = server_time(redis_server)
     run = store.open_run("r", agent="a", parent_id=None, cap_micros=None, now=time.time() + skew)
-    assert before - 1 <= run.started_at <= server_time(server) + 1
+    assert before - 1 <= run.started_at <= server_time(redis_server) + 1
     limit = RateLimitSpec("login", max=1, window_s=600, cooldown_s=0)
     assert store.gate(gate_request("1", now=time.time() + skew, rate_limit=limit)).allowed
     skewed_more = store.gate(gate_request("2", now=time.time() + 2 * skew, rate_limit=limit))
@@ -162,17 +157,17 @@ def test_windows_cooldowns_and_deadlines_use_redis_time_not_the_workers_clock(se
     spec = BreakerSpec(failure_threshold=1, cooldown_s=300, probe_lease_s=300)
     store.settle(Settlement("3", "a", "r", "login", 0, time.time(), Outcome.FAILURE, breaker=spec))
     opened_at = store.get_breaker("a").opened_at
-    assert opened_at is not None and abs(opened_at - server_time(server)) < 5
+    assert opened_at is not None and abs(opened_at - server_time(redis_server)) < 5
     early = store.gate(gate_request("4", now=time.time() + skew, breaker=spec))
     assert early.refusal is not None and early.refusal.kind == "circuit_open"
 
 
-def test_windows_expire_and_runs_do_not(server: RedisServer) -> None:
-    store = RedisStore(server.url())
+def test_windows_expire_and_runs_do_not(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url())
     store.open_run("r", agent="a", parent_id=None, cap_micros=None, now=0)
     limit = RateLimitSpec("login", max=2, window_s=900, cooldown_s=1800)
     assert store.gate(gate_request("1", now=0.0, rate_limit=limit, hourly_cap_micros=10)).allowed
-    connection = raw(server)
+    connection = raw(redis_server)
     ttl = connection.ttl
     assert 3600 < ttl(store.key("a", "minutes")) <= 3720
     assert 2700 < ttl(store.key("a", "rate", "login")) <= 2760
@@ -180,8 +175,8 @@ def test_windows_expire_and_runs_do_not(server: RedisServer) -> None:
     assert ttl(store.key("a", "run", "r")) == -1 and ttl(store.key("a", "ledger", "r")) == -1
 
 
-def test_every_key_of_an_agent_hashes_to_one_slot(server: RedisServer) -> None:
-    url = server.url()
+def test_every_key_of_an_agent_hashes_to_one_slot(redis_server: RedisServer) -> None:
+    url = redis_server.url()
     prefix = url.split("prefix=")[1]
     policy = make_policy(agent="bot:one", rate_limits=[{"action": "login", "max": 5, "window_s": 60}])
     guard = enforce(policy, store=url)
@@ -194,22 +189,22 @@ def test_every_key_of_an_agent_hashes_to_one_slot(server: RedisServer) -> None:
         with guard.step():
             raise RuntimeError("provider down")
     guard.halt("pause")
-    keys = sorted(raw(server).scan_iter(f"{prefix}:*"))
+    keys = sorted(raw(redis_server).scan_iter(f"{prefix}:*"))
     agent_keys = [key for key in keys if key not in (f"{prefix}:runs", f"{prefix}:agents")]
     assert len(agent_keys) >= 9
     assert all(key.startswith(f"{prefix}:{{bot:one}}:") for key in agent_keys)
     assert len({key_slot(key.encode()) for key in agent_keys}) == 1
 
 
-def test_halts_and_runs_read_back_exactly(server: RedisServer) -> None:
-    store = RedisStore(server.url(clock="client"))
+def test_halts_and_runs_read_back_exactly(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url(clock="client"))
     store.open_run("r", agent="a", parent_id=None, cap_micros=30_000, now=1_800_000_000.123456)
     run = store.get_run("r")
     assert run is not None and run.started_at == 1_800_000_000.123456
     refused = store.gate(GateRequest("1", "a", "r", "x", 40_000, 1_800_000_001.5, "2027-01-15", 30_000_000))
     (halt,) = store.halts()
     assert halt == refused.halt
-    stored = json.loads(raw(server).hget(store.key("a", "halts"), "r"))
+    stored = json.loads(raw(redis_server).hget(store.key("a", "halts"), "r"))
     assert stored["figures"] == {"capped_run": "r", "used_usd": "0.00", "estimate_usd": "0.04", "cap_usd": "0.03"}
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from agentfuse.runtime import stores
 from agentfuse.runtime.stores.base import (
     AGENT_WIDE,
     BooksLoss,
@@ -36,58 +37,27 @@ from agentfuse.runtime.stores.base import (
 )
 from agentfuse.runtime.stores.redis import RedisStore
 from agentfuse.runtime.stores.sqlite import SQLiteStore
-from tests.redis_server import RedisServer, running_server
-from tests.runtime_helpers import start_worker, store_url
+from tests.redis_server import RedisServer
+from tests.runtime_helpers import start_worker
 
 NOW = 1_800_000_000.0
 DAY = "2027-01-15"
-BACKENDS = ("sqlite", "redis")
 
 StoreFactory = Callable[[], Store]
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    yield from running_server(tmp_path_factory.mktemp("redis"))
-
-
-def _factory(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[StoreFactory, str]:
-    """A function opening (another handle on) one fresh store, and that store's URL."""
-    if backend == "sqlite":
-        url = store_url(tmp_path / "state.db")
-        return (lambda: SQLiteStore.from_url(url)), url
-    server: RedisServer = request.getfixturevalue("redis_server")
-    url = server.url(clock="client")
-    return (lambda: RedisStore(url)), url
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture
-def open_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
-    factory, _url = _factory(backend, tmp_path, request)
+def open_store(url: str) -> Iterator[StoreFactory]:
+    """A function opening another handle on the test's store (``url`` of conftest.py)."""
     opened: list[Store] = []
 
     def make() -> Store:
-        opened.append(factory())
+        opened.append(stores.open_store(url))
         return opened[-1]
 
     yield make
     for store in opened:
         store.close()
-
-
-@pytest.fixture
-def store(open_store: StoreFactory) -> Store:
-    return open_store()
-
-
-@pytest.fixture
-def url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    return _factory(backend, tmp_path, request)[1]
 
 
 def gate(

@@ -15,7 +15,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from agentfuse.runtime.policy import (
 )
 from agentfuse.runtime.stores.base import RunInfo
 from agentfuse.runtime.stores.sqlite import SCHEMA_VERSION, SQLiteStore
-from tests.redis_server import RedisServer, running_server
+from tests.redis_server import RedisServer
 from tests.runtime_helpers import REPO, make_policy, store_url
 
 NOW = 1_800_000_000.0
@@ -58,19 +57,6 @@ def books(guard: Guard, run_id: str | None = None) -> RunInfo:
 
 def events_of(log: Path, name: str) -> list[dict[str, Any]]:
     return [event for event in map(json.loads, log.read_text().splitlines()) if event["event"] == name]
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    yield from running_server(tmp_path_factory.mktemp("redis"))
-
-
-@pytest.fixture(params=("sqlite", "redis"))
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return store_url(tmp_path / "state.db")
-    server: RedisServer = request.getfixturevalue("redis_server")
-    return server.url(clock="client")
 
 
 # -- the policy ---------------------------------------------------------------------------------------

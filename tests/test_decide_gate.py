@@ -138,8 +138,8 @@ def refused(kind: str, reason: str | None = None, *, halt: bool = False, says: s
     return expected if says is None else {**expected, "says": says}
 
 
-BUDGET_FIGURES = {"estimate_usd": "0.01", "cap_usd": "1.00"}
-TOKEN_FIGURES = {"estimate_tokens": 100, "cap_tokens": 1000}
+BUDGET_FIGURES: dict[str, Any] = {"estimate_usd": "0.01", "cap_usd": "1.00"}
+TOKEN_FIGURES: dict[str, Any] = {"estimate_tokens": 100, "cap_tokens": 1000}
 Row = tuple[str, dict[str, Any], dict[str, Any]]
 
 ROWS: list[Row] = [

@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from agentfuse.runtime.errors import PolicyError  # noqa: E402
-from agentfuse.runtime.policy import load_policy_text, policy_issues  # noqa: E402
+from agentfuse.runtime.policy_loader import load_policy_text, policy_issues  # noqa: E402
 from tests.policy_strategies import (  # noqa: E402
     UNSET_PREFIX,
     check_text,

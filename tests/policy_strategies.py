@@ -21,17 +21,10 @@ from pathlib import Path
 from hypothesis import strategies as st
 
 from agentfuse.runtime.errors import PolicyError
-from agentfuse.runtime.policy import (
-    MAX_AMOUNT_USD,
-    MAX_CAP_USD,
-    MAX_COUNT,
-    MAX_SECONDS,
-    REQUIRED_KEYS,
-    SECTION_KEYS,
-    Policy,
-    load_policy_text,
-    policy_issues,
-)
+from agentfuse.runtime.money import MAX_AMOUNT_USD, MAX_CAP_USD, MAX_COUNT, MAX_SECONDS
+from agentfuse.runtime.policy import Policy
+from agentfuse.runtime.policy_loader import load_policy_text, policy_issues
+from agentfuse.runtime.policy_validation import REQUIRED_KEYS, SECTION_KEYS
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = [path.read_text(encoding="utf-8") for path in sorted((REPO / "policies").glob("**/*.yaml"))]

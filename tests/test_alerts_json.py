@@ -12,7 +12,8 @@ import pytest
 from agentfuse import BudgetExceeded, enforce
 from agentfuse.runtime.alerts import Alerter, build_request, detect_format
 from agentfuse.runtime.errors import PolicyError
-from agentfuse.runtime.policy import Alerts, load_policy
+from agentfuse.runtime.policy import Alerts
+from agentfuse.runtime.policy_loader import load_policy
 from tests.runtime_helpers import Webhook, make_policy, recording_webhook, store_url
 
 

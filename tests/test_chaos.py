@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from agentfuse.runtime.policy import to_micros
+from agentfuse.runtime.money import to_micros
 from agentfuse.runtime.stores.base import BreakerState, HaltRecord, Store
 from agentfuse.runtime.stores.redis import RedisStore
 from agentfuse.runtime.stores.sqlite import SQLiteStore

@@ -17,7 +17,8 @@ import pytest
 
 from agentfuse.runtime.events import EventLog
 from agentfuse.runtime.redaction import redact, redact_url
-from agentfuse.runtime.policy import Breaker, Budget, Events, FailFast, Policy, load_policy
+from agentfuse.runtime.policy import Breaker, Budget, Events, FailFast, Policy
+from agentfuse.runtime.policy_loader import load_policy
 from tests.runtime_helpers import REPO
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agentfuse.runtime.events import EventLog, stream_name
-from agentfuse.runtime.policy import load_policy
+from agentfuse.runtime.policy_loader import load_policy
 from agentfuse.operator.status import events_path
 from tests.runtime_helpers import REPO
 

@@ -4,18 +4,22 @@ The runtime is what an agent process imports: it must not pull in the linter, th
 adapters, the CLI or the operator tools (agentfuse.operator). The linter reads the runtime only for the policy
 loader (one source of truth for policy errors). The flake8 plugin does not import the CLI.
 Imports inside functions count too: a lazy import is still an import the rule forbids.
+What an agent imports to open a store and decide a call loads no PyYAML (checked in a fresh
+interpreter): only reading a policy file needs it.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "agentfuse"
 
-LINTER_MAY_IMPORT = frozenset({"agentfuse.runtime.policy", "agentfuse.runtime.errors"})
+LINTER_MAY_IMPORT = frozenset({"agentfuse.runtime.policy_loader", "agentfuse.runtime.errors"})
 
 
 def module_name(path: Path) -> str:
@@ -113,3 +117,24 @@ def test_a_rule_breach_is_seen() -> None:
         ]
     finally:
         del MODULES["agentfuse.runtime.fake"]
+
+
+NO_YAML = ("agentfuse.runtime.decisions", "agentfuse.runtime.stores.sqlite", "agentfuse.runtime.stores.redis",
+           "agentfuse.runtime.policy", "agentfuse.runtime.money")
+
+
+def yaml_loaded_by(*modules: str) -> bool:
+    """Whether importing ``modules`` in a fresh interpreter loads PyYAML."""
+    code = f"import sys, {', '.join(modules)}; print('yaml' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip() == "True"
+
+
+def test_the_policy_model_the_decisions_and_the_stores_import_no_yaml() -> None:
+    assert not yaml_loaded_by(*NO_YAML)
+
+
+def test_the_policy_loader_imports_yaml() -> None:
+    """The check above can fail: the loader does load PyYAML."""
+    assert yaml_loaded_by("agentfuse.runtime.policy_loader")

@@ -21,13 +21,15 @@ from typing import Any
 import pytest
 
 from agentfuse import BudgetExceeded, Guard, PolicyError, enforce
-from agentfuse.runtime.policy import (
+from agentfuse.runtime.money import (
     MAX_AMOUNT_MICROS,
     MAX_AMOUNT_USD,
     MAX_CALL_TOKENS,
     MAX_CAP_USD,
     MAX_COUNT,
     MAX_SECONDS,
+)
+from agentfuse.runtime.policy import (
     Breaker,
     Budget,
     DegradeStep,
@@ -35,9 +37,8 @@ from agentfuse.runtime.policy import (
     ModelPrice,
     RateLimit,
     RestartGuard,
-    load_policy,
-    load_policy_text,
 )
+from agentfuse.runtime.policy_loader import load_policy, load_policy_text
 from agentfuse.runtime.pricing import PriceTable, Usage, extract_usage
 from tests.runtime_helpers import FakeClient, make_policy, store_url
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agentfuse import PolicyError, enforce
-from agentfuse.runtime.policy import load_policy
+from agentfuse.runtime.policy_loader import load_policy
 from agentfuse.runtime.stores.redis import RedisStore
 from tests.operator_helpers import OPERATOR_COMMANDS, agentfuse, clean_env, write_policy_file
 from tests.redis_server import RedisServer, free_port, running_server

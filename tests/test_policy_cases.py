@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agentfuse.runtime.errors import PolicyError
-from agentfuse.runtime.policy import load_policy, policy_issues
+from agentfuse.runtime.policy_loader import load_policy, policy_issues
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "tests" / "data" / "policies"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agentfuse.runtime.policy import load_policy
+from agentfuse.runtime.policy_loader import load_policy
 from tests.test_policy_cases import (
     DATA,
     EXAMPLE_POLICIES,

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from agentfuse.runtime.policy import policy_issues
+from agentfuse.runtime.policy_loader import policy_issues
 from tests.policy_strategies import (
     REPO,
     UNSET_PREFIX,

@@ -12,9 +12,6 @@ import pytest
 
 from agentfuse.runtime.errors import PolicyError, PolicyIssue
 from agentfuse.runtime.policy import (
-    MAX_ISSUES,
-    MAX_POLICY_BYTES,
-    SECTION_KEYS,
     Alerts,
     Breaker,
     Budget,
@@ -26,10 +23,9 @@ from agentfuse.runtime.policy import (
     Policy,
     RateLimit,
     RestartGuard,
-    load_policy,
-    load_policy_text,
-    policy_issues,
 )
+from agentfuse.runtime.policy_loader import MAX_ISSUES, MAX_POLICY_BYTES, load_policy, load_policy_text, policy_issues
+from agentfuse.runtime.policy_validation import SECTION_KEYS
 from tests.test_policy_cases import DATA, EXAMPLE_POLICIES, NO_ENVIRONMENT, REPO
 
 MINIMAL = """\

@@ -10,18 +10,10 @@ import jsonschema
 import pytest
 import yaml
 
-from agentfuse.runtime.policy import (
-    BUDGET_CAPS,
-    MAX_AMOUNT_USD,
-    MAX_BACKUPS,
-    MAX_CALL_TOKENS,
-    MAX_CAP_USD,
-    MAX_COUNT,
-    MAX_SECONDS,
-    REQUIRED_KEYS,
-    SECTION_KEYS,
-    policy_issues,
-)
+from agentfuse.runtime.money import MAX_AMOUNT_USD, MAX_CALL_TOKENS, MAX_CAP_USD, MAX_COUNT, MAX_SECONDS
+from agentfuse.runtime.policy import MAX_BACKUPS
+from agentfuse.runtime.policy_loader import policy_issues
+from agentfuse.runtime.policy_validation import BUDGET_CAPS, REQUIRED_KEYS, SECTION_KEYS
 from tests.test_policy_cases import (
     EXAMPLE_POLICIES,
     INVALID_POLICIES,

@@ -15,7 +15,7 @@ import pytest
 from agentfuse.lint.checker import check_source
 from agentfuse.lint_rules.base import Finding, Rule
 from agentfuse.lint_rules.policy import InvalidPolicy, MissingPolicy, check_policy_file
-from agentfuse.runtime.policy import policy_issues
+from agentfuse.runtime.policy_loader import policy_issues
 
 POLICIES = Path(__file__).parent / "data" / "rules" / "llm" / "policies"
 VALID = (POLICIES / "valid.yaml").read_text()
@@ -233,7 +233,7 @@ NO_LLM = [
     Tree("api-names-in-strings", {}, '"""openai.chat.completions.create()"""\nX = "litellm.completion(model=1)"\n'),
     Tree("registry-create", {}, "registry = Registry()\nregistry.create()\n"),
     Tree("enforce-from-environment", {}, "import os\n" + ENFORCE + "g = enforce(os.environ['POLICY'])\n"),
-    Tree("enforce-with-policy-object", {}, ENFORCE + "from agentfuse.runtime.policy import load_policy\n"
+    Tree("enforce-with-policy-object", {}, ENFORCE + "from agentfuse.runtime.policy_loader import load_policy\n"
          "g = enforce(load_policy(path))\n"),
     Tree("unrelated-enforce", {}, "from myrules import enforce\nenforce('missing.yaml')\n"),
     Tree("ollama-pull", {}, "import subprocess\nsubprocess.run(['ollama', 'pull', 'llama3'])\n"),

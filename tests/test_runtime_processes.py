@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from agentfuse.runtime.policy import from_micros
+from agentfuse.runtime.money import from_micros
 from agentfuse.runtime.stores.sqlite import SQLiteStore
 from tests.runtime_helpers import REPO, count_lines, recording_webhook, run_worker, start_worker, store_url
 

@@ -24,15 +24,9 @@ import pytest
 
 from agentfuse import BudgetExceeded, Halted, RunHalted, enforce
 from agentfuse.runtime.guard import Guard
-from agentfuse.runtime.policy import (
-    MAX_CALL_TOKENS,
-    MAX_COUNT,
-    Budget,
-    ChildCaps,
-    Events,
-    load_policy_text,
-    policy_issues,
-)
+from agentfuse.runtime.money import MAX_CALL_TOKENS, MAX_COUNT
+from agentfuse.runtime.policy import Budget, ChildCaps, Events
+from agentfuse.runtime.policy_loader import load_policy_text, policy_issues
 from agentfuse.runtime.stores.base import RunInfo
 from agentfuse.runtime.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 from tests.redis_server import RedisServer

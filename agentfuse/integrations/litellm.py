@@ -62,7 +62,8 @@ from agentfuse.runtime.instrument.core import Call, begin
 from agentfuse.runtime.instrument.wire import (
     ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_COMPLETIONS, OPENAI_EMBEDDINGS, OPENAI_RESPONSES, WireFormat, no_events,
 )
-from agentfuse.runtime.policy import Policy, load_policy
+from agentfuse.runtime.policy import Policy
+from agentfuse.runtime.policy_loader import load_policy
 from agentfuse.runtime.pricing import CHARS_PER_TOKEN, Usage, extract_usage
 
 __all__ = ["ProxyFuse", "refusal_status"]

@@ -4,7 +4,7 @@ Which policy governs a module: the path given to ``enforce("...")`` (resolved ag
 module's folder, then the working directory); else the nearest ``policy.yaml`` or
 ``agentfuse.yaml`` walking up from the module's folder to the repository root (the first
 folder holding ``.git``); else ``[tool.agentfuse] policy``. Policies are validated by the
-runtime's own loader (:func:`agentfuse.runtime.policy.policy_issues`): one source of truth.
+runtime's own loader (:func:`agentfuse.runtime.policy_loader.policy_issues`): one source of truth.
 """
 
 from __future__ import annotations
@@ -409,6 +409,6 @@ RULES: tuple[type[Rule], ...] = (MissingPolicy, InvalidPolicy)
 def _policy_issues(path: str) -> list[PolicyIssue]:
     """The runtime loader's verdict on a policy; loaded only when a policy is found, so a
     lint run that meets none never imports the runtime."""
-    from agentfuse.runtime.policy import policy_issues
+    from agentfuse.runtime.policy_loader import policy_issues
 
     return policy_issues(path, unset_ok=True)

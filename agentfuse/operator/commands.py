@@ -25,7 +25,8 @@ from agentfuse.runtime.alerts import Alerter
 from agentfuse.runtime.errors import PolicyError, StoreUnavailable
 from agentfuse.runtime.events import EventLog
 from agentfuse.runtime.files import write_private
-from agentfuse.runtime.policy import Policy, load_policy
+from agentfuse.runtime.policy import Policy
+from agentfuse.runtime.policy_loader import load_policy
 from agentfuse.runtime.redaction import redact
 from agentfuse.runtime.stores import AGENT_WIDE, Store, StoreURLError, open_store
 from agentfuse.runtime.stores.base import HaltRecord, OperatorStore

@@ -15,7 +15,8 @@ from typing import Any
 
 from agentfuse.runtime import config
 from agentfuse.runtime.errors import PolicyError
-from agentfuse.runtime.policy import AGENT_NAME, load_policy_text, policy_issues
+from agentfuse.runtime.policy import AGENT_NAME
+from agentfuse.runtime.policy_loader import load_policy_text, policy_issues
 
 EXIT_OK = 0
 EXIT_INVALID = 2

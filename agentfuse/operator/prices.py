@@ -10,7 +10,8 @@ from typing import Any
 
 from agentfuse.runtime import config
 from agentfuse.runtime.errors import PolicyError
-from agentfuse.runtime.policy import ModelPrice, load_policy
+from agentfuse.runtime.policy import ModelPrice
+from agentfuse.runtime.policy_loader import load_policy
 from agentfuse.runtime.pricing import PriceTable
 
 

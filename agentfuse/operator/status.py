@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo
 
 from agentfuse.runtime.events import format_ts, stream_name
 from agentfuse.runtime.redaction import redact
-from agentfuse.runtime.policy import Policy, from_micros
+from agentfuse.runtime.money import from_micros
+from agentfuse.runtime.policy import Policy
 from agentfuse.runtime.stores.base import (
     AGENT_WIDE,
     BreakerRecord,

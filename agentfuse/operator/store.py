@@ -24,7 +24,8 @@ from typing import Any
 from agentfuse.runtime import config
 from agentfuse.runtime.errors import PolicyError, StoreUnavailable
 from agentfuse.operator.commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_where, fail, open_existing, read_policy
-from agentfuse.runtime.policy import Policy, from_micros
+from agentfuse.runtime.money import from_micros
+from agentfuse.runtime.policy import Policy
 from agentfuse.runtime.stores import StoreURLError, open_store
 from agentfuse.runtime.stores import books
 from agentfuse.runtime.stores.base import BooksStore, CapDeclaration

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from agentfuse.runtime import breaker
-from agentfuse.runtime.policy import from_micros
+from agentfuse.runtime.money import from_micros
 from agentfuse.runtime.stores.base import (
     BreakerRecord,
     BreakerState,

@@ -29,14 +29,8 @@ from decimal import ROUND_CEILING, Decimal
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from agentfuse.runtime.policy import (
-    MAX_AMOUNT_USD,
-    MAX_COUNT,
-    ModelPrice,
-    checked_count,
-    checked_usd,
-    to_micros,
-)
+from agentfuse.runtime.money import MAX_AMOUNT_USD, MAX_COUNT, checked_count, checked_usd, to_micros
+from agentfuse.runtime.policy import ModelPrice
 
 if TYPE_CHECKING:
     from agentfuse.runtime.price_library import LibraryPrice, PriceLibrary

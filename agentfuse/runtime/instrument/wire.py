@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agentfuse.runtime.policy import MAX_COUNT
+from agentfuse.runtime.money import MAX_COUNT
 from agentfuse.runtime.pricing import CHARS_PER_TOKEN, Usage, estimate_input_tokens, extract_usage
 
 

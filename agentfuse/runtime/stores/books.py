@@ -35,7 +35,8 @@ from typing import Any
 
 from agentfuse.runtime.errors import StoreUnavailable
 from agentfuse.runtime.files import private_dirs
-from agentfuse.runtime.policy import Policy, to_micros
+from agentfuse.runtime.money import to_micros
+from agentfuse.runtime.policy import Policy
 from agentfuse.runtime.stores.base import BooksStore, CapDeclaration
 
 try:

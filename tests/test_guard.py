@@ -28,7 +28,8 @@ from agentfuse import (
 )
 from agentfuse.runtime.clock import ManualClock
 from agentfuse.runtime.guard import exception_matches
-from agentfuse.runtime.policy import Policy, from_micros
+from agentfuse.runtime.money import from_micros
+from agentfuse.runtime.policy import Policy
 from agentfuse.runtime.stores.base import BreakerState
 from agentfuse.runtime.stores.sqlite import SQLiteStore
 from tests.runtime_helpers import FakeClient, TransientError, make_policy, store_url

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from agentfuse.runtime.instrument.wire import SSEParser, StreamState, WireFormat, json_body
-from agentfuse.runtime.policy import MAX_CALL_TOKENS, from_micros
+from agentfuse.runtime.money import MAX_CALL_TOKENS, from_micros
 from agentfuse.runtime.pricing import Usage
 
 if TYPE_CHECKING:

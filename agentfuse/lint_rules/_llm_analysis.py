@@ -218,6 +218,13 @@ class ModuleAnalysis(Resolver):
     def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
         self._bind(node.target, node.value)
 
+    def visit_For(self, node: cst.For) -> None:
+        """``for x in (a, b):`` binds ``x`` to each element of a literal tuple, list or set."""
+        if isinstance(node.iter, (cst.Tuple, cst.List, cst.Set)):
+            for element in node.iter.elements:
+                if not isinstance(element, cst.StarredElement):
+                    self._bind(node.target, element.value)
+
     def visit_Call(self, node: cst.Call) -> None:
         func = node.func
         maybe_alias = False  # ``name(...)``/``self.name(...)`` may call a request held in a variable
@@ -543,6 +550,10 @@ class LlmAnalysisRule(Rule):
     def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
         if self._feeds:
             self.analysis.visit_NamedExpr(node)
+
+    def visit_For(self, node: cst.For) -> None:
+        if self._feeds:
+            self.analysis.visit_For(node)
 
     def visit_Call(self, node: cst.Call) -> None:
         if self._feeds:

@@ -6,6 +6,14 @@ live in tests/test_rule_llm_project.py."""
 from __future__ import annotations
 
 RESOLUTION_INVALID: tuple[str, ...] = (
+    # a router trying each provider's client in turn
+    """
+from anthropic import Anthropic
+from openai import OpenAI
+
+for client in [OpenAI(), OpenAI(base_url="http://localhost:8000/v1")]:
+    client.chat.completions.create(model="gpt-4o", messages=[])  # expect: AF101
+""",
     # a RAG library: the client is a cached_property, messages go through a property
     """
 from functools import cached_property
@@ -243,6 +251,18 @@ def embed(provider, texts):
 )
 
 RESOLUTION_VALID: tuple[str, ...] = (
+    # a test of a guard and its child run: the same step on each, in a loop over both
+    """
+from openai import OpenAI
+from agentfuse import enforce
+
+guard = enforce("policy.yaml")
+child = guard.child(run_usd="0.10")
+client = OpenAI()
+for owner in (guard, child):
+    with owner.step(action="ask"):
+        client.chat.completions.create(model="gpt-4o", messages=[])
+""",
     # a CrewAI crew built next to a CrewFuse: its agents' calls are gated under the guard
     """
 from crewai import Agent, Crew, Task

@@ -172,9 +172,8 @@ def test_enforce_alone_passes_both_groups_of_af102() -> None:
 def test_registry_entry_is_what_its_rule_class_declares(entry: registry.RuleEntry) -> None:
     rule = entry.load()
     assert rule.__name__ == entry.name and rule.__module__ == entry.module
-    declared = (rule.code, rule.triggers, rule.required_triggers, rule.trigger_word_options, rule.default_enabled)
-    registered = (entry.code, entry.triggers, entry.required_triggers, entry.trigger_word_options, entry.default_enabled)
-    assert declared == registered
+    fields = ("code", "triggers", "required_triggers", "trigger_word_options", "default_enabled")
+    assert [getattr(rule, name) for name in fields] == [getattr(entry, name) for name in fields]
 
 
 def test_registry_lists_every_rule_of_every_family_in_order() -> None:

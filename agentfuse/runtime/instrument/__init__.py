@@ -43,6 +43,7 @@ def providers() -> Sequence[Provider]:
         ("agentfuse.runtime.instrument.cohere_sdk", "CohereProvider"),
         ("agentfuse.runtime.instrument.ollama_sdk", "OllamaProvider"),
         ("agentfuse.runtime.instrument.bedrock_sdk", "BedrockProvider"),
+        ("agentfuse.runtime.instrument.bedrock_sdk", "AioBedrockProvider"),
     ):
         try:
             found.append(getattr(__import__(module, fromlist=[cls]), cls)())

@@ -1,4 +1,4 @@
-"""boto3 ``bedrock-runtime``: ``converse``, ``converse_stream``, ``invoke_model`` and
+"""boto3 and aioboto3 ``bedrock-runtime``: ``converse``, ``converse_stream``, ``invoke_model`` and
 ``invoke_model_with_response_stream``.
 
 Patched: ``botocore.client.BaseClient._make_api_call``, which every operation of every boto3
@@ -15,17 +15,21 @@ botocore's retries (``Config(retries=...)``, standard or legacy mode) run inside
 too, so each retry of a gated operation is a step of its own, the attempt before it settled as
 a failure (an error answer, as the ``ClientError`` subclass the client would raise, bills
 nothing; a connection error settles the reservation).
+
+aioboto3's clients are aiobotocore's: ``AioBaseClient._make_api_call`` and
+``AioEndpoint._get_response`` are their coroutine twins, patched the same way by a provider of
+their own (module ``aiobotocore``, so botocore alone never imports it); the requests, usages and
+streams (``AioEventStream``, read with ``async for``) are read by the same functions.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from collections.abc import Callable
-
-from agentfuse.runtime.instrument.core import Patch, Provider, patch
+from agentfuse.runtime.instrument.core import Call, Patch, Provider, patch
 from agentfuse.runtime.instrument.methods import Method, always, count, field, own_call, report, wrap
 from agentfuse.runtime.instrument.wire import StreamState, WireFormat, no_events
 from agentfuse.runtime.pricing import Usage
@@ -135,17 +139,42 @@ def _client_error(parsed: Mapping[str, Any], operation: Any) -> BaseException:
     return cls(parsed, operation.name)
 
 
+def _attempt(operation_model: Any) -> Call | None:
+    """The gated request an HTTP attempt of this operation belongs to (its attempt begun: may refuse)."""
+    call = own_call(_FORMATS)
+    if call is None or operation_model.name not in _OPERATIONS:
+        return None
+    call.attempt()
+    return call
+
+
+def _attempted(call: Call, answer: Any, exception: BaseException | None, operation_model: Any) -> None:
+    """Note how the attempt ended: a connection error or an error answer fails it."""
+    if exception is not None:
+        call.failed(exception, answered=False)
+    elif answer[0].status_code >= 300:
+        call.failed(_client_error(answer[1], operation_model), answered=True)
+
+
 def _get_response(original: Callable[..., Any]) -> Callable[..., Any]:
     def get_response(self: Any, request: Any, operation_model: Any, context: Any) -> Any:
-        call = own_call(_FORMATS)
-        if call is None or operation_model.name not in _OPERATIONS:
+        call = _attempt(operation_model)
+        if call is None:
             return original(self, request, operation_model, context)
-        call.attempt()
         answer, exception = original(self, request, operation_model, context)
-        if exception is not None:
-            call.failed(exception, answered=False)
-        elif answer[0].status_code >= 300:
-            call.failed(_client_error(answer[1], operation_model), answered=True)
+        _attempted(call, answer, exception, operation_model)
+        return answer, exception
+
+    return get_response
+
+
+def _get_response_async(original: Callable[..., Any]) -> Callable[..., Any]:
+    async def get_response(self: Any, request: Any, operation_model: Any, context: Any) -> Any:
+        call = _attempt(operation_model)
+        if call is None:
+            return await original(self, request, operation_model, context)
+        answer, exception = await original(self, request, operation_model, context)
+        _attempted(call, answer, exception, operation_model)
         return answer, exception
 
     return get_response
@@ -156,6 +185,13 @@ def _choose(client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Metho
     if method is None or client.meta.service_model.service_name != "bedrock-runtime":
         return None
     return method
+
+
+def _runtime_client(client: Any, cls: Any) -> Any:
+    """``client`` when it is a ``bedrock-runtime`` client of ``cls``, else None."""
+    if isinstance(client, cls) and client.meta.service_model.service_name == "bedrock-runtime":
+        return client
+    return None
 
 
 class BedrockProvider(Provider):
@@ -173,6 +209,25 @@ class BedrockProvider(Provider):
     def client_key(self, client: Any) -> Any:
         from botocore.client import BaseClient  # type: ignore[import-untyped]
 
-        if isinstance(client, BaseClient) and client.meta.service_model.service_name == "bedrock-runtime":
-            return client
-        return None
+        aio = sys.modules.get("aiobotocore.client")
+        if aio is not None and isinstance(client, aio.AioBaseClient):
+            return None  # a subclass, patched by AioBedrockProvider
+        return _runtime_client(client, BaseClient)
+
+
+class AioBedrockProvider(Provider):
+    name = "aiobotocore"
+    module = "aiobotocore"
+
+    def install(self) -> list[Patch]:
+        from aiobotocore import client, endpoint  # type: ignore[import-untyped]
+
+        return [
+            patch(client.AioBaseClient, "_make_api_call", wrap(_choose)),
+            patch(endpoint.AioEndpoint, "_get_response", _get_response_async),
+        ]
+
+    def client_key(self, client: Any) -> Any:
+        from aiobotocore.client import AioBaseClient  # type: ignore[import-untyped]
+
+        return _runtime_client(client, AioBaseClient)

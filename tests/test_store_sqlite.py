@@ -45,7 +45,7 @@ def test_file_is_private_and_its_folder_is_created(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("durability", "synchronous"), [("normal", 1), ("full", 2)])
 def test_wal_and_synchronous_follow_durability(tmp_path: Path, durability: str, synchronous: int) -> None:
     store = SQLiteStore(tmp_path / "s.db", durability=durability)
-    db = store._connection()
+    db = store._connection().db
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA synchronous").fetchone()[0] == synchronous
     assert db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000

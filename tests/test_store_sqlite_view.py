@@ -7,9 +7,14 @@ would be) or another operation, and checks that the gate sees the state as store
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from agentfuse.runtime.decisions import GateDecision, GateSnapshot, decide_gate
+from agentfuse.runtime.stores import sqlite_gate
 from agentfuse.runtime.stores.base import GateRequest, HaltRecord, Outcome, Settlement
 from agentfuse.runtime.stores.sqlite import SQLiteStore
 
@@ -65,7 +70,7 @@ def gate_loop(store: SQLiteStore, prefix: str, calls: int, previous: tuple[Settl
 def test_the_read_is_skipped_only_while_no_other_connection_commits(tmp_path: Path) -> None:
     first, second = stores(tmp_path)
     allowed_first, pending_first = gate_loop(first, "1-", 3)  # 3 x $0.01 on a $0.10 cap
-    assert first._local.view is not None  # the next gate of this connection may skip its read
+    assert first._local.connection.view is not None  # the next gate of this connection may skip its read
     allowed_second, pending_second = gate_loop(second, "2-", 4)
     # first's view is stale now (second spent $0.04): the cap must still hold exactly
     allowed_first2, pending_first = gate_loop(first, "3-", 10, pending_first)
@@ -146,3 +151,31 @@ def test_minute_buckets_older_than_the_hour_are_pruned_and_days_stay(tmp_path: P
     assert minutes and all(last - 60 < int(bucket.split(":")[1]) <= last for bucket in minutes)
     assert day == 26 * 10_000  # the day keeps every call
     assert first.agent_totals("a", day_key="2027-01-15", minute=last).hour_micros == len(minutes) * 10_000
+
+
+def test_the_values_a_gate_decided_on_stay_as_they_were_while_the_view_moves_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kept view adds each settlement and reservation to its own counters; the run rows and
+    token windows it handed to ``decide_gate`` are values and never change afterwards."""
+    first = SQLiteStore(tmp_path / "s.db")
+    first.open_run("r", agent="a", parent_id=None, cap_micros=None, now=NOW, token_cap=10**9)
+    decided: list[tuple[GateSnapshot, list[tuple[object, ...]]]] = []
+
+    def as_values(snapshot: GateSnapshot) -> list[tuple[object, ...]]:
+        assert snapshot.tokens is not None
+        return [*map(dataclasses.astuple, snapshot.chain), dataclasses.astuple(snapshot.tokens)]
+
+    def recording(snapshot: GateSnapshot, gate_request: GateRequest) -> GateDecision:
+        decided.append((snapshot, as_values(snapshot)))
+        return decide_gate(snapshot, gate_request)
+
+    monkeypatch.setattr(sqlite_gate, "decide_gate", recording)
+    previous: tuple[Settlement, ...] = ()
+    for i in range(4):
+        assert first.gate(request(f"v{i}", deferred=previous, estimate_tokens=100)).allowed
+        previous = (dataclasses.replace(success(f"v{i}"), tokens=50),)
+    assert first._local.connection.view is not None  # the later gates went through the kept view
+    assert [snapshot.chain[0].steps for snapshot, _ in decided] == [0, 1, 2, 3]
+    for snapshot, as_decided in decided:
+        assert as_values(snapshot) == as_decided

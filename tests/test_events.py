@@ -410,7 +410,7 @@ def test_lines_made_apart_are_written_together_in_order(tmp_path: Path) -> None:
 
 
 def test_lines_are_byte_for_byte_what_the_json_module_writes(tmp_path: Path) -> None:
-    """The directly called C encoder writes what ``json.dumps`` would, whatever the values."""
+    """A line is what ``json.dumps`` writes (compact, ASCII), whatever the values."""
     log = EventLog(tmp_path / "e.jsonl")
     figures: dict[str, Any] = {
         "text": "caf\u00e9 \"quoted\"\n\ttab \u2603 \U0001f600",

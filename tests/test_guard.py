@@ -27,10 +27,11 @@ from agentfuse import (
     enforce,
 )
 from agentfuse.runtime.clock import ManualClock
-from agentfuse.runtime.guard import exception_matches
+from agentfuse.runtime.step import exception_matches
 from agentfuse.runtime.money import from_micros
 from agentfuse.runtime.policy import Policy
-from agentfuse.runtime.stores.base import BreakerState
+from agentfuse.runtime.settlements import DeferredSettlements
+from agentfuse.runtime.stores.base import BreakerState, Outcome, Settlement
 from agentfuse.runtime.stores.sqlite import SQLiteStore
 from tests.runtime_helpers import FakeClient, TransientError, make_policy, store_url
 
@@ -229,7 +230,7 @@ def test_hourly_cap_is_a_rolling_sixty_minutes(url: str, clock: ManualClock) -> 
 def test_record_response_settles_the_priced_cost(url: str) -> None:
     guard = enforce(make_policy(budget={"estimate_usd": "0.50"}), store=url)
     client = FakeClient(prompt_tokens=1_000_000, completion_tokens=0)
-    table = guard._price_table()
+    table = guard.price_table()
     price = table.price("gpt-4o-mini")
     with guard.step() as step:
         response = client.chat.completions.create(model="gpt-4o-mini")
@@ -252,7 +253,7 @@ def test_unknown_model_settles_the_estimate(url: str) -> None:
 def test_estimate_from_model_and_max_tokens(url: str) -> None:
     guard = enforce(make_policy(), store=url)
     with guard.step(model="gpt-4o-mini", input_tokens=1000, max_tokens=1000) as step:
-        expected = guard._price_table().estimate_micros("gpt-4o-mini", 1000, 1000)
+        expected = guard.price_table().estimate_micros("gpt-4o-mini", 1000, 1000)
         assert step.estimate_micros == expected > 0
 
 
@@ -281,6 +282,22 @@ def test_fail_fast_halts_the_run_on_a_match_over_the_mro(url: str, halt_on: str)
     assert refused.value.reason == "fail_fast" and client.calls == 1
     (halt,) = guard.store.halts("tester")
     assert halt.source == "fail_fast" and halt.figures["exception"].endswith("PermissionDeniedByProvider")
+
+
+def test_deferred_settlements_forget_exactly_what_the_store_applied() -> None:
+    """In order (the usual case), and out of order (another thread of the family applied some)."""
+    first, second, third = (Settlement(f"r{i}", "a", "run", "call", i, 0.0, Outcome.SUCCESS) for i in range(3))
+    deferred = DeferredSettlements()
+    for item in (first, second, third):
+        deferred.add(item)
+    deferred.discard(deferred.peek()[:1])
+    assert deferred.peek() == (second, third)
+    deferred.discard((third,))
+    assert deferred.peek() == (second,) and deferred.peek()[0] is second
+    deferred.discard((Settlement("r1", "a", "run", "call", 1, 0.0, Outcome.SUCCESS),))  # equal, not the same
+    assert deferred.peek() == (second,)
+    deferred.discard((second,))
+    assert deferred.peek() == ()
 
 
 def test_exception_matches_dotted_names_of_reexported_classes() -> None:

@@ -30,7 +30,6 @@ import datetime as dt
 import enum
 import io
 import json
-import json.encoder
 import logging
 import logging.handlers
 import math
@@ -131,36 +130,6 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
     return redact(str(value))
 
 
-def _json_line_encoder() -> Callable[[dict[str, Any]], str]:
-    """Compact JSON of one event (already JSON-native, see :func:`_json_safe`).
-
-    CPython's C encoder called directly: ``JSONEncoder.encode`` adds two Python calls and a
-    circular-reference check per line (about a third of a line's encoding time), and an event
-    built by :func:`_json_safe` is a tree of fresh lists and dicts, never circular.
-    """
-    portable = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
-    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-    if c_make_encoder is None:  # no C accelerator (PyPy, or json built without it)
-        return portable
-
-    def refuse(value: Any) -> Any:
-        raise TypeError(f"not JSON-native: {type(value).__name__}")
-
-    def encode(record: dict[str, Any]) -> str:
-        return "".join(encode_chunks(record, 0))
-
-    probe = {"ts": "t", "n": [1, -2.5, None, True], "s": "\u00e9\"\n", "m": {"k": 10**20}}
-    try:  # the same arguments JSONEncoder passes it on CPython 3.10-3.13
-        encode_chunks = c_make_encoder(
-            None, refuse, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
-        )
-        if encode(probe) == portable(probe):
-            return encode
-    except (TypeError, ValueError):
-        pass
-    return portable
-
-
 def format_ts(epoch_s: float) -> str:
     """Epoch seconds -> ISO-8601 UTC with milliseconds and a ``Z``."""
     moment = dt.datetime.fromtimestamp(epoch_s, dt.timezone.utc)
@@ -168,15 +137,16 @@ def format_ts(epoch_s: float) -> str:
 
 
 _MILLIS_Z = tuple(f"{millis:03d}Z" for millis in range(1000))
-"""The end of a timestamp for each millisecond: a lookup instead of a formatting per line."""
+"""The end of a timestamp for each millisecond."""
 
 
 class _TimestampFormatter:
-    """:func:`format_ts` with the date and time of the current second formatted once per second.
+    """:func:`format_ts` with the date and time of the current second formatted once per second
+    (a measured saving per line, see bench/RESULTS.md).
 
     Splits ``epoch_s`` exactly as ``datetime.fromtimestamp`` does (whole seconds, then the
     fraction rounded half-even to microseconds, carried into the seconds), so the text is the
-    same; only the per-line ``datetime`` object and its formatting are saved.
+    same.
     """
 
     def __init__(self) -> None:
@@ -411,13 +381,11 @@ class _JsonlStreamHandler(logging.Handler):
                 sys.__stderr__.write(f"agentfuse: cannot write events to {self.stream_name}: {error}\n")
 
 
-class _EventRecord(logging.LogRecord):
-    """A log record carrying one finished JSON line.
+class _LineRecord(logging.LogRecord):
+    """A log record carrying one finished JSON line; made only by :func:`_line_record`.
 
-    ``logging.LogRecord.__init__`` looks up the thread, the process and its name, and splits
-    the source path for every record; an event line needs none of that (it has its own
-    ``ts``), and skipping it is most of what a line costs. The attributes a formatter may read
-    are class attributes with fixed values; only the line and its time are per record.
+    The attributes a handler or formatter may read are fixed class attributes; only the name,
+    the line and its time are per record.
     """
 
     args = None
@@ -430,13 +398,22 @@ class _EventRecord(logging.LogRecord):
     relativeCreated = 0.0
     thread = threadName = processName = process = None
 
-    def __init__(self, name: str, line: str, created: float) -> None:
-        self.name = name
-        self.msg = line
-        self.created = created
-
     def getMessage(self) -> str:
         return self.msg
+
+
+def _line_record(name: str, line: str, created: float) -> logging.LogRecord:
+    """The record of one write, made without ``LogRecord.__init__``.
+
+    ``__init__`` looks up the thread, the process and the source file of every record; a line
+    needs none of them (it has its own ``ts``), and skipping them is a measured saving per call
+    (bench/RESULTS.md).
+    """
+    record = _LineRecord.__new__(_LineRecord)
+    record.name = name
+    record.msg = line
+    record.created = created
+    return record
 
 
 class EventLog:
@@ -469,7 +446,8 @@ class EventLog:
         """``stdout`` or ``stderr`` when the lines go to a standard stream."""
         self.path = None if path is None else Path(path)
         self._clock = clock
-        self._encode = _json_line_encoder()
+        self._encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+        """Compact JSON of one line, already JSON-native (:func:`_json_safe`), so never circular."""
         self._format_ts = _TimestampFormatter()
         self._redacted: dict[str, str] = {}
         self._name = f"agentfuse.events:{self.path}"
@@ -556,7 +534,7 @@ class EventLog:
         encode = self._encode
         text = "\n".join([encode(record) for record in records])
         created = self._clock() if now is None else now
-        self._handler.handle(_EventRecord(self._name, text, created))
+        self._handler.handle(_line_record(self._name, text, created))
         if self._file is not None and self._file.recovered is not None:
             self._log_recovery(str(records[0].get("agent")), created)
 
@@ -569,7 +547,7 @@ class EventLog:
             now, "event_log_recovered", agent, None, None,
             {"failed_since": format_ts(since), "error": error, "lines_lost": lost},
         )
-        self._file.handle(_EventRecord(self._name, self._encode(line), now))
+        self._file.handle(_line_record(self._name, self._encode(line), now))
 
     def close(self) -> None:
         """Flush and close the file; later emits still return their events, unwritten."""

@@ -1,42 +1,31 @@
-"""``enforce()`` and ``Guard``: the gate before every model call and the settlement after it.
+"""``enforce()`` and ``Guard``: one run of an agent, guarded.
 
-The decisions live in the store's one atomic operation (:mod:`agentfuse.runtime.decisions`);
-this module is the thin shell around them: it builds the request, turns a refusal into the
-matching :class:`~agentfuse.Halted` exception, settles the call, and reports every decision as
-an event (and an alert for halts, cap hits, breaker trips and rate-limit trips). Sync and async
-steps share one ``_begin``/``_finish`` pair; only the deadline handling differs.
+A :class:`Guard` holds the run (created or resumed in the store, with its parent and caps),
+the process's heartbeat and restart-loop check, and the public API: ``guard.step()``,
+``@guard``, ``guard.call()``, child runs, claims, halts, instrumentation, ``flush``/``close``.
+Each guarded call is a :class:`~agentfuse.runtime.step.Step`, gated and settled by the
+:class:`~agentfuse.runtime.step.CallGate` the guard hands it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import datetime
+import contextlib
 import functools
 import inspect
 import os
-import random
-import shlex
 import socket
 import sys
-import threading
 import time
 import uuid
 import weakref
-import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
-from types import TracebackType
-from typing import Any, TypeVar, cast
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from agentfuse.runtime import config, errors
 from agentfuse.runtime.clock import Clock, system_clock
-from agentfuse.runtime.observers import CallObserver, CallWatch
+from agentfuse.runtime.observers import CallObserver, ObservedStep
 from agentfuse.runtime.policy import (
-    MAX_AMOUNT_MICROS,
-    MAX_AMOUNT_USD,
-    MAX_CALL_TOKENS,
     MAX_CAP_USD,
     Policy,
     checked_count,
@@ -46,334 +35,35 @@ from agentfuse.runtime.policy import (
     usd_micros,
 )
 from agentfuse.runtime.redaction import redact
+from agentfuse.runtime.reporting import AlertSink, EventSink, Reporter
+from agentfuse.runtime.settlements import DeferredSettlements, apply_at_exit, apply_now
+from agentfuse.runtime.step import LOST_BOOKS, CallGate, Step, action_of, guarded
 from agentfuse.runtime.stores import open_store
 from agentfuse.runtime.stores.base import (
     AGENT_WIDE,
     BooksStore,
-    BreakerSpec,
-    BreakerState,
-    GateRequest,
-    GateResult,
     HaltRecord,
     Heartbeat,
     OperatorStore,
-    Outcome,
-    RateLimitSpec,
     RestartSpec,
-    Settlement,
-    SettleResult,
     Store,
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
+if TYPE_CHECKING:
+    from agentfuse.runtime.pricing import PriceTable
 
-REFUSALS: Mapping[str, type[errors.Halted]] = {
-    "halted": errors.RunHalted,
-    "circuit_open": errors.CircuitOpen,
-    "rate_limited": errors.RateLimited,
-    "budget": errors.BudgetExceeded,
-    "max_steps": errors.StepLimitExceeded,
-    "max_retries_total": errors.RetryLimitExceeded,
-    "timeout": errors.DeadlineExceeded,
-    "max_attempts": errors.AttemptsExhausted,
-}
-"""Refusal kind (from the store) -> the exception raised to the agent."""
+__all__ = ["DEFAULT_CLAIM_TTL_S", "Guard", "ObservedStep", "Step", "enforce"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 HEARTBEAT_INTERVAL_S = 5.0
 """A guard writes its heartbeat at most this often (on a gate; no thread)."""
 DEFAULT_CLAIM_TTL_S = 7 * 24 * 3600.0
 """How long a claimed message stays taken by default (a week: longer than any retry of it)."""
 
-LOST_BOOKS = ("store_lost", "store_damaged")
-"""``StoreUnavailable`` reasons that refuse even under ``store_unavailable: allow``."""
-
-_EVENT_FIELDS = frozenset({"ts", "agent", "run", "event", "reason"})
-"""Names an event's own fields take; a figure with one of them is renamed ``figure_<name>``."""
-
-
-def exception_matches(exc_type: type[BaseException], names: Iterable[str]) -> str | None:
-    """The first of ``names`` naming a class in ``exc_type``'s MRO, or None.
-
-    A name is bare (``PermissionError``) or dotted (``openai.AuthenticationError``); a dotted
-    name also matches a class re-exported from a private submodule (``openai._exceptions``).
-    """
-    wanted = tuple(names)
-    if not wanted:
-        return None
-    for cls in exc_type.__mro__:
-        module = cls.__module__
-        for name in wanted:
-            prefix, _, bare = name.rpartition(".")
-            if bare not in (cls.__name__, cls.__qualname__):
-                continue
-            if not prefix or prefix == module or module.startswith(prefix + "."):
-                return name
-            if module == "builtins" and prefix == "builtins":
-                return name
-    return None
-
-
-def _new_reservation_id() -> str:
-    """Time-ordered, so the ledger's primary key grows at its end (cheap inserts).
-
-    The 32 random bits only separate ids made in the same nanosecond (they need not be secret:
-    ``random`` is reseeded in a forked child, and is several microseconds cheaper than
-    ``secrets``, which reads the OS's entropy on every call).
-    """
-    return f"{time.time_ns() << 32 | random.getrandbits(32):024x}"  # 16 hex digits of time, 8 random
-
-
-class DeferredSettlements:
-    """Plain successes whose settlement rides on the next gate of the same guard family.
-
-    A success that cost no more than its estimate, on a clean breaker, changes nothing a cap
-    check can see except lowering spent+reserved; so instead of its own transaction it is
-    applied at the start of the next gate's transaction (or at ``close()``/``flush()``). Until
-    then the call is counted at its estimate: other processes may see a little more spend than
-    there is, never less, and a killed process leaves exactly that (never under-counted).
-    """
-
-    def __init__(self) -> None:
-        self._items: list[Settlement] = []
-        self._lock = threading.Lock()
-
-    def add(self, settlement: Settlement) -> None:
-        with self._lock:
-            self._items.append(settlement)
-
-    def peek(self) -> tuple[Settlement, ...]:
-        with self._lock:
-            return tuple(self._items)
-
-    def discard(self, applied: tuple[Settlement, ...]) -> None:
-        """Forget settlements the store has applied (by identity)."""
-        if not applied:
-            return
-        with self._lock:
-            count = len(applied)
-            if count == 1 and self._items and self._items[0] is applied[0]:
-                del self._items[0]  # the usual case: one call, then the next
-                return
-            if all(mine is theirs for mine, theirs in zip(self._items[:count], applied)):
-                del self._items[:count]  # the usual case: what was applied is what came first
-                return
-            done = {id(item) for item in applied}
-            self._items = [item for item in self._items if id(item) not in done]
-
-
-class Step:
-    """One guarded call: a context manager (sync or async) or, unentered, a decorator.
-
-    Inside the block: ``step.remaining_s`` (seconds to the run's deadline, for the client's
-    ``timeout=``), ``step.model`` / ``step.min_interval_s`` (the degrade ladder), and
-    ``step.record(response)`` or ``step.record(cost_usd=..., tokens=...)``.
-
-    Tokens: the step reserves ``estimate_tokens``, else ``input_tokens + max_tokens`` when it
-    declares ``max_tokens``, else the policy's ``budget.estimate_tokens`` (else none), and is
-    charged the input + output tokens of the usage :meth:`record` reads (or is given); with no
-    usage, the reservation stays the charge.
-    """
-
-    usage: Any = None
-    """The token usage :meth:`record` read from the response (a ``pricing.Usage``), if any."""
-    tokens: int | None = None
-    """The tokens (input + output) the call used, once recorded; ``None``: charge the reservation."""
-    estimate_tokens: int | None = None
-    """The tokens the caller said to reserve, if any."""
-    reserved_tokens = 0
-    """The tokens reserved at the gate."""
-
-    def __init__(
-        self,
-        guard: Guard,
-        *,
-        estimate_usd: float | str | Decimal | None = None,
-        action: str | None = None,
-        model: str | None = None,
-        input_tokens: int | None = None,
-        max_tokens: int | None = None,
-        breaker_key: str | None = None,
-        estimate_tokens: int | None = None,
-    ) -> None:
-        self.guard = guard
-        self.estimate_usd = estimate_usd
-        self.action = action
-        self.model = model
-        self.input_tokens = input_tokens
-        self.max_tokens = max_tokens
-        self.breaker_key = breaker_key
-        if estimate_tokens is not None:
-            self.estimate_tokens = estimate_tokens
-        self.min_interval_s: float | None = None
-        self.reservation_id: str | None = None
-        self.estimate_micros = 0
-        self.cost_micros: int | None = None
-        self.result: GateResult | None = None
-        self._deadline: float | None = None
-        self._deadline_hit = False
-        self._timer: asyncio.TimerHandle | None = None
-
-    # -- the call's figures ---------------------------------------------------------------------
-
-    @property
-    def remaining_s(self) -> float | None:
-        """Seconds left before the run's ``timeout_s`` (never negative), or None without one."""
-        if self._deadline is None:
-            return None
-        return max(0.0, self._deadline - self.guard.clock())
-
-    def record(
-        self,
-        response: Any = None,
-        *,
-        cost_usd: float | str | Decimal | None = None,
-        tokens: int | None = None,
-    ) -> int | None:
-        """Record the call's real cost, from a provider response or given; returns micro-dollars.
-
-        With neither a known price nor ``cost_usd`` the estimate is settled and an event says so.
-        A ``cost_usd`` that is negative, NaN, infinite, a boolean or above ``MAX_AMOUNT_USD``
-        raises ``ValueError`` (the call then settles at its estimate); so does a ``tokens``
-        (input + output, when the response's usage is not readable) that is not a whole number
-        from 0 to ``MAX_CALL_TOKENS``.
-        """
-        if tokens is not None:
-            self.tokens = checked_count(tokens, "tokens", maximum=MAX_CALL_TOKENS)
-        if cost_usd is not None:
-            self.cost_micros = usd_micros(cost_usd, "cost_usd")
-            return self.cost_micros
-        if response is None and tokens is not None:
-            return self.cost_micros
-        self.cost_micros = self.guard._cost_of(response, self)
-        return self.cost_micros
-
-    # -- sync and async context manager ---------------------------------------------------------
-
-    def __enter__(self) -> Step:
-        self.guard._begin(self)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.guard._finish(self, exc)
-
-    async def __aenter__(self) -> Step:
-        self.guard._begin(self)
-        remaining = self.remaining_s
-        if remaining is not None:
-            task = asyncio.current_task()
-            if task is not None:
-                loop = asyncio.get_running_loop()
-                self._timer = loop.call_at(loop.time() + remaining, self._cancel_at_deadline, task)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._deadline_hit and isinstance(exc, asyncio.CancelledError):
-            task = asyncio.current_task()
-            if task is not None and hasattr(task, "uncancel"):
-                task.uncancel()
-            deadline = self.guard._deadline_error(self)
-            self.guard._finish(self, deadline)
-            raise deadline from exc
-        self.guard._finish(self, exc)
-
-    def _cancel_at_deadline(self, task: asyncio.Task[Any]) -> None:
-        self._deadline_hit = True
-        task.cancel()
-
-    # -- decorator ------------------------------------------------------------------------------
-
-    def __call__(self, fn: F) -> F:
-        """``@guard.step(...)``: every call of ``fn`` is one fresh step with these settings."""
-        return self.guard._wrap(fn, self._settings())
-
-    def _settings(self) -> dict[str, Any]:
-        return {
-            "estimate_usd": self.estimate_usd,
-            "action": self.action,
-            "model": self.model,
-            "input_tokens": self.input_tokens,
-            "max_tokens": self.max_tokens,
-            "breaker_key": self.breaker_key,
-            "estimate_tokens": self.estimate_tokens,
-        }
-
-
-class ObservedStep(Step):
-    """A :class:`Step` that tells the guard's observers (see :mod:`agentfuse.runtime.observers`)."""
-
-    _watches: tuple[CallWatch, ...] = ()
-
-    @contextlib.contextmanager
-    def _watching_gate(self) -> Iterator[None]:
-        """Start the observers' watches, then tell them what the gate inside decided."""
-        self._watches = tuple(observer.watch(self) for observer in self.guard.observers)
-        try:
-            yield
-        except BaseException as error:
-            for watch in self._watches:
-                watch.refused(self, error)
-            raise
-        for watch in self._watches:
-            watch.allowed(self)
-
-    def _finished(self, error: BaseException | None) -> None:
-        for watch in self._watches:
-            watch.finished(self, error)
-
-    def __enter__(self) -> Step:
-        with self._watching_gate():
-            super().__enter__()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            super().__exit__(exc_type, exc, tb)
-        finally:
-            self._finished(exc)
-
-    async def __aenter__(self) -> Step:
-        with self._watching_gate():
-            await super().__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        error = exc
-        try:
-            await super().__aexit__(exc_type, exc, tb)
-        except BaseException as raised:  # the deadline turns a cancellation into DeadlineExceeded
-            error = raised
-            raise
-        finally:
-            self._finished(error)
-
 
 class Guard:
     """Enforces one policy for one run; build it with :func:`enforce`."""
-
-    _check_books = False
-    """Before opening the run, check that the store still holds the agent's books (enforce())."""
 
     def __init__(
         self,
@@ -382,8 +72,8 @@ class Guard:
         run_id: str,
         *,
         clock: Clock = system_clock,
-        events: Any = None,
-        alerter: Any = None,
+        events: EventSink | None = None,
+        alerter: AlertSink | None = None,
         owns_store: bool = False,
         owns_observers: bool | None = None,
         deferred: DeferredSettlements | None = None,
@@ -411,44 +101,50 @@ class Guard:
         self._next_heartbeat = float("-inf")
         self._restart_until: float | None = None
         """While the clock is before this, calls are refused: the agent is in a restart loop."""
-        self._deferred = deferred
-        """Shared with child guards; None settles every call in its own transaction."""
         self._unopened: tuple[str | None, int | None, int | None] | None = None
         """(parent id, cap, token cap) of a run not yet written to the store (it was unreachable)."""
-        self._zone = ZoneInfo(policy.timezone)
-        self._stop_file = (
-            policy.resolve_path(policy.kill_switch.stop_file) if policy.kill_switch.stop_file else None
+        self._check_books = False
+        """Before opening the run, check that the store still holds the agent's books (enforce())."""
+        self._report = Reporter(self.agent, run_id, events, alerter)
+        self._gate = CallGate(
+            policy,
+            store,
+            clock=clock,
+            report=self._report,
+            deferred=deferred,
+            run_checks=self._run_checks,
+            open_run=self._open_run,
         )
-        self._breaker = BreakerSpec(
-            key="",
-            failure_threshold=policy.breaker.failure_threshold,
-            cooldown_s=policy.breaker.cooldown_s,
-            probe_lease_s=max(policy.breaker.cooldown_s, 1.0),
-        )
-        budget = policy.budget
-        self._daily_cap = to_micros(budget.daily_usd) if budget.daily_usd is not None else None
-        self._hourly_cap = to_micros(budget.hourly_usd) if budget.hourly_usd is not None else None
-        self._default_estimate = to_micros(budget.estimate_usd) if budget.estimate_usd is not None else 0
-        self._daily_token_cap = budget.daily_tokens
-        self._hourly_token_cap = budget.hourly_tokens
-        self._token_windows = budget.daily_tokens is not None or budget.hourly_tokens is not None
-        self._default_tokens = budget.estimate_tokens or 0
-        """Tokens a step that declares none reserves (``budget.estimate_tokens``)."""
-        self._max_steps = budget.max_steps
-        self._max_retries_total = budget.max_retries_total
-        self._timeout_s = budget.timeout_s
-        self._max_attempts = policy.fail_fast.max_attempts
-        self._rate_limits = {
-            limit.action: RateLimitSpec(limit.action, limit.max, limit.window_s, limit.cooldown_s)
-            for limit in policy.rate_limits
-        }
-        self._degrade = sorted(policy.degrade, key=lambda step: step.at)
-        self._prices: Any = None
-        self._events_on = events is not None and getattr(events, "path", True) is not None
-        self._day: tuple[float, float, str] = (0.0, 0.0, "")
 
     def __repr__(self) -> str:
         return f"Guard(agent={self.agent!r}, run_id={self.run_id!r}, store={self.store!r})"
+
+    @classmethod
+    def _opened(
+        cls,
+        policy: Policy,
+        store: Store,
+        *,
+        run_id: str | None,
+        parent_id: str | None,
+        cap_micros: int | None,
+        token_cap: int | None,
+        check_books: bool = False,
+        **options: Any,
+    ) -> Guard:
+        """A guard whose run is created or resumed in the store (retried at the first call if
+        the store is down and ``store_unavailable: allow``)."""
+        guard = cls(policy, store, run_id or uuid.uuid4().hex, parent_id=parent_id, **options)
+        guard._unopened = (parent_id, cap_micros, token_cap)
+        guard._check_books = check_books and isinstance(store, BooksStore)
+        try:
+            guard._open_run()
+        except errors.StoreUnavailable as exc:
+            if policy.store_unavailable != "allow" or exc.reason in LOST_BOOKS:
+                raise
+            guard.emit("store_unavailable", reason="store_unavailable", error=str(exc))
+        guard._beat(guard.clock())
+        return guard
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -472,6 +168,7 @@ class Guard:
         """
         return self._step_class(
             self,
+            self._gate,
             estimate_usd=estimate_usd,
             action=action,
             model=model,
@@ -483,7 +180,7 @@ class Guard:
 
     def __call__(self, fn: F) -> F:
         """``@guard``: every call of ``fn`` is a step whose action is ``fn.__qualname__``."""
-        return self._wrap(fn, {})
+        return guarded(fn, functools.partial(self.step, action=action_of(fn)))
 
     def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Call ``fn(*args, **kwargs)`` as one step (action: its qualified name).
@@ -491,8 +188,8 @@ class Guard:
         For a coroutine function this returns the guarded coroutine, to be awaited.
         """
         if inspect.iscoroutinefunction(fn):
-            return self._wrap(fn, {})(*args, **kwargs)
-        with self.step(action=_action_of(fn)):
+            return self(fn)(*args, **kwargs)
+        with self.step(action=action_of(fn)):
             return fn(*args, **kwargs)
 
     def child(
@@ -503,7 +200,7 @@ class Guard:
         run_tokens: int | None = None,
     ) -> Guard:
         """A sub-run whose spend and tokens also count against this run and every ancestor."""
-        return _open_guard(
+        return Guard._opened(
             self.policy,
             self.store,
             run_id=run_id,
@@ -515,7 +212,7 @@ class Guard:
             alerter=self.alerter,
             owns_store=False,
             owns_observers=False,
-            deferred=self._deferred,
+            deferred=self._gate.deferred,
             claim_ttl_s=self.claim_ttl_s,
             observers=self.observers,
         )
@@ -538,7 +235,7 @@ class Guard:
         fresh = store.claim(
             self.agent, message_id, run_id=self.run_id, pid=os.getpid(), host=self._host, now=self.clock(), ttl_s=ttl
         )
-        self._emit("claimed" if fresh else "claim_skipped", message_id=message_id)
+        self.emit("claimed" if fresh else "claim_skipped", message_id=message_id)
         yield fresh
 
     def halt(self, reason: str, *, scope_agent: bool = False) -> HaltRecord:
@@ -551,8 +248,33 @@ class Guard:
             created_at=self.clock(),
         )
         self.store.halt(record)
-        self._emit("halt", reason=reason, source="operator", halted_run=record.run_id)
+        self.emit("halt", reason=reason, source="operator", halted_run=record.run_id)
         return record
+
+    def emit(self, event: str, *, reason: str | None = None, **figures: Any) -> None:
+        """Write one event line of this run (a figure named like a fixed field becomes ``figure_<name>``)."""
+        self._report.emit(event, reason=reason, **figures)
+
+    # -- what instrumentation reads (agentfuse.runtime.instrument) -----------------------------
+
+    @property
+    def default_estimate_micros(self) -> int:
+        """What a step that declares no estimate reserves (``budget.estimate_usd``), in micro-dollars."""
+        return self._gate.default_estimate_micros
+
+    @property
+    def default_tokens(self) -> int:
+        """The tokens a step that declares none reserves (``budget.estimate_tokens``, else 0)."""
+        return self._gate.default_tokens
+
+    def price_table(self) -> PriceTable:
+        """The shipped price table with the policy's ``pricing`` overrides."""
+        return self._gate.price_table()
+
+    def cost_of(self, response: Any, step: Step) -> int | None:
+        """The cost of a response's usage for ``step`` (micro-dollars), or None when unknown or
+        untrusted (then the step settles at its estimate); see :meth:`CallGate.cost_of`."""
+        return self._gate.cost_of(response, step)
 
     # -- provider SDK instrumentation (agentfuse.runtime.instrument) ---------------------------
 
@@ -579,14 +301,8 @@ class Guard:
         instrumented = sys.modules.get("agentfuse.runtime.instrument.core")
         if instrumented is not None:
             instrumented.settle_open_streams(self)
-        if self._deferred is None:
-            return
-        pending = self._deferred.peek()
-        for settlement in pending:
-            self.store.settle(settlement)
-        self._deferred.discard(pending)
-        if self._events_on:
-            self.events.write(_settled_lines(self.events, pending))
+        if self._gate.deferred is not None:
+            apply_now(self.store, self._gate.deferred, self._report.log)
 
     def close(self) -> None:
         """Stop instrumenting; apply deferred settlements; close the store, events and alerts it opened."""
@@ -595,7 +311,7 @@ class Guard:
         try:
             self.flush()
         except errors.StoreUnavailable as exc:
-            self._emit("settle_failed", reason="store_unavailable", error=str(exc))
+            self.emit("settle_failed", reason="store_unavailable", error=str(exc))
         if self._owns_store:
             self.store.close()
         if self._owns_observers:
@@ -610,95 +326,14 @@ class Guard:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- the gate -------------------------------------------------------------------------------
+    # -- the run --------------------------------------------------------------------------------
 
-    def _begin(self, step: Step) -> None:
-        if step.reservation_id is not None:
-            raise RuntimeError("a step can be entered once; call guard.step(...) for each call")
-        now = self.clock()
-        step.action = step.action or "call"
+    def _run_checks(self, now: float, step: Step) -> None:
+        """Before each gate: the heartbeat when due; a refusal while in a restart-loop cooldown."""
         if now >= self._next_heartbeat:
             self._beat(now)
         if self._restart_until is not None and now < self._restart_until:
             self._refuse_restart_loop(step)
-        self._check_kill_switch(now, step)
-        step.estimate_micros = self._estimate(step)
-        tokens = (
-            self._default_tokens
-            if step.estimate_tokens is None and step.max_tokens is None
-            else self._estimate_tokens(step)
-        )
-        if tokens:
-            step.reserved_tokens = tokens
-        step.reservation_id = _new_reservation_id()
-        request = GateRequest(
-            reservation_id=step.reservation_id,
-            agent=self.agent,
-            run_id=self.run_id,
-            action=step.action,
-            estimate_micros=step.estimate_micros,
-            now=now,
-            day_key=self._day_key(now),
-            minute=int(now // 60),
-            breaker=self._breaker_for(step),
-            rate_limit=self._rate_limits.get(step.action),
-            daily_cap_micros=self._daily_cap,
-            hourly_cap_micros=self._hourly_cap,
-            max_steps=self._max_steps,
-            max_retries_total=self._max_retries_total,
-            timeout_s=self._timeout_s,
-            max_attempts=self._max_attempts,
-            settle_first=self._deferred.peek() if self._deferred is not None else (),
-        )
-        if tokens:
-            request.estimate_tokens = tokens
-        if self._token_windows:  # set only when capped: a guard without token caps pays nothing here
-            request.daily_token_cap = self._daily_token_cap
-            request.hourly_token_cap = self._hourly_token_cap
-        try:
-            if self._unopened is not None:
-                self._open_run()
-            result = self.store.gate(request)
-        except errors.StoreUnavailable as exc:
-            self._on_store_unavailable(step, exc)
-            return
-        if self._deferred is not None:
-            self._deferred.discard(request.settle_first)
-        step.result = result
-        if self._events_on:
-            # One write for the settlements this gate applied and the gate's own decision.
-            lines = _settled_lines(self.events, request.settle_first)
-            if result.refusal is None:
-                figures: dict[str, Any] = {"action": step.action, "estimate_micros": step.estimate_micros}
-                if tokens:
-                    figures["estimate_tokens"] = tokens
-                if result.probe:
-                    figures["probe"] = True
-                lines.append(self.events.line("allowed", agent=self.agent, run=self.run_id, **figures))
-            self.events.write(lines)
-        if result.refusal is not None:
-            self._refuse(step, result)
-        if result.remaining_s is not None:
-            step._deadline = now + result.remaining_s
-        if self._degrade:
-            self._apply_degrade(step, result.usage_fraction)
-        if result.breaker_transition is BreakerState.HALF_OPEN:
-            self._emit("breaker_half_open", action=step.action)
-        if result.rate_limit_tripped:
-            spec = request.rate_limit
-            self._emit("rate_limit_tripped", reason="rate_limited", action=step.action)
-            if spec is not None:
-                self._alert(
-                    "rate_limit",
-                    f"{self.agent}: rate limit of {spec.action!r} reached",
-                    f"{spec.max} calls of {spec.action!r} in {spec.window_s:g}s;"
-                    + (
-                        f" refused for the next {spec.cooldown_s:g}s"
-                        if spec.cooldown_s > 0
-                        else " further calls wait for the window to slide"
-                    ),
-                    dedupe_key=f"rate_limit:{spec.action}",
-                )
 
     def _open_run(self) -> None:
         """Create or resume the run in the store (retried at the next call if the store was down)."""
@@ -719,7 +354,7 @@ class Guard:
         figures: dict[str, Any] = {}
         if run.token_cap is not None:
             figures = {"token_cap": run.token_cap, "spent_tokens": run.spent_tokens}
-        self._emit(
+        self.emit(
             "run_started" if run.steps == 0 and run.spent_micros == run.reserved_micros == 0 else "run_resumed",
             parent=run.parent_id,
             cap_micros=run.cap_micros,
@@ -737,12 +372,14 @@ class Guard:
             warnings = books.open_books(cast(BooksStore, self.store), self.policy, host=self._host, now=now)
         except errors.StoreUnavailable as exc:
             if exc.reason == "store_lost":
-                self._emit("store_lost", reason="store_lost", error=str(exc))
-                self._alert("store_lost", f"{self.agent}: the store lost its books", str(exc), dedupe_key="store_lost")
+                self.emit("store_lost", reason="store_lost", error=str(exc))
+                self._report.alert(
+                    "store_lost", f"{self.agent}: the store lost its books", str(exc), dedupe_key="store_lost"
+                )
             raise
         self._check_books = False
         for warning in warnings:
-            self._emit("store_not_durable", reason="store_not_durable", warning=warning)
+            self.emit("store_not_durable", reason="store_not_durable", warning=warning)
             books.announce(warning)
 
     def _beat(self, now: float) -> None:
@@ -758,39 +395,39 @@ class Guard:
 
     def _check_restarts(self, sleep: Callable[[float], None]) -> None:
         """Record this process's start; in a restart loop, refuse calls (or sleep) for the cooldown."""
-        config = self.policy.restart_guard
-        if config is None or not self._operator_store:
+        restart = self.policy.restart_guard
+        if restart is None or not self._operator_store:
             return
         now = self.clock()
-        spec = RestartSpec(config.max_starts, config.window_s, config.cooldown_s)
+        spec = RestartSpec(restart.max_starts, restart.window_s, restart.cooldown_s)
         try:
             check = cast(OperatorStore, self.store).record_start(
                 self.agent, pid=os.getpid(), host=self._host, now=now, spec=spec
             )
         except errors.StoreUnavailable as exc:
-            self._emit("store_unavailable", reason="store_unavailable", error=str(exc))
+            self.emit("store_unavailable", reason="store_unavailable", error=str(exc))
             return
         if check.cooldown_until is None:
             return
         wait_s = max(0.0, check.cooldown_until - now)
         if check.tripped:
-            self._emit(
+            self.emit(
                 "restart_loop",
                 reason="restart_loop",
                 starts=check.starts_in_window,
                 window_s=spec.window_s,
                 cooldown_s=spec.cooldown_s,
-                action=config.action,
+                action=restart.action,
             )
-            then = "this process sleeps" if config.action == "sleep" else "calls are refused"
-            self._alert(
+            then = "this process sleeps" if restart.action == "sleep" else "calls are refused"
+            self._report.alert(
                 "restart_loop",
                 f"{self.agent}: restart loop",
                 f"{check.starts_in_window} process starts in {spec.window_s:g}s (restart_guard.max_starts"
                 f" {spec.max_starts}); {then} for {wait_s:g}s",
                 dedupe_key="restart_loop",
             )
-        if config.action == "sleep":
+        if restart.action == "sleep":
             sleep(wait_s)
             return
         self._restart_until = check.cooldown_until
@@ -798,7 +435,7 @@ class Guard:
     def _refuse_restart_loop(self, step: Step) -> None:
         assert self._restart_until is not None
         figures = {"action": step.action, "cooldown_until": self._restart_until}
-        self._emit("refused", reason="restart_loop", **figures)
+        self.emit("refused", reason="restart_loop", **figures)
         raise errors.RestartLoop(
             f"agent {self.agent!r} is in a restart loop (restart_guard); calls are refused for"
             f" {self._restart_until - self.clock():.0f}s more",
@@ -808,424 +445,13 @@ class Guard:
             figures=figures,
         )
 
-    def _halt_message(self, refusal_reason: str, figures: Mapping[str, Any]) -> str:
-        """How a durable halt reads to the agent, with the exact command that clears it."""
-        source = figures.get("source", "operator")
-        halted_run = figures.get("halted_run", AGENT_WIDE)
-        resume = f"agentfuse resume --agent {shlex.quote(self.agent)}"
-        if halted_run == AGENT_WIDE:
-            return f"agent {self.agent!r} is halted ({refusal_reason}, by {source}); clear it with `{resume}`"
-        return (
-            f"run {halted_run} of agent {self.agent!r} is halted ({refusal_reason}, by {source});"
-            f" clear it with `{resume} --run {shlex.quote(str(halted_run))}`"
-        )
 
-    def _day_key(self, now: float) -> str:
-        """The calendar day of ``now`` in the policy's time zone (cached until the day ends)."""
-        start, end, key = self._day
-        if start <= now < end:
-            return key
-        local = datetime.datetime.fromtimestamp(now, self._zone)
-        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        next_midnight = (midnight + datetime.timedelta(days=1)).replace(tzinfo=None)
-        end = next_midnight.replace(tzinfo=self._zone).timestamp()
-        self._day = (midnight.timestamp(), end, local.date().isoformat())
-        return self._day[2]
+def _observers(policy: Policy) -> tuple[EventSink, AlertSink]:
+    """The policy's event log and alerter."""
+    from agentfuse.runtime.alerts import Alerter
+    from agentfuse.runtime.events import EventLog
 
-    def _check_kill_switch(self, now: float, step: Step) -> None:
-        if self._stop_file is None or not os.path.exists(self._stop_file):
-            return
-        try:
-            already_halted = any(h.run_id == AGENT_WIDE for h in self.store.halts(self.agent))
-            if not already_halted:
-                self.store.halt(
-                    HaltRecord(
-                        agent=self.agent,
-                        run_id=AGENT_WIDE,
-                        reason="kill_switch",
-                        source="kill_switch",
-                        created_at=now,
-                        figures={"stop_file": str(self._stop_file)},
-                    )
-                )
-        except errors.StoreUnavailable:
-            already_halted = True  # the STOP file alone refuses; the durable record waits for the store
-        if not already_halted:
-            self._emit("halt", reason="kill_switch", source="kill_switch", stop_file=str(self._stop_file))
-            self._alert(
-                "halt",
-                f"{self.agent}: kill switch engaged",
-                f"STOP file {self._stop_file} exists; every run of {self.agent} is halted"
-                " until `agentfuse resume`",
-                dedupe_key="kill_switch",
-            )
-        self._emit("refused", reason="kill_switch", action=step.action, stop_file=str(self._stop_file))
-        raise errors.KillSwitchEngaged(
-            f"kill switch engaged: {self._stop_file} exists",
-            agent=self.agent,
-            run_id=self.run_id,
-            figures={"stop_file": str(self._stop_file)},
-        )
-
-    def _refuse(self, step: Step, result: GateResult) -> None:
-        refusal = result.refusal
-        assert refusal is not None
-        if refusal.kind == "halted":
-            refusal = dataclasses.replace(refusal, message=self._halt_message(refusal.reason, refusal.figures))
-        figures = {"action": step.action, **refusal.figures}
-        self._emit("refused", reason=refusal.reason, **figures)
-        alert: tuple[str, str, str] | None = None  # kind, title, de-duplication key
-        if result.halt is not None:
-            self._emit("halt", reason=refusal.reason, **{"source": result.halt.source, **figures})
-            kind = "cap_hit" if refusal.kind == "budget" else "halt"
-            alert = (kind, f"run halted ({refusal.reason})", f"halt:{self.run_id}:{refusal.reason}")
-        elif refusal.kind == "budget":
-            alert = ("cap_hit", f"{refusal.reason.replace('_', ' ')} reached", f"cap:{refusal.reason}")
-        elif refusal.kind == "max_attempts":
-            title = f"{step.action!r} refused after repeated failures"
-            alert = ("max_attempts", title, f"max_attempts:{self.run_id}:{step.action}")
-        if alert is not None:
-            kind, title, key = alert
-            self._alert(kind, f"{self.agent}: {title}", refusal.message, dedupe_key=key)
-        raise REFUSALS[refusal.kind](
-            refusal.message,
-            reason=refusal.reason,
-            agent=self.agent,
-            run_id=self.run_id,
-            figures=figures,
-        )
-
-    def _on_store_unavailable(self, step: Step, exc: errors.StoreUnavailable) -> None:
-        self._emit("store_unavailable", reason="store_unavailable", action=step.action, error=str(exc))
-        self._alert("store_unavailable", f"{self.agent}: store unavailable", str(exc), dedupe_key="store")
-        lost = exc.reason in LOST_BOOKS  # never fails open: the books themselves are gone
-        if lost or self.policy.store_unavailable != "allow":
-            raise errors.StoreUnavailable(
-                str(exc) if lost else f"{exc} (failing closed; policy store_unavailable: allow fails open)",
-                reason=exc.reason,
-                agent=self.agent,
-                run_id=self.run_id,
-            ) from None
-        step.result = None  # fail open: the call runs unguarded and nothing is settled
-
-    def _estimate(self, step: Step) -> int:
-        if step.estimate_usd is not None:
-            return usd_micros(step.estimate_usd, "estimate_usd")
-        if step.model is not None and step.max_tokens is not None:
-            estimate = self._price_table().estimate_micros(step.model, step.input_tokens or 0, step.max_tokens)
-            if estimate is not None:
-                if estimate > MAX_AMOUNT_MICROS:
-                    raise ValueError(
-                        f"the estimate for {step.max_tokens} output tokens of {step.model} is above"
-                        f" the most one call may reserve (${MAX_AMOUNT_USD}); lower max_tokens"
-                    )
-                return int(estimate)
-        return self._default_estimate
-
-    def _estimate_tokens(self, step: Step) -> int:
-        """The tokens a step declares: ``estimate_tokens``, else ``input_tokens + max_tokens``."""
-        if step.estimate_tokens is not None:
-            return checked_count(step.estimate_tokens, "estimate_tokens", maximum=MAX_CALL_TOKENS)
-        input_tokens = checked_count(step.input_tokens or 0, "input_tokens")
-        total = input_tokens + checked_count(step.max_tokens, "max_tokens")
-        if total > MAX_CALL_TOKENS:
-            raise ValueError(
-                f"input_tokens + max_tokens ({total}) is above the most tokens one call may reserve"
-                f" ({MAX_CALL_TOKENS}); lower max_tokens"
-            )
-        return total
-
-    def _apply_degrade(self, step: Step, fraction: float) -> None:
-        for rung in self._degrade:
-            if fraction < rung.at:
-                break
-            if rung.model is not None:
-                step.model = rung.model
-            if rung.min_interval_s is not None:
-                step.min_interval_s = rung.min_interval_s
-
-    # -- the settlement -------------------------------------------------------------------------
-
-    def _finish(self, step: Step, exc: BaseException | None) -> None:
-        if step.result is None or step.reservation_id is None:
-            return  # refused (nothing reserved) or failed open
-        halt = None
-        counts = False
-        if exc is None:
-            outcome = Outcome.SUCCESS
-            counts = True
-        elif isinstance(exc, errors.Halted) or not isinstance(exc, Exception):
-            outcome = Outcome.NEUTRAL  # a refusal deeper down, a cancellation, an interrupt
-        else:
-            outcome = Outcome.FAILURE
-            counts = self._breaker_counts(type(exc))
-            matched = exception_matches(type(exc), self.policy.fail_fast.halt_on)
-            if matched is not None:
-                halt = HaltRecord(
-                    agent=self.agent,
-                    run_id=self.run_id,
-                    reason="fail_fast",
-                    source="fail_fast",
-                    created_at=self.clock(),
-                    figures={"exception": _dotted(type(exc)), "halt_on": matched, "action": step.action},
-                )
-        cost = step.cost_micros if step.cost_micros is not None else step.estimate_micros
-        tokens = step.tokens
-        deferrable = (
-            self._deferred is not None
-            and outcome is Outcome.SUCCESS
-            and step.result.breaker_clean
-            and not step.result.probe
-            and cost <= step.estimate_micros
-            and (tokens is None or tokens <= step.reserved_tokens or not step.result.tokens_capped)
-        )
-        settlement = Settlement(
-            reservation_id=step.reservation_id,
-            agent=self.agent,
-            run_id=self.run_id,
-            action=step.action or "call",
-            cost_micros=cost,
-            now=self.clock(),
-            outcome=outcome,
-            breaker_counts=counts and not deferrable,
-            breaker=self._breaker_for(step),
-            halt=halt,
-        )
-        if tokens is not None:
-            settlement.tokens = tokens
-        if deferrable:
-            assert self._deferred is not None
-            self._deferred.add(settlement)  # its "settled" line is written when the store applies it
-            return
-        try:
-            settled = self.store.settle(settlement)
-        except errors.StoreUnavailable as exc_store:
-            # The reservation stays counted, so spend is not under-counted; the agent goes on.
-            self._emit("settle_failed", reason="store_unavailable", action=step.action, error=str(exc_store))
-            return
-        self._report_settlement(step, settlement, settled, exc)
-
-    def _report_settlement(
-        self, step: Step, settlement: Settlement, settled: SettleResult, exc: BaseException | None
-    ) -> None:
-        figures: dict[str, Any] = {"action": step.action, "cost_micros": settlement.cost_micros}
-        if settlement.tokens is not None:
-            figures["tokens"] = settlement.tokens
-        if settlement.outcome is Outcome.FAILURE and exc is not None:
-            self._emit(
-                "failure",
-                reason=_dotted(type(exc)),
-                run_failures=settled.run_failures,
-                action_failures=settled.action_failures,
-                **figures,
-            )
-        else:
-            self._emit("settled", outcome=settlement.outcome.value, **figures)
-        if settled.breaker_transition is BreakerState.OPEN:
-            self._emit(
-                "breaker_open", reason="circuit_open", consecutive_failures=settled.consecutive_failures
-            )
-            self._alert(
-                "breaker_open",
-                f"{self.agent}: circuit breaker open",
-                f"{settled.consecutive_failures} consecutive failures; calls refused for"
-                f" {self._breaker.cooldown_s:g}s, then one probe decides",
-                dedupe_key="breaker_open",
-            )
-        elif settled.breaker_transition is BreakerState.CLOSED:
-            self._emit("breaker_closed", reason="probe_succeeded")
-        if settlement.halt is not None:
-            self._emit("halt", reason="fail_fast", **{"source": "fail_fast", **settlement.halt.figures})
-            self._alert(
-                "halt",
-                f"{self.agent}: run halted (fail_fast)",
-                f"{settlement.halt.figures.get('exception')} matched fail_fast.halt_on; run"
-                f" {self.run_id} is halted until `agentfuse resume`",
-                dedupe_key=f"halt:{self.run_id}:fail_fast",
-            )
-        max_attempts = self.policy.fail_fast.max_attempts
-        if max_attempts is not None and settled.action_failures == max_attempts:
-            self._alert(
-                "max_attempts",
-                f"{self.agent}: {step.action!r} failed {max_attempts} times",
-                f"fail_fast.max_attempts reached for {step.action!r} in run {self.run_id};"
-                " further attempts are refused",
-                dedupe_key=f"max_attempts:{self.run_id}:{step.action}",
-            )
-
-    def _breaker_for(self, step: Step) -> BreakerSpec:
-        if not step.breaker_key:
-            return self._breaker
-        return dataclasses.replace(self._breaker, key=step.breaker_key)
-
-    def _breaker_counts(self, exc_type: type[BaseException]) -> bool:
-        config = self.policy.breaker
-        if exception_matches(exc_type, config.ignore) is not None:
-            return False
-        if config.count:
-            return exception_matches(exc_type, config.count) is not None
-        return True
-
-    def _deadline_error(self, step: Step) -> errors.DeadlineExceeded:
-        timeout = self.policy.budget.timeout_s
-        return errors.DeadlineExceeded(
-            f"run {self.run_id} reached its deadline (timeout_s {timeout:g}); the call was cancelled",
-            agent=self.agent,
-            run_id=self.run_id,
-            figures={"timeout_s": timeout, "action": step.action},
-        )
-
-    # -- cost -----------------------------------------------------------------------------------
-
-    def _price_table(self) -> Any:
-        if self._prices is None:
-            from agentfuse.runtime.pricing import PriceTable
-
-            self._prices = PriceTable.default().with_overrides(self.policy.pricing)
-        return self._prices
-
-    def _cost_of(self, response: Any, step: Step) -> int | None:
-        """The call's cost from its usage; None (settle at the estimate) when unknown or untrusted.
-
-        Usage with negative, NaN or non-numeric counts is never priced (a count clamped to 0
-        would under-count the call): it settles at the reservation, with a ``usage_invalid``
-        event. A cost above ``MAX_AMOUNT_USD`` is counted as that maximum, with the same event.
-        """
-        from agentfuse.runtime.pricing import extract_usage, usage_problem
-
-        usage = step.usage = extract_usage(response)
-        if usage is None:
-            self._emit("cost_unknown", reason="no_usage", action=step.action)
-            return None
-        problem = usage_problem(usage)
-        if problem is not None:
-            self._emit(
-                "usage_invalid", reason="invalid_usage", action=step.action, model=usage.model, problem=problem
-            )
-            return None
-        step.tokens = self._tokens_of(usage, step)
-        cost = self._price_table().cost_micros(usage)
-        if cost is None:
-            self._emit("cost_unknown", reason="unknown_model", action=step.action, model=usage.model)
-            return None
-        if cost > MAX_AMOUNT_MICROS:
-            self._emit(
-                "usage_invalid", reason="cost_above_maximum", action=step.action, model=usage.model,
-                priced_micros=int(cost), counted_micros=MAX_AMOUNT_MICROS,
-            )
-            return MAX_AMOUNT_MICROS
-        return int(cost)
-
-    def _tokens_of(self, usage: Any, step: Step) -> int | None:
-        """The input + output tokens of valid usage; None (charge the reservation) when it names
-        none (a library's own cost with no counts); at most ``MAX_CALL_TOKENS``, with an event."""
-        tokens: int = usage.input_tokens + usage.output_tokens
-        if tokens == 0 and usage.reported_cost_usd is not None:
-            return None
-        if tokens > MAX_CALL_TOKENS:
-            self._emit(
-                "usage_invalid", reason="tokens_above_maximum", action=step.action, model=usage.model,
-                reported_tokens=tokens, counted_tokens=MAX_CALL_TOKENS,
-            )
-            return MAX_CALL_TOKENS
-        return tokens
-
-    # -- decorators -----------------------------------------------------------------------------
-
-    def _wrap(self, fn: F, settings: Mapping[str, Any]) -> F:
-        options = dict(settings)
-        options["action"] = options.get("action") or _action_of(fn)
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-                async with self.step(**options):
-                    return await fn(*args, **kwargs)
-
-            return cast(F, guarded_async)
-
-        @functools.wraps(fn)
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            with self.step(**options):
-                return fn(*args, **kwargs)
-
-        return cast(F, guarded)
-
-    # -- events and alerts ----------------------------------------------------------------------
-
-    def _emit(self, event: str, *, reason: str | None = None, **figures: Any) -> None:
-        if self._events_on:
-            safe = {(f"figure_{key}" if key in _EVENT_FIELDS else key): value for key, value in figures.items()}
-            self.events.emit(event, agent=self.agent, run=self.run_id, reason=reason, **safe)
-
-    def _alert(self, kind: str, title: str, body: str, *, dedupe_key: str | None = None) -> None:
-        if self.alerter is not None:
-            self.alerter.send(kind, title, body, dedupe_key=f"{self.agent}:{dedupe_key or kind}", run=self.run_id)
-
-
-def _action_of(fn: Callable[..., Any]) -> str:
-    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
-
-
-def _dotted(cls: type) -> str:
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _open_guard(
-    policy: Policy,
-    store: Store,
-    *,
-    run_id: str | None,
-    parent_id: str | None,
-    cap_micros: int | None,
-    clock: Clock,
-    events: Any,
-    alerter: Any,
-    owns_store: bool,
-    deferred: DeferredSettlements | None,
-    token_cap: int | None = None,
-    owns_observers: bool | None = None,
-    claim_ttl_s: float = DEFAULT_CLAIM_TTL_S,
-    observers: Sequence[CallObserver] = (),
-    check_books: bool = False,
-) -> Guard:
-    guard = Guard(
-        policy,
-        store,
-        run_id or uuid.uuid4().hex,
-        clock=clock,
-        events=events,
-        alerter=alerter,
-        owns_store=owns_store,
-        owns_observers=owns_observers,
-        deferred=deferred,
-        claim_ttl_s=claim_ttl_s,
-        observers=observers,
-        parent_id=parent_id,
-    )
-    guard._unopened = (parent_id, cap_micros, token_cap)
-    guard._check_books = check_books and isinstance(store, BooksStore)
-    try:
-        guard._open_run()
-    except errors.StoreUnavailable as exc:
-        if policy.store_unavailable != "allow" or exc.reason in LOST_BOOKS:
-            raise
-        guard._emit("store_unavailable", reason="store_unavailable", error=str(exc))
-    guard._beat(clock())
-    return guard
-
-
-def _observers(policy: Policy) -> tuple[Any, Any]:
-    """The policy's event log and alerter (both optional modules, built from the policy)."""
-    try:
-        from agentfuse.runtime.events import EventLog
-    except ImportError:
-        return None, None
     events = EventLog.from_policy(policy)
-    try:
-        from agentfuse.runtime.alerts import Alerter
-    except ImportError:
-        return events, None
     return events, Alerter.from_policy(policy, events)
 
 
@@ -1259,7 +485,7 @@ def enforce(
     in the policy is in the policy file's folder, see :mod:`agentfuse.runtime.config`).
     ``environ`` (default ``os.environ``) fills in ``${VAR}`` and holds the ``AGENTFUSE_*`` variables.
     ``defer_settlement`` lets a plain success settle inside the next gate's transaction (one
-    store transaction per call instead of two; see :class:`DeferredSettlements`).
+    store transaction per call instead of two; see :mod:`agentfuse.runtime.settlements`).
     ``claim_ttl_s`` is how long :meth:`Guard.claim` keeps a message taken. With the policy's
     ``restart_guard`` the process's start is recorded, and a restart loop refuses calls for
     the cooldown (or, with ``action: sleep``, ``sleep`` waits it out once).
@@ -1295,9 +521,9 @@ def enforce(
         observers = parent.observers if isinstance(parent, Guard) else _call_observers()
     deferred = None
     if defer_settlement:
-        shared = parent._deferred if isinstance(parent, Guard) and parent.store is resolved else None
+        shared = parent._gate.deferred if isinstance(parent, Guard) and parent.store is resolved else None
         deferred = shared or DeferredSettlements()
-    guard = _open_guard(
+    guard = Guard._opened(
         policy,
         resolved,
         run_id=run_id,
@@ -1315,38 +541,6 @@ def enforce(
         check_books=True,
     )
     guard._check_restarts(sleep)
-    if deferred is not None:
-        weakref.finalize(guard, _flush_at_exit, resolved, deferred, guard.events if guard._events_on else None)
+    if deferred is not None:  # settled when the guard is collected or the interpreter exits
+        weakref.finalize(guard, apply_at_exit, resolved, deferred, events if events.path is not None else None)
     return guard
-
-
-def _settled_lines(events: Any, applied: Iterable[Settlement]) -> list[dict[str, Any]]:
-    """The ``settled`` events of deferred settlements the store has now applied."""
-    return [
-        events.line(
-            "settled",
-            agent=item.agent,
-            run=item.run_id,
-            outcome=item.outcome.value,
-            action=item.action,
-            cost_micros=item.cost_micros,
-            **({} if item.tokens is None else {"tokens": item.tokens}),
-        )
-        for item in applied
-    ]
-
-
-def _flush_at_exit(store: Store, deferred: DeferredSettlements, events: Any) -> None:
-    """Settle what a guard left deferred when it is collected or the interpreter exits."""
-    pending = deferred.peek()
-    applied = []
-    for settlement in pending:
-        try:
-            store.settle(settlement)
-        except (errors.StoreUnavailable, OSError):
-            break  # still counted at the estimate: over, never under
-        applied.append(settlement)
-    deferred.discard(tuple(applied))
-    if events is not None and applied:
-        with contextlib.suppress(Exception):  # the log may be closed already at exit
-            events.write(_settled_lines(events, applied))

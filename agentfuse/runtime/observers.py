@@ -3,8 +3,9 @@
 An observer (the OpenTelemetry emitter in :mod:`agentfuse.runtime.otel`, or your own) is asked
 to :meth:`~CallObserver.watch` each call as it enters the gate and gets back a
 :class:`CallWatch` for that one call, so it keeps per-call state (a span, a start time) without
-writing into the guard's objects. The guard picks its step class once, when it is built: a
-guard without observers runs exactly the code it runs with none of this.
+writing into the guard's objects. The guard picks its step class once, when it is built
+(:class:`ObservedStep` only when it has observers): a guard without observers runs exactly the
+code it runs with none of this.
 
 The JSONL event log is not an observer: its lines follow the store's transactions (a deferred
 success is logged when the store applies it, batched with the next gate), while an observer
@@ -13,10 +14,12 @@ follows the caller's call, from the gate to the end of the ``with`` block.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+import contextlib
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from agentfuse.runtime.guard import Step
+from agentfuse.runtime.step import Step
 
 
 class CallWatch(Protocol):
@@ -38,3 +41,62 @@ class CallObserver(Protocol):
 
     def watch(self, step: Step) -> CallWatch:
         """Start watching ``step``, which is about to enter the gate."""
+
+
+class ObservedStep(Step):
+    """A :class:`Step` that tells its guard's observers."""
+
+    _watches: tuple[CallWatch, ...] = ()
+
+    @contextlib.contextmanager
+    def _watching_gate(self) -> Iterator[None]:
+        """Start the observers' watches, then tell them what the gate inside decided."""
+        self._watches = tuple(observer.watch(self) for observer in self.guard.observers)
+        try:
+            yield
+        except BaseException as error:
+            for watch in self._watches:
+                watch.refused(self, error)
+            raise
+        for watch in self._watches:
+            watch.allowed(self)
+
+    def _finished(self, error: BaseException | None) -> None:
+        for watch in self._watches:
+            watch.finished(self, error)
+
+    def __enter__(self) -> Step:
+        with self._watching_gate():
+            super().__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            super().__exit__(exc_type, exc, tb)
+        finally:
+            self._finished(exc)
+
+    async def __aenter__(self) -> Step:
+        with self._watching_gate():
+            await super().__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        error = exc
+        try:
+            await super().__aexit__(exc_type, exc, tb)
+        except BaseException as raised:  # the deadline turns a cancellation into DeadlineExceeded
+            error = raised
+            raise
+        finally:
+            self._finished(error)

@@ -172,16 +172,16 @@ class Call:
             total = tokens = 0
             for item in self.reported:  # an item whose cost or tokens are unknown counts at the reservation
                 step.tokens = None
-                total += self.guard._cost_of(item, step) or step.estimate_micros
+                total += self.guard.cost_of(item, step) or step.estimate_micros
                 tokens += step.reserved_tokens if step.tokens is None else step.tokens
             step.tokens = None
-            own = self.guard._cost_of(usage, step) if usage is not None else None
+            own = self.guard.cost_of(usage, step) if usage is not None else None
             tokens = min(max(tokens, step.tokens or 0), MAX_CALL_TOKENS)
             step.record(cost_usd=from_micros(max(total, own or 0)), tokens=tokens)
         elif usage is not None:
             step.record(usage)
         else:
-            self.guard._emit("cost_unknown", reason="no_usage", action=step.action)
+            self.guard.emit("cost_unknown", reason="no_usage", action=step.action)
         step.__exit__(None if exc is None else type(exc), exc, None)  # the step's observers see it end
 
     def attempt(self) -> None:
@@ -199,7 +199,7 @@ class Call:
         self.failure = None
         sent = self.step
         self.settle(None, exc, free=answered)
-        step = self.guard.step(**sent._settings())
+        step = self.guard.step(**sent.settings())
         step.__enter__()
         step.model = sent.model  # the SDK resends the same request, whatever the ladder says now
         self.step = step
@@ -218,15 +218,15 @@ def begin(guard: Guard, fmt: WireFormat, body: Mapping[str, Any], *, estimate_fl
     """
     model = fmt.model(body)
     input_tokens = fmt.input_tokens(body)
-    table = guard._price_table()
+    table = guard.price_table()
     max_tokens = fmt.max_tokens(body)
     if max_tokens is None and fmt.max_tokens_keys:
         max_tokens = table.output_limit(model)
     elif not fmt.max_tokens_keys:
         max_tokens = 0  # embeddings: input only
     implied = table.estimate_micros(model, input_tokens, max_tokens) or 0
-    estimate = max(guard._default_estimate, implied, estimate_floor)
-    tokens = max(guard._default_tokens, input_tokens + (max_tokens or 0))  # the same numbers, in tokens
+    estimate = max(guard.default_estimate_micros, implied, estimate_floor)
+    tokens = max(guard.default_tokens, input_tokens + (max_tokens or 0))  # the same numbers, in tokens
     step = guard.step(
         estimate_usd=from_micros(estimate), action=_ACTION.get() or fmt.name, model=model, estimate_tokens=tokens
     )
@@ -336,7 +336,7 @@ def _finish_quietly(meter: Meter) -> None:
     except Exception as exc:  # a finalizer must not raise; the reservation stays counted
         guard = meter.call.guard if meter.call is not None else None
         if guard is not None:
-            guard._emit("settle_failed", reason=type(exc).__name__, error=str(exc))
+            guard.emit("settle_failed", reason=type(exc).__name__, error=str(exc))
 
 
 def settle_open_streams(guard: Guard) -> None:

@@ -160,7 +160,7 @@ def _finish_quietly(meter: ChunkMeter) -> None:
     try:
         meter.finish()
     except Exception as exc:  # a finalizer must not raise; the reservation stays counted
-        meter.call.guard._emit("settle_failed", reason=type(exc).__name__, error=str(exc))
+        meter.call.guard.emit("settle_failed", reason=type(exc).__name__, error=str(exc))
 
 
 class Stream:

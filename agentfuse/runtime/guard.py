@@ -25,15 +25,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from agentfuse.runtime import config, errors
 from agentfuse.runtime.clock import Clock, system_clock
 from agentfuse.runtime.observers import CallObserver, ObservedStep
-from agentfuse.runtime.policy import (
-    MAX_CAP_USD,
-    Policy,
-    checked_count,
-    checked_seconds,
-    load_policy,
-    to_micros,
-    usd_micros,
-)
+from agentfuse.runtime.money import MAX_CAP_USD, checked_count, checked_seconds, to_micros, usd_micros
+from agentfuse.runtime.policy import Policy
+from agentfuse.runtime.policy_loader import load_policy
 from agentfuse.runtime.redaction import redact
 from agentfuse.runtime.reporting import AlertSink, EventSink, Reporter
 from agentfuse.runtime.settlements import DeferredSettlements, apply_at_exit, apply_now

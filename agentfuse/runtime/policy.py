@@ -9,7 +9,6 @@ This module imports no YAML: the stores and the decisions import it.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -17,7 +16,7 @@ from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agentfuse.runtime.money import (
     MAX_CALL_TOKENS,
@@ -301,45 +300,3 @@ class Policy:
         if action is None:
             return None
         return next((r for r in self.rate_limits if r.action == action), None)
-
-
-# -- transitional ------------------------------------------------------------------------------
-# guard.py still imports these names from here; they now live in money.py and policy_loader.py.
-# They resolve lazily (PEP 562), so importing this module still imports no YAML. Remove this
-# block once guard.py (and step.py / settlements.py) import them from their own modules.
-
-_MOVED: Mapping[str, str] = MappingProxyType(
-    {
-        **dict.fromkeys(
-            (
-                "MICROS_PER_USD", "MAX_AMOUNT_MICROS", "MAX_AMOUNT_USD", "MAX_COUNT", "MAX_SECONDS",
-                "from_micros", "to_micros", "usd_micros",
-            ),
-            "agentfuse.runtime.money",
-        ),
-        **dict.fromkeys(
-            ("load_policy", "load_policy_text", "policy_issues"), "agentfuse.runtime.policy_loader"
-        ),
-    }
-)
-
-if TYPE_CHECKING:  # the same names, typed for mypy
-    from agentfuse.runtime.money import (  # noqa: F401
-        MAX_AMOUNT_MICROS,
-        MAX_AMOUNT_USD,
-        MAX_COUNT,
-        MAX_SECONDS,
-        MICROS_PER_USD,
-        from_micros,
-        to_micros,
-        usd_micros,
-    )
-    from agentfuse.runtime.policy_loader import load_policy, load_policy_text, policy_issues  # noqa: F401
-else:
-
-    def __getattr__(name: str) -> object:
-        """A moved name, imported from its new module on first use."""
-        module = _MOVED.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(module), name)

@@ -27,15 +27,15 @@ from zoneinfo import ZoneInfo
 
 from agentfuse.runtime import errors
 from agentfuse.runtime.clock import Clock
-from agentfuse.runtime.policy import (
+from agentfuse.runtime.money import (
     MAX_AMOUNT_MICROS,
     MAX_AMOUNT_USD,
     MAX_CALL_TOKENS,
-    Policy,
     checked_count,
     to_micros,
     usd_micros,
 )
+from agentfuse.runtime.policy import Policy
 from agentfuse.runtime.reporting import Reporter
 from agentfuse.runtime.settlements import DeferredSettlements, may_defer, settled_lines
 from agentfuse.runtime.stores.base import (

@@ -4,7 +4,7 @@
     .venv/bin/python bench/guard_overhead.py --calls 2000 --ledger 0,100000 --processes 1,8
     .venv/bin/python bench/guard_overhead.py --stages [--events]      # p50 per stage of one call
     valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-        .venv/bin/python bench/guard_overhead.py --only-calls 2300 [--tokens caps|counted|uncapped]
+        .venv/bin/python bench/guard_overhead.py --only-calls 2300 [--events] [--tokens caps|counted|uncapped]
 
 Measures, per ledger size: p50/p99 microseconds added per guarded no-op call (``guard.call(noop)``
 minus a bare ``noop()``), by default (a plain success settles inside the next gate's transaction)
@@ -282,9 +282,10 @@ def stages(args: argparse.Namespace, folder: Path) -> list[str]:
 
 
 def only_calls(args: argparse.Namespace) -> int:
-    """N guarded no-op calls after 50 warm-up calls, nothing printed (for callgrind)."""
+    """N guarded no-op calls after 50 warm-up calls, nothing printed (for callgrind); ``--events``
+    writes the event log to a file."""
     with tempfile.TemporaryDirectory(prefix="agentfuse-bench-") as tmp:
-        policy = bench_policy(args.durability, None, args.tokens)
+        policy = bench_policy(args.durability, f"{tmp}/events.jsonl" if args.events else None, args.tokens)
         guard = enforce(policy, store=f"sqlite:///{tmp}/state.db", observers=())
         for _ in range(50 + args.only_calls):
             guard.call(noop)

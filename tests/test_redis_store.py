@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import json
 import subprocess
 import sys
@@ -11,18 +13,25 @@ from pathlib import Path
 
 import pytest
 import redis
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 from redis.crc import key_slot
 
 from agentfuse import StoreUnavailable, enforce
 from agentfuse.runtime.errors import PolicyError
 from agentfuse.runtime.policy import Events
 from agentfuse.runtime.stores import open_store
-from agentfuse.runtime.stores.base import BreakerSpec, GateRequest, Outcome, RateLimitSpec, Settlement
+from agentfuse.runtime.stores import redis_scripts
+from agentfuse.runtime.stores.base import BreakerSpec, GateRequest, GateResult, Outcome, RateLimitSpec, Settlement
 from agentfuse.runtime.stores.redis import DAY_TTL_S, RedisStore, parse_url, redact_url
 from tests.redis_server import RedisServer, free_port, running_server
 from tests.runtime_helpers import REPO, FakeClient, make_policy
 
 SECRET = "s3cret-Pa55"
+ROTATED = "r0tated-Pa55"
 
 
 @pytest.fixture(scope="module")
@@ -89,15 +98,21 @@ def test_password_auth_works_and_a_wrong_password_never_leaks(locked_server: Red
     events = tmp_path / "events.jsonl"
     policy = make_policy(events=Events(path=str(events)))
     guard = enforce(policy, store=locked_server.url())
-    guard.store = RedisStore(wrong_url)  # the server's password was rotated under a running agent
-    client = FakeClient()
-    with pytest.raises(StoreUnavailable):
-        with guard.step():
-            client.chat.completions.create()
-    guard.close()
+    admin = raw(locked_server)
+    admin.config_set("requirepass", ROTATED)  # the server's password is rotated under the running agent
+    try:
+        admin.client_kill_filter(_type="normal", skipme=True)  # its connections must log in again
+        client = FakeClient()
+        with pytest.raises(StoreUnavailable):
+            with guard.step():
+                client.chat.completions.create()
+        guard.close()
+    finally:
+        admin.config_set("requirepass", SECRET)
     assert client.calls == 0
     text = events.read_text()
-    assert "store_unavailable" in text and "not-the-password" not in text and SECRET not in text
+    assert "store_unavailable" in text and "AuthenticationError" in text
+    assert SECRET not in text and ROTATED not in text
 
 
 # -- failing closed ---------------------------------------------------------------------------------
@@ -204,7 +219,7 @@ def test_halts_and_runs_read_back_exactly(redis_server: RedisServer) -> None:
     refused = store.gate(GateRequest("1", "a", "r", "x", 40_000, 1_800_000_001.5, "2027-01-15", 30_000_000))
     (halt,) = store.halts()
     assert halt == refused.halt
-    stored = json.loads(raw(redis_server).hget(store.key("a", "halts"), "r"))
+    stored = json.loads(str(raw(redis_server).hget(store.key("a", "halts"), "r")))
     assert stored["figures"] == {"capped_run": "r", "used_usd": "0.00", "estimate_usd": "0.04", "cap_usd": "0.03"}
 
 
@@ -226,3 +241,50 @@ def test_operator_halt_and_resume_work_on_redis_and_never_print_the_password(loc
     refused = agentfuse("halt", "--agent", "a", "--reason", "x", "--store", url.replace(SECRET, "wrong-pass"))
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "unavailable" in refused.stderr and "wrong-pass" not in refused.stderr + refused.stdout
+
+
+# -- the scripts: Lua files shipped with the package, arguments by name -------------------------------
+
+
+def test_every_lua_file_ships_as_package_data_and_is_loaded_from_it() -> None:
+    package = REPO / "agentfuse"
+    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["agentfuse"]
+    files = sorted(path.relative_to(package).as_posix() for path in (package / "runtime/stores/lua").iterdir())
+    assert files and all(any(fnmatch.fnmatch(name, glob) for glob in globs) for name in files)
+    used = {part for parts in redis_scripts.PARTS.values() for part in parts}
+    assert {f"runtime/stores/lua/{name}.lua" for name in used} == set(files)
+
+
+def test_the_records_are_the_fields_of_the_stores_values() -> None:
+    for record, value in [
+        (redis_scripts.GATE_REQUEST, GateRequest), (redis_scripts.SETTLEMENT, Settlement),
+        (redis_scripts.BREAKER_SPEC, BreakerSpec), (redis_scripts.RATE_LIMIT_SPEC, RateLimitSpec),
+    ]:
+        fields = dataclasses.fields(value)
+        assert set(record.fields) == {field.name for field in fields}, record
+        assert record.optional == {field.name for field in fields if "None" in str(field.type)}, record
+    assert set(redis_scripts.GATE_ADMITTED.fields) <= {field.name for field in dataclasses.fields(GateResult)}
+
+
+def test_a_record_reaches_lua_by_name_and_a_misspelt_field_fails_the_load(redis_server: RedisServer) -> None:
+    deferred = Settlement("d", "a", "r", "call", 700, 5.0, Outcome.FAILURE, tokens=None)
+    request = GateRequest(
+        "1", "a", "r", "login", 12_345, 5.5, "2027-01-15", 0, breaker=BreakerSpec("m", 4, 60.0, 30.0),
+        rate_limit=RateLimitSpec("login", 2, 300.0), daily_cap_micros=None, settle_first=(deferred,),
+    )
+    lua = (
+        "local null = cjson.null\n"
+        "local req = cjson.decode(ARGV[1])  --: GateRequest\n"
+        "local s = req.settle_first[1]  --: Settlement\n"
+        "return cjson.encode({req.estimate_micros, req.breaker.failure_threshold, req.rate_limit.window_s,"
+        " req.daily_cap_micros, s.cost_micros, s.outcome, s.tokens, s.halt, #req.settle_first})"
+    )
+    text = redis_scripts.compile_records(lua, redis_scripts.declarations(lua))
+    assert "req[9][2]" in text and "s.cost_micros" not in text and "(req[11] ~= null and req[11])" in text
+    reply = raw(redis_server).eval(text, 0, json.dumps(redis_scripts.GATE_REQUEST.values(request)))
+    assert json.loads(str(reply)) == [12_345, 4, 300, False, 700, "failure", False, False, 1]
+    misspelt = "local req = wire[2]  --: GateRequest\nreturn req.estimate_micro -- req.not_checked_in_comments"
+    with pytest.raises(ValueError, match="record GateRequest has no field 'estimate_micro'"):
+        redis_scripts.compile_records(misspelt, redis_scripts.declarations(misspelt))
+    with pytest.raises(TypeError, match="record Store takes"):
+        redis_scripts.STORE.pack(prefix="p")

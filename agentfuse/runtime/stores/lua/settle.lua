@@ -1,0 +1,4 @@
+-- Store.settle: one Settlement record.
+local settled = settle_one(wire[2])
+if not settled then return {'unknown'} end
+return {'ok', unpack(settled)}

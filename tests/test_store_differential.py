@@ -149,8 +149,6 @@ class TwoStores:
         self.count = 0
         self.booked = {agent: (0.0, "") for agent in AGENTS}
         """agent -> time and day of its latest reservation: the books' clock, which never goes back."""
-        self.gated = {agent: 0.0 for agent in AGENTS}
-        """agent -> the latest time any of its gates was asked at, allowed or refused."""
         for agent, cap, tokens in (("a", 300_000, 8_000), ("b", None, None)):
             self.open_root(f"root-{agent}", agent, cap, tokens)
 
@@ -206,11 +204,6 @@ class TwoStores:
         self.runs.append((run_id, agent))
 
     def clock(self, step: float) -> None:
-        if step < 0 and any(
-            self.booked[agent][0] and int(self.gated[agent] // 60) > int(self.booked[agent][0] // 60)
-            for agent in AGENTS
-        ):
-            return  # a known SQLite divergence (the xfail test below): drop this once SQLite is fixed
         self.now += step
         self.latest = max(self.latest, self.now)
 
@@ -235,7 +228,6 @@ class TwoStores:
             rate_limit=rate, settle_first=tuple(settle_first), **options,
         )
         result: GateResult = self.both(f"gate {request}", lambda store: store.gate(request))
-        self.gated[agent] = max(self.gated[agent], self.now)
         if result.refusal is None:
             at, day = self.booked[agent]
             self.booked[agent] = (max(at, self.now), max(day, request.day_key))
@@ -521,11 +513,6 @@ def test_a_refused_gate_leaves_the_hourly_window_to_the_next_reservation(
         assert store.gate(request).usage_fraction == 0.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SQLite prunes the agent's minute buckets at a gate's own minute even when the gate refuses and the"
-    " books' clock (its latest reservation) is earlier; prune by the earlier of the two (stores/sqlite_gate.py)",
-)
 def test_a_refused_gate_ahead_of_the_books_keeps_the_hourly_window(stores: tuple[SQLiteStore, RedisStore]) -> None:
     """A gate refused a day ahead, then the clock stepped back: the hour's $0.03 still counts."""
     later = START + 86_400.0

@@ -123,9 +123,6 @@ def gate(conn: Connection, request: GateRequest, *, host: str, pinned: str | Non
         key = (request.agent, request.run_id, request.action, request.breaker.key, request.day_key, request.minute)
         version = db.execute("PRAGMA data_version").fetchone()[0]
         if view is None or not clean or view.version != version or view.key != key:
-            if conn.pruned.get(request.agent) != request.minute:
-                _prune_minutes(db, request.agent, request.minute)
-                conn.pruned[request.agent] = request.minute
             view = _read_view(db, request, ids, key, version)
         if pinned is not None and view.identity != pinned:
             raise StoreUnavailable(identity_changed(store, request.agent, pinned, view.identity), reason="store_lost")
@@ -147,6 +144,11 @@ def gate(conn: Connection, request: GateRequest, *, host: str, pinned: str | Non
             clean = False
         if decision.rate is not None and request.rate_limit is not None:
             write_rate(db, request.agent, request.rate_limit.action, decision.rate)
+        if conn.pruned.get(request.agent) != request.minute:
+            # Only a reservation moves the books' time (a refused gate may be ahead of it, and a
+            # later gate at the books' time still needs the hour before it).
+            _prune_minutes(db, request.agent, request.minute)
+            conn.pruned[request.agent] = request.minute
         estimate = request.estimate_micros
         tokens = request.estimate_tokens
         reservation = (

@@ -382,6 +382,7 @@ CAPS_HISTORY = [
     ("clock", {"step": 2_500.0}), _gate(run=1, timeout_s=2_000.0), ("resume", {"run": 1, "agent_wide": True}),
     ("halt", {"run": 1, "agent_wide": True}), _gate(run=1), ("resume", {"run": 1, "agent_wide": True}), _gate(run=1),
     ("reconcile", {"pick": 0, "zero": True}), ("settle_again", _settle()[1]),
+    _gate(run=3, estimate_tokens=9_000),  # run2 has no token cap: root-a's 8,000 tokens refuse (ancestor)
     _gate(run=0, estimate_tokens=9_000),  # root-a's 8,000 tokens
 ]
 """Explicit: every cap (run, ancestor, daily, hourly, steps, tokens, deadline), a halt and resume, a reconciliation."""

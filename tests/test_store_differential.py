@@ -360,15 +360,17 @@ def _settle(outcome: Outcome = Outcome.SUCCESS, **options: Any) -> Operation:
 
 FAILED = Outcome.FAILURE
 BREAKER_HISTORY = [
-    _gate(), _settle(FAILED), _gate(), _settle(FAILED),  # the breaker opens
+    *[_gate(run=1, action="login")] * 3, _settle(), _settle(),  # root-b's rate limit, 2 per 300 s: fills, refuses
+    _gate(), _settle(FAILED), _gate(), _settle(FAILED),  # root-a's breaker opens
     _gate(), ("clock", {"step": 61.0}), _gate(), _gate(),  # refused, then the probe, then refused (lease held)
     _settle(), _gate(), _settle(),  # the probe closes it
     _gate(), _settle(FAILED), _gate(), _settle(FAILED), ("clock", {"step": 61.0}), _gate(), _settle(FAILED),  # reopens
-    _gate(action="login"), _gate(action="login"), _gate(action="login"),  # the rate limit: 2 per 300 s
-    _gate(run=1, max_attempts=1), _settle(FAILED, breaker_counts=False), _gate(run=1, max_attempts=1),
-    _gate(run=1, max_retries_total=0), _settle(fail_fast=True, outcome=FAILED), _gate(run=1),
+    _gate(run=1, max_attempts=1), _settle(FAILED, breaker_counts=False), _gate(run=1, max_attempts=1),  # attempts
+    _gate(run=1), _settle(FAILED, fail_fast=True), _gate(run=1),  # a fail-fast halt
+    ("resume", {"run": 1, "agent_wide": True}), _gate(run=1, max_retries_total=1),  # two failures: retries
 ]
-"""Explicit: breaker trips, probes (one closing, one reopening), rate limit, attempts, retries, fail-fast."""
+"""Explicit: rate limit, breaker trips, probes (one closing, one reopening), attempts, fail-fast, retries.
+Each settlement takes the oldest open reservation."""
 CAPS_HISTORY = [
     ("open_run", {"agent": "a", "parent": 0, "cap_micros": 25_000, "token_cap": None}),  # run1 under root-a
     ("open_run", {"agent": "a", "parent": 0, "cap_micros": None, "token_cap": None}),  # run2 under root-a, no cap
@@ -382,7 +384,8 @@ CAPS_HISTORY = [
     ("clock", {"step": 2_500.0}), _gate(run=1, timeout_s=2_000.0), ("resume", {"run": 1, "agent_wide": True}),
     ("halt", {"run": 1, "agent_wide": True}), _gate(run=1), ("resume", {"run": 1, "agent_wide": True}), _gate(run=1),
     ("reconcile", {"pick": 0, "zero": True}), ("settle_again", _settle()[1]),
-    _gate(run=3, estimate_tokens=9_000),  # run2 has no token cap: root-a's 8,000 tokens refuse (ancestor)
+    ("open_run", {"agent": "a", "parent": 0, "cap_micros": None, "token_cap": None}),  # run3 under root-a
+    _gate(run=4, estimate_tokens=9_000),  # run3 has no token cap: root-a's 8,000 tokens refuse (ancestor)
     _gate(run=0, estimate_tokens=9_000),  # root-a's 8,000 tokens
 ]
 """Explicit: every cap (run, ancestor, daily, hourly, steps, tokens, deadline), a halt and resume, a reconciliation."""

@@ -44,8 +44,9 @@ end
 local function hour_window(mk, minute)
   local state = redis.call('HMGET', mk, 'total', 'floor')
   local total, floor, low = tonumber(state[1]) or 0, tonumber(state[2]), minute - 59
-  local slide = {low = low, dropped = {}, moves = floor == nil or floor < low}
-  if floor ~= nil and floor < low then
+  if floor ~= nil and floor >= low then return total, nil end  -- the window has not moved
+  local dropped = {}
+  if floor ~= nil then
     local fields = {}
     if low - floor <= 60 then
       for m = floor, low - 1 do table.insert(fields, int(m)) end
@@ -55,21 +56,19 @@ local function hour_window(mk, minute)
         if m and m < low then table.insert(fields, field) end
       end
     end
-    if #fields > 0 then
-      for i, value in ipairs(redis.call('HMGET', mk, unpack(fields))) do
-        if value then
-          total = total - tonumber(value)
-          table.insert(slide.dropped, fields[i])
-        end
+    local values = #fields > 0 and redis.call('HMGET', mk, unpack(fields)) or {}
+    for i, value in ipairs(values) do
+      if value then
+        total = total - tonumber(value)
+        table.insert(dropped, fields[i])
       end
     end
   end
-  slide.total = total
-  return total, slide
+  return total, {low = low, dropped = dropped, total = total}
 end
 -- move the window's floor as hour_window found it (before adding this reservation to it)
 local function slide_hour(mk, slide)
-  if not slide.moves then return end
+  if not slide then return end
   if #slide.dropped > 0 then redis.call('HDEL', mk, unpack(slide.dropped)) end
   redis.call('HSET', mk, 'total', slide.total, 'floor', slide.low)
 end
